@@ -1,0 +1,139 @@
+# -*- coding: utf-8 -*-
+"""The host app's schema: the shapes of Sahana Eden's tables that sync meets.
+
+A lookup list (org_organisation_type), a location hierarchy with a self
+reference (gis_location.parent), chains of references (hospital -> organisation
+-> type), a list:reference (event_incident.organisation_ids), an upload field
+(doc_document.file) and two site-specific tables that must never leave the
+instance (s3_setting, gis_config with API keys).
+"""
+
+GIS_LEVELS = ("L0", "L1", "L2", "L3", "L4", "L5")
+
+db.define_table(
+    "org_organisation_type",
+    Field("name", length=128, notnull=True),
+    Field("comments", "text"),
+    *meta_fields(),
+    format="%(name)s",
+)
+
+db.define_table(
+    "org_organisation",
+    Field("name", length=255, notnull=True, requires=IS_NOT_EMPTY()),
+    Field("acronym", length=64),
+    Field("organisation_type_id", "reference org_organisation_type"),
+    Field("country", length=2),
+    Field("website", length=255),
+    Field("phone", length=64),
+    Field("email", length=255),
+    Field("comments", "text"),
+    *meta_fields(),
+    format="%(name)s",
+)
+
+db.define_table(
+    "gis_location",
+    Field("name", length=255, notnull=True, requires=IS_NOT_EMPTY()),
+    Field("level", length=2, requires=IS_EMPTY_OR(IS_IN_SET(GIS_LEVELS))),
+    Field("parent", "reference gis_location"),
+    Field("code", length=64),
+    Field("lat", "double"),
+    Field("lon", "double"),
+    Field("population", "integer"),
+    Field("comments", "text"),
+    *meta_fields(),
+    format="%(name)s",
+)
+
+db.define_table(
+    "org_office",
+    Field("name", length=255, notnull=True, requires=IS_NOT_EMPTY()),
+    Field("organisation_id", "reference org_organisation"),
+    Field("location_id", "reference gis_location"),
+    Field("phone", length=64),
+    Field("comments", "text"),
+    *meta_fields(),
+    format="%(name)s",
+)
+
+db.define_table(
+    "pr_person",
+    Field("first_name", length=128, notnull=True, requires=IS_NOT_EMPTY()),
+    Field("last_name", length=128),
+    Field("gender", length=16, requires=IS_EMPTY_OR(IS_IN_SET(("female", "male", "other")))),
+    Field("date_of_birth", "date"),
+    Field("email", length=255),
+    Field("phone", length=64),
+    Field("location_id", "reference gis_location", label="Home location"),
+    Field("lat", "double"),
+    Field("lon", "double"),
+    *meta_fields(),
+    format="%(first_name)s %(last_name)s",
+)
+
+db.define_table(
+    "hrm_human_resource",
+    Field("person_id", "reference pr_person", notnull=True),
+    Field("organisation_id", "reference org_organisation"),
+    Field("type", length=16, requires=IS_IN_SET(("staff", "volunteer"))),
+    Field("job_title", length=128),
+    Field("start_date", "date"),
+    *meta_fields(),
+)
+
+db.define_table(
+    "hms_hospital",
+    Field("name", length=255, notnull=True, requires=IS_NOT_EMPTY()),
+    Field("code", length=64),
+    Field("organisation_id", "reference org_organisation"),
+    Field("location_id", "reference gis_location"),
+    Field("facility_type", length=64),
+    Field("status", length=64),
+    Field("total_beds", "integer"),
+    Field("lat", "double"),
+    Field("lon", "double"),
+    Field("comments", "text"),
+    *meta_fields(),
+    format="%(name)s",
+)
+
+db.define_table(
+    "event_incident",
+    Field("name", length=255, notnull=True, requires=IS_NOT_EMPTY()),
+    Field("start_date", "datetime"),
+    Field("location_id", "reference gis_location"),
+    Field("organisation_ids", "list:reference org_organisation", label="Responding organisations"),
+    Field("closed", "boolean", default=False),
+    Field("comments", "text"),
+    *meta_fields(),
+    format="%(name)s",
+)
+
+db.define_table(
+    "doc_document",
+    Field("name", length=255, notnull=True, requires=IS_NOT_EMPTY()),
+    Field("file", "upload", autodelete=False),
+    Field("organisation_id", "reference org_organisation"),
+    Field("date", "date"),
+    Field("comments", "text"),
+    *meta_fields(),
+    format="%(name)s",
+)
+
+# Site-specific: they carry uuids like every Sahana table, and still must never sync.
+db.define_table(
+    "s3_setting",
+    Field("name", length=128, notnull=True),
+    Field("value", "text"),
+    *meta_fields(),
+)
+
+db.define_table(
+    "gis_config",
+    Field("name", length=128, notnull=True),
+    Field("google_maps_key", length=255),
+    Field("bing_maps_key", length=255),
+    Field("default_location_id", "reference gis_location"),
+    *meta_fields(),
+)

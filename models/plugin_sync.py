@@ -1,0 +1,99 @@
+# -*- coding: utf-8 -*-
+"""plugin_sync's model: its settings, its tables, and the one-time setup call.
+
+Only declarations live here; the engine is modules/plugin_sync/.  A host app
+overrides any setting in an earlier model (models run alphabetically):
+
+    plugins = PluginManager(); plugins.sync.site_tables = ["s3_setting", ...]
+"""
+from gluon.tools import PluginManager
+
+from plugin_sync import setup as plugin_sync_setup
+from plugin_sync.tables import DEFAULT_LOOKUP_TABLES, DEFAULT_SITE_TABLES
+
+plugin_sync_settings = PluginManager(
+    "sync",
+    owner="",  # this instance's owner, shown to peers
+    contact="",  # contact details of this instance's owner
+    tables=None,  # explicit list of synced tables (None: every table with uuid + modified_on)
+    exclude=[],  # more tables never to sync
+    lookup_tables=list(DEFAULT_LOOKUP_TABLES),  # identical on every site: not synced
+    site_tables=list(DEFAULT_SITE_TABLES),  # site-specific: never synced
+    policy={},  # per-table conflict policy: newer (default) | this | other | master
+    default_policy="newer",
+    master=None,  # base_uuid of the instance that wins under the 'master' policy
+    clock_tolerance=300,  # seconds a modified_on may lie in the future before it is suspect
+    admin_group="admin",
+).sync
+
+db.define_table(
+    "sync_instance",  # the blueprint's peer table: its name and columns are the contract
+    Field("base_uuid", length=64, notnull=True, unique=True, label="Base UUID"),
+    Field("owner", length=100),
+    Field("contact", "text"),
+    Field("url", length=255, default=None, requires=IS_EMPTY_OR(IS_URL())),
+    Field("last_update", "datetime"),
+    Field("sync_count", "integer", default=0),
+    # below: beyond the blueprint (peer sync state); see README "Peers"
+    Field("uuid", length=128, readable=False, writable=False),  # lets pydal's importer read our files
+    Field("username", length=255, label="Login at the peer"),
+    Field("password", "password", readable=False, label="Password at the peer"),
+    Field("token", length=128, readable=False, writable=False),  # what this peer presents to us
+    Field("checkpoint_sent", "bigint", default=0, writable=False),
+    Field("checkpoint_received", "bigint", default=0, writable=False),
+    Field("clock_offset", "double", writable=False, label="Clock offset (s)"),
+    Field("mode", length=8, default="both", requires=IS_IN_SET(("pull", "push", "both"))),
+    Field("transport", length=8, default="http", requires=IS_IN_SET(("http", "xmlrpc"))),
+    Field("interval", "integer", default=0, label="Sync every (minutes, 0 = manual)"),
+    format="%(owner)s (%(base_uuid)s)",
+)
+
+db.define_table(
+    "plugin_sync_identity",  # this instance: one row, made once, never changed by sync
+    Field("base_uuid", length=64, notnull=True, unique=True),
+    Field("owner", length=100),
+    Field("contact", "text"),
+    Field("created_on", "datetime"),
+)
+
+db.define_table(
+    "plugin_sync_conflict",  # the losing side of every real conflict: nothing is lost
+    Field("tablename", length=64),
+    Field("record_uuid", length=128),
+    Field("origin", length=64),  # base_uuid of the instance that sent the incoming version
+    Field("resolution", length=16),  # kept_local | took_incoming
+    Field("reason", length=64),
+    Field("local_modified_on", "datetime"),
+    Field("incoming_modified_on", "datetime"),
+    Field("loser", "text"),  # JSON of the losing version (references as uuids)
+    Field("winner", "text"),
+    Field("created_on", "datetime"),
+    Field("reviewed", "boolean", default=False),
+)
+
+db.define_table(
+    "plugin_sync_tombstone",  # hard deletes: keeps a deleted uuid from coming back
+    Field("tablename", length=64),
+    Field("record_uuid", length=128),
+    Field("deleted_on", "datetime"),
+    Field("origin", length=64),
+)
+
+db.define_table(
+    "plugin_sync_log",  # one row per run: export, import, pull, push
+    Field("started_on", "datetime"),
+    Field("duration", "double"),
+    Field("operation", length=16),
+    Field("peer", length=64),
+    Field("source", length=255),
+    Field("dry_run", "boolean", default=False),
+    Field("docs_read", "integer", default=0),
+    Field("docs_written", "integer", default=0),
+    Field("doc_write_failures", "integer", default=0),
+    Field("conflicts", "integer", default=0),
+    Field("result", length=16),
+    Field("error", "text"),
+    Field("report", "text"),  # the full JSON report
+)
+
+plugin_sync_setup(db, plugin_sync_settings)

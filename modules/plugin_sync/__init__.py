@@ -1,0 +1,22 @@
+"""plugin_sync: synchronise Sahana Eden instances by uuid.
+
+The engine: plain Python that takes a pydal `db` (and settings) and knows
+nothing of web2py's request/response.  The controller, the CLI and the
+scheduler task all call these same functions.
+"""
+from .peers import this_instance
+from .schema import ensure_uuid_indexes
+from .tables import synced_tables
+
+_ready = set()
+
+
+def setup(db, settings):
+    """Once per process and database: uuid indexes and this instance's identity."""
+    key = (db._uri, getattr(db, "_folder", None))
+    if key in _ready:
+        return
+    ensure_uuid_indexes(db, synced_tables(db, settings))
+    this_instance(db, owner=settings.owner, contact=settings.contact)
+    db.commit()
+    _ready.add(key)

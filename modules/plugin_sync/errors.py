@@ -1,0 +1,54 @@
+"""What can go wrong in a sync, one class per failure a user can act on.
+
+Each carries where it happened (table, line, column) so that the page, the CLI
+and the JSON report can all say it the same way.
+"""
+
+
+class SyncError(Exception):
+    """Base class: a sync failed and the database was left as it was."""
+
+    def __init__(self, message, table=None, line=None, column=None):
+        self.message, self.table, self.line, self.column = message, table, line, column
+        super().__init__(self.describe())
+
+    def describe(self):
+        where = [
+            "%s %s" % (k, v)
+            for k, v in (("table", self.table), ("line", self.line), ("column", self.column))
+            if v is not None
+        ]
+        return "%s (%s)" % (self.message, ", ".join(where)) if where else self.message
+
+    def as_dict(self):
+        return dict(
+            error=type(self).__name__, message=self.message, table=self.table, line=self.line, column=self.column
+        )
+
+
+class FormatError(SyncError):
+    """The file is not in pydal's CSV format (or is truncated: no END)."""
+
+
+class TruncatedFile(FormatError):
+    """The file ends before its END marker: it was cut in transfer."""
+
+
+class BadValue(SyncError):
+    """A cell cannot be converted to its field's type."""
+
+
+class UnresolvedReference(SyncError):
+    """A required reference names a uuid that is neither in the file nor here."""
+
+
+class TableNotSynced(SyncError):
+    """A table was asked for that the table policy never syncs (auth, settings, keys)."""
+
+
+class PeerError(SyncError):
+    """A peer could not be reached, refused us, or answered nonsense."""
+
+
+class Locked(SyncError):
+    """Another run against the same peer is in progress."""

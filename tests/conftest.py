@@ -1,0 +1,203 @@
+"""Test harness: the app's real models on a fresh SQLite or PostgreSQL database.
+
+Every engine test takes the `backend` parameter and runs twice, on SQLite and
+on a private PostgreSQL 15 server that this session starts (initdb into a temp
+dir, as the `postgres` user when run as root, on its own port) and stops.
+`new_instance(name)` gives a fresh instance: its own web2py runtime folder,
+database and identity, with the app's models loaded through gluon.shell.env.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import eden  # noqa: E402  the launcher
+
+PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
+BASE = tempfile.mkdtemp(prefix="eden-tests-")
+os.chmod(BASE, 0o755)
+_first = eden.runtime_folder("harness", BASE)
+os.environ["EDEN_DB_POOL_SIZE"] = "0"  # close connections for real: many databases per session
+eden.enter(_first, "harness")
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL 15 cluster on 127.0.0.1:<port>, trust auth."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="eden-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self.as_root = os.geteuid() == 0
+        self.counter = 0
+        if self.as_root:
+            shutil.chown(self.dir, "postgres", "postgres")
+
+    def _run(self, *cmd):
+        cmd = [os.path.join(PG_BIN, cmd[0])] + list(cmd[1:])
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.dir)
+
+    def start(self):
+        if not os.path.exists(os.path.join(PG_BIN, "initdb")):
+            raise RuntimeError("PostgreSQL 15 not found in %s (set PG_BIN)" % PG_BIN)
+        self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
+        opts = (
+            "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c max_connections=300" % (self.port, self.dir)
+        )
+        self._run("pg_ctl", "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"), "-w", "start")
+        return self
+
+    def stop(self):
+        self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def new_database(self):
+        import psycopg2
+
+        self.counter += 1
+        name = "eden_test_%d" % self.counter
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        conn.cursor().execute('CREATE DATABASE "%s"' % name)
+        conn.close()
+        return "postgres://postgres@127.0.0.1:%d/%s" % (self.port, name)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = PostgresServer().start()
+    print("\n[harness] PostgreSQL 15 started on 127.0.0.1:%d (%s)" % (server.port, server.data))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+_counter = [0]
+
+
+def new_database_uri(backend, request_fixture, folder):
+    if backend == "postgres":
+        return request_fixture.getfixturevalue("postgres").new_database()
+    return "sqlite://%s" % os.path.join(folder, "applications", "eden", "databases", "storage.sqlite")
+
+
+@pytest.fixture
+def new_instance(backend, request):
+    """Factory: new_instance("a") -> the app's environment (db, auth, settings) on a fresh database."""
+    made = []
+
+    def make(name="a"):
+        _counter[0] += 1
+        folder = eden.runtime_folder("%s-%d" % (name, _counter[0]), BASE)
+        uri = new_database_uri(backend, request, folder)
+        os.environ["EDEN_DB_URI"] = uri
+        os.environ["EDEN_INSTANCE"] = name
+        env = eden.app_env(folder)
+        env["db"].commit()
+        env["folder"] = folder
+        env["uri"] = uri
+        made.append(env)
+        return env
+
+    yield make
+    for env in made:
+        try:
+            env["db"].rollback()
+            env["db"].close()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def instance(new_instance):
+    return new_instance("a")
+
+
+class Server:
+    """A real web2py server (Rocket) for one instance, on 127.0.0.1:<port>; stopped by pid."""
+
+    def __init__(self, name, uri=None, base=BASE):
+        _counter[0] += 1
+        self.name = name
+        self.folder = eden.runtime_folder("%s-srv%d" % (name, _counter[0]), base)
+        self.uri = uri or "sqlite://%s" % os.path.join(self.folder, "applications", "eden", "databases", "storage.sqlite")
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d/eden" % self.port
+        self.log = os.path.join(self.folder, "server.log")
+        self.proc = None
+
+    def start(self, seed=True):
+        env = dict(os.environ, EDEN_DB_URI=self.uri, EDEN_INSTANCE=self.name)
+        args = ["--instance", os.path.basename(self.folder), "--runtime", os.path.dirname(self.folder), "--db", self.uri]
+        script = os.path.join(REPO, "scripts", "eden.py")
+        if seed:
+            subprocess.run([sys.executable, script, "seed", "--no-demo"] + args, check=True, env=env,
+                           stdout=subprocess.DEVNULL)
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, script, "serve", "--port", str(self.port)] + args,
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/default/index", timeout=5)
+                return self
+            except urllib.error.HTTPError:
+                return self
+            except Exception:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("server exited: %s" % open(self.log).read()[-2000:])
+                time.sleep(0.2)
+        raise RuntimeError("server did not start: %s" % open(self.log).read()[-2000:])
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def start_server():
+    """Factory: start_server("a", uri=None) -> a running Server; all stopped at teardown."""
+    servers = []
+
+    def start(name="a", uri=None, seed=True):
+        server = Server(name, uri).start(seed=seed)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(BASE, ignore_errors=True)
