@@ -77,6 +77,7 @@ db.define_table(
     Field("record_uuid", length=128),
     Field("deleted_on", "datetime"),
     Field("origin", length=64),
+    Field("seq", "bigint"),  # change sequence of the deletion (set by triggers, see changes.py)
 )
 
 db.define_table(
@@ -94,6 +95,17 @@ db.define_table(
     Field("result", length=16),
     Field("error", "text"),
     Field("report", "text"),  # the full JSON report
+)
+
+db.define_table(
+    "plugin_sync_change",  # change capture: one row per changed record, kept by triggers (changes.py)
+    Field("tablename", length=64, notnull=True),
+    Field("record_id", "bigint", notnull=True),
+    Field("seq", "bigint", notnull=True),  # SQLite: a local counter; PostgreSQL: the writer's txid
+    # who wrote this version: the merge tags its writes with the sender's base_uuid; the
+    # tag holds while origin_seq == seq (a later local write moves seq, not the tag)
+    Field("origin", length=64),
+    Field("origin_seq", "bigint"),
 )
 
 plugin_sync_setup(db, plugin_sync_settings)

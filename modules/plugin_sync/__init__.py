@@ -4,6 +4,7 @@ The engine: plain Python that takes a pydal `db` (and settings) and knows
 nothing of web2py's request/response.  The controller, the CLI and the
 scheduler task all call these same functions.
 """
+from .changes import install_triggers
 from .peers import this_instance
 from .schema import ensure_uuid_indexes
 from .tables import synced_tables
@@ -17,6 +18,7 @@ def setup(db, settings):
     if key in _ready:
         return
     ensure_uuid_indexes(db, synced_tables(db, settings))
+    install_triggers(db, synced_tables(db, settings))  # change capture (changes.py)
     this_instance(db, owner=settings.owner, contact=settings.contact)
     db.commit()
     _ready.add(key)

@@ -1,0 +1,454 @@
+"""Change capture: which records changed since a checkpoint, whoever wrote them.
+
+Wall clocks cannot find changes (a relayed record keeps its old modified_on,
+laptop clocks drift), and only the database sees every write path: pydal,
+raw SQL, the merge's bulk executemany, cascades of foreign keys.  So triggers
+on every synced table keep `plugin_sync_change` (one row per changed record,
+the latest change wins: bounded by the number of records, not of writes) and
+write a tombstone into `plugin_sync_tombstone` for every hard delete.
+
+Every change carries a `seq`, and a reader asks for the half-open range
+since <= seq < until, where `until = checkpoint(db)` and the next `since` is
+that `until`.  The invariant that makes this lossless: once a reader has
+taken a checkpoint, every change that becomes visible later has a seq >= it.
+
+- SQLite: writers are serialised, so seq is a counter (plugin_sync_counter,
+  one row) bumped by the triggers inside the writer's transaction: commit
+  order is counter order, and it never goes back, even when changes or
+  tombstones are purged.  until = counter + 1.
+- PostgreSQL: a sequence is NOT commit ordered (the transaction that took 10
+  may commit after the one that took 11, and a reader at 12 would miss 10
+  forever).  seq is the writer's transaction id (txid_current(), 64 bits,
+  never wraps), and until is the xmin of the reader's snapshot: every
+  transaction below it has finished, and any still running has an id >= it,
+  so its changes, whenever they commit, land at or after the checkpoint.
+  A long-open transaction holds checkpoints back; it never loses a change.
+
+Triggers are installed at setup, idempotently: present triggers are left
+alone (no lock on the tables at each start), missing ones are created, and
+the first install on a table records its existing rows as changes, so that
+"since 0" always means "everything".  The caller owns the transaction.
+"""
+
+CHANGE = "plugin_sync_change"
+TOMBSTONE = "plugin_sync_tombstone"
+IDENTITY = "plugin_sync_identity"
+COUNTER = "plugin_sync_counter"  # SQLite only: the last seq handed out
+PREFIX = "plugin_sync_capture"  # every trigger and function of ours starts with it
+VERSION = "v1"  # bump when a trigger's text changes: older versions are replaced
+INSTALL_LOCK = 7402318562  # PostgreSQL advisory lock: one installer at a time
+
+INDEXES = (
+    # (name, table, columns, unique)
+    ("plugin_sync_change_record_idx", CHANGE, "tablename, record_id", True),  # the upsert's key
+    ("plugin_sync_change_table_seq_idx", CHANGE, "tablename, seq", False),  # changed_ids / changed_query
+    ("plugin_sync_change_seq_idx", CHANGE, "seq", False),  # change_count over all tables
+    ("plugin_sync_tombstone_seq_idx", TOMBSTONE, "seq", False),  # tombstones()
+    ("plugin_sync_tombstone_record_idx", TOMBSTONE, "tablename, record_uuid", False),  # the delete trigger
+)
+
+
+class NotInstalled(RuntimeError):
+    """Change capture was asked for before install_triggers ran on this database."""
+
+
+# --------------------------------------------------------------------- reading
+
+
+def checkpoint(db):
+    """The `until` of a read now: every change below it is committed and visible.
+
+    Store it as the next `since` only after the data read up to it is safe on
+    the other side.
+    """
+    if _engine(db) == "sqlite":
+        rows = _sql(db, "SELECT seq FROM %s WHERE id = 1" % COUNTER) if _has_counter(db) else []
+        if not rows:
+            raise NotInstalled("change capture is not installed on this database (run plugin_sync.setup)")
+        return int(rows[0][0]) + 1
+    # Our own transaction's id is part of xmin, so our own uncommitted writes stay ahead of it.
+    return int(_sql(db, "SELECT txid_snapshot_xmin(txid_current_snapshot())")[0][0])
+
+
+def changed_ids(db, tablename, since, until):
+    """Ids of the records of `tablename` created or updated in [since, until), oldest change first.
+
+    A record changed many times appears once; a hard-deleted record is not
+    here but in tombstones().
+    """
+    change = db[CHANGE]
+    rows = db(_range(db, change, since, until) & (change.tablename == tablename)).select(
+        change.record_id, orderby=change.seq
+    )
+    return [int(r.record_id) for r in rows]
+
+
+def changed_query(db, tablename, since, until):
+    """A pydal Query for db(query).select(...): the records of `tablename` changed in [since, until).
+
+    The change table is searched by its (tablename, seq) index and the table by
+    its primary key, so the cost follows the number of changes, not the table size.
+    """
+    change, table = db[CHANGE], db[tablename]
+    subselect = db(_range(db, change, since, until) & (change.tablename == tablename))._select(change.record_id)
+    return table._id.belongs(subselect)
+
+
+def tombstones(db, since, until, tablenames=None):
+    """Hard deletions in [since, until): rows of tablename, record_uuid, deleted_on, origin, seq."""
+    tomb = db[TOMBSTONE]
+    query = _range(db, tomb, since, until)
+    if tablenames is not None:
+        query &= tomb.tablename.belongs(list(tablenames))
+    return db(query).select(
+        tomb.tablename, tomb.record_uuid, tomb.deleted_on, tomb.origin, tomb.seq, orderby=tomb.seq
+    )
+
+
+def change_count(db, since, until, tablenames=None):
+    """How much an incremental export of [since, until) carries: changed records plus hard deletions."""
+    change, tomb = db[CHANGE], db[TOMBSTONE]
+    changed, deleted = _range(db, change, since, until), _range(db, tomb, since, until)
+    if tablenames is not None:
+        changed &= change.tablename.belongs(list(tablenames))
+        deleted &= tomb.tablename.belongs(list(tablenames))
+    return db(changed).count() + db(deleted).count()
+
+
+def _range(db, table, since, until):
+    """since <= seq < until; a `since` ahead of this database means a checkpoint from elsewhere."""
+    since, until = int(since or 0), int(until)
+    if since > until:
+        raise ValueError(
+            "checkpoint %d is ahead of this database (now at %d): it was taken on another database "
+            "or before a restore; start again from 0" % (since, until)
+        )
+    return (table.seq >= since) & (table.seq < until)
+
+
+# ------------------------------------------------------------------ installing
+
+
+def install_triggers(db, tablenames):
+    """Make every write to these tables leave a change (or a tombstone); safe to call at every start.
+
+    Returns the tables newly captured (their existing rows were recorded as changes).
+    """
+    engine = _engine(db)
+    if engine == "postgres":
+        _sql(db, "SELECT pg_advisory_xact_lock(%d)" % INSTALL_LOCK)  # concurrent starts of several processes
+    ensure_change_indexes(db)
+    if engine == "sqlite":
+        _sqlite_counter(db)
+        _sqlite_tombstone_seq(db)
+    else:
+        _pg_functions(db)
+        _pg_tombstone_seq(db)
+    _number_old_tombstones(db)
+    captured = []
+    for tablename in tablenames:
+        table = db[tablename]
+        _check_columns(table)
+        installed = _sqlite_install(db, table) if engine == "sqlite" else _pg_install(db, table)
+        if installed:
+            _backfill(db, table)
+            captured.append(tablename)
+    return captured
+
+
+def drop_triggers(db, tablenames):
+    """Stop capturing these tables (a table left the sync policy); their change rows stay."""
+    for tablename in tablenames:
+        table = db[tablename]
+        for name in _our_triggers(db, table):
+            if _engine(db) == "sqlite":
+                _sql(db, "DROP TRIGGER IF EXISTS %s" % name)
+            else:
+                _sql(db, "DROP TRIGGER IF EXISTS %s ON %s" % (name, table._rname))
+
+
+def ensure_change_indexes(db):
+    """The indexes every read and every trigger relies on (CREATE INDEX IF NOT EXISTS: idempotent)."""
+    for name, tablename, columns, unique in INDEXES:
+        _sql(
+            db,
+            "CREATE %sINDEX IF NOT EXISTS %s ON %s (%s)"
+            % ("UNIQUE " if unique else "", name, db[tablename]._rname, columns),
+        )
+
+
+def _check_columns(table):
+    """The triggers name the columns `id` and `uuid`: Sahana's, and pydal's default."""
+    if table._id._raw_rname != "id" or "uuid" not in table.fields or table.uuid._raw_rname != "uuid":
+        raise ValueError("table %s cannot be captured: it needs columns named id and uuid" % table._tablename)
+
+
+def _backfill(db, table):
+    """Record the rows a table held before its triggers existed, so that 'since 0' is everything."""
+    t = _literal(table._tablename)
+    seq = _sqlite_next_seq(db) if _engine(db) == "sqlite" else "txid_current()"
+    _sql(
+        db,
+        "INSERT INTO %(C)s (tablename, record_id, seq) SELECT %(t)s, r.id, %(seq)s FROM %(T)s r "
+        "WHERE NOT EXISTS (SELECT 1 FROM %(C)s c WHERE c.tablename = %(t)s AND c.record_id = r.id)"
+        % dict(C=CHANGE, T=table._rname, t=t, seq=seq),
+    )
+
+
+def _number_old_tombstones(db):
+    """Tombstones from before the seq column existed get one now, so that they travel too."""
+    tomb = db[TOMBSTONE]
+    if db(tomb.seq == None).isempty():  # noqa: E711  the common case: no write at each start
+        return
+    seq = _sqlite_next_seq(db) if _engine(db) == "sqlite" else "txid_current()"
+    _sql(db, "UPDATE %s SET seq = %s WHERE seq IS NULL" % (TOMBSTONE, seq))
+
+
+def _our_triggers(db, table):
+    if _engine(db) == "sqlite":
+        rows = _sql(
+            db,
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s AND name LIKE %s"
+            % (_literal(table._raw_rname), _literal(PREFIX + "%")),
+        )
+    else:
+        rows = _sql(
+            db,
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal AND tgname LIKE %s"
+            % (_literal(table._rname), _literal(PREFIX + "%")),
+        )
+    return {r[0] for r in rows}
+
+
+def _replace_triggers(db, table, wanted, drop):
+    """Create the wanted triggers that are missing, drop our stale ones; True if any was created."""
+    present = _our_triggers(db, table)
+    for name in present - set(wanted):
+        _sql(db, drop % name)
+    missing = [name for name in wanted if name not in present]
+    for name in missing:
+        _sql(db, wanted[name])
+    return bool(missing)
+
+
+# ---------------------------------------------------------------------- SQLite
+
+
+def _sqlite_counter(db):
+    """One row holding the last seq handed out; started above any seq already recorded."""
+    _sql(db, "CREATE TABLE IF NOT EXISTS %s (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)" % COUNTER)
+    _sql(
+        db,
+        "INSERT INTO %(K)s (id, seq) SELECT 1, max(coalesce((SELECT max(seq) FROM %(C)s), 0), "
+        "coalesce((SELECT max(seq) FROM %(T)s), 0)) WHERE NOT EXISTS (SELECT 1 FROM %(K)s)"
+        % dict(K=COUNTER, C=CHANGE, T=TOMBSTONE),
+    )
+
+
+def _has_counter(db):
+    return bool(_sql(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s" % _literal(COUNTER)))
+
+
+def _sqlite_next_seq(db):
+    """Bump the counter now (outside a trigger) and return the SQL expression of the new value."""
+    _sql(db, "UPDATE %s SET seq = seq + 1 WHERE id = 1" % COUNTER)
+    return "(SELECT seq FROM %s WHERE id = 1)" % COUNTER
+
+
+SQLITE_BUMP = "UPDATE %s SET seq = seq + 1 WHERE id = 1;" % COUNTER
+SQLITE_SEQ = "(SELECT seq FROM %s WHERE id = 1)" % COUNTER
+
+# UPDATE then INSERT ... WHERE NOT EXISTS rather than an upsert clause: an outer
+# INSERT OR IGNORE / OR REPLACE would override the conflict handling inside a trigger.
+SQLITE_CHANGE = """%(bump)s
+    UPDATE %(C)s SET seq = %(seq)s WHERE tablename = %(t)s AND record_id = NEW.id;
+    INSERT INTO %(C)s (tablename, record_id, seq) SELECT %(t)s, NEW.id, %(seq)s
+        WHERE NOT EXISTS (SELECT 1 FROM %(C)s WHERE tablename = %(t)s AND record_id = NEW.id);"""
+
+SQLITE_DELETE = """%(bump)s
+    DELETE FROM %(C)s WHERE tablename = %(t)s AND record_id = OLD.id;
+    UPDATE %(D)s SET seq = %(seq)s WHERE tablename = %(t)s AND record_uuid = OLD.uuid;
+    INSERT INTO %(D)s (tablename, record_uuid, deleted_on, origin, seq)
+        SELECT %(t)s, OLD.uuid, strftime('%%Y-%%m-%%d %%H:%%M:%%S', 'now'),
+               (SELECT base_uuid FROM %(I)s ORDER BY id LIMIT 1), %(seq)s
+        WHERE NOT EXISTS (SELECT 1 FROM %(D)s WHERE tablename = %(t)s AND record_uuid = OLD.uuid);"""
+
+
+def _sqlite_install(db, table):
+    name = "%s_%s_%s" % (PREFIX, VERSION, table._tablename)
+    params = dict(bump=SQLITE_BUMP, seq=SQLITE_SEQ, C=CHANGE, D=TOMBSTONE, I=IDENTITY, t=_literal(table._tablename))
+    change, delete = SQLITE_CHANGE % params, SQLITE_DELETE % params
+    wanted = {
+        name + "_insert": "CREATE TRIGGER %s_insert AFTER INSERT ON %s BEGIN %s END" % (name, table._rname, change),
+        name + "_update": "CREATE TRIGGER %s_update AFTER UPDATE ON %s BEGIN %s END" % (name, table._rname, change),
+        name + "_delete": "CREATE TRIGGER %s_delete AFTER DELETE ON %s BEGIN %s END" % (name, table._rname, delete),
+    }
+    return _replace_triggers(db, table, wanted, "DROP TRIGGER IF EXISTS %s")
+
+
+def _sqlite_tombstone_seq(db):
+    """A tombstone written by anyone without a seq (an importer, pydal) gets one: it must travel too."""
+    tomb = db[TOMBSTONE]
+    name = "%s_%s_tombstone_seq" % (PREFIX, VERSION)
+    sql = "CREATE TRIGGER %s AFTER INSERT ON %s WHEN NEW.seq IS NULL BEGIN %s %s END" % (
+        name, tomb._rname, SQLITE_BUMP, "UPDATE %s SET seq = %s WHERE id = NEW.id;" % (tomb._rname, SQLITE_SEQ)
+    )
+    _replace_triggers(db, tomb, {name: sql}, "DROP TRIGGER IF EXISTS %s")
+
+
+# ------------------------------------------------------------------ PostgreSQL
+
+# UPDATE first, INSERT only when missing: an INSERT ... ON CONFLICT would burn
+# a value of the change table's 32-bit id sequence on every write.
+PG_CAPTURE = """
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM %(C)s WHERE tablename = TG_ARGV[0] AND record_id = OLD.id;
+        UPDATE %(D)s SET seq = txid_current() WHERE tablename = TG_ARGV[0] AND record_uuid = OLD.uuid;
+        IF NOT FOUND THEN
+            INSERT INTO %(D)s (tablename, record_uuid, deleted_on, origin, seq)
+            VALUES (TG_ARGV[0], OLD.uuid, date_trunc('second', now() AT TIME ZONE 'UTC'),
+                    (SELECT base_uuid FROM %(I)s ORDER BY id LIMIT 1), txid_current());
+        END IF;
+        RETURN OLD;
+    END IF;
+    UPDATE %(C)s SET seq = txid_current() WHERE tablename = TG_ARGV[0] AND record_id = NEW.id;
+    IF NOT FOUND THEN
+        INSERT INTO %(C)s (tablename, record_id, seq) VALUES (TG_ARGV[0], NEW.id, txid_current())
+        ON CONFLICT (tablename, record_id) DO UPDATE SET seq = EXCLUDED.seq;
+    END IF;
+    RETURN NEW;
+END
+""" % dict(C=CHANGE, D=TOMBSTONE, I=IDENTITY)
+
+# TRUNCATE fires no row trigger: tombstone every row before it goes.
+PG_TRUNCATE = """
+BEGIN
+    EXECUTE format('UPDATE %(D)s d SET seq = txid_current() FROM %%s r '
+                   'WHERE d.tablename = %%L AND d.record_uuid = r.uuid', TG_RELID::regclass, TG_ARGV[0]);
+    EXECUTE format('INSERT INTO %(D)s (tablename, record_uuid, deleted_on, origin, seq) '
+                   'SELECT %%L, r.uuid, date_trunc(''second'', now() AT TIME ZONE ''UTC''), '
+                   '(SELECT base_uuid FROM %(I)s ORDER BY id LIMIT 1), txid_current() FROM %%s r '
+                   'WHERE NOT EXISTS (SELECT 1 FROM %(D)s d WHERE d.tablename = %%L AND d.record_uuid = r.uuid)',
+                   TG_ARGV[0], TG_RELID::regclass, TG_ARGV[0]);
+    DELETE FROM %(C)s WHERE tablename = TG_ARGV[0];
+    RETURN NULL;
+END
+""" % dict(C=CHANGE, D=TOMBSTONE, I=IDENTITY)
+
+PG_TOMBSTONE_SEQ = """
+BEGIN
+    NEW.seq := txid_current();
+    RETURN NEW;
+END
+"""
+
+PG_FUNCTIONS = {
+    PREFIX: PG_CAPTURE,
+    PREFIX + "_truncate": PG_TRUNCATE,
+    PREFIX + "_tombstone_seq": PG_TOMBSTONE_SEQ,
+}
+
+
+def _pg_functions(db):
+    """Create or update the trigger functions; triggers call them by name, so updates apply at once."""
+    for name, body in PG_FUNCTIONS.items():
+        present = _sql(
+            db,
+            "SELECT prosrc FROM pg_proc WHERE proname = %s AND pronamespace = current_schema()::regnamespace"
+            % _literal(name),
+        )
+        if present and present[0][0] == body:
+            continue  # unchanged: no catalog write at each start
+        _sql(db, "CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $body$%s$body$" % (name, body))
+
+
+def _pg_tombstone_seq(db):
+    """A tombstone written by anyone without a seq (an importer, pydal) gets one: it must travel too."""
+    tomb = db[TOMBSTONE]
+    name = "%s_%s_tombstone_seq" % (PREFIX, VERSION)
+    sql = "CREATE TRIGGER %s BEFORE INSERT ON %s FOR EACH ROW WHEN (NEW.seq IS NULL) EXECUTE FUNCTION %s()" % (
+        name, tomb._rname, PREFIX + "_tombstone_seq"
+    )
+    _replace_triggers(db, tomb, {name: sql}, "DROP TRIGGER IF EXISTS %%s ON %s" % tomb._rname)
+
+
+def _pg_install(db, table):
+    name = "%s_%s" % (PREFIX, VERSION)
+    t = _literal(table._tablename)
+    wanted = {
+        name: "CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s(%s)"
+        % (name, table._rname, PREFIX, t),
+        name + "_truncate": "CREATE TRIGGER %s_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT "
+        "EXECUTE FUNCTION %s_truncate(%s)" % (name, table._rname, PREFIX, t),
+    }
+    return _replace_triggers(db, table, wanted, "DROP TRIGGER IF EXISTS %%s ON %s" % table._rname)
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _engine(db):
+    engine = db._adapter.dbengine
+    if engine not in ("sqlite", "postgres"):
+        raise NotImplementedError("change capture supports SQLite and PostgreSQL, not %s" % engine)
+    return engine
+
+
+def _sql(db, sql):
+    return db.executesql(sql)
+
+
+def _literal(text):
+    return "'%s'" % str(text).replace("'", "''")
+
+
+# ------------------------------------------------------- used by export and merge
+
+
+def changed_where(db, tablename, since, until, alias="t"):
+    """SQL `WHERE` (and its parameters) restricting `alias` to the records changed in [since, until)."""
+    _range(db, db[CHANGE], since, until)  # same check of the checkpoint
+    ph = "?" if _engine(db) == "sqlite" else "%s"
+    sql = "WHERE %s.id IN (SELECT record_id FROM %s WHERE tablename = %s AND seq >= %s AND seq < %s)" % (
+        alias, CHANGE, ph, ph, ph)
+    return sql, (tablename, int(since or 0), int(until))
+
+
+def unseen_by(db, tablename, ids, origin, seen_until):
+    """Which of these local records hold a version that `origin` has not seen.
+
+    A version was seen by the sender when the sender wrote it (our merge
+    tagged it with the sender's base_uuid, and nothing wrote it since), or when
+    it is older than the checkpoint up to which the sender has merged our own
+    changes (`seen_until`, from the sender's file).  Any other version differing
+    from the sender's is a concurrent edit: a real conflict.
+    """
+    out = set()
+    ids = [int(i) for i in ids]
+    seen_until = int(seen_until or 0)
+    for k in range(0, len(ids), 900):
+        chunk = ids[k:k + 900]
+        rows = _sql(db, "SELECT record_id, seq, origin, origin_seq FROM %s WHERE tablename = %s AND record_id IN (%s)" % (
+            CHANGE, _literal(tablename), ",".join(str(i) for i in chunk)))
+        for record_id, seq, tag, tag_seq in rows:
+            if seq < seen_until or (origin and tag == origin and tag_seq == seq):
+                continue
+            out.add(int(record_id))
+    return out
+
+
+def write_mark(db):
+    """Where this transaction's next writes start: pass it to tag_writes() afterwards."""
+    if _engine(db) == "sqlite":
+        return checkpoint(db)  # the counter + 1: the next seq a trigger hands out
+    return int(_sql(db, "SELECT txid_current()")[0][0])
+
+
+def tag_writes(db, mark, origin):
+    """Tag every change written since `mark` in this transaction as written by `origin`."""
+    if _engine(db) == "sqlite":
+        where = "seq >= %d" % int(mark)  # SQLite has one writer at a time: all of them are ours
+    else:
+        where = "seq = %d" % int(mark)  # our transaction id
+    _sql(db, "UPDATE %s SET origin = %s, origin_seq = seq WHERE %s" % (CHANGE, _literal(origin), where))

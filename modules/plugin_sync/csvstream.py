@@ -1,0 +1,155 @@
+"""Streaming reader and writer of pydal's CSV format (plus our annotations).
+
+The format is `db.export_to_csv_file`'s: for each table a line `TABLE name`,
+a header of `table.field` names, the rows, a blank line; the file ends with
+`END`.  Our exports add columns named `table.field@uuid` that carry the uuid
+of each referenced record; pydal's importer ignores columns that are not
+fields, so the files stay readable by `db.import_from_csv_file`.
+
+The reader yields sections one at a time and rows one at a time, with the
+line number of each row, so that memory does not grow with the file and every
+error can say where it happened.
+"""
+import csv
+import gzip
+import io
+
+from .errors import FormatError, TruncatedFile
+
+NULL = "<NULL>"
+UUID = "@uuid"  # suffix of the annotation columns: the uuid behind a reference
+END = "END"
+GZIP_MAGIC = b"\x1f\x8b"
+
+csv.field_size_limit(2**31 - 1)
+
+
+def text_stream(source):
+    """A text stream over `source` (path, bytes, binary or text stream), un-gzipped if needed."""
+    if isinstance(source, str):
+        source = open(source, "rb")
+    elif isinstance(source, bytes):
+        source = io.BytesIO(source)
+    if isinstance(source, io.TextIOBase):
+        return source
+    raw = source if hasattr(source, "peek") else io.BufferedReader(_Readable(source))
+    if raw.peek(2)[:2] == GZIP_MAGIC:
+        raw = gzip.GzipFile(fileobj=raw)
+    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+
+
+class _Readable(io.RawIOBase):
+    """Adapts any object with read() (e.g. cgi's FieldStorage file) to a raw stream."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        data = self.f.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+class Section:
+    """One `TABLE name` block: its columns and, lazily, its rows with their line numbers."""
+
+    def __init__(self, reader, tablename, columns, line):
+        self.reader, self.tablename, self.columns, self.line = reader, tablename, columns, line
+        self.done = False
+
+    def rows(self):
+        """Yield (line number, list of cells) until the blank line that ends the table."""
+        reader, width = self.reader, len(self.columns)
+        for row in reader.csv:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                break
+            if len(row) != width:
+                raise FormatError(
+                    "row has %d cells, the header has %d" % (len(row), width),
+                    table=self.tablename,
+                    line=reader.csv.line_num,
+                )
+            yield reader.csv.line_num, row
+        else:
+            raise TruncatedFile("file ends inside a table: truncated (no END)", table=self.tablename,
+                                line=reader.csv.line_num)
+        self.done = True
+
+
+class Reader:
+    """Iterates the sections of a pydal CSV file; raises TruncatedFile if END is missing."""
+
+    def __init__(self, source):
+        self.stream = text_stream(source)
+        self.csv = csv.reader(self.stream)
+        self.ended = False
+
+    def __iter__(self):
+        section = None
+        try:
+            while True:
+                if section is not None and not section.done:
+                    for _ in section.rows():  # the caller skipped it
+                        pass
+                row = self._next_nonblank()
+                if row is None:
+                    raise TruncatedFile("file ends without END: truncated", line=self.csv.line_num)
+                first = row[0].strip()
+                if len(row) == 1 and first == END:
+                    self.ended = True
+                    return
+                if len(row) != 1 or not first.startswith("TABLE "):
+                    raise FormatError("expected 'TABLE <name>' or 'END', found %r" % ",".join(row)[:80],
+                                      line=self.csv.line_num)
+                tablename, line = first[6:].strip(), self.csv.line_num
+                header = next(self.csv, None)
+                if not header:
+                    raise TruncatedFile("table has no header line", table=tablename, line=line + 1)
+                columns = [c.split(".", 1)[-1] for c in header]
+                section = Section(self, tablename, columns, line)
+                yield section
+        except UnicodeDecodeError as e:
+            raise FormatError("file is not UTF-8 text (%s)" % e.reason, line=self.csv.line_num + 1)
+        except csv.Error as e:
+            raise FormatError("malformed CSV: %s" % e, line=self.csv.line_num)
+        except (EOFError, OSError) as e:  # gzip stream cut short
+            raise TruncatedFile("file is cut short: %s" % e, line=self.csv.line_num)
+
+    def _next_nonblank(self):
+        for row in self.csv:
+            if row and any(cell.strip() for cell in row):
+                return row
+        return None
+
+
+class Writer:
+    """Writes pydal's CSV format: begin_table(), writerows(), end_table(), close() writes END."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.csv = csv.writer(stream)
+
+    def begin_table(self, tablename, columns):
+        self.stream.write("TABLE %s\r\n" % tablename)
+        self.csv.writerow(["%s.%s" % (tablename, c) for c in columns])
+
+    def writerows(self, rows):
+        self.csv.writerows(rows)
+
+    def end_table(self):
+        self.stream.write("\r\n\r\n")
+
+    def close(self):
+        self.stream.write(END)
+        self.stream.flush()
+
+
+def open_output(stream, compress=False):
+    """A text stream to write CSV into `stream` (binary), gzip-compressed if asked."""
+    if compress:
+        stream = gzip.GzipFile(fileobj=stream, mode="wb", compresslevel=5)
+    return io.TextIOWrapper(stream, encoding="utf-8", newline="", write_through=False), stream
+

@@ -1,0 +1,230 @@
+"""Export: the synced tables as one pydal-format CSV stream, annotated with uuids.
+
+Rows are read with one SQL query per table (LEFT JOINs fetch the uuid of each
+referenced record) through a server-side cursor, and written as they come, so
+memory stays flat whatever the size of the database.  The file starts with the
+exporting instance's own `sync_instance` row and ends with the tombstones of
+hard-deleted records.
+"""
+import datetime
+import json
+
+from . import changes
+from .csvstream import NULL, UUID, Writer
+from .peers import identity_record, utcnow
+from .tables import references, synced_tables
+from .values import bar_decode, formatter
+
+BATCH = 5000
+IDENTITY_COLUMNS = ("base_uuid", "uuid", "owner", "contact", "url", "last_update")
+TOMBSTONE_COLUMNS = ("tablename", "record_uuid", "deleted_on", "origin")
+# identity-section annotations: the change range exported (sender's row), and for
+# each peer (further rows) the sender's checkpoint of that peer's changes it has merged
+SINCE, UNTIL, MERGED = "since@seq", "until@seq", "merged@seq"
+
+
+def annotations(db, table):
+    """The extra `@uuid` columns of a table: one per reference, plus deleted_rb / deleted_fk.
+
+    Returns [(column name, field name, referenced table, kind)], kind in
+    'ref' (joined), 'list' (list:reference) and 'fk' (deleted_fk JSON).
+    """
+    out = [(f + UUID, f, ref, "list" if is_list else "ref") for f, ref, is_list in references(table)]
+    if "deleted_rb" in table.fields:
+        out.append(("deleted_rb" + UUID, "deleted_rb", table._tablename, "ref"))
+    if "deleted_fk" in table.fields:
+        out.append(("deleted_fk" + UUID, "deleted_fk", None, "fk"))
+    return [a for a in out if a[2] is None or a[2] in db.tables]
+
+
+def _select_sql(db, table, notes, where=""):
+    cols = ["t.%s" % f._rname for f in table]
+    joins = []
+    for i, (_, fname, ref, kind) in enumerate(notes):
+        if kind == "ref":
+            rt = db[ref]
+            cols.append("r%d.%s" % (i, rt.uuid._rname if "uuid" in rt.fields else "id"))
+            joins.append("LEFT JOIN %s r%d ON r%d.id = t.%s" % (rt._rname, i, i, table[fname]._rname))
+    return "SELECT %s FROM %s t %s %s ORDER BY t.id" % (", ".join(cols), table._rname, " ".join(joins), where)
+
+
+class TableExporter:
+    """Turns the raw rows of one table into CSV rows (fields, then @uuid annotations)."""
+
+    def __init__(self, db, tablename):
+        self.db, self.table = db, db[tablename]
+        self.notes = annotations(db, self.table)
+        self.fields = list(self.table.fields)
+        self.columns = self.fields + [n[0] for n in self.notes]
+        self.formats = [formatter(self.table[f].type) for f in self.fields]
+        self.joined = sum(1 for n in self.notes if n[3] == "ref")
+
+    def sql(self, where=""):
+        return _select_sql(self.db, self.table, self.notes, where)
+
+    def cells(self, raw_rows):
+        """CSV rows for a batch of raw rows (field values followed by joined uuids)."""
+        n, formats = len(self.fields), self.formats
+        lookups = self._batch_lookups(raw_rows)
+        out = []
+        for raw in raw_rows:
+            row = [fmt(v) for fmt, v in zip(formats, raw[:n])]
+            joined = iter(raw[n:])
+            for col, fname, ref, kind in self.notes:
+                if kind == "ref":
+                    row.append(_cell(next(joined)))
+                elif kind == "list":
+                    ids = bar_decode(raw[self.fields.index(fname)])
+                    uuids = [lookups[ref].get(i) for i in ids]
+                    row.append("|%s|" % "|".join(u for u in uuids if u) if ids else NULL)
+                else:
+                    row.append(self._fk_uuids(raw[self.fields.index(fname)], lookups))
+            out.append(row)
+        return out
+
+    def _batch_lookups(self, raw_rows):
+        """uuid of every id named by list:references and deleted_fk in this batch: one query per table."""
+        wanted = {}
+        for _, fname, ref, kind in self.notes:
+            idx = self.fields.index(fname)
+            if kind == "list":
+                for raw in raw_rows:
+                    wanted.setdefault(ref, set()).update(bar_decode(raw[idx]))
+            elif kind == "fk":
+                for raw in raw_rows:
+                    for f, i in _fk_items(raw[idx]):
+                        target = _fk_target(self.table, f)
+                        if target and isinstance(i, int):
+                            wanted.setdefault(target, set()).add(i)
+        return {t: uuid_map_by_id(self.db, t, ids) for t, ids in wanted.items()}
+
+    def _fk_uuids(self, text, lookups):
+        items = _fk_items(text)
+        if not items:
+            return NULL
+        out = {}
+        for f, i in items:
+            target = _fk_target(self.table, f)
+            out[f] = lookups.get(target, {}).get(i) if target else None
+        return json.dumps(out, sort_keys=True)
+
+
+def _cell(v):
+    return NULL if v is None else v
+
+
+def _fk_items(text):
+    if not text:
+        return []
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return []
+    return list(data.items()) if isinstance(data, dict) else []
+
+
+def _fk_target(table, fname):
+    if fname in table.fields and table[fname].type.startswith("reference "):
+        return table[fname].type[10:].strip()
+    return None
+
+
+def uuid_map_by_id(db, tablename, ids):
+    """{local id: uuid} for the given ids of a table, in chunks."""
+    table, out, ids = db[tablename], {}, list(ids)
+    if "uuid" not in table.fields:
+        return out
+    for k in range(0, len(ids), 900):
+        chunk = ids[k:k + 900]
+        rows = db.executesql(
+            "SELECT id, %s FROM %s WHERE id IN (%s)" % (table.uuid._rname, table._rname, ",".join(str(int(i)) for i in chunk))
+        )
+        out.update(dict(rows))
+    return out
+
+
+def raw_cursor(db, named=True):
+    """A cursor of its own (the export must not disturb pydal's); server-side on PostgreSQL."""
+    conn = db._adapter.connection
+    if not db._dbname.startswith("sqlite") and named:
+        cur = conn.cursor(name="plugin_sync_export_%d" % id(conn), withhold=False)
+        cur.itersize = BATCH
+        return cur
+    return conn.cursor()
+
+
+def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH):
+    """Write the synced tables (or `tables`) to the text stream `out`; return counts per table.
+
+    With `since`, only records changed in [since, until) are written (the
+    change log makes that cost proportional to the changes); `until` defaults
+    to the current checkpoint and is written into the file, so that the
+    receiver can acknowledge it.
+    """
+    names = synced_tables(db, settings, only=tables)
+    if until is None:
+        until = changes.checkpoint(db)  # written into the file: the receiver's next `since`
+    writer = Writer(out)
+    me = identity_record(db)
+    me.update(url=getattr(settings, "url", None) or None, last_update=utcnow())
+    writer.begin_table("sync_instance", list(IDENTITY_COLUMNS) + [SINCE, UNTIL, MERGED])
+    rows = [[_cell(_fmt_any(me.get(c))) for c in IDENTITY_COLUMNS] + [_cell(since), _cell(until), NULL]]
+    for peer in db(db.sync_instance.checkpoint_received > 0).select(orderby=db.sync_instance.id):
+        rows.append([_cell(_fmt_any(peer[c])) for c in IDENTITY_COLUMNS] + [NULL, NULL, peer.checkpoint_received])
+    writer.writerows(rows)
+    writer.end_table()
+    counts = {}
+    for name in names:
+        counts[name] = export_table(db, writer, name, since, until, batch)
+    counts["tombstones"] = export_tombstones(db, writer, names, since, until)
+    writer.close()
+    return dict(tables=counts, since=since, until=until, base_uuid=me["base_uuid"])
+
+
+def export_table(db, writer, tablename, since=None, until=None, batch=BATCH):
+    """Stream one table into `writer`; return the number of rows written."""
+    te = TableExporter(db, tablename)
+    where, params = "", ()
+    if since is not None:
+        where, params = changes.changed_where(db, tablename, since, until, alias="t")
+    writer.begin_table(tablename, te.columns)
+    cur = raw_cursor(db)
+    cur.execute(te.sql(where), params)
+    count = 0
+    while True:
+        raw = cur.fetchmany(batch)
+        if not raw:
+            break
+        writer.writerows(te.cells(raw))
+        count += len(raw)
+    cur.close()
+    writer.end_table()
+    return count
+
+
+def export_tombstones(db, writer, names, since=None, until=None):
+    """The tombstones of hard-deleted records of the exported tables."""
+    rows = changes.tombstones(db, since or 0, until, names)
+    writer.begin_table("plugin_sync_tombstone", list(TOMBSTONE_COLUMNS))
+    writer.writerows([[_cell(_fmt_any(r[c])) for c in TOMBSTONE_COLUMNS] for r in rows])
+    writer.end_table()
+    return len(rows)
+
+
+def _fmt_any(value):
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()[:19].replace("T", " ")
+    return value
+
+
+def wire_rows(db, tablename, ids):
+    """{local id: {column: cell}} in export form (references as uuids): for conflict logs and tie-breaks."""
+    te = TableExporter(db, tablename)
+    out = {}
+    ids = list(ids)
+    for k in range(0, len(ids), 900):
+        where = "WHERE t.id IN (%s)" % ",".join(str(int(i)) for i in ids[k:k + 900])
+        raw = db.executesql(te.sql(where))
+        for row in te.cells(raw):
+            out[int(row[0])] = dict(zip(te.columns, row))
+    return out

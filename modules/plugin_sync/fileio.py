@@ -1,0 +1,79 @@
+"""Files in and out: CSV, gzip'd CSV or zip bundle; what the page, the CLI and peers call.
+
+`export_to(db, settings, out, ...)` writes a file; `import_from(db, settings,
+source, ...)` sniffs its format, merges it in one transaction, commits (or,
+for a dry run, does not) and logs the run.  Both return plain dicts.
+"""
+import io
+import os
+import tempfile
+
+from .bundle import is_bundle, open_bundle, upload_files, write_bundle
+from .csvstream import open_output
+from .export import export
+from .log import Run
+from .merge import import_and_sync
+
+FORMATS = ("csv", "gz", "zip")
+
+
+def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None, log=True):
+    """Write an export to the binary stream `out` in `fmt` (csv, gz or zip); return its counts."""
+    if fmt not in FORMATS:
+        raise ValueError("unknown format %r (use %s)" % (fmt, ", ".join(FORMATS)))
+    with Run(db, "export", source=fmt, dry_run=not log) as run:
+        if fmt == "zip":
+            with tempfile.NamedTemporaryFile(suffix=".csv", delete=False) as tmp:
+                text, _ = open_output(tmp)
+                counts = export(db, text, settings, tables=tables, since=since, until=until)
+                text.flush()
+                text.detach()
+            try:
+                write_bundle(out, tmp.name, upload_files(db, settings, tables, since, counts["until"]))
+            finally:
+                os.remove(tmp.name)
+        else:
+            text, raw = open_output(out, compress=(fmt == "gz"))
+            counts = export(db, text, settings, tables=tables, since=since, until=until)
+            text.flush()
+            text.detach()
+            if raw is not out:
+                raw.close()
+        run.counts = dict(docs_read=sum(v for k, v in counts["tables"].items() if k != "tombstones"))
+        db.commit()  # ends the export's read transaction (server-side cursor)
+    return counts
+
+
+def export_bytes(db, settings, fmt="csv", **kw):
+    out = io.BytesIO()
+    export_to(db, settings, out, fmt=fmt, **kw)
+    return out.getvalue()
+
+
+def import_from(db, settings, source, dry_run=False, name=None, origin_hint=None, commit=True):
+    """Merge a file (path, bytes or binary stream; csv, gz or zip) and commit; return the Report."""
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    elif isinstance(source, str):
+        name = name or source
+        source = open(source, "rb")
+    head = _peek(source)
+    files = None
+    if is_bundle(head):
+        source, files = open_bundle(source)
+    with Run(db, "import", source=name, dry_run=dry_run) as run:
+        run.report = import_and_sync(db, source, settings, dry_run=dry_run, files=files, origin_hint=origin_hint)
+        if commit and not dry_run:
+            db.commit()
+        peer = run.report.origin
+        run.peer = peer.get("base_uuid") if peer else None
+    return run.report
+
+
+def _peek(stream):
+    if hasattr(stream, "peek"):
+        return stream.peek(4)[:4]
+    pos = stream.tell()
+    head = stream.read(4)
+    stream.seek(pos)
+    return head

@@ -1,0 +1,785 @@
+"""The merge: import a pydal-format CSV stream into this instance, by uuid.
+
+One import is one transaction: the engine rolls back on any error (and at the
+end of a dry run) and never commits; the outermost caller commits.
+
+For each batch of rows of a table: parse and check every cell (errors name
+table, line and column), look the uuids up in one query, resolve references
+(from the `@uuid` annotations, or from the file's own ids for plain pydal
+files) in one query per referenced table, decide each row, and write with
+executemany.  References whose target is not here yet (forward references,
+self references, cycles) are written as NULL and fixed after the rest is in;
+a row whose NOT NULL reference cannot be resolved yet waits until the end.
+
+Deciding a row that exists on both sides (see `decide`):
+- same content (modified_on aside): unchanged;
+- otherwise the table's policy picks the winner: `newer` modified_on (default;
+  a tie between concurrent versions is broken by a hash of the content, so
+  that both sides pick the same), `this` (local), `other` (incoming),
+  `master` (the master instance's);
+- a modified_on further ahead of our clock than the tolerance is suspect: it
+  would win every later conflict.  Such a version is flagged and stamped with
+  our clock; it may create a record or update one the sender had seen, but
+  never wins against a concurrent local version: it waits in the conflict
+  list for review;
+- it is a *conflict* when the local version is one the sender has not seen
+  (see changes.unseen_by: neither written by the sender nor older than the
+  checkpoint up to which the sender merged our changes; local sequences, not
+  clocks); the losing version then goes to plugin_sync_conflict.  Otherwise
+  the incoming version simply updates the record, or is an older copy of it.
+"""
+import datetime
+import hashlib
+import json
+import os
+import time
+
+from . import changes
+from .csvstream import NULL, UUID, Reader
+from .errors import BadValue, FormatError, SyncError, UnresolvedReference
+from .export import TOMBSTONE_COLUMNS, annotations, wire_rows
+from .peers import record_sync, this_instance, utcnow
+from .report import Report
+from .tables import conflict_policy, excluded_tables, is_never_synced, is_syncable
+from .values import bar_encode, dialect, normalise, parser
+
+BATCH = 2000
+CHUNK = 900  # ids/uuids per IN (...): under every SQLite build's variable limit
+NOT_COMPARED = ("id", "mci", "created_by", "modified_by", "modified_on")  # annotations, not content
+EPOCH = datetime.datetime(1970, 1, 1)
+
+
+def import_and_sync(db, source, settings, dry_run=False, files=None, batch=BATCH, now=None, origin_hint=None):
+    """Merge the CSV `source` (path, bytes or stream; gzip allowed) into `db`; return a Report.
+
+    `files` maps upload file names to bytes (from a bundle).  Raises a
+    SyncError subclass (with table, line, column) after rolling back.
+    """
+    report = Report(dry_run=dry_run)
+    started = time.time()
+    merger = Merger(db, settings, report, files=files, batch=batch, now=now)
+    try:
+        for section in Reader(source):
+            merger.section(section)
+        merger.finish(origin_hint)
+    except SyncError as e:
+        merger.abort()
+        report.error = e.as_dict()
+        raise
+    except Exception:
+        merger.abort()
+        raise
+    if dry_run:
+        merger.abort()
+    report.seconds = round(time.time() - started, 3)
+    return report
+
+
+class Incoming:
+    """One parsed row of the file."""
+
+    __slots__ = ("line", "uuid", "values", "refs", "mci", "modified_on", "cells", "nulls", "defers", "missing",
+                 "future")
+
+    def __init__(self, line, uuid, values, refs, mci, modified_on, cells):
+        self.line, self.uuid, self.values, self.refs = line, uuid, values, refs
+        self.mci, self.modified_on, self.cells = mci, modified_on, cells
+        self.nulls, self.defers, self.missing, self.future = [], [], None, None
+
+
+class SectionPlan:
+    """How to read one table's section: which cell feeds which field, which are references."""
+
+    def __init__(self, merger, table, columns):
+        db = merger.db
+        self.table, self.tablename = table, table._tablename
+        index = {c: i for i, c in enumerate(columns)}
+        if "uuid" not in index:
+            raise FormatError("no uuid column: records cannot be merged by identity", table=self.tablename, column="uuid")
+        self.file_id = index.get("id")
+        self.columns = columns
+        self.fields = [f for f in table.fields if f in index and f not in ("id", "mci")]
+        self.cell_index = [index[f] for f in self.fields]
+        self.parsers = [parser(table[f].type, merger.char_bool) for f in self.fields]
+        self.pos = {f: i for i, f in enumerate(self.fields)}
+        self.mci_index = index.get("mci")
+        notes = {n[1]: n for n in annotations(db, table)}
+        self.annotated = any(c.endswith(UUID) for c in columns)
+        self.refs = []  # (position, field, target table, kind, annotation index, notnull, synced target)
+        for f in self.fields:
+            ftype = table[f].type
+            note = notes.get(f)
+            if note is None:
+                continue
+            _, _, target, kind = note
+            if kind == "fk":
+                self.refs.append((self.pos[f], f, None, "fk", index.get(f + UUID), False, False))
+                continue
+            synced = target in merger.synced or target == self.tablename
+            self.refs.append(
+                (self.pos[f], f, target, kind, index.get(f + UUID), bool(table[f].notnull), synced)
+            )
+        self.compared = [i for i, f in enumerate(self.fields) if f not in NOT_COMPARED]
+        self.lengths = [
+            (i, table[f].length) for i, f in enumerate(self.fields)
+            if table[f].type in ("string", "password") and table[f].length
+        ]
+        self.required = [
+            i for i, f in enumerate(self.fields)
+            if table[f].notnull and not any(r[1] == f for r in self.refs)
+        ]
+        self.upload_fields = [self.pos[f] for f in self.fields if table[f].type == "upload"]
+        self.types = [table[f].type for f in self.fields]
+        self.uuid_pos = self.pos["uuid"]
+        self.mod_pos = self.pos.get("modified_on")
+
+
+class Merger:
+    """The state of one import: caches, deferred references, pending rows, files written."""
+
+    def __init__(self, db, settings, report, files=None, batch=BATCH, now=None):
+        self.db, self.settings, self.report = db, settings, report
+        self.files, self.batch = files or {}, batch
+        self.ph, self.char_bool = dialect(db)
+        self.now = now or utcnow()
+        self.future_limit = self.now + datetime.timedelta(seconds=settings.clock_tolerance or 0)
+        from .tables import synced_tables
+
+        self.synced = set(synced_tables(db, settings))
+        self.excluded = excluded_tables(settings)
+        self.origin = None
+        self.seen_until = None  # our change seq up to which the sender has merged our data
+        self.file_ids = {}  # plain pydal files: {table: {file id: uuid}}
+        self.deferred = []  # (table, row uuid, field, kind, target, keys, line, notnull)
+        self.pending = []  # (plan, Incoming, is_update, local id): rows waiting for a NOT NULL reference
+        self.tombstones = []
+        self.written_files = []
+        self.me = this_instance(db)
+        self.master = settings.master
+        conn = db._adapter.connection
+        if getattr(conn, "in_transaction", True) is False:
+            self.execute("BEGIN")  # SQLite: savepoints below must not open (and commit) the transaction
+        self.mark = changes.write_mark(db)
+
+    # -- sections -------------------------------------------------------
+    def section(self, section):
+        name = section.tablename
+        if name == "sync_instance" and "until@seq" in section.columns:
+            self.read_origin(section)
+        elif name == "plugin_sync_tombstone":
+            self.read_tombstones(section)
+        elif name not in self.db.tables:
+            self.skip(section, "no such table here")
+        elif is_never_synced(name) or name in self.excluded or not is_syncable(self.db[name]):
+            self.skip(section, "never synced (table policy)")
+        elif name not in self.synced:
+            self.skip(section, "not synced here (table policy)")
+        else:
+            self.merge_table(section)
+
+    def skip(self, section, why):
+        n = sum(1 for _ in section.rows())
+        self.report.skipped_tables[section.tablename] = "%s: %d rows ignored" % (why, n)
+
+    def read_origin(self, section):
+        """The sender (first row) and what it has merged of each of its peers (the other rows)."""
+        rows = [{k: (None if v == NULL else v) for k, v in zip(section.columns, cells)} for _, cells in section.rows()]
+        if not rows:
+            return
+        row = self.origin = rows[0]
+        self.report.origin = dict((k, row.get(k)) for k in ("base_uuid", "owner", "contact", "url", "since@seq", "until@seq"))
+        if row.get("base_uuid") == self.me.base_uuid:
+            self.report.note("this file was exported by this instance itself")
+        for peer in rows[1:]:
+            if peer.get("base_uuid") == self.me.base_uuid and peer.get("merged@seq"):
+                self.seen_until = int(peer["merged@seq"])
+
+    def read_tombstones(self, section):
+        for line, cells in section.rows():
+            row = dict(zip(section.columns, cells))
+            try:
+                deleted_on = parser("datetime", False)(row.get("deleted_on", NULL)) or EPOCH
+            except ValueError:
+                raise BadValue("bad date %r" % row.get("deleted_on"), table=section.tablename, line=line, column="deleted_on")
+            self.tombstones.append((row.get("tablename"), row.get("record_uuid"), deleted_on, row.get("origin"), line))
+
+    # -- one table -------------------------------------------------------
+    def merge_table(self, section):
+        plan = SectionPlan(self, self.db[section.tablename], section.columns)
+        if not plan.annotated:
+            self.report.plain_pydal = True
+            self.report.note(
+                "plain pydal file: references were resolved through the file alone "
+                "(a reference to a record not in the file is set to NULL)"
+            )
+        self.report.table(plan.tablename)
+        batch = []
+        for line, cells in section.rows():
+            batch.append(self.parse(plan, line, cells))
+            if len(batch) >= self.batch:
+                self.merge_batch(plan, batch)
+                batch = []
+        if batch:
+            self.merge_batch(plan, batch)
+
+    def parse(self, plan, line, cells):
+        values = []
+        for pos, (i, parse) in enumerate(zip(plan.cell_index, plan.parsers)):
+            try:
+                values.append(parse(cells[i]))
+            except (ValueError, TypeError):
+                raise BadValue(
+                    "%r is not a valid %s" % (cells[i][:60], plan.types[pos]),
+                    table=plan.tablename, line=line, column=plan.fields[pos],
+                )
+        for i in plan.required:
+            if values[i] is None:
+                raise BadValue("a value is required", table=plan.tablename, line=line, column=plan.fields[i])
+        for i, length in plan.lengths:
+            if values[i] is not None and len(values[i]) > length:
+                raise BadValue("text longer than %d characters" % length, table=plan.tablename, line=line,
+                               column=plan.fields[i])
+        uuid = values[plan.uuid_pos]
+        if not uuid:
+            raise BadValue("empty uuid", table=plan.tablename, line=line, column="uuid")
+        modified_on = values[plan.mod_pos] if plan.mod_pos is not None else None
+        future = None
+        if modified_on is not None and modified_on > self.future_limit:
+            self.report.count(plan.tablename, "future")
+            self.report.warn(
+                "modified_on %s is ahead of this instance's clock by more than %ss: stamped %s here; "
+                "it does not win against a concurrent local version" % (modified_on, self.settings.clock_tolerance, self.now),
+                table=plan.tablename, line=line, column="modified_on", uuid=uuid,
+            )
+            future, modified_on = modified_on, self.now
+            values[plan.mod_pos] = modified_on
+        mci = 0
+        if plan.mci_index is not None:
+            try:
+                mci = int(cells[plan.mci_index]) if cells[plan.mci_index] not in (NULL, "") else 0
+            except ValueError:
+                raise BadValue("%r is not a valid integer" % cells[plan.mci_index], table=plan.tablename,
+                               line=line, column="mci")
+        if plan.file_id is not None and not plan.annotated:
+            try:
+                self.file_ids.setdefault(plan.tablename, {})[int(cells[plan.file_id])] = uuid
+            except ValueError:
+                raise BadValue("%r is not a valid id" % cells[plan.file_id], table=plan.tablename, line=line,
+                               column="id")
+        refs = {}
+        for pos, f, target, kind, note_index, notnull, synced in plan.refs:
+            refs[pos] = self.reference_keys(plan, kind, values[pos], cells, note_index, line, f)
+        row = Incoming(line, uuid, values, refs, mci, modified_on, cells)
+        row.future = future
+        return row
+
+    def reference_keys(self, plan, kind, value, cells, note_index, line, field):
+        """What a reference names: ('u', uuid) or ('f', file id), a list of them, or None."""
+        note = cells[note_index] if note_index is not None else None
+        if kind == "fk":
+            if note in (None, NULL, ""):
+                return None
+            try:
+                data = json.loads(note)
+            except ValueError:
+                raise BadValue("deleted_fk annotation is not JSON", table=plan.tablename, line=line, column=field + UUID)
+            return {k: ("u", v) for k, v in data.items() if v}
+        if kind == "list":
+            if note is not None:
+                if note == NULL or not note.strip("|"):
+                    return []
+                return [("u", u) for u in note.strip("|").split("|") if u]
+            return [("f", i) for i in (value or [])]
+        if value is None:
+            return None
+        if note is not None:
+            if note == NULL:  # the sender's reference was already dangling
+                return ("dangling", value)
+            return ("u", note)
+        return ("f", value)
+
+    # -- one batch ---------------------------------------------------------
+    def merge_batch(self, plan, batch):
+        name, counts = plan.tablename, self.report.table(plan.tablename)
+        counts["read"] += len(batch)
+        batch = self.dedupe(plan, batch)
+        locals_ = self.lookup_locals(plan, [r.uuid for r in batch])
+        dead = self.local_tombstones(name, [r.uuid for r in batch if r.uuid not in locals_])
+        resolved_ids = self.resolve_batch(plan, batch)
+        changed_here = self.unseen(name, [loc[0] for loc in locals_.values()])
+        inserts, updates, losers = [], [], []
+        for row in batch:
+            local = locals_.get(row.uuid)
+            if local is None and row.uuid in dead and dead[row.uuid] >= (row.modified_on or EPOCH):
+                counts["tombstoned"] += 1
+                continue
+            values = self.resolved_values(plan, row, resolved_ids)
+            if values is None:  # waits for a NOT NULL reference
+                self.pending.append((plan, row, local))
+                continue
+            if local is None:
+                inserts.append((row, values))
+                counts["created"] += 1
+                self.keep_references(plan, row)
+                continue
+            local_id, local_values = local
+            if all(values[i] == local_values[i] for i in plan.compared):
+                counts["unchanged"] += 1
+                continue
+            concurrent = changed_here is None or local_id in changed_here
+            if row.future and concurrent:
+                counts["conflicts_kept_local"] += 1
+                losers.append(("kept_local", row, local_id, local_values))
+                continue
+            take = self.decide(plan, row, local_values, concurrent)
+            if take:
+                updates.append((row, values, local_id))
+                self.keep_references(plan, row)
+                counts["conflicts_took_incoming" if concurrent else "updated"] += 1
+                if concurrent:
+                    losers.append(("took_incoming", row, local_id, local_values))
+            else:
+                counts["conflicts_kept_local" if concurrent else "older"] += 1
+                if concurrent:
+                    losers.append(("kept_local", row, local_id, local_values))
+        self.log_conflicts(plan, losers)
+        self.write(plan, inserts, updates)
+        self.fix_deferred(only_table=name)
+
+    def keep_references(self, plan, row):
+        """For a row that is written: count its nulled references, queue its deferred ones."""
+        for field, why in row.nulls:
+            self.report.count(plan.tablename, "refs_nulled")
+            self.report.warn("reference set to NULL: %s" % why, table=plan.tablename, line=row.line, column=field,
+                             uuid=row.uuid)
+        for field, kind, target, keys in row.defers:
+            self.deferred.append((plan.tablename, row.uuid, field, kind, target, keys, row.line))
+
+    def dedupe(self, plan, batch):
+        """A uuid twice in one file: the newer row counts, the other is an older copy."""
+        out, index = [], {}
+        for row in batch:
+            if row.uuid in index:
+                other = out[index[row.uuid]]
+                if (row.modified_on or EPOCH) > (other.modified_on or EPOCH):
+                    out[index[row.uuid]] = row
+                self.report.count(plan.tablename, "older")
+                continue
+            index[row.uuid] = len(out)
+            out.append(row)
+        return out
+
+    def lookup_locals(self, plan, uuids):
+        """{uuid: (id, [normalised values in plan.fields order])} of the records already here."""
+        table, out = plan.table, {}
+        cols = ", ".join(table[f]._rname for f in plan.fields)
+        types = plan.types
+        for chunk in _chunks(uuids, CHUNK):
+            sql = "SELECT id, %s FROM %s WHERE %s IN (%s)" % (
+                cols, table._rname, table.uuid._rname, ",".join([self.ph] * len(chunk)))
+            for raw in self.execute(sql, chunk):
+                vals = [normalise(v, t, self.char_bool) for v, t in zip(raw[1:], types)]
+                out[vals[plan.uuid_pos]] = (raw[0], vals)
+        return out
+
+    def uuid_to_id(self, tablename, uuids):
+        """{uuid: local id} for records of a table here."""
+        table, out = self.db[tablename], {}
+        if "uuid" not in table.fields:
+            return out
+        for chunk in _chunks(list(uuids), CHUNK):
+            sql = "SELECT %s, id FROM %s WHERE %s IN (%s)" % (
+                table.uuid._rname, table._rname, table.uuid._rname, ",".join([self.ph] * len(chunk)))
+            out.update(dict(self.execute(sql, chunk)))
+        return out
+
+    def resolve_batch(self, plan, batch):
+        """{target table: {uuid: local id}} for every reference in the batch that resolves now."""
+        wanted = {}
+        for row in batch:
+            for pos, f, target, kind, _, _, _ in plan.refs:
+                keys = row.refs.get(pos)
+                if not keys:
+                    continue
+                if kind == "fk":
+                    for fk_field, key in keys.items():
+                        t = _fk_target(plan.table, fk_field)
+                        if t:
+                            wanted.setdefault(t, set()).add(key[1])
+                    continue
+                for key in keys if kind == "list" else [keys]:
+                    u = self.key_uuid(target, key)
+                    if u:
+                        wanted.setdefault(target, set()).add(u)
+        return {t: self.uuid_to_id(t, uuids) for t, uuids in wanted.items()}
+
+    def key_uuid(self, target, key):
+        if key[0] == "u":
+            return key[1]
+        if key[0] == "f":
+            return self.file_ids.get(target, {}).get(key[1])
+        return None
+
+    def resolved_values(self, plan, row, resolved):
+        """The row's values with references turned into local ids; None if it must wait.
+
+        References nulled or deferred are noted on the row; they count only if it is written.
+        """
+        values = list(row.values)
+        row.nulls, row.defers, row.missing = [], [], None
+        for pos, f, target, kind, _, notnull, synced in plan.refs:
+            keys = row.refs.get(pos)
+            if kind == "fk":
+                values[pos] = self.resolve_fk(plan, row, keys, resolved)
+                continue
+            if kind == "list":
+                if not keys:
+                    values[pos] = None
+                    continue
+                ids = [resolved.get(target, {}).get(self.key_uuid(target, key)) for key in keys]
+                values[pos] = bar_encode([i for i in ids if i is not None])
+                if None in ids:
+                    row.defers.append((f, "list", target, keys))
+                continue
+            if keys is None:
+                continue
+            if keys[0] == "dangling":
+                values[pos] = None
+                self.null_ref(plan, row, f, "the sender's own reference (id %s) pointed nowhere" % keys[1], notnull)
+                continue
+            local = resolved.get(target, {}).get(self.key_uuid(target, keys))
+            if local is not None:
+                values[pos] = local
+                continue
+            values[pos] = None
+            if not synced:  # not in this file by policy: resolve by uuid here or null it
+                self.null_ref(plan, row, f, "%s %s is not here" % (target, keys[1]), notnull)
+                continue
+            if notnull:
+                row.missing = (f, target, keys)
+                return None
+            row.defers.append((f, "ref", target, keys))
+        return values
+
+    def resolve_fk(self, plan, row, keys, resolved):
+        """deleted_fk travels as {field: uuid}; ids that do not resolve here are dropped."""
+        if not keys:
+            return None
+        out = {}
+        for fk_field, key in keys.items():
+            t = _fk_target(plan.table, fk_field)
+            local = resolved.get(t, {}).get(key[1]) if t else None
+            if local is not None:
+                out[fk_field] = local
+        return json.dumps(out, sort_keys=True) if out else None
+
+    def null_ref(self, plan, row, field, why, notnull=False):
+        if notnull:
+            raise UnresolvedReference(
+                "required reference cannot be resolved: %s" % why, table=plan.tablename, line=row.line, column=field
+            )
+        row.nulls.append((field, why))
+
+    # -- deciding --------------------------------------------------------
+    def decide(self, plan, row, local_values, concurrent):
+        """True when the incoming version wins.
+
+        Timestamps have one-second resolution: two versions of the same second
+        are common.  If the sender had seen our version, its version is the
+        later one; only between concurrent versions is a tie broken by hash.
+        """
+        policy = conflict_policy(self.settings, plan.tablename)
+        if policy == "this":
+            return False
+        if policy == "other":
+            return True
+        if policy == "master" and self.master:
+            if self.origin and self.origin.get("base_uuid") == self.master:
+                return True
+            if self.me.base_uuid == self.master:
+                return False
+        local_mod = local_values[plan.mod_pos] if plan.mod_pos is not None else None
+        a, b = row.modified_on or EPOCH, local_mod or EPOCH
+        if a != b:
+            return a > b
+        if not concurrent:
+            return True
+        return self.content_hash_incoming(plan, row) > self.content_hash_local(plan, row.uuid)
+
+    def content_hash_incoming(self, plan, row):
+        return _hash({c: row.cells[i] for i, c in enumerate(plan.columns)}, plan)
+
+    def content_hash_local(self, plan, uuid):
+        local_id = self.uuid_to_id(plan.tablename, [uuid])[uuid]
+        return _hash(wire_rows(self.db, plan.tablename, [local_id])[local_id], plan)
+
+    def unseen(self, tablename, ids):
+        """Local ids whose version the sender has not seen; None (all of them) for an anonymous file."""
+        base_uuid = (self.origin or {}).get("base_uuid")
+        if not base_uuid:
+            return None
+        return changes.unseen_by(self.db, tablename, ids, base_uuid, self.seen_until) if ids else set()
+
+    def log_conflicts(self, plan, losers):
+        if not losers or self.report.dry_run:
+            return
+        local_wire = wire_rows(self.db, plan.tablename, [l[2] for l in losers if l[0] == "took_incoming"])
+        origin = (self.origin or {}).get("base_uuid")
+        rows = []
+        for resolution, row, local_id, local_values in losers:
+            incoming = {c: row.cells[i] for i, c in enumerate(plan.columns)}
+            local = local_wire.get(local_id) if resolution == "took_incoming" else None
+            loser, winner = (local, incoming) if resolution == "took_incoming" else (incoming, None)
+            if row.future and self.already_logged(plan.tablename, row.uuid, row.future, origin):
+                continue
+            rows.append(dict(
+                tablename=plan.tablename, record_uuid=row.uuid, origin=origin, resolution=resolution,
+                reason="future timestamp" if row.future else "changed on both sides", local_modified_on=local_values[plan.mod_pos] if plan.mod_pos is not None else None,
+                incoming_modified_on=row.future or row.modified_on, loser=json.dumps(loser, default=str),
+                winner=json.dumps(winner, default=str) if winner else None, created_on=self.now,
+            ))
+        self.db.plugin_sync_conflict.bulk_insert(rows)
+
+    def already_logged(self, tablename, uuid, incoming_modified_on, origin):
+        """A suspect version is logged once, not at every re-import of the same file."""
+        c = self.db.plugin_sync_conflict
+        return bool(self.db((c.tablename == tablename) & (c.record_uuid == uuid) & (c.origin == origin)
+                            & (c.incoming_modified_on == incoming_modified_on)).count())
+
+    # -- writing ---------------------------------------------------------
+    def write(self, plan, inserts, updates):
+        table, fields = plan.table, plan.fields
+        if inserts:
+            cols = [table[f]._rname for f in fields] + [table.mci._rname]
+            sql = "INSERT INTO %s (%s) VALUES (%s)" % (table._rname, ", ".join(cols), ",".join([self.ph] * len(cols)))
+            self.executemany(plan, sql, [values + [row.mci + 1] for row, values in inserts], [r for r, _ in inserts])
+        if updates:
+            sets = ", ".join("%s=%s" % (table[f]._rname, self.ph) for f in fields + ["mci"])
+            sql = "UPDATE %s SET %s WHERE id=%s" % (table._rname, sets, self.ph)
+            self.executemany(plan, sql, [values + [row.mci + 1, lid] for row, values, lid in updates],
+                             [r for r, _, _ in updates])
+        if plan.upload_fields:
+            for row, values in [(r, v) for r, v in inserts] + [(r, v) for r, v, _ in updates]:
+                for pos in plan.upload_fields:
+                    self.store_upload(plan, plan.fields[pos], values[pos], row)
+
+    def store_upload(self, plan, fieldname, filename, row):
+        """Write an uploaded file that travelled in the bundle, unless it is here already."""
+        if not filename or filename not in self.files or self.report.dry_run:
+            return
+        folder = upload_folder(self.db, plan.table[fieldname])
+        path = os.path.join(folder, filename)
+        if os.path.basename(filename) != filename:
+            raise BadValue("unsafe upload file name %r" % filename, table=plan.tablename, line=row.line, column=fieldname)
+        if os.path.exists(path):
+            return
+        os.makedirs(folder, exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(self.files[filename])
+        self.written_files.append(path)
+
+    def executemany(self, plan, sql, params, rows):
+        """Write a batch; if the database refuses it, find the row and say where."""
+        cur = self.db._adapter.cursor
+        self.execute("SAVEPOINT plugin_sync_batch")
+        try:
+            self.many(sql, params)
+        except Exception:
+            self.execute("ROLLBACK TO SAVEPOINT plugin_sync_batch")
+            for p, row in zip(params, rows):
+                try:
+                    cur.execute(sql, p)
+                except Exception as e:
+                    raise BadValue("the database refused the row: %s" % str(e).strip().splitlines()[0],
+                                   table=plan.tablename, line=row.line)
+            raise
+        self.execute("RELEASE SAVEPOINT plugin_sync_batch")
+
+    def many(self, sql, params):
+        """executemany; on PostgreSQL in pages (psycopg2's executemany is one round trip per row)."""
+        cur = self.db._adapter.cursor
+        if self.ph == "?":
+            cur.executemany(sql, params)
+        else:
+            from psycopg2.extras import execute_batch
+
+            execute_batch(cur, sql, params, page_size=500)
+
+    def execute(self, sql, params=()):
+        cur = self.db._adapter.cursor
+        cur.execute(sql, params)
+        try:
+            return cur.fetchall()
+        except Exception:  # statements without a result set
+            return []
+
+    # -- after the last row ----------------------------------------------
+    def fix_deferred(self, only_table=None, final=False):
+        """Point NULL-ed references at their targets now that these are written."""
+        keep, by_table = [], {}
+        todo = [d for d in self.deferred if only_table is None or d[4] == only_table or d[0] == only_table]
+        if not todo:
+            return
+        rest = [d for d in self.deferred if not (only_table is None or d[4] == only_table or d[0] == only_table)]
+        wanted = {}
+        for d in todo:
+            keys = d[5] if d[3] == "list" else [d[5]]
+            for key in keys:
+                u = self.key_uuid(d[4], key)
+                if u:
+                    wanted.setdefault(d[4], set()).add(u)
+        resolved = {t: self.uuid_to_id(t, us) for t, us in wanted.items()}
+        for d in todo:
+            tablename, row_uuid, field, kind, target, keys, line = d
+            if kind == "list":
+                ids = [resolved.get(target, {}).get(self.key_uuid(target, k)) for k in keys]
+                if None in ids and not final:
+                    keep.append(d)
+                    continue
+                for k, i in zip(keys, ids):
+                    if i is None:
+                        self.report.count(tablename, "refs_nulled")
+                        self.report.warn("list reference dropped: %s %s is neither in the file nor here"
+                                         % (target, self.key_uuid(target, k) or k[1]), table=tablename, line=line,
+                                         column=field, uuid=row_uuid)
+                by_table.setdefault((tablename, field), []).append((bar_encode([i for i in ids if i is not None]), row_uuid))
+                continue
+            local = resolved.get(target, {}).get(self.key_uuid(target, keys))
+            if local is None:
+                if not final:
+                    keep.append(d)
+                    continue
+                self.report.count(tablename, "refs_nulled")
+                self.report.warn("reference set to NULL: %s %s is neither in the file nor here"
+                                 % (target, self.key_uuid(target, keys) or "id %s" % keys[1]),
+                                 table=tablename, line=line, column=field, uuid=row_uuid)
+                continue
+            by_table.setdefault((tablename, field), []).append((local, row_uuid))
+        for (tablename, field), params in by_table.items():
+            table = self.db[tablename]
+            sql = "UPDATE %s SET %s=%s WHERE %s=%s" % (table._rname, table[field]._rname, self.ph, table.uuid._rname, self.ph)
+            self.many(sql, params)
+        self.deferred = rest + keep
+
+    def retry_pending(self, final):
+        """Rows that waited for a NOT NULL reference: write them once their target is in."""
+        pending, self.pending = self.pending, []
+        by_plan = {}
+        for plan, row, local in pending:
+            by_plan.setdefault(id(plan), (plan, []))[1].append((row, local))
+        progress = False
+        for plan, items in by_plan.values():
+            resolved = self.resolve_batch(plan, [r for r, _ in items])
+            inserts, updates = [], []
+            for row, local in items:
+                values = self.resolved_values(plan, row, resolved)
+                if values is None:
+                    if final:
+                        f, target, key = row.missing
+                        raise UnresolvedReference(
+                            "required reference to %s %s is neither in the file nor here"
+                            % (target, self.key_uuid(target, key) or "id %s" % key[1]),
+                            table=plan.tablename, line=row.line, column=f)
+                    self.pending.append((plan, row, local))
+                    continue
+                progress = True
+                self.keep_references(plan, row)
+                if local is None:
+                    inserts.append((row, values))
+                else:
+                    updates.append((row, values, local[0]))
+            self.write(plan, inserts, updates)
+        return progress
+
+    def finish(self, origin_hint=None):
+        while self.pending and self.retry_pending(final=False):
+            self.fix_deferred()
+        if self.pending:
+            self.retry_pending(final=True)
+        self.fix_deferred(final=True)
+        self.apply_tombstones()
+        origin = self.origin or origin_hint
+        if origin and origin.get("base_uuid") and origin["base_uuid"] != self.me.base_uuid:
+            changes.tag_writes(self.db, self.mark, origin["base_uuid"])
+            peer_id = record_sync(self.db, origin, when=self.now)
+            self.acknowledge(peer_id, origin)
+        self.report.checkpoint = (self.origin or {}).get("until@seq")
+
+    def acknowledge(self, peer_id, origin):
+        """Remember up to where we merged the sender's changes, if the file left no gap."""
+        since, until = origin.get("since@seq"), origin.get("until@seq")
+        if until is None:
+            return
+        peer = self.db.sync_instance(peer_id)
+        have = peer.checkpoint_received or 0
+        if since is None or int(since) <= have:
+            peer.update_record(checkpoint_received=max(have, int(until)))
+        else:
+            self.report.warn("this file starts at the sender's change %s but we had merged only up to %s: "
+                             "changes in between are missing (sync the full data once)" % (since, have))
+
+    def apply_tombstones(self):
+        """Hard-delete what the sender hard-deleted, unless it changed here afterwards; remember the uuid."""
+        me = self.me.base_uuid
+        for tablename, uuid, deleted_on, origin, line in self.tombstones:
+            if tablename not in self.synced or not uuid:
+                continue
+            table = self.db[tablename]
+            row = self.db(table.uuid == uuid).select(table.id, table.modified_on).first()
+            if row is not None and (row.modified_on or EPOCH) > deleted_on:
+                self.report.warn("kept: changed here after it was deleted elsewhere", table=tablename, line=line,
+                                 uuid=uuid)
+                continue
+            known = self.db((self.db.plugin_sync_tombstone.tablename == tablename)
+                            & (self.db.plugin_sync_tombstone.record_uuid == uuid)).count()
+            if row is not None:
+                self.db(table.id == row.id).delete()  # the delete trigger writes our own tombstone
+                self.report.count(tablename, "deleted")
+            if not known and not self.db((self.db.plugin_sync_tombstone.tablename == tablename)
+                                         & (self.db.plugin_sync_tombstone.record_uuid == uuid)).count():
+                self.db.plugin_sync_tombstone.insert(tablename=tablename, record_uuid=uuid, deleted_on=deleted_on,
+                                                     origin=origin or me)
+
+    def local_tombstones(self, tablename, uuids):
+        """{uuid: deleted_on} for incoming uuids that were hard-deleted here."""
+        out, t = {}, self.db.plugin_sync_tombstone
+        for chunk in _chunks(uuids, CHUNK):
+            for r in self.db((t.tablename == tablename) & t.record_uuid.belongs(chunk)).select(t.record_uuid, t.deleted_on):
+                out[r.record_uuid] = r.deleted_on or EPOCH
+        return out
+
+    def abort(self):
+        """Undo everything: the transaction and the upload files this import wrote."""
+        self.db.rollback()
+        for path in self.written_files:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+        self.written_files = []
+
+
+def _hash(wire, plan):
+    keep = sorted((k, v) for k, v in wire.items() if k.split("@")[0] not in NOT_COMPARED and not _is_local_ref(plan, k))
+    return hashlib.sha256(json.dumps(keep, default=str).encode("utf-8")).hexdigest()
+
+
+def _is_local_ref(plan, column):
+    """Reference columns hold local ids: only their @uuid annotation is comparable across sites."""
+    return any(column == r[1] for r in plan.refs) or column == "deleted_rb"
+
+
+def _fk_target(table, fname):
+    if fname in table.fields and table[fname].type.startswith("reference "):
+        return table[fname].type[10:].strip()
+    return None
+
+
+def _chunks(seq, n):
+    seq = list(seq)
+    for k in range(0, len(seq), n):
+        yield seq[k:k + n]
+
+
+def upload_folder(db, field):
+    return field.uploadfolder or os.path.join(db._adapter.folder, "..", "uploads")

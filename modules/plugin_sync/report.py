@@ -1,0 +1,99 @@
+"""The report of an import: per-table counts, warnings, the origin, and a summary line.
+
+Vocabulary (CouchDB's replication log where it fits): docs_read, docs_written
+(created + updated + deleted), doc_write_failures; plus what a Sahana
+administrator asks after a sync: what was new, what changed, what stayed,
+which conflicts were decided which way, which references had to be nulled.
+"""
+import collections
+
+COUNTERS = (
+    "read",  # rows in the file for this table
+    "created",  # new here
+    "updated",  # incoming was newer and nobody changed it here since the last sync
+    "unchanged",  # same content already here
+    "older",  # incoming was an older version of what is here (ignored)
+    "conflicts_kept_local",  # both sides changed it: the local version won
+    "conflicts_took_incoming",  # both sides changed it: the incoming version won
+    "deleted",  # hard-deleted here by a tombstone in the file
+    "tombstoned",  # rows ignored because they were hard-deleted here
+    "refs_nulled",  # references set to NULL: their target is neither in the file nor here
+    "future",  # modified_on further in the future than the clock tolerance
+)
+MAX_WARNINGS = 200
+
+
+class Report:
+    """Accumulates the counts and warnings of one import (or a dry run of it)."""
+
+    def __init__(self, dry_run=False):
+        self.dry_run = dry_run
+        self.tables = collections.OrderedDict()
+        self.warnings = []
+        self.warning_count = 0
+        self.notes = []
+        self.skipped_tables = {}
+        self.origin = None
+        self.plain_pydal = False
+        self.seconds = None
+        self.checkpoint = None
+        self.error = None
+
+    def table(self, name):
+        if name not in self.tables:
+            self.tables[name] = dict.fromkeys(COUNTERS, 0)
+        return self.tables[name]
+
+    def count(self, table, counter, n=1):
+        self.table(table)[counter] += n
+
+    def warn(self, message, table=None, line=None, column=None, **extra):
+        self.warning_count += 1
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(dict(message=message, table=table, line=line, column=column, **extra))
+
+    def note(self, message):
+        if message not in self.notes:
+            self.notes.append(message)
+
+    def totals(self):
+        total = dict.fromkeys(COUNTERS, 0)
+        for counts in self.tables.values():
+            for k, v in counts.items():
+                total[k] += v
+        total["conflicts"] = total["conflicts_kept_local"] + total["conflicts_took_incoming"]
+        total["docs_read"] = total["read"]
+        total["docs_written"] = total["created"] + total["updated"] + total["conflicts_took_incoming"] + total["deleted"]
+        return total
+
+    @property
+    def changed(self):
+        """Did this import write anything?"""
+        t = self.totals()
+        return bool(t["docs_written"])
+
+    def summary(self):
+        t = self.totals()
+        head = "Dry run: would have" if self.dry_run else "Imported:"
+        return "%s read %d, created %d, updated %d, unchanged %d, conflicts %d (kept local %d, took incoming %d), deleted %d, references nulled %d" % (
+            head, t["read"], t["created"], t["updated"], t["unchanged"], t["conflicts"],
+            t["conflicts_kept_local"], t["conflicts_took_incoming"], t["deleted"], t["refs_nulled"],
+        )
+
+    def as_dict(self):
+        return dict(
+            ok=self.error is None,
+            dry_run=self.dry_run,
+            origin=self.origin,
+            plain_pydal_file=self.plain_pydal,
+            tables=self.tables,
+            totals=self.totals(),
+            skipped_tables=self.skipped_tables,
+            warnings=self.warnings,
+            warning_count=self.warning_count,
+            notes=self.notes,
+            checkpoint=self.checkpoint,
+            seconds=self.seconds,
+            summary=self.summary(),
+            error=self.error,
+        )

@@ -1,0 +1,148 @@
+"""Field values between the three forms they take: CSV cell, database value, wire.
+
+The engine reads and writes rows with raw SQL (batches, executemany), so it
+needs for each field type: a parser from the CSV cell to the value the
+database driver returns (so a stored row and an incoming row compare with a
+plain `==`), and a formatter from that value to the cell pydal writes.
+The formats are pydal's own: `<NULL>`, `True`/`False`, `YYYY-MM-DD HH:MM:SS`,
+`|1|2|` for list types.
+"""
+import datetime
+
+from .csvstream import NULL
+
+_TRUE = ("T", "True", "true", "1", "t", "TRUE", "on", "yes")
+
+
+def dialect(db):
+    """What the adapter stores: placeholder style and how booleans are kept."""
+    char_bool = db._adapter.dialect.types["boolean"].upper().startswith("CHAR")
+    placeholder = "?" if db._dbname.startswith("sqlite") else "%s"
+    return placeholder, char_bool
+
+
+def parser(ftype, char_bool):
+    """A function: CSV cell -> database value for a field of type `ftype` (raises ValueError)."""
+    if ftype in ("id", "integer", "bigint") or ftype.startswith("reference"):
+        return _int
+    if ftype in ("double", "float") or ftype.startswith("decimal"):
+        return _float
+    if ftype == "boolean":
+        return _bool_char if char_bool else _bool
+    if ftype == "datetime":
+        return _datetime
+    if ftype == "date":
+        return _date
+    if ftype == "time":
+        return _time
+    if ftype.startswith("list:reference") or ftype.startswith("list:integer"):
+        return _int_list
+    return _text
+
+
+def _text(cell):
+    return None if cell == NULL else cell
+
+
+def _int(cell):
+    if cell == NULL or not cell.strip():
+        return None
+    return int(cell)
+
+
+def _float(cell):
+    if cell == NULL or not cell.strip():
+        return None
+    return float(cell)
+
+
+def _bool_char(cell):
+    if cell == NULL or cell == "":
+        return None
+    return "T" if cell in _TRUE else "F"
+
+
+def _bool(cell):
+    if cell == NULL or cell == "":
+        return None
+    return cell in _TRUE
+
+
+def _datetime(cell):
+    if cell == NULL or not cell.strip():
+        return None
+    return datetime.datetime.fromisoformat(cell.strip().replace("T", " ")[:19])
+
+
+def _date(cell):
+    if cell == NULL or not cell.strip():
+        return None
+    return datetime.date.fromisoformat(cell.strip()[:10])
+
+
+def _time(cell):
+    if cell == NULL or not cell.strip():
+        return None
+    return datetime.time.fromisoformat(cell.strip()[:8])
+
+
+def _int_list(cell):
+    if cell == NULL or not cell.strip("| "):
+        return [] if cell != NULL else None
+    return [int(x) for x in cell.strip("|").split("|") if x.strip()]
+
+
+def bar_encode(values):
+    """pydal's storage of list types: |1|2|."""
+    return "|%s|" % "|".join(str(v) for v in values) if values else "||"
+
+
+def bar_decode(text):
+    if not text:
+        return []
+    return [int(x) for x in str(text).strip("|").split("|") if x.strip()]
+
+
+def normalise(value, ftype, char_bool):
+    """A value as the driver returned it -> the form `parser` produces (for comparing)."""
+    if value is None:
+        return None
+    if ftype == "boolean":
+        truthy = value in (True, "T", "t", 1, "1")
+        return ("T" if truthy else "F") if char_bool else truthy
+    if ftype == "datetime" and isinstance(value, str):
+        return _datetime(value)
+    if ftype == "datetime" and value.microsecond:
+        return value.replace(microsecond=0)
+    if ftype == "date" and isinstance(value, str):
+        return _date(value)
+    if ftype in ("double", "float") and not isinstance(value, float):
+        return float(value)
+    return value
+
+
+def formatter(ftype):
+    """A function: database value -> CSV cell, as pydal's export_to_csv_file writes it."""
+    if ftype == "boolean":
+        return _fmt_bool
+    if ftype in ("datetime", "date", "time"):
+        return _fmt_time
+    return _fmt_plain
+
+
+def _fmt_plain(value):
+    return NULL if value is None else value
+
+
+def _fmt_bool(value):
+    if value is None:
+        return NULL
+    return "True" if value in (True, "T", "t", 1, "1") else "False"
+
+
+def _fmt_time(value):
+    if value is None:
+        return NULL
+    if isinstance(value, str):
+        return value[:19]
+    return value.isoformat()[:19].replace("T", " ")

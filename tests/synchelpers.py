@@ -1,0 +1,136 @@
+"""Helpers for sync tests: move data between two app environments, compare by uuid."""
+import io
+
+from applications.eden.modules.plugin_sync.export import wire_rows
+from applications.eden.modules.plugin_sync.fileio import export_bytes, import_from
+from applications.eden.modules.plugin_sync.tables import references, synced_tables
+
+LOCAL = ("id", "mci", "created_by", "modified_by", "created_by@uuid", "modified_by@uuid")
+
+
+def settings(env):
+    return env["plugin_sync_settings"]
+
+
+def export(env, **kw):
+    return export_bytes(env["db"], settings(env), **kw)
+
+
+def sync(src, dst, dry_run=False, **kw):
+    """Export everything from src and import it into dst; return dst's report."""
+    data = export(src, **kw)
+    return import_from(dst["db"], settings(dst), io.BytesIO(data), dry_run=dry_run)
+
+
+def snapshot(env, tables=None):
+    """{table: {uuid: {column: cell}}}: content by identity, with local ids replaced by uuids."""
+    db = env["db"]
+    out = {}
+    for t in tables or synced_tables(db, settings(env)):
+        ids = [r.id for r in db(db[t]).select(db[t].id)]
+        rows = wire_rows(db, t, ids)
+        refs = {f for f, _, _ in references(db[t])} | {"deleted_rb"}
+        out[t] = {
+            r["uuid"]: {k: v for k, v in r.items() if k not in LOCAL and k not in refs}
+            for r in rows.values()
+        }
+    return out
+
+
+def dangling(env):
+    """References that point at no row (must be zero after any sync)."""
+    db = env["db"]
+    bad = []
+    for t in synced_tables(db, settings(env)):
+        for f, target, is_list in references(db[t]):
+            if is_list:
+                for r in db(db[t]).select(db[t].id, db[t][f]):
+                    for i in r[f] or []:
+                        if not db(db[target].id == i).count():
+                            bad.append((t, r.id, f, i))
+                continue
+            q = (db[t][f] != None) & ~db[t][f].belongs(db()._select(db[target].id))  # noqa: E711
+            bad += [(t, r.id, f, r[f]) for r in db(q).select(db[t].id, db[t][f])]
+    return bad
+
+
+def counts(env):
+    db = env["db"]
+    return {t: db(db[t]).count() for t in db.tables}
+
+
+def seed_small(env, prefix="A"):
+    """A small realistic graph: types, orgs, a 3-level location chain, persons, HRs, hospitals, an incident."""
+    db = env["db"]
+    ot = seed_lookups(env)
+    org1 = db.org_organisation.insert(name="%s Red Cross" % prefix, acronym="RC", organisation_type_id=ot, country="TL")
+    org2 = db.org_organisation.insert(name="%s Ministry of Health" % prefix, country="TL")
+    l0 = db.gis_location.insert(name="Timor-Leste", level="L0", code="TL")
+    l1 = db.gis_location.insert(name="%s Aileu" % prefix, level="L1", parent=l0, population=37926)
+    l2 = db.gis_location.insert(name="%s Aileu Vila" % prefix, level="L2", parent=l1, lat=-8.73, lon=125.57)
+    p1 = db.pr_person.insert(first_name="Maria", last_name="Alex", gender="female", location_id=l2, email="m@x.tl")
+    p2 = db.pr_person.insert(first_name="Mariano", last_name="Rodriques", gender="male", location_id=l1)
+    db.hrm_human_resource.insert(person_id=p1, organisation_id=org1, type="volunteer", job_title="Nurse")
+    db.hrm_human_resource.insert(person_id=p2, organisation_id=org1, type="staff")
+    db.hms_hospital.insert(name="%s Hospital, \"Central\", Dili" % prefix, organisation_id=org2, location_id=l2,
+                           total_beds=120, status="Functional", comments="line one\nline two, with comma")
+    db.org_office.insert(name="%s head office" % prefix, organisation_id=org1, location_id=l1)
+    db.event_incident.insert(name="%s floods" % prefix, location_id=l1, organisation_ids=[org1, org2])
+    db.commit()
+    return dict(org1=org1, org2=org2, l0=l0, l1=l1, l2=l2, p1=p1, p2=p2, ot=ot)
+
+
+def pad_ids(env, n=7):
+    """Make local ids differ between instances: burn n ids in every synced table."""
+    db = env["db"]
+    for t in synced_tables(db, settings(env)):
+        for _ in range(n):
+            kw = {"first_name": "x"} if t == "pr_person" else {"name": "x"}
+            pad_person = None
+            if t == "hrm_human_resource":
+                kw = {"person_id": db.pr_person.insert(first_name="pad")}
+                pad_person = kw["person_id"]
+            i = db[t].insert(**kw)
+            db(db[t].id == i).delete()
+            if pad_person:
+                db(db.pr_person.id == pad_person).delete()
+    db.commit()
+
+
+NGO = "urn:uuid:00000000-0000-4000-8000-000000000001"
+
+
+def seed_lookups(env):
+    """The lookup list, identical on every site (same uuids): not synced, resolved by uuid."""
+    db = env["db"]
+    row = db(db.org_organisation_type.uuid == NGO).select().first()
+    return row.id if row else db.org_organisation_type.insert(name="NGO", uuid=NGO)
+
+
+def instances(new_instance, *names, pad=3):
+    """Fresh instances with the same lookup lists and different local ids."""
+    envs = []
+    for k, name in enumerate(names or ("a", "b")):
+        env = new_instance(name)
+        pad_ids(env, pad * k)
+        seed_lookups(env)
+        env["db"].commit()
+        envs.append(env)
+    return envs
+
+
+def assert_converged(*envs):
+    """All instances hold the same content by uuid, and no reference dangles."""
+    first = snapshot(envs[0])
+    for env in envs[1:]:
+        other = snapshot(env)
+        diffs = []
+        for t in first:
+            for u in set(first[t]) | set(other[t]):
+                x, y = first[t].get(u), other[t].get(u)
+                if x != y:
+                    keys = [k for k in (x or y) if (x or {}).get(k) != (y or {}).get(k)]
+                    diffs.append((t, u, [(k, (x or {}).get(k), (y or {}).get(k)) for k in keys][:4]))
+        assert not diffs, diffs[:5]
+    for env in envs:
+        assert dangling(env) == []

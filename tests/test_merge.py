@@ -1,0 +1,160 @@
+"""The merge between two independent instances: identity by uuid, newest wins, conflicts kept."""
+import datetime
+
+from synchelpers import assert_converged, counts, export, instances, seed_small, settings, snapshot, sync
+
+from applications.eden.modules.plugin_sync.fileio import import_from
+
+
+def test_create_on_a_then_sync_to_b_with_different_ids(new_instance):
+    a, b = instances(new_instance)
+    ids = seed_small(a)
+    report = sync(a, b)
+    t = report.totals()
+    assert t["created"] == sum(len(v) for v in snapshot(a).values()), report.as_dict()
+    assert_converged(a, b)
+    # the local ids differ, the references follow the uuids
+    db_a, db_b = a["db"], b["db"]
+    hosp_a = db_a(db_a.hms_hospital).select().first()
+    hosp_b = db_b(db_b.hms_hospital.uuid == hosp_a.uuid).select().first()
+    assert hosp_b.id != hosp_a.id
+    assert db_b.org_organisation(hosp_b.organisation_id).uuid == db_a.org_organisation(ids["org2"]).uuid
+    assert db_b.gis_location(hosp_b.location_id).uuid == db_a.gis_location(ids["l2"]).uuid
+    # the sender is now a known peer
+    peer = db_b(db_b.sync_instance).select().first()
+    assert peer.base_uuid == db_a(db_a.plugin_sync_identity).select().first().base_uuid
+    assert peer.sync_count == 1 and peer.last_update is not None
+
+
+def test_edit_on_both_sides_converges_and_keeps_losers(new_instance):
+    b, a = instances(new_instance, "b", "a")
+    seed_small(a)
+    sync(a, b)
+    db_a, db_b = a["db"], b["db"]
+    t0 = datetime.datetime.utcnow().replace(microsecond=0)
+    # a concurrent edit of the same record: B's is newer and must win everywhere
+    org_uuid = db_a(db_a.org_organisation.acronym == "RC").select().first().uuid
+    db_a(db_a.org_organisation.uuid == org_uuid).update(phone="111", modified_on=t0 - datetime.timedelta(minutes=5))
+    db_b(db_b.org_organisation.uuid == org_uuid).update(phone="222", modified_on=t0)
+    # edits on one side only travel as plain updates
+    db_a(db_a.pr_person.first_name == "Maria").update(phone="+670 1", modified_on=t0 + datetime.timedelta(seconds=1))
+    db_b(db_b.hms_hospital.id > 0).update(total_beds=150, modified_on=t0 + datetime.timedelta(seconds=1))
+    # new records on both sides
+    db_b.org_organisation.insert(name="Created on B")
+    db_a.gis_location.insert(name="Created on A", level="L3")
+    db_a.commit(); db_b.commit()
+    r1 = sync(a, b)
+    r2 = sync(b, a)
+    assert_converged(a, b)
+    assert db_a(db_a.org_organisation.uuid == org_uuid).select().first().phone == "222"
+    # the conflict is decided (and its loser, A's phone 111, kept) where both versions met: on B
+    assert r1.tables["org_organisation"]["conflicts_kept_local"] == 1
+    lost_b = db_b(db_b.plugin_sync_conflict.record_uuid == org_uuid).select().first()
+    assert '"111"' in lost_b.loser and lost_b.resolution == "kept_local"
+    assert lost_b.origin == db_a(db_a.plugin_sync_identity).select().first().base_uuid
+    # B had seen A's version, so on A, B's version is a plain update
+    assert r2.tables["org_organisation"]["updated"] == 1
+    assert r2.tables["org_organisation"]["conflicts_took_incoming"] == 0
+    # one-sided edits are updates, not conflicts
+    assert r1.tables["pr_person"]["updated"] == 1, r1.tables["pr_person"]
+    assert r1.tables["pr_person"]["conflicts_took_incoming"] == 0
+    assert r2.tables["hms_hospital"]["updated"] == 1, r2.tables["hms_hospital"]
+
+
+def test_tie_on_modified_on_is_broken_the_same_way_on_both_sides(new_instance):
+    a, b = instances(new_instance)
+    seed_small(a)
+    sync(a, b)
+    same = datetime.datetime(2030, 1, 1, 12, 0, 0)
+    for env, phone in ((a, "aaa"), (b, "bbb")):
+        db = env["db"]
+        db(db.org_organisation.acronym == "RC").update(phone=phone, modified_on=same)
+        db.commit()
+    s = settings(a)
+    old = s.clock_tolerance
+    s.clock_tolerance = 10 ** 9  # 2030 is not "the future" for this test
+    try:
+        sync(a, b)
+        sync(b, a)
+    finally:
+        s.clock_tolerance = old
+    assert_converged(a, b)
+
+
+def test_reimport_is_a_noop_and_dry_run_writes_nothing(new_instance):
+    a, b = instances(new_instance)
+    seed_small(a)
+
+    data = export(a)
+    before = counts(b)
+    dry = import_from(b["db"], settings(b), data, dry_run=True)
+    assert counts(b) == before
+    real = import_from(b["db"], settings(b), data)
+    assert dry.totals() == real.totals() and dry.tables == real.tables
+    snap = snapshot(b)
+    again = import_from(b["db"], settings(b), data)
+    t = again.totals()
+    assert t["created"] == t["updated"] == t["conflicts"] == 0
+    assert t["unchanged"] == real.totals()["created"]
+    assert snapshot(b) == snap
+
+
+def test_policies_this_other_master(new_instance):
+    a, b = instances(new_instance)
+    seed_small(a)
+    sync(a, b)
+    db_a, db_b = a["db"], b["db"]
+    s = settings(b)
+    old = dict(s)
+    newer = datetime.datetime.utcnow().replace(microsecond=0)
+    older = newer - datetime.timedelta(hours=1)
+    try:
+        # 'this': local wins even though incoming is newer
+        s.policy = {"org_organisation": "this", "gis_location": "other", "pr_person": "master"}
+        s.master = db_a(db_a.plugin_sync_identity).select().first().base_uuid
+        db_a(db_a.org_organisation.acronym == "RC").update(phone="A-new", modified_on=newer)
+        db_b(db_b.org_organisation.acronym == "RC").update(phone="B-old", modified_on=older)
+        db_a(db_a.gis_location.level == "L1").update(population=1, modified_on=older)
+        db_b(db_b.gis_location.level == "L1").update(population=2, modified_on=newer)
+        db_a(db_a.pr_person.first_name == "Maria").update(phone="master", modified_on=older)
+        db_b(db_b.pr_person.first_name == "Maria").update(phone="not master", modified_on=newer)
+        db_a.commit(); db_b.commit()
+        sync(a, b)
+        assert db_b(db_b.org_organisation.acronym == "RC").select().first().phone == "B-old"
+        assert db_b(db_b.gis_location.level == "L1").select().first().population == 1
+        assert db_b(db_b.pr_person.first_name == "Maria").select().first().phone == "master"
+    finally:
+        s.clear(); s.update(old)
+
+
+def test_future_timestamp_is_flagged_and_does_not_win_later_conflicts(new_instance):
+    a, b = instances(new_instance)
+    seed_small(a)
+    sync(a, b)
+    db_a, db_b = a["db"], b["db"]
+    now = datetime.datetime.utcnow().replace(microsecond=0)
+    future = now + datetime.timedelta(days=3)
+    db_a(db_a.org_organisation.acronym == "RC").update(phone="from the future", modified_on=future)
+    db_a(db_a.org_organisation.acronym == "RC").select().first()
+    db_a.gis_location.insert(name="New, stamped ahead", modified_on=future)
+    db_a.commit()
+    data = export(a)
+    report = import_from(db_b, settings(b), data)
+    assert report.tables["org_organisation"]["future"] == 1
+    w = [w for w in report.warnings if w["column"] == "modified_on" and w["table"] == "org_organisation"]
+    assert w and "ahead of this instance's clock" in w[0]["message"] and w[0]["line"] > 0
+    # it updates what B had not changed (B had seen nothing newer), stamped with B's clock
+    org = db_b(db_b.org_organisation.acronym == "RC").select().first()
+    assert org.phone == "from the future" and org.modified_on <= now + datetime.timedelta(minutes=5)
+    new = db_b(db_b.gis_location.name == "New, stamped ahead").select().first()
+    assert new is not None and new.modified_on < future
+    # an honest edit on B afterwards is not overwritten by the same file again
+    db_b(db_b.org_organisation.acronym == "RC").update(phone="honest")
+    db_b.commit()
+    again = import_from(db_b, settings(b), data)
+    assert db_b(db_b.org_organisation.acronym == "RC").select().first().phone == "honest"
+    assert again.tables["org_organisation"]["conflicts_kept_local"] == 1
+    logged = db_b(db_b.plugin_sync_conflict.reason == "future timestamp").select()
+    assert len(logged) == 1 and "from the future" in logged[0].loser
+    import_from(db_b, settings(b), data)  # logged once, not at every re-import
+    assert db_b(db_b.plugin_sync_conflict.reason == "future timestamp").count() == 1
