@@ -34,17 +34,4 @@ def user():
     from plugin_sync.peers import this_instance
 
     response.title = (request.args(0) or "login").replace("_", " ").capitalize()
-    _accept_filter_fields_id(db.auth_user)
     return dict(form=auth(), identity=this_instance(db))
-
-
-def _accept_filter_fields_id(table):
-    """gluon 2.26.1's Auth.login calls table._filter_fields(user, id=True), a keyword the
-    pinned pydal renamed to allow_id (TypeError: a 500 on every form login).  Accept both,
-    on this request's table object only (models run again for every request)."""
-    original = table._filter_fields
-
-    def _filter_fields(record, allow_id=False, writable_only=False, id=False):
-        return original(record, allow_id=allow_id or id, writable_only=writable_only)
-
-    table._filter_fields = _filter_fields

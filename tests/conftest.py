@@ -104,25 +104,22 @@ def new_database_uri(backend, request_fixture, folder):
     return "sqlite://%s" % os.path.join(folder, "applications", "eden", "databases", "storage.sqlite")
 
 
-@pytest.fixture
-def new_instance(backend, request):
-    """Factory: new_instance("a") -> the app's environment (db, auth, settings) on a fresh database."""
-    made = []
+def make_instance(backend, request, name, made):
+    """The app's environment (db, auth, settings) on a fresh database of `backend`."""
+    _counter[0] += 1
+    folder = eden.runtime_folder("%s-%d" % (name, _counter[0]), BASE)
+    uri = new_database_uri(backend, request, folder)
+    os.environ["EDEN_DB_URI"] = uri
+    os.environ["EDEN_INSTANCE"] = name
+    env = eden.app_env(folder)
+    env["db"].commit()
+    env["folder"] = folder
+    env["uri"] = uri
+    made.append(env)
+    return env
 
-    def make(name="a"):
-        _counter[0] += 1
-        folder = eden.runtime_folder("%s-%d" % (name, _counter[0]), BASE)
-        uri = new_database_uri(backend, request, folder)
-        os.environ["EDEN_DB_URI"] = uri
-        os.environ["EDEN_INSTANCE"] = name
-        env = eden.app_env(folder)
-        env["db"].commit()
-        env["folder"] = folder
-        env["uri"] = uri
-        made.append(env)
-        return env
 
-    yield make
+def close_instances(made):
     for env in made:
         try:
             env["db"].rollback()
@@ -132,8 +129,24 @@ def new_instance(backend, request):
 
 
 @pytest.fixture
+def new_instance(backend, request):
+    """Factory: new_instance("a") -> a fresh instance on the test's backend (SQLite, then PostgreSQL)."""
+    made = []
+    yield lambda name="a": make_instance(backend, request, name, made)
+    close_instances(made)
+
+
+@pytest.fixture
 def instance(new_instance):
     return new_instance("a")
+
+
+@pytest.fixture
+def pg_instance(request):
+    """A fresh instance on PostgreSQL only: for what only PostgreSQL has (concurrent writers)."""
+    made = []
+    yield make_instance("postgres", request, "a", made)
+    close_instances(made)
 
 
 class Server:

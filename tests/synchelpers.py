@@ -5,7 +5,7 @@ from applications.eden.modules.plugin_sync.export import wire_rows
 from applications.eden.modules.plugin_sync.fileio import export_bytes, import_from
 from applications.eden.modules.plugin_sync.tables import references, synced_tables
 
-LOCAL = ("id", "mci", "created_by", "modified_by", "created_by@uuid", "modified_by@uuid")
+LOCAL = ("id", "mci", "created_by", "modified_by", "created_by@uuid", "modified_by@uuid", "deleted_fk")
 
 
 def settings(env):

@@ -262,16 +262,15 @@ def test_first_install_records_existing_rows(instance):
     assert read(db, "hms_hospital", 0)[0] == [hid]
 
 
-def test_a_transaction_committing_after_the_checkpoint_is_not_missed(instance, backend):
+def test_a_transaction_committing_after_the_checkpoint_is_not_missed(pg_instance):
     """T1 writes first and stays open; T2 writes and commits; a reader checkpoints; T1 commits.
 
     With a plain sequence T1's change would sit below the reader's checkpoint and
     be missed forever; with txids the checkpoint cannot pass an open transaction.
     """
-    if backend != "postgres":
-        pytest.skip("SQLite serialises writers: a transaction cannot commit around another")
-    import psycopg2
+    import psycopg2  # PostgreSQL only: SQLite serialises writers, a transaction cannot commit around another
 
+    instance = pg_instance
     db = instance["db"]
     before = db.pr_person.insert(first_name="Committed before")
     db.commit()
@@ -357,11 +356,14 @@ def test_cost_follows_the_changes_not_the_table(instance, backend):
     assert len(db(changed_query(db, "pr_person", since, until)).select()) == 5
 
 
-def test_two_processes_installing_at_once_do_not_collide(instance, backend):
-    """Several web2py processes run setup at their first request: installers queue, none fails."""
-    if backend != "postgres":
-        pytest.skip("SQLite serialises the installers by its write lock")
+def test_two_processes_installing_at_once_do_not_collide(pg_instance):
+    """Several web2py processes run setup at their first request: installers queue, none fails.
+
+    PostgreSQL only: SQLite serialises the installers by its write lock.
+    """
     import threading
+
+    instance = pg_instance
 
     from pydal import DAL
 

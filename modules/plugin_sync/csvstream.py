@@ -61,8 +61,14 @@ class Section:
         self.done = False
 
     def rows(self):
-        """Yield (line number, list of cells) until the blank line that ends the table."""
+        """Yield (line number, list of cells) until the blank line that ends the table.
+
+        The line number is where the row starts (a quoted cell may span lines).
+        """
+        if self.done:
+            return
         reader, width = self.reader, len(self.columns)
+        start = reader.csv.line_num + 1
         for row in reader.csv:
             if not row or (len(row) == 1 and not row[0].strip()):
                 break
@@ -70,9 +76,10 @@ class Section:
                 raise FormatError(
                     "row has %d cells, the header has %d" % (len(row), width),
                     table=self.tablename,
-                    line=reader.csv.line_num,
+                    line=start,
                 )
-            yield reader.csv.line_num, row
+            yield start, row
+            start = reader.csv.line_num + 1
         else:
             raise TruncatedFile("file ends inside a table: truncated (no END)", table=self.tablename,
                                 line=reader.csv.line_num)
@@ -106,10 +113,12 @@ class Reader:
                                       line=self.csv.line_num)
                 tablename, line = first[6:].strip(), self.csv.line_num
                 header = next(self.csv, None)
-                if not header:
-                    raise TruncatedFile("table has no header line", table=tablename, line=line + 1)
+                if header is None:
+                    raise TruncatedFile("file ends after 'TABLE %s': truncated" % tablename, line=line)
                 columns = [c.split(".", 1)[-1] for c in header]
                 section = Section(self, tablename, columns, line)
+                if not header:  # pydal writes an empty table as TABLE, blank line, blank line
+                    section.done = True
                 yield section
         except UnicodeDecodeError as e:
             raise FormatError("file is not UTF-8 text (%s)" % e.reason, line=self.csv.line_num + 1)

@@ -158,27 +158,44 @@ class Merger:
         self.master = settings.master
         conn = db._adapter.connection
         if getattr(conn, "in_transaction", True) is False:
-            self.execute("BEGIN")  # SQLite: savepoints below must not open (and commit) the transaction
+            # SQLite: take the write lock now (a concurrent writer waits instead of failing midway),
+            # and the savepoints below must not open (and so commit) the transaction themselves
+            self.execute("BEGIN IMMEDIATE")
         self.mark = changes.write_mark(db)
 
     # -- sections -------------------------------------------------------
     def section(self, section):
         name = section.tablename
+        if not section.columns:  # an empty table in a pydal export: no header, no rows
+            return
         if name == "sync_instance" and "until@seq" in section.columns:
             self.read_origin(section)
         elif name == "plugin_sync_tombstone":
             self.read_tombstones(section)
         elif name not in self.db.tables:
             self.skip(section, "no such table here")
-        elif is_never_synced(name) or name in self.excluded or not is_syncable(self.db[name]):
-            self.skip(section, "never synced (table policy)")
+        elif is_never_synced(name):
+            self.skip(section, "never synced (auth, sessions, scheduler, plugin bookkeeping)")
+        elif name in self.excluded or not is_syncable(self.db[name]):
+            self.skip(section, "not synced (lookup list, site-specific, excluded, or no uuid/modified_on)")
         elif name not in self.synced:
             self.skip(section, "not synced here (table policy)")
         else:
             self.merge_table(section)
 
     def skip(self, section, why):
-        n = sum(1 for _ in section.rows())
+        """Ignore a table's rows, but learn their id -> uuid: a plain pydal file refers to them by id."""
+        cols = section.columns
+        learn = "id" in cols and "uuid" in cols and section.tablename in self.db.tables
+        ids = self.file_ids.setdefault(section.tablename, {}) if learn else None
+        n = 0
+        for _, cells in section.rows():
+            n += 1
+            if learn:
+                try:
+                    ids[int(cells[cols.index("id")])] = cells[cols.index("uuid")]
+                except ValueError:
+                    pass
         self.report.skipped_tables[section.tablename] = "%s: %d rows ignored" % (why, n)
 
     def read_origin(self, section):
@@ -730,15 +747,13 @@ class Merger:
                 self.report.warn("kept: changed here after it was deleted elsewhere", table=tablename, line=line,
                                  uuid=uuid)
                 continue
-            known = self.db((self.db.plugin_sync_tombstone.tablename == tablename)
-                            & (self.db.plugin_sync_tombstone.record_uuid == uuid)).count()
+            tomb = self.db.plugin_sync_tombstone
+            if not self.db((tomb.tablename == tablename) & (tomb.record_uuid == uuid)).count():
+                # first, so that the delete trigger keeps the sender's origin and time
+                tomb.insert(tablename=tablename, record_uuid=uuid, deleted_on=deleted_on, origin=origin or me)
             if row is not None:
-                self.db(table.id == row.id).delete()  # the delete trigger writes our own tombstone
+                self.db(table.id == row.id).delete()
                 self.report.count(tablename, "deleted")
-            if not known and not self.db((self.db.plugin_sync_tombstone.tablename == tablename)
-                                         & (self.db.plugin_sync_tombstone.record_uuid == uuid)).count():
-                self.db.plugin_sync_tombstone.insert(tablename=tablename, record_uuid=uuid, deleted_on=deleted_on,
-                                                     origin=origin or me)
 
     def local_tombstones(self, tablename, uuids):
         """{uuid: deleted_on} for incoming uuids that were hard-deleted here."""
@@ -766,7 +781,7 @@ def _hash(wire, plan):
 
 def _is_local_ref(plan, column):
     """Reference columns hold local ids: only their @uuid annotation is comparable across sites."""
-    return any(column == r[1] for r in plan.refs) or column == "deleted_rb"
+    return any(column == r[1] for r in plan.refs) or column in ("deleted_rb", "deleted_fk")
 
 
 def _fk_target(table, fname):
