@@ -17,6 +17,7 @@ import io
 import os
 import re
 import unicodedata
+import uuid
 
 # The lookup list (identical on every site, never synced)
 ORG_TYPES = (
@@ -503,7 +504,39 @@ def load_demo(db, folder):
     counts["s3_setting"], counts["gis_config"] = _site_settings(db, gaz)
 
     counts["gis_location"] = len(gaz.by_id)
+    _as_prepopulate(db, [t for t in counts if t not in ("s3_setting", "gis_config")])
     return dict(counts)
+
+
+PREPOP_TIME = datetime.datetime(2024, 1, 1)
+PREPOP_NAMESPACE = uuid.UUID("5e1f3c2a-9d0b-4c7e-8a61-2f4b6d8e0a17")
+
+
+def _as_prepopulate(db, tablenames):
+    """Give the demo records the same identity on every instance, as Sahana's templates do.
+
+    Loading is deterministic (same rows, same ids on a fresh database), so the
+    uuid is derived from table and id, the timestamps are fixed and upload files
+    get stable names: two instances seeded with the demo hold the *same*
+    records, and a first sync between them finds them unchanged instead of
+    duplicating every organisation.
+    """
+    for name in tablenames:
+        table = db[name]
+        for row in db(table).select(table.id, orderby=table.id):
+            db(table.id == row.id).update(
+                uuid=uuid.uuid5(PREPOP_NAMESPACE, "%s:%d" % (name, row.id)).urn,
+                created_on=PREPOP_TIME, modified_on=PREPOP_TIME,
+            )
+    field = db.doc_document.file
+    folder = field.uploadfolder or os.path.join(db._adapter.folder, "..", "uploads")
+    for row in db(db.doc_document).select(db.doc_document.id, field):
+        parts = row.file.split(".")
+        path = os.path.join(folder, row.file)
+        parts[2] = hashlib.sha1(open(path, "rb").read()).hexdigest()[:16]
+        stable = ".".join(parts)
+        os.replace(path, os.path.join(folder, stable))
+        db(db.doc_document.id == row.id).update(file=stable, modified_on=PREPOP_TIME)
 
 
 def _office_location(gaz, org, places):

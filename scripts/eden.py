@@ -117,7 +117,7 @@ def main(argv=None):
         from applications.eden.modules.plugin_sync.cli import main as sync_main
 
         env = app_env(folder)
-        return sync_main(env["db"], rest)
+        return sync_main(env["db"], env["plugin_sync_settings"], rest)
     if args.command == "seed":
         seed(folder, demo=not args.no_demo)
         return 0

@@ -1,0 +1,80 @@
+"""The command line, as cron jobs and support staff use it: export, import (--dry-run, --json), status."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from synchelpers import instances, seed_small
+
+from applications.eden.modules.plugin_sync.cli import COMMANDS
+
+SCRIPT = os.path.join(REPO, "scripts", "eden.py")
+
+
+def cli(env, *args, stdin=None):
+    folder = env["folder"]
+    cmd = [sys.executable, SCRIPT, "sync", "--instance", os.path.basename(folder), "--runtime",
+           os.path.dirname(folder), "--db", env["uri"]] + list(args)
+    return subprocess.run(cmd, capture_output=True, input=stdin, env=dict(os.environ, EDEN_DB_POOL_SIZE="0"))
+
+
+def test_export_then_import_with_dry_run_and_json(new_instance, tmp_path):
+    a, b = instances(new_instance)
+    seed_small(a)
+    for env in (a, b):
+        env["db"].commit()
+    out = tmp_path / "a.csv.gz"
+    r = cli(a, "export", "-o", str(out), "--format", "gz")
+    assert r.returncode == 0, r.stderr
+    assert b"exported 12 records" in r.stderr
+    dry = cli(b, "import", str(out), "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    report = json.loads(dry.stdout)
+    assert report["dry_run"] and report["totals"]["created"] == 12
+    b["db"].rollback()
+    assert b["db"](b["db"].pr_person).count() == 0  # the dry run wrote nothing
+    real = cli(b, "import", str(out))
+    assert real.returncode == 0 and real.stdout.startswith(b"Imported: read 12, created 12")
+    again = cli(b, "import", "-", stdin=out.read_bytes())
+    assert b"created 0, updated 0, unchanged 12" in again.stdout
+
+
+def test_export_to_stdout_and_refusals(new_instance):
+    a, = instances(new_instance, "a")
+    seed_small(a)
+    r = cli(a, "export")
+    assert r.returncode == 0 and r.stdout.startswith(b"TABLE sync_instance\r\n") and r.stdout.endswith(b"END")
+    r = cli(a, "export", "--tables", "auth_user")
+    assert r.returncode == 1 and b"never synced" in r.stderr and not r.stdout
+    r = cli(a, "frobnicate")
+    assert r.returncode == 2
+
+
+def test_failed_import_exits_1_with_where(new_instance, tmp_path):
+    a, b = instances(new_instance)
+    seed_small(a)
+    bad = tmp_path / "bad.csv"
+    r = cli(a, "export", "-o", str(bad))
+    bad.write_bytes(bad.read_bytes().replace(b"\r\nEND", b""))
+    r = cli(b, "import", str(bad), "--json")
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["error"]["error"] == "TruncatedFile"
+    assert b"truncated" in r.stderr
+
+
+def test_status(new_instance):
+    a, = instances(new_instance, "a")
+    r = cli(a, "status", "--json")
+    status = json.loads(r.stdout)
+    assert "pr_person" in status["synced_tables"] and "auth_user" in status["not_synced"]
+    assert len(status["base_uuid"]) == 36
+
+
+def test_every_cli_command_is_documented_in_the_readme():
+    readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    for name in COMMANDS:
+        assert re.search(r"eden\.py sync( --instance \w+)? %s\b" % name, readme), name
