@@ -136,3 +136,22 @@ def test_references_into_unsynced_tables_by_uuid_or_null(new_instance):
     assert report.tables["org_organisation"]["refs_nulled"] == 1
     # auth rows themselves never travel
     assert dbb(dbb.auth_user).count() == 1
+
+
+def test_unresolvable_lookup_reference_keeps_the_local_value_on_update(new_instance):
+    a, b = instances(new_instance)
+    seed_small(a)
+    sync(a, b)
+    dbb = b["db"]
+    # B's own lookup row (another uuid); A's type is unknown to B from now on
+    mine = dbb.org_organisation_type.insert(name="Red Cross / Red Crescent")
+    dbb(dbb.org_organisation.acronym == "RC").update(organisation_type_id=mine)
+    dbb.commit()
+    dba = a["db"]
+    dba(dba.org_organisation_type.id > 0).update(uuid="urn:uuid:99999999-0000-4000-8000-000000000009")
+    dba(dba.org_organisation.acronym == "RC").update(phone="+670 333")
+    dba.commit()
+    report = sync(a, b)
+    org = dbb(dbb.org_organisation.acronym == "RC").select().first()
+    assert org.phone == "+670 333" and org.organisation_type_id == mine
+    assert report.tables["org_organisation"]["refs_nulled"] == 0

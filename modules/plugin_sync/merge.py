@@ -340,6 +340,7 @@ class Merger:
                 self.keep_references(plan, row)
                 continue
             local_id, local_values = local
+            self.keep_local_unsynced(row, values, local_values)
             if all(values[i] == local_values[i] for i in plan.compared):
                 counts["unchanged"] += 1
                 continue
@@ -365,7 +366,7 @@ class Merger:
 
     def keep_references(self, plan, row):
         """For a row that is written: count its nulled references, queue its deferred ones."""
-        for field, why in row.nulls:
+        for field, why, _ in row.nulls:
             self.report.count(plan.tablename, "refs_nulled")
             self.report.warn("reference set to NULL: %s" % why, table=plan.tablename, line=row.line, column=field,
                              uuid=row.uuid)
@@ -470,7 +471,7 @@ class Merger:
                 continue
             values[pos] = None
             if not synced:  # not in this file by policy: resolve by uuid here or null it
-                self.null_ref(plan, row, f, "%s %s is not here" % (target, keys[1]), notnull)
+                self.null_ref(plan, row, f, "%s %s is not here" % (target, keys[1]), notnull, pos)
                 continue
             if notnull:
                 row.missing = (f, target, keys)
@@ -490,12 +491,21 @@ class Merger:
                 out[fk_field] = local
         return json.dumps(out, sort_keys=True) if out else None
 
-    def null_ref(self, plan, row, field, why, notnull=False):
+    def null_ref(self, plan, row, field, why, notnull=False, pos=None):
+        """`pos` marks a reference into an unsynced table: an existing record keeps its own value."""
         if notnull:
             raise UnresolvedReference(
                 "required reference cannot be resolved: %s" % why, table=plan.tablename, line=row.line, column=field
             )
-        row.nulls.append((field, why))
+        row.nulls.append((field, why, pos))
+
+    def keep_local_unsynced(self, row, values, local_values):
+        """An unresolvable reference into an unsynced table (a lookup list, auth_user) says nothing
+        about the record: keep what the local record points to rather than null it."""
+        kept = [n for n in row.nulls if n[2] is not None]
+        for field, why, pos in kept:
+            values[pos] = local_values[pos]
+        row.nulls = [n for n in row.nulls if n[2] is None]
 
     # -- deciding --------------------------------------------------------
     def decide(self, plan, row, local_values, concurrent):
@@ -700,6 +710,8 @@ class Merger:
                     self.pending.append((plan, row, local))
                     continue
                 progress = True
+                if local is not None:
+                    self.keep_local_unsynced(row, values, local[1])
                 self.keep_references(plan, row)
                 if local is None:
                     inserts.append((row, values))
