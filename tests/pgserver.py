@@ -1,0 +1,64 @@
+"""A throwaway PostgreSQL 15 cluster for the tests and the benchmark (tests/bench/).
+
+initdb into a temp dir (as the `postgres` user when run as root), start it on
+its own port of 127.0.0.1 with durability off (a test server), hand out fresh
+databases, stop it and remove the dir.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+
+PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL 15 cluster on 127.0.0.1:<port>, trust auth."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="eden-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self.as_root = os.geteuid() == 0
+        self.counter = 0
+        if self.as_root:
+            shutil.chown(self.dir, "postgres", "postgres")
+
+    def _run(self, *cmd):
+        cmd = [os.path.join(PG_BIN, cmd[0])] + list(cmd[1:])
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.dir)
+
+    def start(self):
+        if not os.path.exists(os.path.join(PG_BIN, "initdb")):
+            raise RuntimeError("PostgreSQL 15 not found in %s (set PG_BIN)" % PG_BIN)
+        self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
+        opts = (
+            "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c max_connections=300" % (self.port, self.dir)
+        )
+        self._run("pg_ctl", "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"), "-w", "start")
+        return self
+
+    def stop(self):
+        self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def new_database(self, prefix="eden_test"):
+        import psycopg2
+
+        self.counter += 1
+        name = "%s_%d" % (prefix, self.counter)
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        conn.cursor().execute('CREATE DATABASE "%s"' % name)
+        conn.close()
+        return "postgres://postgres@127.0.0.1:%d/%s" % (self.port, name)
