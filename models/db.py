@@ -48,9 +48,13 @@ response.generic_patterns = ["*.json"] if request.is_local else []
 service = Service()
 
 
+# Tests only: EDEN_CLOCK_SKEW=<seconds> moves this instance's clock (a field laptop's drift).
+EDEN_CLOCK_SKEW = datetime.timedelta(seconds=float(os.environ.get("EDEN_CLOCK_SKEW") or 0))
+
+
 def utcnow():
     """Sahana stores UTC; request.utcnow does not exist outside requests (CLI, scheduler)."""
-    return datetime.datetime.utcnow().replace(microsecond=0)
+    return datetime.datetime.utcnow().replace(microsecond=0) + EDEN_CLOCK_SKEW
 
 
 def new_uuid():

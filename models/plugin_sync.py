@@ -108,4 +108,14 @@ db.define_table(
     Field("origin_seq", "bigint"),
 )
 
+db.define_table(
+    "plugin_sync_lock",  # one row per peer: the run against it now (no two overlap), and the last one
+    Field("peer", length=64, notnull=True, unique=True),  # the peer's base_uuid
+    Field("holder", length=128),  # host:pid:nonce of the running sync, NULL when free
+    Field("expires_on", "datetime"),  # a stale lock (crashed holder) is taken over after this
+    Field("last_started", "datetime"),  # the scheduler's "is it due?"
+    Field("last_finished", "datetime"),
+    Field("last_result", length=16),
+)
+
 plugin_sync_setup(db, plugin_sync_settings)

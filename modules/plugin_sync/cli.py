@@ -135,3 +135,93 @@ def cmd_status(db, settings, args, stdout):
 
 
 cmd_status.arguments = lambda p: p.add_argument("--json", action="store_true")
+
+
+# -- network sync: peers, register, sync, account (replicate.py) -------------------------
+
+
+@command("peers", "List the registered peers: url, login, mode, transport, interval, checkpoints, clock offset.")
+def cmd_peers(db, settings, args, stdout):
+    t = db.sync_instance
+    rows = db(t).select(orderby=t.id)
+    peers = [dict(id=p.id, base_uuid=p.base_uuid, owner=p.owner, url=p.url, username=p.username, mode=p.mode,
+                  transport=p.transport, interval=p.interval, checkpoint_received=p.checkpoint_received,
+                  checkpoint_sent=p.checkpoint_sent, clock_offset=p.clock_offset,
+                  last_update=str(p.last_update or "")) for p in rows]
+    if args.json:
+        stdout.write(json.dumps(peers, indent=2) + "\n")
+        return
+    if not peers:
+        stdout.write("no peers: register one with `register URL --username U --password P`\n")
+    for p in peers:
+        stdout.write("%3d %s %s\n    %s as %s, %s over %s, %s; checkpoints received %s, sent %s%s\n" % (
+            p["id"], p["base_uuid"], p["owner"] or "", p["url"] or "(file only)", p["username"] or "-",
+            p["mode"], p["transport"], "every %s min" % p["interval"] if p["interval"] else "manual",
+            p["checkpoint_received"] or 0, p["checkpoint_sent"] or 0,
+            "; clock offset %ss" % p["clock_offset"] if p["clock_offset"] is not None else ""))
+
+
+cmd_peers.arguments = lambda p: p.add_argument("--json", action="store_true")
+
+
+@command("register", "Register the instance at URL as a peer: fetch its identity, store the login this "
+                     "instance uses there.")
+def cmd_register(db, settings, args, stdout):
+    from .replicate import register_peer
+
+    row = register_peer(db, settings, args.url, args.username, args.password, mode=args.mode,
+                        transport=args.transport, interval=args.interval)
+    stdout.write("registered %s (%s) at %s, id %d\n" % (row.base_uuid, row.owner or "no owner", row.url, row.id))
+
+
+def _register_args(p):
+    p.add_argument("url", help="the peer's app root, e.g. http://10.0.0.2:8000/eden")
+    p.add_argument("--username", required=True, help="account at the peer (in its sync or admin group)")
+    p.add_argument("--password", required=True)
+    p.add_argument("--mode", choices=("pull", "push", "both"), help="default both")
+    p.add_argument("--transport", choices=("http", "xmlrpc"), help="default http")
+    p.add_argument("--interval", type=int, help="minutes between scheduled syncs (0: manual)")
+
+
+cmd_register.arguments = _register_args
+
+
+@command("sync", "Sync with a peer now (id, base_uuid or owner): pull then push, or --pull / --push only.")
+def cmd_sync(db, settings, args, stdout):
+    from .replicate import as_dict, summary, sync
+
+    mode = "pull" if args.pull and not args.push else "push" if args.push and not args.pull else None
+    results = sync(db, settings, args.peer, mode=mode)
+    if args.json:
+        stdout.write(json.dumps(dict(ok=True, **as_dict(results)), indent=2, default=str) + "\n")
+        return
+    stdout.write("%s\n" % summary(results))
+    for op, result in results.items():
+        for w in result.warnings[:20]:
+            stdout.write("  %s warning: %s\n" % (op, w["message"]))
+
+
+def _sync_args(p):
+    p.add_argument("peer", help="the peer's id, base_uuid or owner (see `peers`)")
+    p.add_argument("--pull", action="store_true", help="only pull the peer's changes")
+    p.add_argument("--push", action="store_true", help="only push ours")
+    p.add_argument("--json", action="store_true", help="print the reports as JSON")
+
+
+cmd_sync.arguments = _sync_args
+
+
+@command("account", "Create (or reset) an account that a peer logs in with here: a member of the sync group.")
+def cmd_account(db, settings, args, stdout):
+    from .accounts import peer_account
+
+    user_id = peer_account(db, settings, args.email, args.password)
+    stdout.write("account %s (id %d) may now sync with this instance\n" % (args.email, user_id))
+
+
+def _account_args(p):
+    p.add_argument("email")
+    p.add_argument("--password", required=True)
+
+
+cmd_account.arguments = _account_args

@@ -1,0 +1,446 @@
+"""Replication between instances over the network: pull, push, sync (CouchDB's vocabulary).
+
+The *source* sends the changes of its change log (changes.py) in a sequence
+range [since, until); the *target* merges them (fileio.import_from) in one
+transaction.  Two checkpoints per peer, both in the source's sequence space,
+live in the target's... and the source's `sync_instance` rows:
+
+- checkpoint_received (on the target): up to where the target has merged the
+  source's changes.  The merge itself advances it, inside the target's
+  transaction (merge.acknowledge), so it moves only when the data is committed.
+- checkpoint_sent (on the source): up to where the source knows the target has
+  merged its changes.  A push sets it only after the target answered that it
+  committed.  A push starts at the target's own word (its checkpoint_received
+  of us, from its identity), falling back to checkpoint_sent: a target
+  restored from a backup gets again what it lost.
+
+`pull(db, settings, peer)` asks the peer for its changes since our
+checkpoint_received of it and merges them; `push` sends ours since the
+peer's checkpoint; `sync` = pull, then push.  A run first asks the peer for
+its identity: the base_uuid must be the registered one (a URL that now
+answers as another instance is refused), and the peer's clock is compared
+with ours (sync_instance.clock_offset; a warning beyond clock_tolerance).
+Runs against one peer never overlap (plugin_sync_lock); every run is logged.
+
+The server side of the same operations (`identity`, `changes`, `receive`)
+is here too: the controller and its XML-RPC functions only wrap them.
+"""
+import contextlib
+import datetime
+import io
+import os
+import socket
+import uuid as uuidlib
+
+from . import changes as changelog
+from .bundle import upload_files
+from .errors import Locked, PeerError, SyncError
+from .fileio import export_to, import_from
+from .log import Run
+from .peers import find_peer, this_instance, utcnow
+from .tables import synced_tables
+from .transport import PROTOCOL, app_url, connect
+
+LOCK_TTL = 3600  # seconds: a lock older than this is stale (its holder died)
+MODES = ("pull", "push", "both")
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+# ------------------------------------------------------------------ server side
+
+
+def identity(db, settings, peer=None):
+    """What this instance tells a peer about itself (the `identity` endpoint).
+
+    `peer` (the caller's base_uuid, optional) adds `received`: up to where we
+    have merged the caller's changes, the start of the caller's next push.
+    Sequence numbers travel as strings (XML-RPC has no 64-bit integers).
+    """
+    me = this_instance(db)
+    out = dict(
+        protocol=PROTOCOL,
+        base_uuid=me.base_uuid,
+        owner=me.owner or settings.owner or "",
+        contact=me.contact or settings.contact or "",
+        now=utcnow().strftime(TIME_FORMAT),
+        checkpoint=str(changelog.checkpoint(db)),
+    )
+    if peer:
+        row = find_peer(db, peer)
+        out["received"] = str(row.checkpoint_received or 0) if row else "0"
+    db.commit()  # end the read transaction (PostgreSQL: an idle snapshot holds checkpoints back)
+    return out
+
+
+def changes(db, settings, since, tables=None, fmt="auto", peer=None):
+    """Our changes in [since, now) as a file: (bytes, format, since, until) (the `changes` endpoint).
+
+    fmt "auto": a zip bundle when changed records name uploaded files, else gzip'd CSV.
+    """
+    since = int(since or 0)
+    if since < 0:
+        raise SyncError("since must be a checkpoint >= 0, not %d" % since)
+    until = changelog.checkpoint(db)
+    if since > until:
+        raise SyncError("checkpoint %d is ahead of this instance's change log (now at %d): it was taken on "
+                        "another database or before a restore; reset the peer's checkpoint to 0" % (since, until))
+    if fmt == "auto":
+        fmt = "zip" if next(upload_files(db, settings, tables, since, until), None) else "gz"
+    out = io.BytesIO()
+    with Run(db, "export", peer=peer, source="changes since %d (%s)" % (since, fmt)) as run:
+        counts = export_to(db, settings, out, fmt=fmt, tables=tables, since=since, until=until, log=False)
+        run.counts = dict(docs_read=sum(v for k, v in counts["tables"].items() if k != "tombstones")
+                          + counts["tables"].get("tombstones", 0))
+        run.dry_run = not run.counts["docs_read"]  # an empty answer to a poll is not worth a log row
+    return out.getvalue(), fmt, since, until
+
+
+def receive(db, settings, source, peer=None, name=None):
+    """Merge a file a peer pushed (the `receive` endpoint); return the report (a dict) after the commit."""
+    report = import_from(db, settings, source, name=name or "push from %s" % (peer or "a peer"))
+    return report.as_dict()
+
+
+# ------------------------------------------------------------------ client side
+
+
+def register_peer(db, settings, url, username, password, mode=None, transport=None, interval=None, **options):
+    """Register (or update) the instance at `url`: fetch its identity, create its sync_instance row.
+
+    The first step of network sync: `url` is the peer's app root (e.g.
+    http://10.0.0.2:8000/eden), `username`/`password` an account there in its
+    sync (or admin) group.  Returns the row.  Commits.
+    """
+    me = this_instance(db).base_uuid
+    probe = dict(url=url, username=username, password=password, transport=transport or "http", owner=url)
+    before = utcnow()
+    ident = connect(probe, settings, **options).identity(me=me)
+    offset = _offset(ident.get("now"), before, utcnow())
+    if ident["base_uuid"] == me:
+        raise PeerError("%s is this instance itself (base_uuid %s)" % (url, me))
+    table = db.sync_instance
+    values = dict(url=app_url(url), username=username, password=password, owner=ident.get("owner") or None,
+                  contact=ident.get("contact") or None, clock_offset=offset)
+    for key, value in (("mode", mode), ("transport", transport), ("interval", interval)):
+        if value is not None:
+            values[key] = value
+    if values.get("mode", "both") not in MODES:
+        raise ValueError("mode must be one of %s" % ", ".join(MODES))
+    row = find_peer(db, ident["base_uuid"])
+    if row is None:
+        table.insert(base_uuid=ident["base_uuid"], uuid="urn:uuid:%s" % ident["base_uuid"], **values)
+    else:
+        row.update_record(**values)
+    db.commit()
+    return find_peer(db, ident["base_uuid"])
+
+
+def pull(db, settings, peer, **options):
+    """Merge the peer's changes since our checkpoint of it; return the import Report."""
+    return sync(db, settings, peer, mode="pull", **options)["pull"]
+
+
+def push(db, settings, peer, **options):
+    """Send our changes to the peer; return its answer (a PushReport)."""
+    return sync(db, settings, peer, mode="push", **options)["push"]
+
+
+def sync(db, settings, peer, mode=None, **options):
+    """Pull then push (or only one: mode pull|push|both; default the peer's `mode`), under the peer's lock.
+
+    `peer` is a sync_instance id, base_uuid or Row.  Returns {"pull": Report,
+    "push": PushReport} for the operations run.  Raises Locked when another
+    run against this peer is in progress, PeerError when the peer cannot be
+    reached or refuses us, SyncError when its data cannot be merged; each
+    run is logged (plugin_sync_log) whatever its outcome.
+    """
+    row = _peer_row(db, peer)
+    mode = mode or row.mode or "both"
+    if mode not in MODES:
+        raise ValueError("mode must be one of %s, not %r" % (", ".join(MODES), mode))
+    ops = ("pull", "push") if mode == "both" else (mode,)
+    session = Session(db, settings, row, **options)
+    results, holder, outcome = {}, None, "error"
+    try:
+        for op in ops:
+            with Run(db, op, peer=row.base_uuid, source=row.url) as run:
+                if holder is None:
+                    holder = acquire(db, row.base_uuid, ttl=settings.get("lock_ttl") or LOCK_TTL)
+                    session.hello()
+                results[op] = getattr(session, op)(run)
+        outcome = "ok"
+    finally:
+        if holder is not None:
+            release(db, row.base_uuid, holder, outcome)
+    return results
+
+
+class Session:
+    """One run against one peer: its transport, what it told us, our warnings."""
+
+    def __init__(self, db, settings, peer, transport=None, **options):
+        self.db, self.settings, self.peer = db, settings, peer
+        self.transport = transport or connect(peer, settings, **options)
+        self.me = this_instance(db).base_uuid
+        self.ident = None
+        self.warnings = []
+
+    def hello(self):
+        """Ask the peer who it is and what time it has; check it is the registered instance."""
+        before = utcnow()
+        ident = self.transport.identity(me=self.me)
+        after = utcnow()
+        if ident["base_uuid"] != self.peer.base_uuid:
+            raise PeerError("peer %s: %s now answers as instance %s, not %s; register that URL again if it "
+                            "really changed" % (self.transport.name, self.transport.url, ident["base_uuid"],
+                                                self.peer.base_uuid))
+        offset = _offset(ident.get("now"), before, after)
+        self.db(self.db.sync_instance.id == self.peer.id).update(clock_offset=offset)
+        self.db.commit()
+        tolerance = self.settings.clock_tolerance or 0
+        if offset is not None and abs(offset) > tolerance:
+            self.warnings.append(
+                "the clock of peer %s is %s %s this instance's (tolerance %ss): its modified_on times are "
+                "suspect; records dated ahead of our clock are flagged, never let win silently"
+                % (self.transport.name, _duration(abs(offset)), "ahead of" if offset > 0 else "behind",
+                   tolerance))
+        self.ident = ident
+        return ident
+
+    def pull(self, run):
+        since = int(self.reload().checkpoint_received or 0)
+        got = self.transport.changes(since, me=self.me)
+        if got.since != since:
+            raise PeerError("changes: asked peer %s for changes since %d, got since %d"
+                            % (self.transport.name, since, got.since))
+        report = import_from(self.db, self.settings, io.BytesIO(got.data),
+                             name="pull from %s (%s)" % (self.transport.name, self.transport.url))
+        for warning in self.warnings:
+            report.warn(warning)
+        if report.origin and report.origin.get("base_uuid") != self.peer.base_uuid:
+            report.warn("the pulled file names instance %s as its sender, not %s"
+                        % (report.origin.get("base_uuid"), self.peer.base_uuid))
+        run.report = report
+        return report
+
+    def push(self, run):
+        db = self.db
+        peer = self.reload()
+        until = changelog.checkpoint(db)  # before exporting: later changes go with the next push
+        received = self.ident.get("received") if self.ident else None
+        since = received if received is not None else int(peer.checkpoint_sent or 0)
+        result = PushReport(since, until, self.warnings)
+        if since > until:
+            result.note("the peer claims changes up to %d, ahead of this instance's log (%d): "
+                        "everything is sent again" % (since, until))
+            since = result.since = 0
+        tables = synced_tables(db, self.settings)
+        if changelog.change_count(db, since, until, tables):
+            result.fmt = "zip" if next(upload_files(db, self.settings, None, since, until), None) else "gz"
+            out = io.BytesIO()
+            counts = export_to(db, self.settings, out, fmt=result.fmt, since=since, until=until, log=False)
+            result.sent = sum(counts["tables"].values())
+            result.size = out.tell()
+            result.answer = self.transport.receive(out.getvalue(), result.fmt, me=self.me)
+        db.rollback()  # end the export's read transaction before writing the checkpoint
+        # the peer has committed (or there was nothing to send): only now does the checkpoint move
+        db(db.sync_instance.id == peer.id).update(checkpoint_sent=until)
+        db.commit()
+        run.report = result
+        return result
+
+    def reload(self):
+        self.peer = self.db.sync_instance(self.peer.id)
+        return self.peer
+
+
+class PushReport:
+    """What a push sent and what the peer answered (its import report)."""
+
+    def __init__(self, since, until, warnings=()):
+        self.since, self.until = since, until
+        self.fmt, self.sent, self.size, self.answer = None, 0, 0, None
+        self.warnings = [dict(message=w) for w in warnings]
+        self.notes = []
+
+    def note(self, message):
+        self.notes.append(message)
+
+    @property
+    def peer_report(self):
+        return (self.answer or {}).get("report") or {}
+
+    def totals(self):
+        theirs = self.peer_report.get("totals") or {}
+        return dict(docs_read=self.sent, docs_written=theirs.get("docs_written", 0),
+                    conflicts=theirs.get("conflicts", 0), created=theirs.get("created", 0),
+                    updated=theirs.get("updated", 0), unchanged=theirs.get("unchanged", 0),
+                    deleted=theirs.get("deleted", 0))
+
+    def summary(self):
+        if not self.sent:
+            return "Pushed nothing: no changes since %s" % self.since
+        t = self.totals()
+        return "Pushed %d changes (%s, %d bytes): the peer created %d, updated %d, unchanged %d, conflicts %d, deleted %d" % (
+            self.sent, self.fmt, self.size, t["created"], t["updated"], t["unchanged"], t["conflicts"], t["deleted"])
+
+    def as_dict(self):
+        return dict(ok=True, since=self.since, until=self.until, format=self.fmt, sent=self.sent, bytes=self.size,
+                    totals=self.totals(), warnings=self.warnings, notes=self.notes, summary=self.summary(),
+                    peer_report=self.peer_report)
+
+
+def summary(results):
+    """One line for a flash message or the CLI: what a sync did."""
+    parts = []
+    if "pull" in results:
+        t = results["pull"].totals()
+        parts.append("pulled %d (created %d, updated %d, conflicts %d, deleted %d)"
+                     % (t["docs_read"], t["created"], t["updated"], t["conflicts"], t["deleted"]))
+    if "push" in results:
+        p = results["push"]
+        t = p.totals()
+        parts.append("pushed %d (the peer wrote %d, conflicts %d)" % (p.sent, t["docs_written"], t["conflicts"]))
+    warnings = sum(len(r.warnings) for r in results.values())
+    return "; ".join(parts) + ("; %d warnings (see the log)" % warnings if warnings else "")
+
+
+def as_dict(results):
+    return {op: r.as_dict() for op, r in results.items()}
+
+
+# ------------------------------------------------------------------ scheduling
+
+
+def due_peers(db, now=None):
+    """Peers with an interval (minutes) whose last run started at least that long ago (or never)."""
+    now = now or utcnow()
+    t, lock = db.sync_instance, db.plugin_sync_lock
+    started = {r.peer: r.last_started for r in db(lock).select(lock.peer, lock.last_started)}
+    due = []
+    for peer in db((t.interval > 0) & (t.url != None) & (t.url != "")).select(orderby=t.id):  # noqa: E711
+        last = started.get(peer.base_uuid)
+        # half a scheduler period of slack: a 1-minute peer is not skipped for being a second early
+        if last is None or last + datetime.timedelta(minutes=peer.interval, seconds=-30) <= now:
+            due.append(peer)
+    db.commit()
+    return due
+
+
+def run_due(db, settings, now=None):
+    """Sync every peer that is due (the scheduler's task); {base_uuid: "ok" | "error: ..."}. Never raises."""
+    out = {}
+    for peer in due_peers(db, now):
+        try:
+            sync(db, settings, peer)
+            out[peer.base_uuid] = "ok"
+        except Exception as e:  # logged by the run; the other peers still sync
+            db.rollback()
+            out[peer.base_uuid] = "error: %s" % getattr(e, "describe", lambda: str(e))()
+    return out
+
+
+# ------------------------------------------------------------------ the lock
+
+
+def acquire(db, peer, ttl=LOCK_TTL):
+    """Take the lock of runs against `peer` (a base_uuid) or raise Locked; return the holder's name.
+
+    Commits.  One row per peer; taking it is one conditional UPDATE (free, or
+    expired), atomic on SQLite and PostgreSQL alike.  A lock whose holder
+    process is gone (same host, dead pid) or whose expiry passed is taken over.
+    """
+    lock = db.plugin_sync_lock
+    db.commit()
+    if db(lock.peer == peer).isempty():
+        try:
+            lock.insert(peer=peer)
+            db.commit()
+        except Exception:  # another process inserted it first: fine
+            db.rollback()
+    now = utcnow()
+    holder = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuidlib.uuid4().hex[:8])
+    claim = dict(holder=holder, expires_on=now + datetime.timedelta(seconds=ttl), last_started=now)
+    free = (lock.peer == peer) & ((lock.holder == None) | (lock.expires_on < now))  # noqa: E711
+    taken = db(free).update(**claim)
+    db.commit()
+    if taken:
+        return holder
+    row = db(lock.peer == peer).select().first()
+    if row is not None and row.holder and _holder_is_dead(row.holder):
+        taken = db((lock.peer == peer) & (lock.holder == row.holder)).update(**claim)  # compare and swap
+        db.commit()
+        if taken:
+            return holder
+    db.commit()
+    raise Locked("another sync with peer %s is running (%s, started %s UTC; the lock expires %s UTC)"
+                 % (peer, row.holder if row else "?", row.last_started if row else "?",
+                    row.expires_on if row else "?"))
+
+
+def release(db, peer, holder, result="ok"):
+    lock = db.plugin_sync_lock
+    db.rollback()
+    db((lock.peer == peer) & (lock.holder == holder)).update(
+        holder=None, expires_on=None, last_finished=utcnow(), last_result=result)
+    db.commit()
+
+
+@contextlib.contextmanager
+def locked(db, peer, ttl=LOCK_TTL):
+    """with locked(db, base_uuid): ...  (the lock of runs against one peer)."""
+    holder = acquire(db, peer, ttl)
+    result = "error"
+    try:
+        yield holder
+        result = "ok"
+    finally:
+        release(db, peer, holder, result)
+
+
+def _holder_is_dead(holder):
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _peer_row(db, peer):
+    if hasattr(peer, "base_uuid") and hasattr(peer, "id"):
+        peer = peer.id
+    table = db.sync_instance
+    row = None
+    if isinstance(peer, int) or (isinstance(peer, str) and peer.isdigit()):
+        row = table(int(peer))
+    if row is None and isinstance(peer, str):
+        row = find_peer(db, peer) or db(table.owner == peer).select(limitby=(0, 1)).first()
+    if row is None:
+        raise PeerError("no peer %r: register it first (its base_uuid, id or owner)" % (peer,))
+    if not row.url:
+        raise PeerError("peer %s has no URL: it can only exchange files" % (row.owner or row.base_uuid))
+    return row
+
+
+def _offset(peer_now, before, after):
+    """Seconds the peer's clock is ahead of ours (negative: behind), from a request's round trip."""
+    if peer_now is None:
+        return None
+    middle = before + (after - before) / 2
+    return round((peer_now - middle).total_seconds(), 1)
+
+
+def _duration(seconds):
+    if seconds >= 3600:
+        return "%.1f hours" % (seconds / 3600.0)
+    if seconds >= 60:
+        return "%d minutes" % (seconds // 60)
+    return "%d seconds" % seconds
