@@ -24,6 +24,16 @@ taken a checkpoint, every change that becomes visible later has a seq >= it.
   so its changes, whenever they commit, land at or after the checkpoint.
   A long-open transaction holds checkpoints back; it never loses a change.
 
+The merge's own batch writes (executemany of thousands of rows) are captured
+set-based instead: inside its transaction it sets a marker naming the table
+(SQLite: a row in plugin_sync_bulk; PostgreSQL: a transaction-local setting),
+the insert/update triggers of that table stand aside while the marker is set,
+and bulk_end() records the batch's changes in two statements.  The marker is
+visible to no other connection and ends with the savepoint or transaction, so
+every other write path still goes through the triggers.  On SQLite that is
+most of an import's cost (the per-row trigger bumps the counter and upserts a
+change row: three statements per row).
+
 Triggers are installed at setup, idempotently: present triggers are left
 alone (no lock on the tables at each start), missing ones are created, and
 the first install on a table records its existing rows as changes, so that
@@ -34,8 +44,10 @@ CHANGE = "plugin_sync_change"
 TOMBSTONE = "plugin_sync_tombstone"
 IDENTITY = "plugin_sync_identity"
 COUNTER = "plugin_sync_counter"  # SQLite only: the last seq handed out
+BULK = "plugin_sync_bulk"  # SQLite only: the table the merge is bulk-writing (see bulk_begin)
+BULK_SETTING = "plugin_sync.bulk"  # PostgreSQL: the same, as a transaction-local setting
 PREFIX = "plugin_sync_capture"  # every trigger and function of ours starts with it
-VERSION = "v1"  # bump when a trigger's text changes: older versions are replaced
+VERSION = "v2"  # bump when a trigger's text changes: older versions are replaced (v2: the bulk marker)
 INSTALL_LOCK = 7402318562  # PostgreSQL advisory lock: one installer at a time
 
 INDEXES = (
@@ -140,6 +152,7 @@ def install_triggers(db, tablenames):
     ensure_change_indexes(db)
     if engine == "sqlite":
         _sqlite_counter(db)
+        _sqlite_bulk_table(db)
         _sqlite_tombstone_seq(db)
     else:
         _pg_functions(db)
@@ -245,6 +258,11 @@ def _sqlite_counter(db):
     )
 
 
+def _sqlite_bulk_table(db):
+    """The bulk marker: empty outside the merge's batches (and always, as seen by other connections)."""
+    _sql(db, "CREATE TABLE IF NOT EXISTS %s (tablename TEXT PRIMARY KEY)" % BULK)
+
+
 def _has_counter(db):
     return bool(_sql(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s" % _literal(COUNTER)))
 
@@ -278,9 +296,12 @@ def _sqlite_install(db, table):
     name = "%s_%s_%s" % (PREFIX, VERSION, table._tablename)
     params = dict(bump=SQLITE_BUMP, seq=SQLITE_SEQ, C=CHANGE, D=TOMBSTONE, I=IDENTITY, t=_literal(table._tablename))
     change, delete = SQLITE_CHANGE % params, SQLITE_DELETE % params
+    unless_bulk = "WHEN NOT EXISTS (SELECT 1 FROM %s WHERE tablename = %s)" % (BULK, params["t"])
     wanted = {
-        name + "_insert": "CREATE TRIGGER %s_insert AFTER INSERT ON %s BEGIN %s END" % (name, table._rname, change),
-        name + "_update": "CREATE TRIGGER %s_update AFTER UPDATE ON %s BEGIN %s END" % (name, table._rname, change),
+        name + "_insert": "CREATE TRIGGER %s_insert AFTER INSERT ON %s %s BEGIN %s END"
+        % (name, table._rname, unless_bulk, change),
+        name + "_update": "CREATE TRIGGER %s_update AFTER UPDATE ON %s %s BEGIN %s END"
+        % (name, table._rname, unless_bulk, change),
         name + "_delete": "CREATE TRIGGER %s_delete AFTER DELETE ON %s BEGIN %s END" % (name, table._rname, delete),
     }
     return _replace_triggers(db, table, wanted, "DROP TRIGGER IF EXISTS %s")
@@ -376,8 +397,11 @@ def _pg_tombstone_seq(db):
 def _pg_install(db, table):
     name = "%s_%s" % (PREFIX, VERSION)
     t = _literal(table._tablename)
+    unless_bulk = "WHEN (current_setting(%s, true) IS DISTINCT FROM %s)" % (_literal(BULK_SETTING), t)
     wanted = {
-        name: "CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s(%s)"
+        name: "CREATE TRIGGER %s AFTER INSERT OR UPDATE ON %s FOR EACH ROW %s EXECUTE FUNCTION %s(%s)"
+        % (name, table._rname, unless_bulk, PREFIX, t),
+        name + "_delete": "CREATE TRIGGER %s_delete AFTER DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s(%s)"
         % (name, table._rname, PREFIX, t),
         name + "_truncate": "CREATE TRIGGER %s_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT "
         "EXECUTE FUNCTION %s_truncate(%s)" % (name, table._rname, PREFIX, t),
@@ -452,3 +476,64 @@ def tag_writes(db, mark, origin):
     else:
         where = "seq = %d" % int(mark)  # our transaction id
     _sql(db, "UPDATE %s SET origin = %s, origin_seq = seq WHERE %s" % (CHANGE, _literal(origin), where))
+
+
+def bulk_begin(db, tablename):
+    """The merge is about to batch-write `tablename` in this transaction: its triggers stand aside.
+
+    Call it inside a savepoint and pair it with bulk_end(); a rollback (to the
+    savepoint or of the transaction) removes the marker with the writes.
+    """
+    if _engine(db) == "sqlite":
+        db.executesql("INSERT INTO %s (tablename) VALUES (?)" % BULK, placeholders=(tablename,))
+    else:
+        db.executesql("SELECT set_config(%s, %s, true)", placeholders=(BULK_SETTING, tablename))
+
+
+def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None):
+    """Record the changes of the records of `tablename` just written, and lift the marker.
+
+    The records are named by local `ids`, by `uuids`, or (SQLite only: one
+    writer at a time, so no one else's rows can appear) as every row whose id
+    is above `inserted_after`, the table's max(id) before the batch's INSERT.
+    Set-based: what the row trigger does per row, in one UPDATE and one INSERT
+    per kind (and chunk).  On SQLite the batch takes one new seq for all its
+    rows (as on PostgreSQL, where a transaction's rows share its txid).
+    """
+    table = db[tablename]
+    sqlite = _engine(db) == "sqlite"
+    wheres = []  # (condition on r, the target table's row, and its parameters)
+    if sqlite:
+        for k in range(0, len(ids), 900):
+            chunk = [int(i) for i in ids[k:k + 900]]
+            wheres.append(("r.id IN (%s)" % ",".join(map(str, chunk)), []))
+        for k in range(0, len(uuids), 900):
+            chunk = list(uuids[k:k + 900])
+            wheres.append(("r.uuid IN (%s)" % ",".join("?" * len(chunk)), chunk))
+        if inserted_after is not None:
+            wheres.append(("r.id > %d" % int(inserted_after), []))
+        if wheres:
+            _sql(db, "UPDATE %s SET seq = seq + 1 WHERE id = 1" % COUNTER)
+        seq, ph = SQLITE_SEQ, "?"
+    else:
+        if ids:
+            wheres.append(("r.id = ANY(%s)", [[int(i) for i in ids]]))
+        if uuids:
+            wheres.append(("r.uuid = ANY(%s)", [list(uuids)]))
+        if inserted_after is not None:
+            raise ValueError("inserted_after is for SQLite only: name the rows by ids or uuids")
+        seq, ph = "txid_current()", "%s"
+    for where, params in wheres:
+        names = dict(C=CHANGE, T=table._rname, seq=seq, where=where, ph=ph)
+        db.executesql(
+            "UPDATE %(C)s SET seq = %(seq)s WHERE tablename = %(ph)s AND record_id IN "
+            "(SELECT r.id FROM %(T)s r WHERE %(where)s)" % names, placeholders=[tablename] + params)
+        db.executesql(
+            "INSERT INTO %(C)s (tablename, record_id, seq) SELECT %(ph)s, r.id, %(seq)s FROM %(T)s r "
+            "WHERE %(where)s AND NOT EXISTS (SELECT 1 FROM %(C)s c WHERE c.tablename = %(ph)s AND c.record_id = r.id)"
+            % names + ("" if sqlite else " ON CONFLICT (tablename, record_id) DO UPDATE SET seq = EXCLUDED.seq"),
+            placeholders=[tablename] + params + [tablename])
+    if sqlite:
+        db.executesql("DELETE FROM %s WHERE tablename = ?" % BULK, placeholders=(tablename,))
+    else:
+        db.executesql("SELECT set_config(%s, '', true)", placeholders=(BULK_SETTING,))

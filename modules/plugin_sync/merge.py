@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import time
+from operator import itemgetter
 
 from . import changes
 from .csvstream import NULL, UUID, Reader
@@ -41,7 +42,7 @@ from .export import TOMBSTONE_COLUMNS, annotations, wire_rows
 from .peers import record_sync, this_instance, utcnow
 from .report import Report
 from .tables import conflict_policy, excluded_tables, is_never_synced, is_syncable
-from .values import bar_encode, dialect, normalise, parser
+from .values import bar_encode, dialect, is_text, normaliser, parser
 
 BATCH = 2000
 CHUNK = 900  # ids/uuids per IN (...): under every SQLite build's variable limit
@@ -132,6 +133,22 @@ class SectionPlan:
         self.types = [table[f].type for f in self.fields]
         self.uuid_pos = self.pos["uuid"]
         self.mod_pos = self.pos.get("modified_on")
+        self.compile(merger.char_bool)
+
+    def compile(self, char_bool):
+        """Per-section shortcuts for the per-row work (parse, lookup, compare): no per-cell dispatch.
+
+        Text cells only turn <NULL> into None; only typed cells call a parser,
+        only stored values of a type that needs it are normalised, and the
+        compared fields are fetched by one itemgetter.
+        """
+        self.typed = [(pos, p) for pos, p in enumerate(self.parsers) if not is_text(p)]
+        self.texts = [pos for pos, p in enumerate(self.parsers) if is_text(p)]
+        self.normalisers = [(i, fn) for i, fn in ((i, normaliser(t, char_bool)) for i, t in enumerate(self.types)) if fn]
+        if len(self.compared) > 1:
+            self.same = itemgetter(*self.compared)
+        else:
+            self.same = lambda values: [values[i] for i in self.compared]
 
 
 class Merger:
@@ -153,6 +170,7 @@ class Merger:
         self.deferred = []  # (table, row uuid, field, kind, target, keys, line, notnull)
         self.pending = []  # (plan, Incoming, is_update, local id): rows waiting for a NOT NULL reference
         self.tombstones = []
+        self.tombstoned_tables = {}  # {table: has tombstones here}, see local_tombstones
         self.written_files = []
         self.me = this_instance(db)
         self.master = settings.master
@@ -240,15 +258,17 @@ class Merger:
             self.merge_batch(plan, batch)
 
     def parse(self, plan, line, cells):
-        values = []
-        for pos, (i, parse) in enumerate(zip(plan.cell_index, plan.parsers)):
-            try:
-                values.append(parse(cells[i]))
-            except (ValueError, TypeError):
-                raise BadValue(
-                    "%r is not a valid %s" % (cells[i][:60], plan.types[pos]),
-                    table=plan.tablename, line=line, column=plan.fields[pos],
-                )
+        values = [cells[i] for i in plan.cell_index]
+        has_null = NULL in values
+        try:
+            for pos, parse in plan.typed:
+                values[pos] = parse(values[pos])
+        except (ValueError, TypeError):
+            self.bad_cell(plan, line, cells)
+        if has_null:
+            for pos in plan.texts:
+                if values[pos] == NULL:
+                    values[pos] = None
         for i in plan.required:
             if values[i] is None:
                 raise BadValue("a value is required", table=plan.tablename, line=line, column=plan.fields[i])
@@ -285,10 +305,26 @@ class Merger:
                                column="id")
         refs = {}
         for pos, f, target, kind, note_index, notnull, synced in plan.refs:
-            refs[pos] = self.reference_keys(plan, kind, values[pos], cells, note_index, line, f)
+            value = values[pos]
+            if kind == "ref" and note_index is not None and value is not None:  # the common case, inline
+                note = cells[note_index]
+                refs[pos] = ("dangling", value) if note == NULL else ("u", note)
+            else:
+                refs[pos] = self.reference_keys(plan, kind, value, cells, note_index, line, f)
         row = Incoming(line, uuid, values, refs, mci, modified_on, cells)
         row.future = future
         return row
+
+    def bad_cell(self, plan, line, cells):
+        """Raise BadValue for the first cell of the row that does not parse (the slow path of parse)."""
+        for pos, (i, parse) in enumerate(zip(plan.cell_index, plan.parsers)):
+            try:
+                parse(cells[i])
+            except (ValueError, TypeError):
+                raise BadValue(
+                    "%r is not a valid %s" % (cells[i][:60], plan.types[pos]),
+                    table=plan.tablename, line=line, column=plan.fields[pos],
+                )
 
     def reference_keys(self, plan, kind, value, cells, note_index, line, field):
         """What a reference names: ('u', uuid) or ('f', file id), a list of them, or None."""
@@ -341,7 +377,7 @@ class Merger:
                 continue
             local_id, local_values = local
             self.keep_local_unsynced(row, values, local_values)
-            if all(values[i] == local_values[i] for i in plan.compared):
+            if plan.same(values) == plan.same(local_values):
                 counts["unchanged"] += 1
                 continue
             concurrent = changed_here is None or local_id in changed_here
@@ -391,13 +427,16 @@ class Merger:
         """{uuid: (id, [normalised values in plan.fields order])} of the records already here."""
         table, out = plan.table, {}
         cols = ", ".join(table[f]._rname for f in plan.fields)
-        types = plan.types
+        normalisers, uuid_pos = plan.normalisers, plan.uuid_pos
         for chunk in _chunks(uuids, CHUNK):
             sql = "SELECT id, %s FROM %s WHERE %s IN (%s)" % (
                 cols, table._rname, table.uuid._rname, ",".join([self.ph] * len(chunk)))
             for raw in self.execute(sql, chunk):
-                vals = [normalise(v, t, self.char_bool) for v, t in zip(raw[1:], types)]
-                out[vals[plan.uuid_pos]] = (raw[0], vals)
+                vals = list(raw[1:])
+                for i, fn in normalisers:
+                    if vals[i] is not None:
+                        vals[i] = fn(vals[i])
+                out[vals[uuid_pos]] = (raw[0], vals)
         return out
 
     def uuid_to_id(self, tablename, uuids):
@@ -414,8 +453,17 @@ class Merger:
     def resolve_batch(self, plan, batch):
         """{target table: {uuid: local id}} for every reference in the batch that resolves now."""
         wanted = {}
-        for row in batch:
-            for pos, f, target, kind, _, _, _ in plan.refs:
+        for pos, f, target, kind, _, _, _ in plan.refs:
+            if kind == "ref":  # the common case: one key per row, mostly ('u', uuid)
+                uuids = wanted.setdefault(target, set())
+                for row in batch:
+                    key = row.refs.get(pos)
+                    if key:
+                        u = key[1] if key[0] == "u" else self.key_uuid(target, key)
+                        if u:
+                            uuids.add(u)
+                continue
+            for row in batch:
                 keys = row.refs.get(pos)
                 if not keys:
                     continue
@@ -425,11 +473,11 @@ class Merger:
                         if t:
                             wanted.setdefault(t, set()).add(key[1])
                     continue
-                for key in keys if kind == "list" else [keys]:
+                for key in keys:
                     u = self.key_uuid(target, key)
                     if u:
                         wanted.setdefault(target, set()).add(u)
-        return {t: self.uuid_to_id(t, uuids) for t, uuids in wanted.items()}
+        return {t: self.uuid_to_id(t, uuids) for t, uuids in wanted.items() if uuids}
 
     def key_uuid(self, target, key):
         if key[0] == "u":
@@ -579,12 +627,17 @@ class Merger:
         if inserts:
             cols = [table[f]._rname for f in fields] + [table.mci._rname]
             sql = "INSERT INTO %s (%s) VALUES (%s)" % (table._rname, ", ".join(cols), ",".join([self.ph] * len(cols)))
-            self.executemany(plan, sql, [values + [row.mci + 1] for row, values in inserts], [r for r, _ in inserts])
+            if self.ph == "?":  # SQLite, one writer: the new rows are those above the current max(id)
+                capture = dict(inserted_after=self.execute("SELECT coalesce(max(id), 0) FROM %s" % table._rname)[0][0])
+            else:
+                capture = dict(uuids=[row.uuid for row, _ in inserts])
+            self.executemany(plan, sql, [values + [row.mci + 1] for row, values in inserts], [r for r, _ in inserts],
+                             capture)
         if updates:
             sets = ", ".join("%s=%s" % (table[f]._rname, self.ph) for f in fields + ["mci"])
             sql = "UPDATE %s SET %s WHERE id=%s" % (table._rname, sets, self.ph)
             self.executemany(plan, sql, [values + [row.mci + 1, lid] for row, values, lid in updates],
-                             [r for r, _, _ in updates])
+                             [r for r, _, _ in updates], dict(ids=[lid for _, _, lid in updates]))
         if plan.upload_fields:
             for row, values in [(r, v) for r, v in inserts] + [(r, v) for r, v, _ in updates]:
                 for pos in plan.upload_fields:
@@ -605,10 +658,15 @@ class Merger:
             f.write(self.files[filename])
         self.written_files.append(path)
 
-    def executemany(self, plan, sql, params, rows):
-        """Write a batch; if the database refuses it, find the row and say where."""
+    def executemany(self, plan, sql, params, rows, capture):
+        """Write a batch; if the database refuses it, find the row and say where.
+
+        The batch's changes are captured set-based (changes.bulk_begin/bulk_end):
+        on SQLite the per-row triggers would cost more than the writes themselves.
+        """
         cur = self.db._adapter.cursor
         self.execute("SAVEPOINT plugin_sync_batch")
+        changes.bulk_begin(self.db, plan.tablename)
         try:
             self.many(sql, params)
         except Exception:
@@ -620,6 +678,7 @@ class Merger:
                     raise BadValue("the database refused the row: %s" % str(e).strip().splitlines()[0],
                                    table=plan.tablename, line=row.line)
             raise
+        changes.bulk_end(self.db, plan.tablename, **capture)
         self.execute("RELEASE SAVEPOINT plugin_sync_batch")
 
     def many(self, sql, params):
@@ -685,7 +744,9 @@ class Merger:
         for (tablename, field), params in by_table.items():
             table = self.db[tablename]
             sql = "UPDATE %s SET %s=%s WHERE %s=%s" % (table._rname, table[field]._rname, self.ph, table.uuid._rname, self.ph)
+            changes.bulk_begin(self.db, tablename)  # captured set-based, as in executemany()
             self.many(sql, params)
+            changes.bulk_end(self.db, tablename, uuids=[p[1] for p in params])
         self.deferred = rest + keep
 
     def retry_pending(self, final):
@@ -768,11 +829,24 @@ class Merger:
                 self.report.count(tablename, "deleted")
 
     def local_tombstones(self, tablename, uuids):
-        """{uuid: deleted_on} for incoming uuids that were hard-deleted here."""
+        """{uuid: deleted_on} for incoming uuids that were hard-deleted here.
+
+        Raw SQL (pydal's belongs() renders each uuid in Python), and none at all
+        for a table without tombstones: the merge writes tombstones only in finish().
+        """
         out, t = {}, self.db.plugin_sync_tombstone
+        if tablename not in self.tombstoned_tables:
+            rows = self.execute("SELECT 1 FROM %s WHERE %s = %s" % (t._rname, t.tablename._rname, self.ph)
+                                + " LIMIT 1", (tablename,))
+            self.tombstoned_tables[tablename] = bool(rows)
+        if not self.tombstoned_tables[tablename]:
+            return out
         for chunk in _chunks(uuids, CHUNK):
-            for r in self.db((t.tablename == tablename) & t.record_uuid.belongs(chunk)).select(t.record_uuid, t.deleted_on):
-                out[r.record_uuid] = r.deleted_on or EPOCH
+            sql = "SELECT %s, %s FROM %s WHERE %s = %s AND %s IN (%s)" % (
+                t.record_uuid._rname, t.deleted_on._rname, t._rname, t.tablename._rname, self.ph,
+                t.record_uuid._rname, ",".join([self.ph] * len(chunk)))
+            for record_uuid, deleted_on in self.execute(sql, [tablename] + list(chunk)):
+                out[record_uuid] = deleted_on or EPOCH
         return out
 
     def abort(self):

@@ -11,6 +11,7 @@ import datetime
 
 from .csvstream import NULL
 
+_fromisoformat = datetime.datetime.fromisoformat
 _TRUE = ("T", "True", "true", "1", "t", "TRUE", "on", "yes")
 
 
@@ -69,6 +70,11 @@ def _bool(cell):
 
 
 def _datetime(cell):
+    if len(cell) == 19 and cell[10] in " T":  # the canonical form pydal writes: parse it as it is
+        try:
+            return _fromisoformat(cell)
+        except ValueError:
+            pass
     if cell == NULL or not cell.strip():
         return None
     return datetime.datetime.fromisoformat(cell.strip().replace("T", " ")[:19])
@@ -107,6 +113,8 @@ def normalise(value, ftype, char_bool):
     """A value as the driver returned it -> the form `parser` produces (for comparing)."""
     if value is None:
         return None
+    if ftype.startswith("list:") and not str(value).strip("| "):
+        return None  # pydal stores an empty list as '||'; the merge writes NULL: the same value
     if ftype == "boolean":
         truthy = value in (True, "T", "t", 1, "1")
         return ("T" if truthy else "F") if char_bool else truthy
@@ -119,6 +127,22 @@ def normalise(value, ftype, char_bool):
     if ftype in ("double", "float") and not isinstance(value, float):
         return float(value)
     return value
+
+
+def normaliser(ftype, char_bool):
+    """`normalise` for one field type, or None where the driver's value is already the parser's form.
+
+    The merge normalises every stored value it compares: skipping the types that
+    need nothing (text, integers, references) saves a call per cell.
+    """
+    if ftype in ("boolean", "datetime", "date", "double", "float") or ftype.startswith("list:"):
+        return lambda value: normalise(value, ftype, char_bool)
+    return None
+
+
+def is_text(parse):
+    """True for the parser that only maps <NULL> to None (the merge does that for a whole row at once)."""
+    return parse is _text
 
 
 def formatter(ftype):

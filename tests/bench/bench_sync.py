@@ -274,6 +274,57 @@ def median_time(fn, runs, setup=None, teardown=None):
     return statistics.median(times), times
 
 
+class PlainSQLite:
+    """The SQLite floor: a plain sqlite3 connection (its default pragmas: no foreign key checks)
+    on a new file holding the app's tables (their DDL, whose UNIQUE uuid is the uuid index)."""
+
+    sqlite = True
+
+    def __init__(self, path, ddl, tables):
+        import sqlite3
+
+        if os.path.exists(path):
+            os.remove(path)
+        self.path, self.tables_ = path, tables
+        self.conn = sqlite3.connect(path)
+        for sql in ddl:
+            self.conn.execute(sql)
+        self.conn.commit()
+
+    def tables(self):
+        return self.tables_
+
+    def load(self, _gen, materialized):
+        cur = self.conn.cursor()
+        for table, chunks in materialized.items():
+            columns = self.columns[table]
+            for chunk in chunks:
+                Instance.insert_many(self, cur, table, columns, chunk)
+        self.conn.commit()
+
+    def close(self):
+        self.conn.close()
+        os.remove(self.path)
+
+
+def floor_target(bench, src, files):
+    """(setup, teardown, note) of the raw-insert floor on this backend."""
+    if bench.backend == "postgres":
+        return (lambda: bench.instance("floor", triggers=False), lambda inst: inst.close(),
+                "psycopg2 execute_values, same schema, triggers dropped")
+    tables = src.tables()
+    ddl = [r[0] for t in tables for r in src.db.executesql(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = '%s'" % t)]
+    columns = {t: list(src.db[t].fields) for t in tables}
+
+    def setup():
+        target = PlainSQLite(files("floor.sqlite"), ddl, tables)
+        target.columns = columns
+        return target
+
+    return setup, lambda target: target.close(), "plain sqlite3, the app's tables, UNIQUE uuid index"
+
+
 # ---------------------------------------------------------------- operations
 
 
@@ -371,13 +422,11 @@ def run_backend(bench, args, files):
     secs = src.load(gen, rows)
     print("  source filled in %.1fs (raw executemany, triggers on)" % secs, flush=True)
 
-    # the floor: the same rows, same schema, no triggers, one executemany per table and chunk
-    def floor_setup():
-        return bench.instance("floor", triggers=False)
-
-    t_floor, _ = median_time(lambda inst: inst.load(None, rows), runs, floor_setup, lambda inst: inst.close())
+    # the floor: the same rows, one executemany per table and chunk, no triggers
+    floor_setup, floor_teardown, floor_note = floor_target(bench, src, files)
+    t_floor, _ = median_time(lambda target: target.load(None, rows), runs, floor_setup, floor_teardown)
     floor = n / t_floor
-    bench.record("raw executemany insert (floor)", n, floor, runs, note="same schema, triggers dropped")
+    bench.record("raw executemany insert (floor)", n, floor, runs, note=floor_note)
 
     # 1. export
     f_engine = files("engine-%d.csv" % n)
