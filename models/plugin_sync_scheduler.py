@@ -22,8 +22,10 @@ def plugin_sync_scheduled():
     return plugin_sync_replicate.run_due(db, plugin_sync_settings)
 
 
+# use_spawn: each task runs in a fresh process. A forked one inherits the worker's threads
+# (its heartbeat) and database handles mid-use, and was seen to hang on a lock forever.
 plugin_sync_scheduler = Scheduler(
-    db, tasks={PLUGIN_SYNC_TASK: plugin_sync_scheduled}, utc_time=True, migrate=True,
+    db, tasks={PLUGIN_SYNC_TASK: plugin_sync_scheduled}, utc_time=True, migrate=True, use_spawn=True,
 )
 
 

@@ -95,7 +95,16 @@ def serve(folder, port, scheduler):
     sys.argv = argv
     import gluon.widget
 
-    gluon.widget.start()
+    try:
+        gluon.widget.start()
+    finally:
+        if scheduler:
+            # On SIGTERM Rocket stops, but web2py keeps waiting for its scheduler worker (-X),
+            # which nobody told to stop: stop it, so that `kill <pid>` ends the whole instance.
+            import multiprocessing
+
+            for child in multiprocessing.active_children():
+                child.terminate()
 
 
 def main(argv=None):

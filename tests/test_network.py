@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import xmlrpc.client
 import pytest
 
 import eden
+from conftest import free_port
 from synchelpers import assert_converged, seed_lookups, seed_small
 
 from applications.eden.modules.plugin_sync import cli, replicate
@@ -545,6 +547,125 @@ def test_concurrent_runs_against_one_peer_are_refused_by_the_lock(nodes, proxies
     row = a.db(lock.peer == b.base_uuid).select().first()
     assert row.holder is None and row.last_result == "ok"
     a.db.commit()
+
+
+def test_sync_now_button_needs_the_form_key(nodes):
+    a, b = nodes("a"), nodes("b")
+    a.register(b)
+    seed_small(b.env, prefix="B")
+    peer_id = a.peer(b).id
+    browser = Browser(a.url).login(*ADMIN)
+    status, _, page = browser.open("/plugin_sync/sync_now/%d" % peer_id)
+    assert status == 200 and "Sync now" in page
+    key = re.search(r'name="_formkey" type="hidden" value="([^"]+)"', page).group(1)
+    form = dict(_formname="plugin_sync_sync_now_%d" % peer_id, mode="")
+    status, _, page = browser.open("/plugin_sync/sync_now/%d" % peer_id, dict(form, _formkey="forged"))
+    assert status == 403 and "CSRF key missing or wrong" in page
+    assert a.count("hms_hospital") == 0  # refused: nothing synced
+    status, headers, _ = browser.open("/plugin_sync/sync_now/%d" % peer_id, dict(form, _formkey=key))
+    assert status == 303 and headers["Location"].endswith("/plugin_sync/instances")
+    assert a.count("hms_hospital") == 1 and a.last_log("pull").result == "ok"
+    status, _, _ = browser.open("/plugin_sync/sync_now/%d" % peer_id, dict(form, _formkey=key))
+    assert status == 403  # a form key is good for one post
+
+
+class Browser:
+    """A browser session: cookies, no redirects followed."""
+
+    def __init__(self, base):
+        import http.cookiejar
+
+        class Stay(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        self.base = base
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), Stay)
+
+    def open(self, path, fields=None):
+        data = urllib.parse.urlencode(fields).encode() if fields is not None else None
+        try:
+            with self.opener.open(self.base + path, data=data, timeout=60) as r:
+                return r.status, r.headers, r.read().decode("utf-8")
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read().decode("utf-8")
+
+    def login(self, email, password):
+        _, _, page = self.open("/default/user/login")
+        key = re.search(r'name="_formkey" type="hidden" value="([^"]+)"', page).group(1)
+        status, _, _ = self.open("/default/user/login", dict(email=email, password=password, _formkey=key,
+                                                             _formname="login"))
+        assert status == 303, "login failed"
+        return self
+
+
+# ---------------------------------------------------------------------------- the client alone
+
+
+class FlakyPeer:
+    """A fake peer on 127.0.0.1: answers each request with the next (status, body) of a script."""
+
+    def __init__(self, script):
+        import http.server
+
+        owner = self
+        self.script, self.requests = list(script), []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                owner.requests.append((self.path, self.headers.get("Authorization")))
+                status, body = owner.script.pop(0) if owner.script else (200, b"{}")
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/eden" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_transport_retries_with_backoff_and_names_the_peer():
+    from applications.eden.modules.plugin_sync.transport import connect
+
+    ident = json.dumps(dict(base_uuid="b-1", owner="B", now="2030-01-02 03:04:05", checkpoint="7")).encode()
+    peer = dict(owner="Dili HQ", url=None, username="peer@a", password="pw")
+    cases = [
+        # (script, waits expected, error expected)
+        ([(503, b"busy"), (502, b"gateway"), (200, ident)], [0.5, 1.0], None),
+        ([(500, b"<h1>Internal error</h1>")] * 5, [0.5, 1.0, 1.5], "identity: peer Dili HQ at"),
+        ([(401, b"no")], [], "wrong credentials for peer Dili HQ: peer@a was refused"),
+        ([(403, b"no")], [], "not in its sync (or admin) group (HTTP 403)"),
+        ([(404, b"no")], [], "has no plugin_sync endpoint"),
+        ([(200, b"<html>not json</html>")], [], "answered something that is not plugin_sync's"),
+    ]
+    for script, expected_waits, error in cases:
+        fake = FlakyPeer(script)
+        waits = []
+        try:
+            t = connect(dict(peer, url=fake.url + "/"), None, retries=4, backoff=0.5, max_wait=1.5, sleep=waits.append)
+            if error is None:
+                answer = t.identity(me="a-1")
+                assert answer["base_uuid"] == "b-1" and answer["checkpoint"] == 7
+                assert answer["now"] == datetime.datetime(2030, 1, 2, 3, 4, 5)
+                assert fake.requests[-1] == ("/eden/plugin_sync/identity.json?peer=a-1", basic(("peer@a", "pw")))
+            else:
+                with pytest.raises(PeerError) as e:
+                    t.identity()
+                assert error in str(e.value), str(e.value)
+            assert waits == expected_waits, (script[0], waits)
+        finally:
+            fake.close()
+    with pytest.raises(PeerError) as e:  # nobody listens: connection refused, retried, then a clear error
+        connect(dict(peer, url="http://127.0.0.1:%d/eden" % free_port()), None, retries=2, backoff=0.01).identity()
+    assert "failed 2 times" in str(e.value) and "Connection refused" in str(e.value)
 
 
 # ---------------------------------------------------------------------------- scheduler and CLI

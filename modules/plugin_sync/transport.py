@@ -39,7 +39,8 @@ from .errors import PeerError
 RETRIES = 4  # tries in all
 BACKOFF = 1.0  # seconds before the 2nd try; doubled for each further try
 MAX_WAIT = 8.0  # cap of one wait: 4 tries wait 1 + 2 + 4 = 7 s at most
-TIMEOUT = 60.0  # seconds of silence before a request counts as failed
+TIMEOUT = 30.0  # seconds of silence before a short request (identity) counts as failed
+TRANSFER_TIMEOUT = 300.0  # the same for a transfer: the peer may take long to export or merge
 PROTOCOL = 1
 USER_AGENT = "plugin_sync/%d" % PROTOCOL
 
@@ -80,7 +81,8 @@ class Transport:
 
     kind = None
 
-    def __init__(self, peer, settings=None, retries=None, backoff=None, max_wait=None, timeout=None, sleep=time.sleep):
+    def __init__(self, peer, settings=None, retries=None, backoff=None, max_wait=None, timeout=None,
+                 transfer_timeout=None, sleep=time.sleep):
         self.peer = peer
         self.url = app_url(_get(peer, "url"))
         if not self.url:
@@ -93,6 +95,8 @@ class Transport:
         self.backoff = float(_setting(settings, backoff, "sync_backoff", BACKOFF))
         self.max_wait = float(_setting(settings, max_wait, "sync_max_wait", MAX_WAIT))
         self.timeout = float(_setting(settings, timeout, "sync_timeout", TIMEOUT))
+        self.transfer_timeout = float(_setting(settings, transfer_timeout, "sync_transfer_timeout",
+                                               max(TRANSFER_TIMEOUT, self.timeout)))
         self.sleep = sleep
         self.tries = 0  # requests made, retries included (for reports and tests)
 
@@ -146,7 +150,7 @@ class HTTPTransport(Transport):
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         return "%s/plugin_sync/%s%s" % (self.url, name, "?" + query if query else "")
 
-    def request(self, what, url, data=None, content_type=None):
+    def request(self, what, url, data=None, content_type=None, timeout=None):
         """(status, headers, body) of a request; retried on transient failures; 4xx raise PeerError."""
         headers = dict(self.auth_header(), **{"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"})
         if content_type:
@@ -155,7 +159,7 @@ class HTTPTransport(Transport):
         def once():
             req = urllib.request.Request(url, data=data, headers=headers, method="POST" if data is not None else "GET")
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
                     body = resp.read()  # raises IncompleteRead when cut short of Content-Length
                     info = resp.headers
                     status = resp.status
@@ -181,8 +185,8 @@ class HTTPTransport(Transport):
 
         return self.retrying(what, once)
 
-    def json(self, what, url, data=None, content_type=None):
-        _, _, body = self.request(what, url, data, content_type)
+    def json(self, what, url, data=None, content_type=None, timeout=None):
+        _, _, body = self.request(what, url, data, content_type, timeout)
         try:
             answer = json.loads(body.decode("utf-8"))
         except ValueError as e:
@@ -196,7 +200,7 @@ class HTTPTransport(Transport):
 
     def changes(self, since, tables=None, me=None):
         url = self.endpoint("changes", since=int(since or 0), tables=",".join(tables) if tables else None, peer=me)
-        _, info, body = self.request("changes", url)
+        _, info, body = self.request("changes", url, timeout=self.transfer_timeout)
         try:
             until = int(info["X-Sync-Until"])
             since_ = int(info.get("X-Sync-Since") or 0)
@@ -206,7 +210,8 @@ class HTTPTransport(Transport):
 
     def receive(self, data, fmt="gz", me=None):
         ctype = "application/zip" if fmt == "zip" else "application/gzip"
-        answer = self.json("receive", self.endpoint("receive.json", peer=me), data=data, content_type=ctype)
+        answer = self.json("receive", self.endpoint("receive.json", peer=me), data=data, content_type=ctype,
+                           timeout=self.transfer_timeout)
         return check_receipt(self, answer)
 
 
@@ -215,14 +220,15 @@ class XMLRPCTransport(Transport):
 
     kind = "xmlrpc"
 
-    def proxy(self):
-        transport = _RPCTransport(self) if self.url.startswith("http:") else _SafeRPCTransport(self)
-        return xmlrpc.client.ServerProxy(self.url + "/plugin_sync/call/xmlrpc", transport=transport, allow_none=True)
+    def proxy(self, timeout):
+        kind = _RPCTransport if self.url.startswith("http:") else _SafeRPCTransport
+        return xmlrpc.client.ServerProxy(self.url + "/plugin_sync/call/xmlrpc", transport=kind(self, timeout),
+                                         allow_none=True)
 
-    def call(self, what, method, *args):
+    def call(self, what, method, *args, timeout=None):
         def once():
             try:
-                return getattr(self.proxy(), method)(*args)
+                return getattr(self.proxy(timeout or self.timeout), method)(*args)
             except xmlrpc.client.ProtocolError as e:
                 if e.errcode >= 500:
                     raise Retry("HTTP %d %s" % (e.errcode, e.errmsg))
@@ -242,7 +248,8 @@ class XMLRPCTransport(Transport):
         return check_identity(self, self.call("identity", "identity", me or ""))
 
     def changes(self, since, tables=None, me=None):
-        answer = self.call("changes", "changes", str(int(since or 0)), ",".join(tables or ()), me or "")
+        answer = self.call("changes", "changes", str(int(since or 0)), ",".join(tables or ()), me or "",
+                           timeout=self.transfer_timeout)
         data = answer.get("data")
         if not isinstance(data, xmlrpc.client.Binary):
             raise self.bad_answer("changes", "no data")
@@ -255,7 +262,7 @@ class XMLRPCTransport(Transport):
             raise self.bad_answer("changes", "no until")
 
     def receive(self, data, fmt="gz", me=None):
-        answer = self.call("receive", "receive", xmlrpc.client.Binary(data), me or "")
+        answer = self.call("receive", "receive", xmlrpc.client.Binary(data), me or "", timeout=self.transfer_timeout)
         if isinstance(answer.get("report"), str):  # XML-RPC has no 64-bit ints: the report travels as JSON
             try:
                 answer["report"] = json.loads(answer["report"])
@@ -267,14 +274,14 @@ class XMLRPCTransport(Transport):
 class _RPCTransport(xmlrpc.client.Transport):
     """xmlrpc.client's transport with our Basic credentials, user agent and timeout."""
 
-    def __init__(self, owner):
+    def __init__(self, owner, timeout):
         super().__init__()
-        self.owner = owner
+        self.owner, self.timeout = owner, timeout
         self.user_agent = USER_AGENT
 
     def make_connection(self, host):
         conn = super().make_connection(host)
-        conn.timeout = self.owner.timeout
+        conn.timeout = self.timeout
         return conn
 
     def send_headers(self, connection, headers):
@@ -283,9 +290,9 @@ class _RPCTransport(xmlrpc.client.Transport):
 
 
 class _SafeRPCTransport(xmlrpc.client.SafeTransport):
-    def __init__(self, owner):
+    def __init__(self, owner, timeout):
         super().__init__()
-        self.owner = owner
+        self.owner, self.timeout = owner, timeout
         self.user_agent = USER_AGENT
 
     make_connection = _RPCTransport.make_connection
