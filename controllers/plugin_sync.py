@@ -9,6 +9,537 @@ import plugin_sync
 from plugin_sync import errors, fileio
 
 # ---------------------------------------------------------------- pages (admin UI)
+#
+# Every page needs a member of the admin group (plugin_sync_settings.admin_group).
+# Browsers log in through default/user/login (session cookie); scripts send HTTP
+# Basic credentials.  See _ps_admin() for the status codes.
+import datetime
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid as _ps_uuid
+
+from gluon.storage import Storage
+
+from plugin_sync.export import wire_rows
+from plugin_sync.tables import is_syncable, synced_tables
+
+PS_PAGE_SIZE = 25
+PS_EXPORT_TYPES = {  # format -> (Content-Type, file name suffix)
+    "csv": ("text/csv; charset=utf-8", "csv"),
+    "gz": ("application/gzip", "csv.gz"),
+    "zip": ("application/zip", "zip"),
+}
+PS_PENDING_MAX_AGE = 24 * 3600  # previewed uploads waiting for "Import for real" are kept a day
+PS_LOCAL_COLUMNS = ("id", "mci", "created_by", "modified_by")  # differ between instances by design
+PS_TRUE = ("1", "on", "true", "yes", "y")
+
+
+def _ps_wants_json():
+    return request.extension == "json"
+
+
+def _ps_fail(status, message, error=None, **context):
+    """Refuse or report a failure in the caller's language: JSON, plain text (scripts) or a page."""
+    db.rollback()
+    error = dict(error or {}, message=message)
+    headers = context.pop("headers", {})
+    if _ps_wants_json():
+        headers["Content-Type"] = "application/json; charset=utf-8"
+        raise HTTP(status, json.dumps(dict(ok=False, error=error), default=str), **headers)
+    if getattr(request, "ps_basic", False) or request.extension not in ("html", None):
+        headers["Content-Type"] = "text/plain; charset=utf-8"
+        raise HTTP(status, "%d %s\n" % (status, message), **headers)
+    response.title = "Sync: %s" % {400: "refused", 401: "login needed", 403: "not allowed"}.get(status, "error")
+    page = response.render("plugin_sync/error.html", dict(status=status, message=message, error=error, **context))
+    raise HTTP(status, page, **headers)
+
+
+def _ps_admin():
+    """Let only members of the admin group through; return True when HTTP Basic authenticated the caller.
+
+    - HTTP Basic credentials present: wrong ones -> 401; right ones, not admin -> 403.
+      No session is kept for them (a script's call is one request).
+    - no credentials, no session: a browser is redirected to the login page; a
+      script (a .json URL) gets 401.
+    - logged in (session cookie) but not an admin -> 403.
+    Refusals carry a message only, never data.
+    """
+    challenge = {"WWW-Authenticate": 'Basic realm="Sahana Eden %s (plugin_sync)"' % EDEN_INSTANCE}
+    authorization = request.env.http_authorization or ""
+    request.ps_basic = authorization[:6].lower() == "basic "
+    if request.ps_basic:
+        try:
+            _, _, user = auth.basic()
+        except Exception:  # a malformed header (bad base64)
+            user = None
+        session.forget(response)
+        if not user:
+            _ps_fail(401, "Wrong e-mail or password (HTTP Basic).", dict(error="Unauthorized"), headers=challenge)
+    elif not auth.user:
+        if _ps_wants_json():
+            _ps_fail(401, "Log in first: send HTTP Basic credentials of an administrator.",
+                     dict(error="Unauthorized"), headers=challenge)
+        redirect(URL("default", "user", args="login", vars=dict(_next=URL(args=request.args, vars=request.get_vars))))
+    if not auth.has_membership(role=plugin_sync_settings.admin_group or "admin"):
+        _ps_fail(403, "%s is not a member of the '%s' group: only administrators may use the sync pages."
+                 % (auth.user.email, plugin_sync_settings.admin_group or "admin"), dict(error="Forbidden"))
+    response.title = "Sync"
+    response.ps_unreviewed = _ps_unreviewed()  # the sub-navigation's badge
+    return request.ps_basic
+
+
+def _ps_page(query, orderby, size=PS_PAGE_SIZE, **kw):
+    """(rows, pager) for one page of a query; the pager tells the view where it is."""
+    total = db(query).count()
+    pages = max(1, (total + size - 1) // size)
+    try:
+        page = min(max(1, int(request.get_vars.page or 1)), pages)
+    except ValueError:
+        page = 1
+    rows = db(query).select(orderby=orderby, limitby=((page - 1) * size, page * size), **kw)
+    return rows, Storage(page=page, pages=pages, total=total, size=size, first=(page - 1) * size + 1 if total else 0,
+                         last=min(page * size, total))
+
+
+def _ps_unreviewed():
+    return db(db.plugin_sync_conflict.reviewed != True).count()  # noqa: E712 (pydal)
+
+
+def _ps_excluded():
+    """[(kind, reason, [(table, rows)])]: the tables that do not sync, grouped by why."""
+    s = plugin_sync_settings
+    synced = set(synced_tables(db, s))
+    out = []
+    for t in sorted(db.tables):
+        if t in synced:
+            continue
+        if t.startswith("auth_"):
+            kind, why = "never", "accounts, groups and password hashes are local to this instance"
+        elif t.startswith("web2py_session"):
+            kind, why = "never", "sessions"
+        elif t.startswith("scheduler_"):
+            kind, why = "never", "the scheduler's jobs"
+        elif t.startswith("plugin_sync_") or t == "sync_instance":
+            kind, why = "never", "sync bookkeeping (the sender's identity travels in each file)"
+        elif t in (s.lookup_tables or ()):
+            kind, why = "lookup list", "identical on every site: references to it are matched by uuid"
+        elif t in (s.site_tables or ()):
+            kind, why = "site-specific", "this site's configuration and API keys"
+        elif t in (s.exclude or ()):
+            kind, why = "excluded", "excluded by settings (plugins.sync.exclude)"
+        elif not is_syncable(db[t]):
+            kind, why = "no identity", "no uuid or modified_on field"
+        else:
+            kind, why = "not listed", "not in plugins.sync.tables"
+        out.append((t, kind, why, db(db[t]).count()))
+    order = ("lookup list", "site-specific", "excluded", "not listed", "no identity", "never")
+    groups = {}
+    for t, kind, why, n in out:
+        groups.setdefault((kind, why), []).append((t, n))
+    return sorted(((k, w, ts) for (k, w), ts in groups.items()), key=lambda g: (order.index(g[0]), g[2][0][0]))
+
+
+def index():
+    """Dashboard: who we are, what syncs (and what never does), peers, recent runs, conflicts."""
+    _ps_admin()
+    s = plugin_sync_settings
+    tables = []
+    for t in synced_tables(db, s):
+        table = db[t]
+        tables.append((t, db(table).count(), db(table.deleted == True).count() if "deleted" in table.fields else 0))  # noqa: E712
+    peers = db(db.sync_instance).select(orderby=~db.sync_instance.last_update | db.sync_instance.owner, limitby=(0, 10))
+    data = dict(
+        identity=plugin_sync.peers.this_instance(db),
+        tables=tables,
+        excluded=_ps_excluded(),
+        peers=peers,
+        peer_count=db(db.sync_instance).count(),
+        log=db(db.plugin_sync_log).select(orderby=~db.plugin_sync_log.id, limitby=(0, 10)),
+        unreviewed=_ps_unreviewed(),
+        peer_names=_ps_peer_names(),
+    )
+    if _ps_wants_json():
+        me = data["identity"]
+        return response.json(dict(
+            ok=True, identity=dict(base_uuid=me.base_uuid, owner=me.owner, contact=me.contact),
+            tables={t: dict(rows=n, deleted=d) for t, n, d in tables},
+            excluded={t: dict(kind=k, reason=why) for k, why, ts in data["excluded"] for t, _ in ts},
+            peers=[dict(base_uuid=p.base_uuid, owner=p.owner, url=p.url, last_update=p.last_update,
+                        sync_count=p.sync_count) for p in peers],
+            unreviewed_conflicts=data["unreviewed"],
+        ))
+    response.title = "Sync"
+    return data
+
+
+def _ps_tables_asked():
+    """The tables asked for (?tables=a&tables=b or ?tables=a,b), or None for all."""
+    asked = request.vars.tables
+    if asked is None:
+        return None
+    if not isinstance(asked, (list, tuple)):
+        asked = [asked]
+    return [t.strip() for a in asked for t in str(a).split(",") if t.strip()]
+
+
+def export():
+    """The export form (GET); with ?fmt=... (or export.csv / .gz / .zip, or HTTP Basic) the file itself.
+
+    Asking for a table the policy never syncs (?tables=auth_user) is refused with 400.
+    """
+    basic = _ps_admin()
+    synced = synced_tables(db, plugin_sync_settings)
+    fmt = request.vars.fmt or (request.extension if request.extension in PS_EXPORT_TYPES else None)
+    if not fmt and (basic or request.vars.tables is not None):
+        fmt = "csv"  # a script asking without a format gets the plain CSV
+    if not fmt:
+        response.title = "Sync: export"
+        return dict(synced=synced, counts={t: db(db[t]).count() for t in synced}, formats=PS_EXPORT_TYPES)
+    if fmt not in PS_EXPORT_TYPES:
+        _ps_fail(400, "Unknown format %r: use csv, gz or zip." % fmt, dict(error="BadRequest"))
+    tables = _ps_tables_asked()
+    if tables is not None and not tables:
+        _ps_fail(400, "Choose at least one table to export.", dict(error="BadRequest"))
+    try:
+        tables = synced_tables(db, plugin_sync_settings, only=tables) if tables else None  # refuse before writing
+    except errors.TableNotSynced as e:
+        _ps_fail(400, "Refused: %s. Only synced tables can be exported: %s." % (e.message, ", ".join(synced)),
+                 e.as_dict())
+    me = plugin_sync.peers.this_instance(db)
+    ctype, suffix = PS_EXPORT_TYPES[fmt]
+    filename = "eden-%s-%s.%s" % (me.base_uuid[:8], datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ"), suffix)
+    # spooled to disk, not memory: the connection closes when the action returns, so
+    # the file is complete before the first byte is sent
+    out = tempfile.TemporaryFile(prefix="plugin_sync-export-")
+    try:
+        fileio.export_to(db, plugin_sync_settings, out, fmt=fmt, tables=tables)
+    except errors.SyncError as e:
+        out.close()
+        _ps_fail(400, "Export failed: %s" % e.describe(), e.as_dict())
+    size = out.tell()
+    out.seek(0)
+    response.headers["Content-Type"] = ctype
+    response.headers["Content-Disposition"] = 'attachment; filename="%s"' % filename
+    response.headers["Content-Length"] = size
+    return response.stream(out, chunk_size=1 << 16, request=request)
+
+
+# -- import ------------------------------------------------------------------
+
+def _ps_pending_folder():
+    folder = os.path.join(request.folder, "uploads", "plugin_sync_pending")
+    os.makedirs(folder, exist_ok=True)
+    now = time.time()
+    for name in os.listdir(folder):  # forget previews nobody imported
+        path = os.path.join(folder, name)
+        if now - os.path.getmtime(path) > PS_PENDING_MAX_AGE:
+            os.remove(path)
+    return folder
+
+
+def _ps_keep_for_later(stream, name):
+    """Keep a previewed upload until the admin presses "Import for real"; return its key (in the session)."""
+    key = _ps_uuid.uuid4().hex
+    path = os.path.join(_ps_pending_folder(), key)
+    stream.seek(0)
+    with open(path, "wb") as f:
+        shutil.copyfileobj(stream, f, 1 << 20)
+    pending = dict(session.plugin_sync_pending or {})
+    for old in sorted(pending, key=lambda k: pending[k]["at"])[:-4]:  # keep the last few previews
+        if os.path.exists(pending[old]["path"]):
+            os.remove(pending[old]["path"])
+        del pending[old]
+    pending[key] = dict(path=path, name=name, size=os.path.getsize(path), at=time.time())
+    session.plugin_sync_pending = pending
+    return key
+
+
+def _ps_take_pending(key):
+    pending = dict(session.plugin_sync_pending or {})
+    item = pending.pop(key or "", None)
+    session.plugin_sync_pending = pending
+    if not item or not os.path.exists(item["path"]):
+        return None
+    return item
+
+
+def _ps_raw_post():
+    """A POST whose body is the file itself (curl --data-binary): web2py must not parse it as a form."""
+    ctype = (request.env.content_type or "").split(";")[0].strip().lower()
+    return request.env.request_method == "POST" and ctype not in (
+        "multipart/form-data", "application/x-www-form-urlencoded", "")
+
+
+def _ps_upload(post):
+    """(binary stream, file name) of the upload in the `data` field, or of a raw body (text/csv, gzip, zip)."""
+    if _ps_raw_post():
+        request.body.seek(0)
+        return request.body, "request body"
+    data = post.data
+    if hasattr(data, "file") and data.file is not None and data.filename:
+        data.file.seek(0)
+        return data.file, os.path.basename(data.filename)
+    return None, None
+
+
+def _ps_import(stream, name, dry_run):
+    """(report dict, None) or (None, error dict); on failure nothing is written (engine and here)."""
+    try:
+        report = fileio.import_from(db, plugin_sync_settings, stream, dry_run=dry_run, name=name)
+    except errors.SyncError as e:
+        db.rollback()
+        return None, dict(e.as_dict(), describe=e.describe())
+    return report.as_dict(), None
+
+
+def _ps_cross_site():
+    """A browser sends Origin on a cross-site POST; scripts (curl) send none."""
+    origin = request.env.http_origin
+    if not origin:
+        return False
+    return origin.split("://", 1)[-1].rstrip("/") != (request.env.http_host or "")
+
+
+def import_and_sync():
+    """Upload a file (field `data`), preview it (dry run) or import it, and show the report.
+
+    import_and_sync.json answers scripts with report.as_dict(); errors are 400
+    with {"ok": false, "error": {...}}.
+    """
+    basic = _ps_admin()
+    response.title = "Sync: import"
+    form = FORM(
+        DIV(LABEL("File to import", _for="ps-data"),
+            INPUT(_type="file", _name="data", _id="ps-data", _accept=".csv,.gz,.zip,text/csv,application/gzip,application/zip"),
+            _class="ps-field"),
+        DIV(LABEL(INPUT(_type="checkbox", _name="dry_run", value=True), " Dry run (preview): show what would change, write nothing"),
+            _class="ps-field"),
+        DIV(INPUT(_type="submit", _value="Upload"), _class="ps-field"),
+        _enctype="multipart/form-data", _id="ps-import-form",
+    )
+    result = dict(form=form, confirm=None, report=None, error=None, name=None)
+    is_post = request.env.request_method == "POST"
+    post = Storage(request.get_vars) if _ps_raw_post() else request.post_vars  # ?dry_run=1 with a raw body
+
+    if is_post and post._formname == "plugin_sync_confirm":
+        # the second step of a preview: import the kept upload for real
+        if not FORM().accepts(post, session, formname="plugin_sync_confirm"):
+            _ps_fail(403, "This form expired or did not come from this page: nothing was imported. "
+                          "Upload the file again.", dict(error="Forbidden"))
+        form.accepts(Storage(), session, formname="plugin_sync_import")  # a fresh key for the upload form
+        item = _ps_take_pending(post.pending)
+        if item is None:
+            response.flash = "That preview has expired: upload the file again."
+            return result
+        try:
+            with open(item["path"], "rb") as f:
+                result["report"], result["error"] = _ps_import(f, item["name"], dry_run=False)
+        finally:
+            os.remove(item["path"])
+        result["name"] = item["name"]
+        if result["error"]:
+            response.status = 400
+        return result
+
+    if is_post and basic:
+        # HTTP Basic callers (scripts, curl) cannot hold web2py's per-session form key.
+        # CSRF rides on credentials a browser sends by itself; it can do that with Basic
+        # credentials too (once typed into its prompt), so a cross-site POST is refused
+        # by its Origin header.  Session-cookie callers always need the form key, below.
+        if _ps_cross_site():
+            _ps_fail(403, "Cross-site POST refused.", dict(error="Forbidden"))
+        accepted = True
+    elif is_post:
+        accepted = form.accepts(post, session, formname="plugin_sync_import")
+        if not accepted and not form.errors:
+            _ps_fail(403, "This form expired or did not come from this page (CSRF key missing or wrong): "
+                          "nothing was imported. Reload the page and upload again.", dict(error="Forbidden"))
+    else:
+        form.accepts(Storage(), session, formname="plugin_sync_import")
+        accepted = False
+
+    if not accepted:
+        if _ps_wants_json():
+            _ps_fail(405, "POST a file in the field 'data' (multipart/form-data).", dict(error="MethodNotAllowed"))
+        return result
+
+    stream, name = _ps_upload(post)
+    if stream is None:
+        if _ps_wants_json() or basic:
+            _ps_fail(400, "No file: send it in the field 'data'.", dict(error="BadRequest"))
+        response.flash = "Choose a file to import."
+        response.status = 400
+        return result
+    dry_run = str(post.dry_run or "").lower() in PS_TRUE
+    if dry_run and not (_ps_wants_json() or basic):
+        # the preview keeps the upload (uploads/plugin_sync_pending/, keyed in the session)
+        # so that "Import for real" needs no second upload
+        key = _ps_keep_for_later(stream, name)
+        item = session.plugin_sync_pending[key]
+        with open(item["path"], "rb") as f:
+            result["report"], result["error"] = _ps_import(f, name, dry_run=True)
+        if result["error"]:
+            os.remove(_ps_take_pending(key)["path"])
+        else:
+            confirm = FORM(INPUT(_type="submit", _value="Import for real"), hidden=dict(pending=key),
+                           _id="ps-confirm-form", _class="ps-inline")
+            confirm.accepts(Storage(), session, formname="plugin_sync_confirm")
+            result["confirm"] = confirm
+    else:
+        result["report"], result["error"] = _ps_import(stream, name, dry_run=dry_run)
+    result["name"] = name
+    if _ps_wants_json():
+        if result["error"]:
+            _ps_fail(400, result["error"]["describe"], result["error"])
+        return response.json(result["report"])
+    if result["error"]:
+        response.status = 400
+    return result
+
+
+# -- peers -------------------------------------------------------------------
+
+def _ps_mask(secret):
+    """Never show a stored secret back: only that it is set (and a token's last 4 characters)."""
+    if not secret:
+        return "not set"
+    return "set (\u2026%s)" % secret[-4:] if len(secret) >= 16 else "set"
+
+
+PS_PEER_FIELDS = ["base_uuid", "owner", "contact", "url", "username", "password", "mode", "transport", "interval"]
+
+
+def instances():
+    """Peers (sync_instance): list, create (instances/new), edit (instances/<id>)."""
+    _ps_admin()
+    response.title = "Sync: peers"
+    table = db.sync_instance
+    me = plugin_sync.peers.this_instance(db)
+    record = None
+    if request.args(0) and request.args(0) != "new":
+        record = table(request.args(0, cast=int, otherwise=URL("instances"))) or redirect(URL("instances"))
+    form = None
+    if request.args(0):
+        if record is None:
+            table.base_uuid.requires = [
+                IS_NOT_EMPTY(error_message="the peer's base UUID (its dashboard shows it)"),
+                IS_NOT_IN_DB(db, table.base_uuid, error_message="this peer is already registered"),
+                IS_NOT_IN_DB(db(db.plugin_sync_identity.id > 0), db.plugin_sync_identity.base_uuid,
+                             error_message="that is this instance's own base UUID"),
+                IS_LENGTH(64),
+            ]
+        else:
+            table.base_uuid.writable = False  # a peer's identity is fixed once registered
+        # stored as given: this instance presents it to the peer (a 'password' field's default
+        # validator would store a one-way hash, useless for logging in there)
+        table.password.requires = IS_LENGTH(255)
+        table.url.label = "URL"
+        table.url.comment = "e.g. http://10.0.0.2:8000/eden (empty for file-only peers)"
+        table.contact.widget = lambda f, v: SQLFORM.widgets.text.widget(f, v, _rows=3)
+        table.username.comment = "account this instance uses to log in at the peer"
+        form = SQLFORM(table, record, fields=PS_PEER_FIELDS, deletable=record is not None, showid=False,
+                       submit_button="Save", delete_label="Delete this peer (and its checkpoints)",
+                       formstyle="table3cols")
+
+        def _onvalidation(f):
+            if record is None and f.vars.base_uuid:
+                f.vars.uuid = "urn:uuid:%s" % f.vars.base_uuid
+
+        if form.process(formname="plugin_sync_peer", onvalidation=_onvalidation).accepted:
+            session.flash = "Peer deleted." if form.deleted else "Peer saved."
+            redirect(URL("instances"))
+        elif form.errors:
+            response.flash = "Please correct the highlighted fields."
+    rows, pager = _ps_page(table, ~table.last_update | table.owner)
+    # the "Sync now" button of peers with a URL comes with the peer endpoints (below)
+    return dict(rows=rows, pager=pager, form=form, record=record, me=me, mask=_ps_mask,
+                sync_now=globals().get("_ps_sync_now_form"))
+
+
+# -- log and conflicts ------------------------------------------------------------
+
+def log():
+    """The replication log, newest first; each row expands to its JSON report."""
+    _ps_admin()
+    response.title = "Sync: log"
+    t = db.plugin_sync_log
+    query = t.id > 0
+    if request.get_vars.operation:
+        query &= t.operation == request.get_vars.operation
+    rows, pager = _ps_page(query, ~t.id)
+    return dict(rows=rows, pager=pager, peer_names=_ps_peer_names(), pretty=_ps_pretty_json)
+
+
+def _ps_peer_names():
+    """{base_uuid: owner} of the known peers (for log and conflict rows)."""
+    t = db.sync_instance
+    return {p.base_uuid: p.owner or p.base_uuid for p in db(t).select(t.base_uuid, t.owner)}
+
+
+def _ps_pretty_json(text):
+    if not text:
+        return ""
+    try:
+        return json.dumps(json.loads(text), indent=2, sort_keys=False, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def conflicts():
+    """Conflicts, unreviewed first; conflicts/<id> compares the losing version with the current record."""
+    _ps_admin()
+    response.title = "Sync: conflicts"
+    c = db.plugin_sync_conflict
+    peers = _ps_peer_names()
+    review = FORM(INPUT(_type="hidden", _name="id"), INPUT(_type="hidden", _name="reviewed"),
+                  INPUT(_type="submit", _value="Mark reviewed"))
+    if review.accepts(request.post_vars, session, formname="plugin_sync_review"):
+        row = c(review.vars.id)
+        if row:
+            row.update_record(reviewed=str(review.vars.reviewed) != "0")
+            session.flash = "Conflict marked %s." % ("reviewed" if row.reviewed else "unreviewed")
+        redirect(URL("conflicts", args=request.args, vars=request.get_vars))
+    elif request.env.request_method == "POST":
+        _ps_fail(403, "This form expired or did not come from this page: nothing changed.", dict(error="Forbidden"))
+    if request.args(0):
+        row = c(request.args(0, cast=int, otherwise=URL("conflicts"))) or redirect(URL("conflicts"))
+        return dict(detail=_ps_conflict_detail(row), row=row, peers=peers, review=review)
+    show = request.get_vars.show or "unreviewed"
+    query = (c.reviewed != True) if show == "unreviewed" else (c.id > 0)  # noqa: E712
+    rows, pager = _ps_page(query, c.reviewed | ~c.id)
+    return dict(rows=rows, pager=pager, show=show, peers=peers, unreviewed=_ps_unreviewed(),
+                total=db(c).count(), review=review, detail=None)
+
+
+def _ps_conflict_detail(row):
+    """[(column, current, losing, differs, local_only)] and the current record (or None)."""
+    try:
+        loser = json.loads(row.loser or "{}") or {}
+    except ValueError:
+        loser = {}
+    current = None
+    if row.tablename in db.tables and "uuid" in db[row.tablename].fields:
+        table = db[row.tablename]
+        hit = db(table.uuid == row.record_uuid).select(table.id, limitby=(0, 1)).first()
+        if hit:
+            current = wire_rows(db, row.tablename, [hit.id]).get(hit.id)
+    columns = list(current or {}) + [k for k in loser if k not in (current or {})]
+    # each reference's `@uuid` right after its field: the uuid is its identity, the id is local
+    notes = [c for c in columns if c.endswith("@uuid") and c[:-5] in columns]
+    columns = [c for c in columns if c not in notes]
+    for note in notes:
+        columns.insert(columns.index(note[:-5]) + 1, note)
+    out = []
+    for col in columns:
+        base = col.split("@")[0]
+        local_only = base in PS_LOCAL_COLUMNS or col + "@uuid" in notes
+        a = (current or {}).get(col)
+        b = loser.get(col)
+        out.append((col, a, b, not local_only and current is not None and str(a) != str(b), local_only))
+    return dict(columns=out, current=current, loser=loser)
 
 
 # ------------------------------------------------------ peer endpoints (network sync)
