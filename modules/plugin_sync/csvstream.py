@@ -70,6 +70,10 @@ class Section:
         reader, width = self.reader, len(self.columns)
         start = reader.csv.line_num + 1
         for row in reader.csv:
+            if len(row) == width > 1:  # the common case, checked first
+                yield start, row
+                start = reader.csv.line_num + 1
+                continue
             if not row or (len(row) == 1 and not row[0].strip()):
                 break
             if len(row) != width:
