@@ -1,4 +1,5 @@
 """References in any order: forward, self, cyclic, list:reference, already here, unsynced tables."""
+import datetime
 import io
 
 from synchelpers import assert_converged, export, instances, seed_small, settings, snapshot, sync
@@ -149,9 +150,22 @@ def test_unresolvable_lookup_reference_keeps_the_local_value_on_update(new_insta
     dbb.commit()
     dba = a["db"]
     dba(dba.org_organisation_type.id > 0).update(uuid="urn:uuid:99999999-0000-4000-8000-000000000009")
-    dba(dba.org_organisation.acronym == "RC").update(phone="+670 333")
+    later = datetime.datetime.utcnow().replace(microsecond=0) + datetime.timedelta(seconds=60)
+    dba(dba.org_organisation.acronym == "RC").update(phone="+670 333", modified_on=later)
     dba.commit()
     report = sync(a, b)
     org = dbb(dbb.org_organisation.acronym == "RC").select().first()
     assert org.phone == "+670 333" and org.organisation_type_id == mine
     assert report.tables["org_organisation"]["refs_nulled"] == 0
+
+
+def test_a_lookup_reference_nulled_on_a_peer_is_not_wiped_on_the_way_back(new_instance):
+    """B lacks A's lookup list: B keeps NULL, and B's copy sent back must not wipe A's value."""
+    a, b = new_instance("a"), new_instance("b")  # b has no lookup list at all
+    seed_small(a)
+    report = sync(a, b)
+    assert report.tables["org_organisation"]["refs_nulled"] == 1
+    back = sync(b, a)
+    assert back.totals()["updated"] == 0 and back.totals()["conflicts"] == 0
+    dba = a["db"]
+    assert dba(dba.org_organisation.acronym == "RC").select().first().organisation_type_id is not None
