@@ -433,9 +433,6 @@ def instances():
             ]
         else:
             table.base_uuid.writable = False  # a peer's identity is fixed once registered
-        # stored as given: this instance presents it to the peer (a 'password' field's default
-        # validator would store a one-way hash, useless for logging in there)
-        table.password.requires = IS_LENGTH(255)
         table.url.label = "URL"
         table.url.comment = "e.g. http://10.0.0.2:8000/eden (empty for file-only peers)"
         table.contact.widget = lambda f, v: SQLFORM.widgets.text.widget(f, v, _rows=3)
