@@ -24,7 +24,7 @@ import uuid as _ps_uuid
 from gluon.storage import Storage
 
 from plugin_sync.export import wire_rows
-from plugin_sync.tables import is_syncable, synced_tables
+from plugin_sync.tables import exclusion, synced_tables
 
 PS_PAGE_SIZE = 25
 PS_EXPORT_TYPES = {  # format -> (Content-Type, file name suffix)
@@ -110,31 +110,12 @@ def _ps_unreviewed():
 
 def _ps_excluded():
     """[(kind, reason, [(table, rows)])]: the tables that do not sync, grouped by why."""
-    s = plugin_sync_settings
-    synced = set(synced_tables(db, s))
+    synced = set(synced_tables(db, plugin_sync_settings))
     out = []
     for t in sorted(db.tables):
-        if t in synced:
-            continue
-        if t.startswith("auth_"):
-            kind, why = "never", "accounts, groups and password hashes are local to this instance"
-        elif t.startswith("web2py_session"):
-            kind, why = "never", "sessions"
-        elif t.startswith("scheduler_"):
-            kind, why = "never", "the scheduler's jobs"
-        elif t.startswith("plugin_sync_") or t == "sync_instance":
-            kind, why = "never", "sync bookkeeping (the sender's identity travels in each file)"
-        elif t in (s.lookup_tables or ()):
-            kind, why = "lookup list", "identical on every site: references to it are matched by uuid"
-        elif t in (s.site_tables or ()):
-            kind, why = "site-specific", "this site's configuration and API keys"
-        elif t in (s.exclude or ()):
-            kind, why = "excluded", "excluded by settings (plugins.sync.exclude)"
-        elif not is_syncable(db[t]):
-            kind, why = "no identity", "no uuid or modified_on field"
-        else:
-            kind, why = "not listed", "not in plugins.sync.tables"
-        out.append((t, kind, why, db(db[t]).count()))
+        if t not in synced:
+            kind, why = exclusion(db, plugin_sync_settings, t)
+            out.append((t, kind, why, db(db[t]).count()))
     order = ("lookup list", "site-specific", "excluded", "not listed", "no identity", "never")
     groups = {}
     for t, kind, why, n in out:

@@ -125,3 +125,16 @@ def test_http_smoke(start_server):
     server = start_server("smoke")
     page = urllib.request.urlopen(server.url + "/default/index", timeout=30).read().decode()
     assert "org_organisation" in page
+
+
+def test_every_unsynced_table_has_a_reason(instance):
+    from applications.eden.modules.plugin_sync.tables import exclusion
+
+    db, settings = instance["db"], instance["plugin_sync_settings"]
+    assert exclusion(db, settings, "pr_person") is None
+    assert exclusion(db, settings, "auth_user")[0] == "never"
+    assert exclusion(db, settings, "sync_instance")[0] == "never"
+    assert exclusion(db, settings, "org_organisation_type")[0] == "lookup list"
+    assert exclusion(db, settings, "gis_config") == ("site-specific", "this site's configuration and API keys")
+    synced = set(synced_tables(db, settings))
+    assert all(exclusion(db, settings, t) for t in db.tables if t not in synced)

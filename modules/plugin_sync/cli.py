@@ -16,7 +16,7 @@ import sys
 from .errors import SyncError
 from .fileio import FORMATS, export_to, import_from
 from .peers import this_instance
-from .tables import excluded_tables, is_never_synced, synced_tables
+from .tables import exclusion, synced_tables
 
 COMMANDS = {}
 
@@ -118,7 +118,7 @@ def cmd_status(db, settings, args, stdout):
     status = dict(
         base_uuid=me.base_uuid, owner=me.owner, contact=me.contact,
         synced_tables={t: db(db[t]).count() for t in synced_tables(db, settings)},
-        not_synced=sorted(t for t in db.tables if is_never_synced(t) or t in excluded_tables(settings)),
+        not_synced={t: "%s: %s" % exclusion(db, settings, t) for t in sorted(db.tables) if exclusion(db, settings, t)},
         peers=[dict(base_uuid=p.base_uuid, owner=p.owner, url=p.url, last_update=str(p.last_update or ""),
                     sync_count=p.sync_count) for p in db(db.sync_instance).select(orderby=db.sync_instance.id)],
     )
@@ -128,7 +128,8 @@ def cmd_status(db, settings, args, stdout):
     stdout.write("instance %s (%s)\n" % (status["base_uuid"], status["owner"] or "no owner set"))
     for t, n in status["synced_tables"].items():
         stdout.write("  syncs %-22s %d records\n" % (t, n))
-    stdout.write("  never/not synced: %s\n" % ", ".join(status["not_synced"]))
+    for t, why in status["not_synced"].items():
+        stdout.write("  not synced %-17s %s\n" % (t, why))
     for p in status["peers"]:
         stdout.write("  peer %s %s %s last %s, %s syncs\n" % (p["base_uuid"], p["owner"] or "", p["url"] or "",
                                                            p["last_update"] or "never", p["sync_count"] or 0))

@@ -41,7 +41,7 @@ from .errors import BadValue, FormatError, SyncError, UnresolvedReference
 from .export import TOMBSTONE_COLUMNS, annotations, wire_rows
 from .peers import record_sync, this_instance, utcnow
 from .report import Report
-from .tables import conflict_policy, excluded_tables, is_never_synced, is_syncable
+from .tables import conflict_policy, exclusion, synced_tables
 from .values import bar_encode, column_parser, dialect, is_text, normaliser, parser
 
 BATCH = 2000
@@ -161,10 +161,7 @@ class Merger:
         self.ph, self.char_bool = dialect(db)
         self.now = now or utcnow()
         self.future_limit = self.now + datetime.timedelta(seconds=settings.clock_tolerance or 0)
-        from .tables import synced_tables
-
         self.synced = set(synced_tables(db, settings))
-        self.excluded = excluded_tables(settings)
         self.origin = None
         self.seen_until = None  # our change seq up to which the sender has merged our data
         self.file_ids = {}  # plain pydal files: {table: {file id: uuid}}
@@ -193,12 +190,9 @@ class Merger:
             self.read_tombstones(section)
         elif name not in self.db.tables:
             self.skip(section, "no such table here")
-        elif is_never_synced(name):
-            self.skip(section, "never synced (auth, sessions, scheduler, plugin bookkeeping)")
-        elif name in self.excluded or not is_syncable(self.db[name]):
-            self.skip(section, "not synced (lookup list, site-specific, excluded, or no uuid/modified_on)")
         elif name not in self.synced:
-            self.skip(section, "not synced here (table policy)")
+            kind, why = exclusion(self.db, self.settings, name) or ("not synced", "table policy")
+            self.skip(section, "%s: %s" % (kind, why))
         else:
             self.merge_table(section)
 

@@ -78,6 +78,30 @@ def dependency_order(db, names):
     return ordered
 
 
+def exclusion(db, settings, tablename):
+    """(kind, reason) why a table does not sync, or None if it does: for pages, CLI and reports."""
+    s = settings
+    if tablename.startswith("auth_"):
+        return "never", "accounts, groups and password hashes are local to this instance"
+    if tablename.startswith("web2py_session"):
+        return "never", "sessions"
+    if tablename.startswith("scheduler_"):
+        return "never", "the scheduler's jobs"
+    if is_never_synced(tablename):
+        return "never", "sync bookkeeping (the sender's identity travels in each file)"
+    if tablename in (s.lookup_tables or ()):
+        return "lookup list", "identical on every site: references to it are matched by uuid"
+    if tablename in (s.site_tables or ()):
+        return "site-specific", "this site's configuration and API keys"
+    if tablename in (s.exclude or ()):
+        return "excluded", "excluded by settings (plugins.sync.exclude)"
+    if tablename in db.tables and not is_syncable(db[tablename]):
+        return "no identity", "no uuid or modified_on field"
+    if s.tables is not None and tablename not in s.tables:
+        return "not listed", "not in plugins.sync.tables"
+    return None
+
+
 def conflict_policy(settings, tablename):
     """The conflict rule of a table: newer (default), this, other or master."""
     policy = (settings.policy or {}).get(tablename, settings.default_policy or "newer")
