@@ -13,7 +13,7 @@ from . import changes
 from .csvstream import NULL, UUID, Writer
 from .peers import identity_record, utcnow
 from .tables import references, synced_tables
-from .values import bar_decode, formatter
+from .values import bar_decode, formatter, is_plain_formatter, stored_text_formatter
 
 BATCH = 5000
 IDENTITY_COLUMNS = ("base_uuid", "uuid", "owner", "contact", "url", "last_update")
@@ -37,8 +37,9 @@ def annotations(db, table):
     return [a for a in out if a[2] is None or a[2] in db.tables]
 
 
-def _select_sql(db, table, notes, where=""):
-    cols = ["t.%s" % f._rname for f in table]
+def _select_sql(db, table, notes, where="", as_text=()):
+    """The export's query; the fields named in `as_text` are read as their stored text (SQLite)."""
+    cols = ["CAST(t.%s AS TEXT)" % f._rname if f.name in as_text else "t.%s" % f._rname for f in table]
     joins = []
     for i, (_, fname, ref, kind) in enumerate(notes):
         if kind == "ref":
@@ -57,15 +58,44 @@ class TableExporter:
         self.fields = list(self.table.fields)
         self.columns = self.fields + [n[0] for n in self.notes]
         self.formats = [formatter(self.table[f].type) for f in self.fields]
+        self.as_text = set()
+        if db._dbname.startswith("sqlite"):
+            # dates read as stored text: no converter to datetime and back to the same text
+            for i, f in enumerate(self.fields):
+                fmt = stored_text_formatter(self.table[f].type)
+                if fmt:
+                    self.formats[i] = fmt
+                    self.as_text.add(f)
         self.joined = sum(1 for n in self.notes if n[3] == "ref")
+        # the usual shape: all annotations are joined references, but for a last deleted_fk
+        kinds = [n[3] for n in self.notes]
+        fk_last = bool(kinds) and kinds[-1] == "fk"
+        self.straight = all(k == "ref" for k in (kinds[:-1] if fk_last else kinds))
+        self.fk_index = self.fields.index(self.notes[-1][1]) if fk_last else None
+        self.special = [(i, fmt) for i, fmt in enumerate(self.formats) if not is_plain_formatter(fmt)]
 
     def sql(self, where=""):
-        return _select_sql(self.db, self.table, self.notes, where)
+        return _select_sql(self.db, self.table, self.notes, where, self.as_text)
 
     def cells(self, raw_rows):
         """CSV rows for a batch of raw rows (field values followed by joined uuids)."""
-        n, formats = len(self.fields), self.formats
         lookups = self._batch_lookups(raw_rows)
+        if not self.straight:
+            return self._cells_general(raw_rows, lookups)
+        special, fk, out = self.special, self.fk_index, []
+        for raw in raw_rows:
+            row = [NULL if v is None else v for v in raw]  # fields and joined uuids alike
+            for i, fmt in special:
+                row[i] = fmt(raw[i])
+            if fk is not None:
+                text = raw[fk]
+                row.append(self._fk_uuids(text, lookups) if text else NULL)
+            out.append(row)
+        return out
+
+    def _cells_general(self, raw_rows, lookups):
+        """cells() for any order of annotations (list:references among them)."""
+        n, formats = len(self.fields), self.formats
         out = []
         for raw in raw_rows:
             row = [fmt(v) for fmt, v in zip(formats, raw[:n])]
@@ -91,8 +121,8 @@ class TableExporter:
                 for raw in raw_rows:
                     wanted.setdefault(ref, set()).update(bar_decode(raw[idx]))
             elif kind == "fk":
-                for raw in raw_rows:
-                    for f, i in _fk_items(raw[idx]):
+                for text in [raw[idx] for raw in raw_rows if raw[idx]]:  # deleted_fk: mostly empty
+                    for f, i in _fk_items(text):
                         target = _fk_target(self.table, f)
                         if target and isinstance(i, int):
                             wanted.setdefault(target, set()).add(i)

@@ -192,6 +192,42 @@ def formatter(ftype):
     return _fmt_plain
 
 
+def stored_text_formatter(ftype):
+    """For SQLite, where a date/datetime column can be read as its stored text (no converter):
+    a function text -> the cell `formatter` writes for the converted value, or None for other types.
+
+    pydal stores 'YYYY-MM-DD HH:MM:SS' and 'YYYY-MM-DD': such text is the cell
+    itself; any other text goes through the conversion pydal's reader applies
+    (datetime/date.fromisoformat) and the usual formatter, so the cell is the same.
+    """
+    if ftype == "datetime":
+        return _fmt_datetime_text
+    if ftype == "date":
+        return _fmt_date_text
+    return None
+
+
+def _fmt_datetime_text(text):
+    if text is None:
+        return NULL
+    if len(text) == 19 and text[10] == " ":
+        return text
+    return _fmt_time(datetime.datetime.fromisoformat(text))
+
+
+def _fmt_date_text(text):
+    if text is None:
+        return NULL
+    if len(text) == 10 and text[4] == "-" and text[7] == "-":
+        return text
+    return _fmt_time(datetime.date.fromisoformat(text))
+
+
+def is_plain_formatter(fmt):
+    """True for the formatter that only maps None to <NULL>."""
+    return fmt is _fmt_plain
+
+
 def _fmt_plain(value):
     return NULL if value is None else value
 
