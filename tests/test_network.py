@@ -9,7 +9,6 @@ Failures in transit go through a small TCP proxy on 127.0.0.1 that cuts a
 connection after N bytes or holds it until released.
 """
 import base64
-import contextlib
 import datetime
 import json
 import os

@@ -2,17 +2,17 @@
 
 The *source* sends the changes of its change log (changes.py) in a sequence
 range [since, until); the *target* merges them (fileio.import_from) in one
-transaction.  Two checkpoints per peer, both in the source's sequence space,
-live in the target's... and the source's `sync_instance` rows:
+transaction.  Each instance keeps two checkpoints per peer in the peer's
+`sync_instance` row (each in the sequence space of the side whose changes it counts):
 
-- checkpoint_received (on the target): up to where the target has merged the
-  source's changes.  The merge itself advances it, inside the target's
+- checkpoint_received (the peer's sequence): up to where we have merged the
+  peer's changes.  The merge itself advances it, inside our import's
   transaction (merge.acknowledge), so it moves only when the data is committed.
-- checkpoint_sent (on the source): up to where the source knows the target has
-  merged its changes.  A push sets it only after the target answered that it
-  committed.  A push starts at the target's own word (its checkpoint_received
-  of us, from its identity), falling back to checkpoint_sent: a target
-  restored from a backup gets again what it lost.
+- checkpoint_sent (our sequence): up to where we know the peer has merged our
+  changes.  A push sets it only after the peer answered that it committed.
+  A push starts at the peer's own word (its checkpoint_received of us, from
+  its identity), falling back to checkpoint_sent: a peer restored from a
+  backup gets again what it lost.
 
 `pull(db, settings, peer)` asks the peer for its changes since our
 checkpoint_received of it and merges them; `push` sends ours since the
