@@ -32,6 +32,9 @@ db = DAL(
     folder=os.path.join(request.folder, "databases"),
     migrate=True,
     lazy_tables=False,
+    # SQLite: the web server, the scheduler worker and long imports share one file; wait for
+    # the write lock for 30 s instead of failing after the default 5 s
+    driver_args={"timeout": 30} if EDEN_DB_URI.startswith("sqlite") else {},
 )
 
 # One cookie per instance: two instances on 127.0.0.1 (ports 8000, 8001) would
