@@ -315,12 +315,10 @@ class Merger:
             mcis = [0] * len(raw)
         keycols = [(pos, self.key_column(plan, pos, kind, cols[pos], columns, note_index, raw, f))
                    for pos, f, target, kind, note_index, notnull, synced in plan.refs]
-        out = []
-        for k, values in enumerate(zip(*cols)):
-            line, cells = raw[k]
-            refs = {pos: keys[k] for pos, keys in keycols}
-            out.append(Incoming(line, uuids[k], list(values), refs, mcis[k], mods[k], cells))
-        return out
+        ref_pos = [pos for pos, _ in keycols]
+        keyrows = zip(*[keys for _, keys in keycols]) if keycols else [()] * len(raw)
+        return [Incoming(line, uuid, list(values), dict(zip(ref_pos, keyrow)), mci, mod, cells)
+                for (line, cells), values, keyrow, uuid, mci, mod in zip(raw, zip(*cols), keyrows, uuids, mcis, mods)]
 
     def key_column(self, plan, pos, kind, values, columns, note_index, raw, field):
         """reference_keys() for a whole column (the annotated reference inline)."""
@@ -432,7 +430,7 @@ class Merger:
         locals_ = self.lookup_locals(plan, [r.uuid for r in batch])
         dead = self.local_tombstones(name, [r.uuid for r in batch if r.uuid not in locals_])
         resolved_ids = self.resolve_batch(plan, batch)
-        changed_here = self.unseen(name, [loc[0] for loc in locals_.values()])
+        changed_here = self.unseen_later(name, [loc[0] for loc in locals_.values()])
         inserts, updates, losers = [], [], []
         for row in batch:
             local = locals_.get(row.uuid)
@@ -661,6 +659,12 @@ class Merger:
     def content_hash_local(self, plan, uuid):
         local_id = self.uuid_to_id(plan.tablename, [uuid])[uuid]
         return _hash(wire_rows(self.db, plan.tablename, [local_id])[local_id], plan)
+
+    def unseen_later(self, tablename, ids):
+        """unseen(), asked only if a row of the batch differs (a re-sync of the same file never asks)."""
+        if not (self.origin or {}).get("base_uuid"):
+            return None
+        return _Later(lambda: self.unseen(tablename, ids))
 
     def unseen(self, tablename, ids):
         """Local ids whose version the sender has not seen; None (all of them) for an anonymous file."""
@@ -942,6 +946,18 @@ class Merger:
             except OSError:
                 pass
         self.written_files = []
+
+
+class _Later:
+    """A set computed at the first membership test."""
+
+    def __init__(self, compute):
+        self.compute, self.value = compute, None
+
+    def __contains__(self, item):
+        if self.value is None:
+            self.value = self.compute()
+        return item in self.value
 
 
 class _Unusual(Exception):
