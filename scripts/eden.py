@@ -40,6 +40,8 @@ def runtime_folder(instance, base=None):
     _write(os.path.join(folder, "VERSION"), VERSION)
     _write(os.path.join(folder, "routes.py"), ROUTES)
     _write(os.path.join(folder, "applications", "__init__.py"), "")
+    # gluon packs the 'welcome' app at first start unless this exists; there is no welcome app here
+    _write(os.path.join(folder, "welcome.w2p"), "")
     return folder
 
 
