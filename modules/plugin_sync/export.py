@@ -38,8 +38,20 @@ def annotations(db, table):
 
 
 def _select_sql(db, table, notes, where="", as_text=()):
-    """The export's query; the fields named in `as_text` are read as their stored text (SQLite)."""
-    cols = ["CAST(t.%s AS TEXT)" % f._rname if f.name in as_text else "t.%s" % f._rname for f in table]
+    """The export's query; the date/datetime fields named in `as_text` are read as text.
+
+    SQLite: their stored text.  PostgreSQL: to_char() in the format pydal
+    writes (whatever the server's DateStyle), which truncates fractions of a
+    second like the formatter does.
+    """
+    def column(f):
+        if f.name not in as_text:
+            return "t.%s" % f._rname
+        if db._dbname.startswith("sqlite"):
+            return "CAST(t.%s AS TEXT)" % f._rname
+        return "to_char(t.%s, '%s')" % (f._rname, "YYYY-MM-DD HH24:MI:SS" if f.type == "datetime" else "YYYY-MM-DD")
+
+    cols = [column(f) for f in table]
     joins = []
     for i, (_, fname, ref, kind) in enumerate(notes):
         if kind == "ref":
@@ -59,8 +71,8 @@ class TableExporter:
         self.columns = self.fields + [n[0] for n in self.notes]
         self.formats = [formatter(self.table[f].type) for f in self.fields]
         self.as_text = set()
-        if db._dbname.startswith("sqlite"):
-            # dates read as stored text: no converter to datetime and back to the same text
+        if db._dbname.startswith(("sqlite", "postgres")):
+            # dates read as text (see _select_sql): no conversion to datetime and back to the same text
             for i, f in enumerate(self.fields):
                 fmt = stored_text_formatter(self.table[f].type)
                 if fmt:
