@@ -26,9 +26,7 @@ Times are medians of --runs runs (fewer for the big phase).  pydal is slow
 smaller dataset of the same shape and reported as rows/s (the output says so).
 """
 import argparse
-import csv
 import datetime
-import io
 import json
 import os
 import random
@@ -230,11 +228,10 @@ class Instance:
         if self.sqlite:
             sql = "INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), ",".join("?" * len(columns)))
             cur.executemany(sql, rows)
-        else:  # COPY: the fastest way in (the floor)
-            buf = io.StringIO()
-            csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC).writerows(rows)  # NULL: an unquoted empty field
-            buf.seek(0)
-            cur.copy_expert("COPY %s (%s) FROM STDIN WITH (FORMAT csv)" % (table, ", ".join(columns)), buf)
+        else:  # COPY (text format): the fastest way in, the floor
+            from applications.eden.modules.plugin_sync.merge import _copy_text
+
+            cur.copy_expert("COPY %s (%s) FROM STDIN" % (table, ", ".join(columns)), _copy_text(rows))
 
     def close(self, drop=True):
         try:
