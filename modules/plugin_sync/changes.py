@@ -490,41 +490,51 @@ def bulk_begin(db, tablename):
         db.executesql("SELECT set_config(%s, %s, true)", placeholders=(BULK_SETTING, tablename))
 
 
-def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None):
+def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=()):
     """Record the changes of the records of `tablename` just written, and lift the marker.
 
     The records are named by local `ids`, by `uuids`, or (SQLite only: one
     writer at a time, so no one else's rows can appear) as every row whose id
     is above `inserted_after`, the table's max(id) before the batch's INSERT.
+    `new_uuids` (PostgreSQL) names rows just inserted: their ids are new, so
+    one INSERT ... ON CONFLICT does it (the upsert is there for safety only).
     Set-based: what the row trigger does per row, in one UPDATE and one INSERT
     per kind (and chunk).  On SQLite the batch takes one new seq for all its
     rows (as on PostgreSQL, where a transaction's rows share its txid).
     """
     table = db[tablename]
     sqlite = _engine(db) == "sqlite"
-    wheres = []  # (condition on r, the target table's row, and its parameters)
+    wheres = []  # (condition on r, the target table's row, its parameters, rows just inserted)
     if sqlite:
         for k in range(0, len(ids), 900):
             chunk = [int(i) for i in ids[k:k + 900]]
-            wheres.append(("r.id IN (%s)" % ",".join(map(str, chunk)), []))
+            wheres.append(("r.id IN (%s)" % ",".join(map(str, chunk)), [], False))
         for k in range(0, len(uuids), 900):
             chunk = list(uuids[k:k + 900])
-            wheres.append(("r.uuid IN (%s)" % ",".join("?" * len(chunk)), chunk))
+            wheres.append(("r.uuid IN (%s)" % ",".join("?" * len(chunk)), chunk, False))
         if inserted_after is not None:
-            wheres.append(("r.id > %d" % int(inserted_after), []))
+            wheres.append(("r.id > %d" % int(inserted_after), [], False))
         if wheres:
             _sql(db, "UPDATE %s SET seq = seq + 1 WHERE id = 1" % COUNTER)
         seq, ph = SQLITE_SEQ, "?"
     else:
         if ids:
-            wheres.append(("r.id = ANY(%s)", [[int(i) for i in ids]]))
+            wheres.append(("r.id = ANY(%s)", [[int(i) for i in ids]], False))
         if uuids:
-            wheres.append(("r.uuid = ANY(%s)", [list(uuids)]))
+            wheres.append(("r.uuid = ANY(%s)", [list(uuids)], False))
+        if new_uuids:
+            wheres.append(("r.uuid = ANY(%s)", [list(new_uuids)], True))
         if inserted_after is not None:
             raise ValueError("inserted_after is for SQLite only: name the rows by ids or uuids")
         seq, ph = "txid_current()", "%s"
-    for where, params in wheres:
+    for where, params, new in wheres:
         names = dict(C=CHANGE, T=table._rname, seq=seq, where=where, ph=ph)
+        if new:
+            db.executesql(
+                "INSERT INTO %(C)s (tablename, record_id, seq) SELECT %(ph)s, r.id, %(seq)s FROM %(T)s r WHERE %(where)s "
+                "ON CONFLICT (tablename, record_id) DO UPDATE SET seq = EXCLUDED.seq" % names,
+                placeholders=[tablename] + params)
+            continue
         db.executesql(
             "UPDATE %(C)s SET seq = %(seq)s WHERE tablename = %(ph)s AND record_id IN "
             "(SELECT r.id FROM %(T)s r WHERE %(where)s)" % names, placeholders=[tablename] + params)

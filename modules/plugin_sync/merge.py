@@ -709,7 +709,7 @@ class Merger:
             if self.ph == "?":  # SQLite, one writer: the new rows are those above the current max(id)
                 capture = dict(inserted_after=self.execute("SELECT coalesce(max(id), 0) FROM %s" % table._rname)[0][0])
             else:
-                capture = dict(uuids=[row.uuid for row, _ in inserts])
+                capture = dict(new_uuids=[row.uuid for row, _ in inserts])
             copy = "COPY %s (%s) FROM STDIN" % (table._rname, ", ".join(cols))  # PostgreSQL
             self.executemany(plan, sql, [values + [row.mci + 1] for row, values in inserts], [r for r, _ in inserts],
                              capture, copy)
