@@ -1,0 +1,58 @@
+"""The merge captures its own batch writes set-based (changes.bulk_begin/bulk_end): same changes as the triggers."""
+import pytest
+
+from synchelpers import export, instances, seed_small, settings
+
+from applications.eden.modules.plugin_sync.changes import BULK, BULK_SETTING, changed_ids, checkpoint
+from applications.eden.modules.plugin_sync.errors import SyncError
+from applications.eden.modules.plugin_sync.fileio import import_from
+from applications.eden.modules.plugin_sync.tables import synced_tables
+
+
+def marker(db, backend):
+    """The bulk marker as other statements of the connection see it: must be unset outside the merge."""
+    if backend == "sqlite":
+        return [r[0] for r in db.executesql("SELECT tablename FROM %s" % BULK)]
+    value = db.executesql("SELECT current_setting(%s, true)", placeholders=(BULK_SETTING,))[0][0]
+    return [value] if value else []
+
+
+def test_every_record_the_merge_writes_is_a_change(new_instance, backend):
+    a, b = instances(new_instance)
+    seed_small(a)
+    dbb = b["db"]
+    since = checkpoint(dbb)
+    import_from(dbb, settings(b), export(a))  # inserts, and deferred reference fixes
+    until = checkpoint(dbb)
+    for t in synced_tables(dbb, settings(b)):
+        ids = sorted(r.id for r in dbb(dbb[t]).select(dbb[t].id))
+        assert sorted(changed_ids(dbb, t, since, until)) == ids, t
+    assert marker(dbb, backend) == []
+    # updates: a newer version of two records
+    dba = a["db"]
+    dba(dba.pr_person.id > 0).update(phone="+670 999")
+    dba.commit()
+    report = import_from(dbb, settings(b), export(a))
+    assert report.tables["pr_person"]["updated"] == 2
+    assert len(changed_ids(dbb, "pr_person", until, checkpoint(dbb))) == 2
+    assert marker(dbb, backend) == []
+    # and the triggers still capture every other write
+    since = checkpoint(dbb)
+    pid = dbb.pr_person.insert(first_name="After")
+    dbb.commit()
+    assert changed_ids(dbb, "pr_person", since, checkpoint(dbb)) == [pid]
+
+
+def test_a_failed_import_leaves_no_marker_and_no_change(new_instance, backend):
+    a, b = instances(new_instance)
+    seed_small(a)
+    dbb = b["db"]
+    data = export(a).replace(b"Mariano", b"M" * 300)  # longer than first_name's 128 characters
+    since = checkpoint(dbb)
+    with pytest.raises(SyncError):
+        import_from(dbb, settings(b), data)
+    assert marker(dbb, backend) == []
+    assert changed_ids(dbb, "org_organisation", since, checkpoint(dbb)) == []
+    oid = dbb.org_organisation.insert(name="Captured")
+    dbb.commit()
+    assert changed_ids(dbb, "org_organisation", since, checkpoint(dbb)) == [oid]
