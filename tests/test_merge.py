@@ -148,13 +148,20 @@ def test_future_timestamp_is_flagged_and_does_not_win_later_conflicts(new_instan
     assert org.phone == "from the future" and org.modified_on <= now + datetime.timedelta(minutes=5)
     new = db_b(db_b.gis_location.name == "New, stamped ahead").select().first()
     assert new is not None and new.modified_on < future
-    # an honest edit on B afterwards is not overwritten by the same file again
+    # an honest edit on B afterwards is not overwritten by the same file again (B merged it already)
     db_b(db_b.org_organisation.acronym == "RC").update(phone="honest")
     db_b.commit()
     again = import_from(db_b, settings(b), data)
     assert db_b(db_b.org_organisation.acronym == "RC").select().first().phone == "honest"
+    assert again.tables["org_organisation"]["older"] == 1 and again.totals()["conflicts"] == 0
+    # nor by a new suspect version of A's, concurrent with it: that one waits in the conflict list
+    db_a(db_a.org_organisation.acronym == "RC").update(phone="from the future again", modified_on=future)
+    db_a.commit()
+    data = export(a)
+    again = import_from(db_b, settings(b), data)
+    assert db_b(db_b.org_organisation.acronym == "RC").select().first().phone == "honest"
     assert again.tables["org_organisation"]["conflicts_kept_local"] == 1
     logged = db_b(db_b.plugin_sync_conflict.reason == "future timestamp").select()
-    assert len(logged) == 1 and "from the future" in logged[0].loser
+    assert len(logged) == 1 and "from the future again" in logged[0].loser
     import_from(db_b, settings(b), data)  # logged once, not at every re-import
     assert db_b(db_b.plugin_sync_conflict.reason == "future timestamp").count() == 1

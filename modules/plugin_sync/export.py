@@ -21,6 +21,9 @@ TOMBSTONE_COLUMNS = ("tablename", "record_uuid", "deleted_on", "origin")
 # identity-section annotations: the change range exported (sender's row), and for
 # each peer (further rows) the sender's checkpoint of that peer's changes it has merged
 SINCE, UNTIL, MERGED = "since@seq", "until@seq", "merged@seq"
+# per row: the sender's change seq of the version exported; the receiver skips a version
+# below its checkpoint of the sender (merged already: a full or stale file re-sends it)
+ROW_SEQ = "id@seq"
 
 
 def annotations(db, table):
@@ -229,7 +232,7 @@ def export_table(db, writer, tablename, since=None, until=None, batch=BATCH):
     where, params = "", ()
     if since is not None:
         where, params = changes.changed_where(db, tablename, since, until, alias="t")
-    writer.begin_table(tablename, te.columns)
+    writer.begin_table(tablename, te.columns + [ROW_SEQ])
     cur = raw_cursor(db)
     cur.execute(te.sql(where), params)
     count = 0
@@ -237,11 +240,25 @@ def export_table(db, writer, tablename, since=None, until=None, batch=BATCH):
         raw = cur.fetchmany(batch)
         if not raw:
             break
-        writer.writerows(te.cells(raw))
+        rows = te.cells(raw)
+        seqs = row_seqs(db, tablename, [r[0] for r in raw])
+        for r, cells in zip(raw, rows):
+            cells.append(_cell(seqs.get(r[0])))
+        writer.writerows(rows)
         count += len(raw)
     cur.close()
     writer.end_table()
     return count
+
+
+def row_seqs(db, tablename, ids):
+    """{local id: seq of its last change} (read after the rows: a seq is never older than the row read)."""
+    out = {}
+    for k in range(0, len(ids), 900):
+        chunk = ",".join(str(int(i)) for i in ids[k:k + 900])
+        out.update(dict(db.executesql("SELECT record_id, seq FROM %s WHERE tablename = '%s' AND record_id IN (%s)"
+                                      % (changes.CHANGE, tablename, chunk))))
+    return out
 
 
 def export_tombstones(db, writer, names, since=None, until=None):

@@ -12,7 +12,11 @@ self references, cycles) are written as NULL and fixed after the rest is in;
 a row whose NOT NULL reference cannot be resolved yet waits until the end.
 
 Deciding a row that exists on both sides (see `decide`):
-- same content (modified_on aside): unchanged;
+- same content (modified_on aside): unchanged (a later modified_on is taken,
+  so that the instances agree on it too);
+- a version the sender had sent us before (its `id@seq`, the sender's change
+  seq of it, is below our checkpoint of the sender: a full or a stale file
+  carries it again) is an older copy: merged already, nothing new;
 - otherwise the table's policy picks the winner: `newer` modified_on (default;
   a tie between concurrent versions is broken by a hash of the content, so
   that both sides pick the same), `this` (local), `other` (incoming),
@@ -26,7 +30,17 @@ Deciding a row that exists on both sides (see `decide`):
   (see changes.unseen_by: neither written by the sender nor older than the
   checkpoint up to which the sender merged our changes; local sequences, not
   clocks); the losing version then goes to plugin_sync_conflict.  Otherwise
-  the incoming version simply updates the record, or is an older copy of it.
+  the incoming version simply updates the record: the sender had our version
+  and wrote its own after it, whatever the clocks say (a file without
+  `id@seq` may be stale: there an older modified_on is an older copy).
+
+Hard deletes (the file's tombstones, applied at the end; the later of two
+deletions of a uuid is the one kept): a record changed here after the
+deletion stays, and so does one that refers to the deleted record (its
+reference set to NULL) where the database would cascade; a local version the
+deleter never saw, and an incoming version that our own later deletion beats,
+go to the conflict log; the deleted ids leave the list:references here; a
+record that comes back (changed after its deletion) drops its stale tombstone.
 """
 import datetime
 import hashlib
@@ -39,8 +53,8 @@ from operator import itemgetter
 from . import changes
 from .csvstream import NULL, UUID, Reader
 from .errors import BadValue, FormatError, SyncError, UnresolvedReference
-from .export import TOMBSTONE_COLUMNS, annotations, wire_rows
-from .peers import record_sync, this_instance, utcnow
+from .export import ROW_SEQ, TOMBSTONE_COLUMNS, annotations, wire_rows
+from .peers import find_peer, record_sync, this_instance, utcnow
 from .report import Report
 from .tables import conflict_policy, exclusion, synced_tables
 from .values import bar_encode, column_parser, dialect, is_text, normaliser, parser
@@ -99,6 +113,7 @@ class SectionPlan:
         if "uuid" not in index:
             raise FormatError("no uuid column: records cannot be merged by identity", table=self.tablename, column="uuid")
         self.file_id = index.get("id")
+        self.seq_index = index.get(ROW_SEQ)
         self.columns = columns
         self.fields = [f for f in table.fields if f in index and f not in ("id", "mci")]
         self.cell_index = [index[f] for f in self.fields]
@@ -147,6 +162,8 @@ class SectionPlan:
         self.fast = [None if is_text(p) else column_parser(t, p) for p, t in zip(self.parsers, self.types)]
         self.texts = [pos for pos, p in enumerate(self.parsers) if is_text(p)]
         self.normalisers = [(i, fn) for i, fn in ((i, normaliser(t, char_bool)) for i, t in enumerate(self.types)) if fn]
+        if "deleted_fk" in self.pos:  # JSON written by the application in any key order; the merge sorts
+            self.normalisers.append((self.pos["deleted_fk"], _sorted_json))
         if len(self.compared) > 1:
             self.same = itemgetter(*self.compared)
         else:
@@ -165,6 +182,7 @@ class Merger:
         self.synced = set(synced_tables(db, settings))
         self.origin = None
         self.seen_until = None  # our change seq up to which the sender has merged our data
+        self.merged_until = 0  # the sender's change seq up to which we have merged its data
         self.file_ids = {}  # plain pydal files: {table: {file id: uuid}}
         self.deferred = []  # (table, row uuid, field, kind, target, keys, line, notnull)
         self.pending = []  # (plan, Incoming, is_update, local id): rows waiting for a NOT NULL reference
@@ -221,6 +239,8 @@ class Merger:
         self.report.origin = dict((k, row.get(k)) for k in ("base_uuid", "owner", "contact", "url", "since@seq", "until@seq"))
         if row.get("base_uuid") == self.me.base_uuid:
             self.report.note("this file was exported by this instance itself")
+        peer = find_peer(self.db, row["base_uuid"]) if row.get("base_uuid") else None
+        self.merged_until = (peer.checkpoint_received or 0) if peer else 0
         for peer in rows[1:]:
             if peer.get("base_uuid") == self.me.base_uuid and peer.get("merged@seq"):
                 self.seen_until = int(peer["merged@seq"])
@@ -432,11 +452,13 @@ class Merger:
         dead = self.local_tombstones(name, [r.uuid for r in batch if r.uuid not in locals_])
         resolved_ids = self.resolve_batch(plan, batch)
         changed_here = self.unseen_later(name, [loc[0] for loc in locals_.values()])
-        inserts, updates, losers = [], [], []
+        inserts, updates, losers, back = [], [], [], []
         for row in batch:
             local = locals_.get(row.uuid)
             if local is None and row.uuid in dead and dead[row.uuid] >= (row.modified_on or EPOCH):
                 counts["tombstoned"] += 1
+                if _row_seq(plan, row) >= self.merged_until:  # not merged before: it may be news to us
+                    self.log_tombstoned(plan, row, dead[row.uuid])
                 continue
             values = self.resolved_values(plan, row, resolved_ids)
             if values is None:  # waits for a NOT NULL reference
@@ -446,11 +468,19 @@ class Merger:
                 inserts.append((row, values))
                 counts["created"] += 1
                 self.keep_references(plan, row)
+                if row.uuid in dead:  # changed elsewhere after it was deleted here: it comes back
+                    back.append(row.uuid)
                 continue
             local_id, local_values = local
             self.keep_local_unsynced(plan, row, values, local_values)
-            if plan.same(values) == plan.same(local_values):
+            if not row.defers and plan.same(values) == plan.same(local_values):  # a deferred reference differs
                 counts["unchanged"] += 1
+                if plan.mod_pos is not None and not row.future and row.modified_on and \
+                        row.modified_on > (local_values[plan.mod_pos] or EPOCH):
+                    updates.append((row, values, local_id))  # the same content, stamped later: take the stamp
+                continue
+            if self.merged_until and _row_seq(plan, row) < self.merged_until:
+                counts["older"] += 1  # a version of the sender's that we merged already: nothing new
                 continue
             concurrent = changed_here is None or local_id in changed_here
             if row.future and concurrent:
@@ -470,6 +500,10 @@ class Merger:
                     losers.append(("kept_local", row, local_id, local_values))
         self.log_conflicts(plan, losers)
         self.write(plan, inserts, updates)
+        if back:  # its tombstone is stale: a later delete here must be stamped anew, not keep the old time
+            tomb = self.db.plugin_sync_tombstone
+            for chunk in _chunks(back, CHUNK):
+                self.db((tomb.tablename == name) & tomb.record_uuid.belongs(chunk)).delete()
         self.fix_deferred(only_table=name)
 
     def keep_references(self, plan, row):
@@ -648,6 +682,10 @@ class Merger:
                 return False
         local_mod = local_values[plan.mod_pos] if plan.mod_pos is not None else None
         a, b = row.modified_on or EPOCH, local_mod or EPOCH
+        if not concurrent and _row_seq(plan, row) != UNKNOWN_SEQ:
+            # the sender had our version and wrote its own after it (what it had sent us
+            # before is skipped, see merged_until): a successor, whatever the clocks say
+            return True
         if a != b:
             return a > b
         if not concurrent:
@@ -878,7 +916,11 @@ class Merger:
         self.apply_tombstones()
         origin = self.origin or origin_hint
         if origin and origin.get("base_uuid") and origin["base_uuid"] != self.me.base_uuid:
-            changes.tag_writes(self.db, self.mark, origin["base_uuid"])
+            since = origin.get("since@seq")
+            if since is None or int(since) <= self.merged_until:
+                # not after a gap: an older file of the sender's, arriving later, would be newer than
+                # what the tags say the sender had seen (merged_until could not skip its rows)
+                changes.tag_writes(self.db, self.mark, origin["base_uuid"])
             peer_id = record_sync(self.db, origin, when=self.now)
             self.acknowledge(peer_id, origin)
         self.report.checkpoint = (self.origin or {}).get("until@seq")
@@ -898,7 +940,7 @@ class Merger:
 
     def apply_tombstones(self):
         """Hard-delete what the sender hard-deleted, unless it changed here afterwards; remember the uuid."""
-        me = self.me.base_uuid
+        me, gone = self.me.base_uuid, False
         for tablename, uuid, deleted_on, origin, line in self.tombstones:
             if tablename not in self.synced or not uuid:
                 continue
@@ -909,12 +951,114 @@ class Merger:
                                  uuid=uuid)
                 continue
             tomb = self.db.plugin_sync_tombstone
-            if not self.db((tomb.tablename == tablename) & (tomb.record_uuid == uuid)).count():
+            mine = self.db((tomb.tablename == tablename) & (tomb.record_uuid == uuid))
+            old = mine.select(tomb.deleted_on).first()
+            if old is not None and (old.deleted_on or EPOCH) < deleted_on:
+                mine.delete()  # the later deletion is the one to keep (and to pass on, with a new seq)
+                old = None
+            if old is None:
                 # first, so that the delete trigger keeps the sender's origin and time
                 tomb.insert(tablename=tablename, record_uuid=uuid, deleted_on=deleted_on, origin=origin or me)
             if row is not None:
+                unseen = self.unseen(tablename, [row.id])
+                if unseen is None or row.id in unseen:  # changed here, unknown to the deleter: a conflict
+                    self.log_deleted(tablename, uuid, row, deleted_on)
+                else:
+                    self.report.count(tablename, "deleted")
+                self.before_cascade(tablename, row.id, deleted_on, line)
                 self.db(table.id == row.id).delete()
-                self.report.count(tablename, "deleted")
+                gone = True
+        if gone:
+            self.drop_from_lists({t[0] for t in self.tombstones})
+
+    def before_cascade(self, tablename, record_id, deleted_on, line):
+        """The synced records the database would delete along (ON DELETE CASCADE), recursively.
+
+        One changed here after the deletion is kept, like the deleted record
+        itself would be: its reference is set to NULL, so that the cascade
+        passes it by.  One the deleter never saw goes, into the conflict log.
+        """
+        from .tables import references
+
+        todo, fate = [(tablename, {record_id})], {(tablename, record_id): "gone"}
+        while todo:
+            target, ids = todo.pop()
+            for name in self.synced:
+                table = self.db[name]
+                for field, ref, is_list in references(table):
+                    if is_list or ref != target or (table[field].ondelete or "").upper() != "CASCADE":
+                        continue
+                    doomed = set()
+                    for r in self.db(table[field].belongs(ids)).select(table.id, table.uuid, table.modified_on):
+                        kept = fate.get((name, r.id)) == "kept"
+                        if (name, r.id) not in fate:
+                            kept = (r.modified_on or EPOCH) > deleted_on and not table[field].notnull
+                            fate[(name, r.id)] = "kept" if kept else "gone"
+                            if not kept:
+                                doomed.add(r.id)
+                                unseen = self.unseen(name, [r.id])
+                                if unseen is None or r.id in unseen:
+                                    self.log_deleted(name, r.uuid, r, deleted_on)
+                        if kept:
+                            self.execute("UPDATE %s SET %s = NULL WHERE id = %d" % (
+                                table._rname, table[field]._rname, r.id))
+                            self.report.warn("kept: changed here after the %s it refers to was deleted elsewhere "
+                                             "(%s set to NULL)" % (target, field), table=name, line=line, uuid=r.uuid)
+                    if doomed:
+                        todo.append((name, doomed))
+
+    def log_tombstoned(self, plan, row, deleted_on):
+        """An incoming version that our (later) hard delete beats: keep it in the conflict log, once."""
+        c = self.db.plugin_sync_conflict
+        if self.db((c.tablename == plan.tablename) & (c.record_uuid == row.uuid) & (c.reason == "deleted here")
+                   & (c.incoming_modified_on == row.modified_on)).count():
+            return
+        self.report.count(plan.tablename, "conflicts_kept_local")
+        if self.report.dry_run:
+            return
+        c.insert(tablename=plan.tablename, record_uuid=row.uuid, origin=(self.origin or {}).get("base_uuid"),
+                 resolution="kept_local", reason="deleted here", local_modified_on=deleted_on,
+                 incoming_modified_on=row.modified_on, created_on=self.now,
+                 loser=json.dumps({col: row.cells[i] for i, col in enumerate(plan.columns)}, default=str))
+
+    def log_deleted(self, tablename, uuid, row, deleted_on):
+        """A local version the deleter never saw loses to its deletion: keep it in the conflict log."""
+        self.report.count(tablename, "conflicts_took_incoming")
+        if self.report.dry_run:
+            return
+        loser = wire_rows(self.db, tablename, [row.id]).get(row.id)
+        self.db.plugin_sync_conflict.insert(
+            tablename=tablename, record_uuid=uuid, origin=(self.origin or {}).get("base_uuid"),
+            resolution="took_incoming", reason="deleted elsewhere", local_modified_on=row.modified_on,
+            incoming_modified_on=deleted_on, loser=json.dumps(loser, default=str), created_on=self.now)
+
+    def drop_from_lists(self, tablenames):
+        """Take the ids just hard-deleted out of the list:references to these tables.
+
+        The database cascades plain references, not lists; left in, a deleted id
+        would dangle here, while the sender's export of the same version no longer
+        names it.  The record's modified_on stays: its version is the sender's.
+        """
+        from .tables import references
+        from .values import bar_decode
+
+        for name in self.synced:
+            table = self.db[name]
+            for field, target, is_list in references(table):
+                if not is_list or target not in tablenames:
+                    continue
+                rows = [(r[0], bar_decode(r[1])) for r in self.execute(
+                    "SELECT id, %s FROM %s WHERE %s IS NOT NULL" % (table[field]._rname, table._rname, table[field]._rname))]
+                listed = {i for _, ids in rows for i in ids}
+                here = set()
+                for chunk in _chunks(listed, CHUNK):
+                    here.update(r[0] for r in self.execute("SELECT id FROM %s WHERE id IN (%s)" % (
+                        self.db[target]._rname, ",".join(str(int(i)) for i in chunk))))
+                fixes = [(bar_encode([i for i in ids if i in here]) if here & set(ids) else None, rid)
+                         for rid, ids in rows if set(ids) - here]
+                if fixes:
+                    self.many("UPDATE %s SET %s=%s WHERE id=%s" % (table._rname, table[field]._rname, self.ph, self.ph),
+                              fixes)
 
     def local_tombstones(self, tablename, uuids):
         """{uuid: deleted_on} for incoming uuids that were hard-deleted here.
@@ -985,8 +1129,26 @@ class _Unusual(Exception):
     """A batch that the column-wise parse leaves to the row-wise one."""
 
 
+UNKNOWN_SEQ = float("inf")
+
+
+def _sorted_json(text):
+    try:
+        return json.dumps(json.loads(text), sort_keys=True)
+    except (TypeError, ValueError):
+        return text
+
+
+def _row_seq(plan, row):
+    """The sender's change seq of this version (its ROW_SEQ cell); unknown: larger than any checkpoint."""
+    cell = row.cells[plan.seq_index] if plan.seq_index is not None else NULL
+    return int(cell) if cell.isdigit() else UNKNOWN_SEQ
+
+
 def _hash(wire, plan):
-    keep = sorted((k, v) for k, v in wire.items() if k.split("@")[0] not in NOT_COMPARED and not _is_local_ref(plan, k))
+    # cells as the file has them: the incoming side hashes CSV text, the local side typed values (-8.5)
+    keep = sorted((k, v if isinstance(v, str) else str(v)) for k, v in wire.items()
+                  if k.split("@")[0] not in NOT_COMPARED and not _is_local_ref(plan, k))
     return hashlib.sha256(json.dumps(keep, default=str).encode("utf-8")).hexdigest()
 
 

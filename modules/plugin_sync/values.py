@@ -149,6 +149,8 @@ def normaliser(ftype, char_bool):
         return lambda v: general(v) if isinstance(v, str) else v
     if ftype in ("double", "float"):
         return lambda v: v if type(v) is float else general(v)
+    if ftype.startswith("list:"):
+        return general  # an empty list stored as '||' is NULL (the merge writes NULL): not a change
     return None
 
 
