@@ -188,6 +188,7 @@ class Merger:
         self.pending = []  # (plan, Incoming, is_update, local id): rows waiting for a NOT NULL reference
         self.tombstones = []
         self.tombstoned_tables = {}  # {table: has tombstones here}, see local_tombstones
+        self.merged_tables = set()  # tables whose section is merged: a uuid of theirs not here now never will be
         self.written_files = []
         self.me = this_instance(db)
         self.master = settings.master
@@ -279,6 +280,7 @@ class Merger:
                 raw = []
         if raw:
             self.merge_batch(plan, self.parse_batch(plan, raw))
+        self.merged_tables.add(plan.tablename)
 
     def parse_batch(self, plan, raw):
         """Incoming rows for a batch of (line, cells): column by column when the batch is ordinary.
@@ -611,7 +613,13 @@ class Merger:
                 ids = [resolved.get(target, {}).get(self.key_uuid(target, key)) for key in keys]
                 values[pos] = bar_encode([i for i in ids if i is not None])
                 if None in ids:
-                    row.defers.append((f, "list", target, keys))
+                    if not self.final_now(plan, target):
+                        row.defers.append((f, "list", target, keys))
+                        continue
+                    for key, i in zip(keys, ids):
+                        if i is None:
+                            self.null_ref(plan, row, f, "%s %s is neither in the file nor here (dropped from the list)"
+                                          % (target, self.key_uuid(target, key) or key[1]))
                 continue
             if keys is None:
                 continue
@@ -630,8 +638,19 @@ class Merger:
             if notnull:
                 row.missing = (f, target, keys)
                 return None
+            if self.final_now(plan, target):
+                self.null_ref(plan, row, f, "%s %s is neither in the file nor here" % (target, self.key_uuid(target, keys)
+                                                                                     or "id %s" % keys[1]))
+                continue
             row.defers.append((f, "ref", target, keys))
         return values
+
+    def final_now(self, plan, target):
+        """An unresolved reference into a table whose section is merged (none of its rows still
+        waiting) cannot resolve later in this file: it is NULL now, as at the end, so that a record
+        whose only difference is such a reference compares as unchanged."""
+        return (target != plan.tablename and target in self.merged_tables
+                and not any(p[0].tablename == target for p in self.pending))
 
     def resolve_fk(self, plan, row, keys, resolved):
         """deleted_fk travels as {field: uuid}; ids that do not resolve here are dropped."""
