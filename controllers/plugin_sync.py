@@ -7,6 +7,7 @@ too, for scripts); peer endpoints authenticate peers by their token.
 """
 import plugin_sync
 from plugin_sync import errors, fileio
+from plugin_sync import restore as _ps_restore
 
 # ---------------------------------------------------------------- pages (admin UI)
 #
@@ -474,17 +475,27 @@ def conflicts():
     peers = _ps_peer_names()
     review = FORM(INPUT(_type="hidden", _name="id"), INPUT(_type="hidden", _name="reviewed"),
                   INPUT(_type="submit", _value="Mark reviewed"))
+    restore = FORM(INPUT(_type="hidden", _name="id"), INPUT(_type="submit", _value="Restore this version"))
     if review.accepts(request.post_vars, session, formname="plugin_sync_review"):
         row = c(review.vars.id)
         if row:
             row.update_record(reviewed=str(review.vars.reviewed) != "0")
             session.flash = "Conflict marked %s." % ("reviewed" if row.reviewed else "unreviewed")
         redirect(URL("conflicts", args=request.args, vars=request.get_vars))
+    elif restore.accepts(request.post_vars, session, formname="plugin_sync_restore"):
+        try:
+            report = _ps_restore.restore(db, plugin_sync_settings, int(restore.vars.id))
+            session.flash = "Version restored (%d record written); the version it replaced is in the list." % (
+                report.totals()["docs_written"])
+        except errors.SyncError as e:
+            db.rollback()
+            session.flash = "Nothing restored: %s" % e
+        redirect(URL("conflicts", args=request.args, vars=request.get_vars))
     elif request.env.request_method == "POST":
         _ps_fail(403, "This form expired or did not come from this page: nothing changed.", dict(error="Forbidden"))
     if request.args(0):
         row = c(request.args(0, cast=int, otherwise=URL("conflicts"))) or redirect(URL("conflicts"))
-        return dict(detail=_ps_conflict_detail(row), row=row, peers=peers, review=review)
+        return dict(detail=_ps_conflict_detail(row), row=row, peers=peers, review=review, restore=restore)
     show = request.get_vars.show or "unreviewed"
     query = (c.reviewed != True) if show == "unreviewed" else (c.id > 0)  # noqa: E712
     rows, pager = _ps_page(query, c.reviewed | ~c.id)

@@ -163,4 +163,5 @@ def start_server():
 
 
 def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(BASE, ignore_errors=True)
+    if not os.environ.get("EDEN_TESTS_KEEP"):
+        shutil.rmtree(BASE, ignore_errors=True)

@@ -467,3 +467,18 @@ def test_log_and_conflicts_pages(server):
     assert status == 303
     assert sql(server, "SELECT reviewed FROM plugin_sync_conflict")[0][0] in (1, "T")
     assert "No unreviewed conflicts" in browser.get("/plugin_sync/conflicts")[2].decode()
+    # "restore this version" writes the losing version back (form key needed), the replaced one is listed
+    detail = browser.get("/plugin_sync/conflicts/%d" % conflict)[2].decode()
+    assert "Restore this version" in detail
+    status, _, _ = browser.request("/plugin_sync/conflicts/%d" % conflict, dict(
+        _formname="plugin_sync_restore", _formkey="forged", id=str(conflict)))
+    assert status == 403
+    assert sql(server, "SELECT phone FROM org_organisation WHERE uuid = '%s'" % org.uuid)[0][0] == org.phone
+    status, _, _ = browser.request("/plugin_sync/conflicts/%d" % conflict, dict(
+        _formname="plugin_sync_restore", _formkey=formkey(detail, "plugin_sync_restore"), id=str(conflict)))
+    assert status == 303
+    assert sql(server, "SELECT phone FROM org_organisation WHERE uuid = '%s'" % org.uuid)[0][0] == "+670 111"
+    assert "Version restored" in browser.get("/plugin_sync/conflicts/%d" % conflict)[2].decode()
+    replaced = sql(server, "SELECT reason, loser FROM plugin_sync_conflict WHERE id <> %d" % conflict)
+    assert len(replaced) == 1 and replaced[0][0] == "replaced by the restore of #%d" % conflict
+    assert org.phone is None or org.phone in replaced[0][1]

@@ -226,3 +226,42 @@ def _account_args(p):
 
 
 cmd_account.arguments = _account_args
+
+
+@command("conflicts", "List the conflicts (unreviewed ones, or --all): the losing versions kept so nothing is lost.")
+def cmd_conflicts(db, settings, args, stdout):
+    c = db.plugin_sync_conflict
+    query = (c.id > 0) if args.all else (c.reviewed != True)  # noqa: E712
+    rows = db(query).select(orderby=~c.id)
+    found = [dict(id=r.id, table=r.tablename, uuid=r.record_uuid, origin=r.origin, resolution=r.resolution,
+                  reason=r.reason, local_modified_on=str(r.local_modified_on or ""),
+                  incoming_modified_on=str(r.incoming_modified_on or ""), reviewed=bool(r.reviewed)) for r in rows]
+    if args.json:
+        stdout.write(json.dumps(found, indent=2) + "\n")
+        return
+    if not found:
+        stdout.write("no %sconflicts\n" % ("" if args.all else "unreviewed "))
+    for r in found:
+        stdout.write("%4d %s %s: %s (%s), here %s, incoming %s%s\n" % (
+            r["id"], r["table"], r["uuid"], r["resolution"].replace("_", " "), r["reason"], r["local_modified_on"] or "-",
+            r["incoming_modified_on"] or "-", ", reviewed" if r["reviewed"] else ""))
+
+
+def _conflicts_arguments(p):
+    p.add_argument("--all", action="store_true", help="reviewed ones too")
+    p.add_argument("--json", action="store_true")
+
+
+cmd_conflicts.arguments = _conflicts_arguments
+
+
+@command("restore", "Write the losing version of conflict ID back as the current record (a new local edit; "
+                    "the version it replaces is kept in the conflict list).")
+def cmd_restore(db, settings, args, stdout):
+    from .restore import restore
+
+    report = restore(db, settings, args.id)
+    stdout.write("conflict %d: losing version restored (%d record written)\n" % (args.id, report.totals()["docs_written"]))
+
+
+cmd_restore.arguments = lambda p: p.add_argument("id", type=int, help="the conflict's id (see `conflicts`)")
