@@ -165,3 +165,55 @@ def test_future_timestamp_is_flagged_and_does_not_win_later_conflicts(new_instan
     assert len(logged) == 1 and "from the future again" in logged[0].loser
     import_from(db_b, settings(b), data)  # logged once, not at every re-import
     assert db_b(db_b.plugin_sync_conflict.reason == "future timestamp").count() == 1
+
+
+def test_changes_for_a_peer_leave_out_its_own_versions(new_instance):
+    """No echo: what B merged from A goes back to A only once B changed it again.
+
+    The echo would be worse than useless: A, having edited the record since,
+    would see B's copy of its older version as a concurrent edit (a false
+    conflict in the list).
+    """
+    from applications.eden.modules.plugin_sync import replicate
+    from applications.eden.modules.plugin_sync.changes import checkpoint
+    from applications.eden.modules.plugin_sync.csvstream import Reader
+
+    a, b = instances(new_instance, "a", "b")
+    db_a, db_b = a["db"], b["db"]
+    db_b.org_organisation.insert(name="B's own, before")  # so that B's checkpoint is past 0
+    db_b.commit()
+    since = checkpoint(db_b)
+    seed_small(a)
+    sync(a, b)
+    me_a = db_a(db_a.plugin_sync_identity).select().first().base_uuid
+    db_b(db_b.pr_person.first_name == "Maria").update(phone="edited on B")
+    db_b.commit()
+    t = datetime.datetime.utcnow().replace(microsecond=0) + datetime.timedelta(seconds=1)
+    db_a(db_a.org_organisation.acronym == "RC").update(phone="edited on A since", modified_on=t)
+    db_a.commit()
+
+    def uuids(data):
+        import gzip
+        import io
+        out = set()
+        for section in Reader(io.TextIOWrapper(io.BytesIO(gzip.decompress(data)), encoding="utf-8", newline="")):
+            if "uuid" in section.columns and section.tablename != "sync_instance":
+                out.update(cells[section.columns.index("uuid")] for _, cells in section.rows())
+            else:
+                list(section.rows())
+        return out
+
+    maria = db_b(db_b.pr_person.first_name == "Maria").select().first().uuid
+    echo, _, _, _ = replicate.changes(db_b, settings(b), since, fmt="gz")
+    data, _, _, _ = replicate.changes(db_b, settings(b), since, fmt="gz", peer=me_a)
+    assert maria in uuids(data) and len(uuids(echo)) == snapshot_size(a) > len(uuids(data)) == 1
+    # what A gets: B's edit, and no false conflict on the record A edited since
+    report = import_from(db_a, settings(a), data)
+    assert report.totals()["conflicts"] == 0 and report.totals()["updated"] == 1
+    assert db_a(db_a.pr_person.first_name == "Maria").select().first().phone == "edited on B"
+    # the echo, for comparison, would have logged one
+    assert import_from(db_a, settings(a), echo).totals()["conflicts"] == 1
+
+
+def snapshot_size(env):
+    return sum(len(rows) for rows in snapshot(env).values())

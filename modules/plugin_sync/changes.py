@@ -430,13 +430,23 @@ def _literal(text):
 # ------------------------------------------------------- used by export and merge
 
 
-def changed_where(db, tablename, since, until, alias="t"):
-    """SQL `WHERE` (and its parameters) restricting `alias` to the records changed in [since, until)."""
+def changed_where(db, tablename, since, until, alias="t", echo_of=None):
+    """SQL `WHERE` (and its parameters) restricting `alias` to the records changed in [since, until).
+
+    `echo_of` (a peer's base_uuid) leaves out the versions our merge wrote from
+    that peer's own files and nobody changed since: the peer has them, and
+    sending them back would only echo (or, where a reference of theirs did
+    not resolve here, undo their value).
+    """
     _range(db, db[CHANGE], since, until)  # same check of the checkpoint
     ph = "?" if _engine(db) == "sqlite" else "%s"
-    sql = "WHERE %s.id IN (SELECT record_id FROM %s WHERE tablename = %s AND seq >= %s AND seq < %s)" % (
+    sql = "WHERE %s.id IN (SELECT record_id FROM %s WHERE tablename = %s AND seq >= %s AND seq < %s" % (
         alias, CHANGE, ph, ph, ph)
-    return sql, (tablename, int(since or 0), int(until))
+    params = (tablename, int(since or 0), int(until))
+    if echo_of:
+        sql += " AND NOT (COALESCE(origin, '') = %s AND COALESCE(origin_seq, -1) = seq)" % ph
+        params += (echo_of,)
+    return sql + ")", params
 
 
 def unseen_by(db, tablename, ids, origin, seen_until):

@@ -198,13 +198,14 @@ def raw_cursor(db, named=True):
     return conn.cursor()
 
 
-def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH):
+def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH, echo_of=None):
     """Write the synced tables (or `tables`) to the text stream `out`; return counts per table.
 
     With `since`, only records changed in [since, until) are written (the
     change log makes that cost proportional to the changes); `until` defaults
     to the current checkpoint and is written into the file, so that the
-    receiver can acknowledge it.
+    receiver can acknowledge it.  `echo_of`: the receiver's base_uuid, whose
+    own versions are left out (see changes.changed_where).
     """
     names = synced_tables(db, settings, only=tables)
     if until is None:
@@ -220,18 +221,18 @@ def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH):
     writer.end_table()
     counts = {}
     for name in names:
-        counts[name] = export_table(db, writer, name, since, until, batch)
+        counts[name] = export_table(db, writer, name, since, until, batch, echo_of)
     counts["tombstones"] = export_tombstones(db, writer, names, since, until)
     writer.close()
     return dict(tables=counts, since=since, until=until, base_uuid=me["base_uuid"])
 
 
-def export_table(db, writer, tablename, since=None, until=None, batch=BATCH):
+def export_table(db, writer, tablename, since=None, until=None, batch=BATCH, echo_of=None):
     """Stream one table into `writer`; return the number of rows written."""
     te = TableExporter(db, tablename)
     where, params = "", ()
     if since is not None:
-        where, params = changes.changed_where(db, tablename, since, until, alias="t")
+        where, params = changes.changed_where(db, tablename, since, until, alias="t", echo_of=echo_of)
     writer.begin_table(tablename, te.columns + [ROW_SEQ])
     cur = raw_cursor(db)
     cur.execute(te.sql(where), params)

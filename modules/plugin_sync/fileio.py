@@ -17,7 +17,7 @@ from .merge import import_and_sync
 FORMATS = ("csv", "gz", "zip")
 
 
-def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None, log=True):
+def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None, log=True, echo_of=None):
     """Write an export to the binary stream `out` in `fmt` (csv, gz or zip); return its counts."""
     if fmt not in FORMATS:
         raise ValueError("unknown format %r (use %s)" % (fmt, ", ".join(FORMATS)))
@@ -25,7 +25,7 @@ def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None,
         if fmt == "zip":
             with tempfile.NamedTemporaryFile(suffix=".csv", delete=False) as tmp:
                 text, _ = open_output(tmp)
-                counts = export(db, text, settings, tables=tables, since=since, until=until)
+                counts = export(db, text, settings, tables=tables, since=since, until=until, echo_of=echo_of)
                 text.flush()
                 text.detach()
             try:
@@ -34,7 +34,7 @@ def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None,
                 os.remove(tmp.name)
         else:
             text, raw = open_output(out, compress=(fmt == "gz"))
-            counts = export(db, text, settings, tables=tables, since=since, until=until)
+            counts = export(db, text, settings, tables=tables, since=since, until=until, echo_of=echo_of)
             text.flush()
             text.detach()
             if raw is not out:

@@ -87,7 +87,8 @@ def changes(db, settings, since, tables=None, fmt="auto", peer=None):
         fmt = "zip" if next(upload_files(db, settings, tables, since, until), None) else "gz"
     out = io.BytesIO()
     with Run(db, "export", peer=peer, source="changes since %d (%s)" % (since, fmt)) as run:
-        counts = export_to(db, settings, out, fmt=fmt, tables=tables, since=since, until=until, log=False)
+        counts = export_to(db, settings, out, fmt=fmt, tables=tables, since=since, until=until, log=False,
+                           echo_of=peer if since else None)  # incremental: not the peer's own versions back
         run.counts = dict(docs_read=sum(v for k, v in counts["tables"].items() if k != "tombstones")
                           + counts["tables"].get("tombstones", 0))
         run.dry_run = not run.counts["docs_read"]  # an empty answer to a poll is not worth a log row
@@ -237,7 +238,8 @@ class Session:
         if changelog.change_count(db, since, until, tables):
             result.fmt = "zip" if next(upload_files(db, self.settings, None, since, until), None) else "gz"
             out = io.BytesIO()
-            counts = export_to(db, self.settings, out, fmt=result.fmt, since=since, until=until, log=False)
+            counts = export_to(db, self.settings, out, fmt=result.fmt, since=since, until=until, log=False,
+                               echo_of=peer.base_uuid if since else None)
             result.sent = sum(counts["tables"].values())
             result.size = out.tell()
             result.answer = self.transport.receive(out.getvalue(), result.fmt, me=self.me)
