@@ -3,7 +3,7 @@
 
 The engine (modules/plugin_sync/) knows nothing of web2py's globals; everything
 here is glue.  Admin pages need a member of the admin group (HTTP Basic works
-too, for scripts); peer endpoints authenticate peers by their token.
+too, for scripts); peer endpoints authenticate peers as accounts of the sync group.
 """
 import plugin_sync
 from plugin_sync import errors, fileio
@@ -385,7 +385,7 @@ def import_and_sync():
 # -- peers -------------------------------------------------------------------
 
 def _ps_mask(secret):
-    """Never show a stored secret back: only that it is set (and a token's last 4 characters)."""
+    """Never show a stored secret back: only that it is set (and the last 4 characters of a long one)."""
     if not secret:
         return "not set"
     return "set (\u2026%s)" % secret[-4:] if len(secret) >= 16 else "set"

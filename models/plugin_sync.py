@@ -39,7 +39,6 @@ db.define_table(
     Field("username", length=255, label="Login at the peer"),
     # kept as entered (not hashed: it is what we send to the peer); never shown back in full
     Field("password", "password", readable=False, requires=IS_LENGTH(255), label="Password at the peer"),
-    Field("token", length=128, readable=False, writable=False),  # what this peer presents to us
     Field("checkpoint_sent", "bigint", default=0, writable=False),
     Field("checkpoint_received", "bigint", default=0, writable=False),
     Field("clock_offset", "double", writable=False, label="Clock offset (s)"),
