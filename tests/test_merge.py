@@ -217,3 +217,25 @@ def test_changes_for_a_peer_leave_out_its_own_versions(new_instance):
 
 def snapshot_size(env):
     return sum(len(rows) for rows in snapshot(env).values())
+
+
+def test_a_file_of_some_tables_does_not_move_the_checkpoint(new_instance):
+    """export --tables: the changes of the other tables must still come with the next incremental file."""
+    a, b = instances(new_instance, "a", "b")
+    db_a, db_b = a["db"], b["db"]
+    seed_small(a)
+    sync(a, b)
+    peers = db_b.sync_instance
+    base_a = db_a(db_a.plugin_sync_identity).select().first().base_uuid
+    checkpoint = db_b(peers.base_uuid == base_a).select().first().checkpoint_received
+    db_a(db_a.pr_person.first_name == "Maria").update(phone="people file")
+    db_a(db_a.org_organisation.acronym == "RC").update(phone="not in the people file")
+    db_a.commit()
+    people = import_from(db_b, settings(b), export(a, since=checkpoint, tables=["pr_person"]))
+    assert people.totals()["updated"] == 1 and any("only some tables" in n for n in people.notes)
+    assert db_b(peers.base_uuid == base_a).select().first().checkpoint_received == checkpoint
+    # the next incremental file starts where the last full one ended: the organisation comes along
+    rest = import_from(db_b, settings(b), export(a, since=checkpoint))
+    assert rest.tables["org_organisation"]["updated"] == 1 and rest.tables["pr_person"]["updated"] == 0
+    assert db_b(peers.base_uuid == base_a).select().first().checkpoint_received > checkpoint
+    assert_converged(a, b)

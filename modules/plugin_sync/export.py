@@ -13,7 +13,7 @@ from . import changes
 from .csvstream import NULL, UUID, Writer
 from .peers import identity_record, utcnow
 from .tables import references, synced_tables
-from .values import bar_decode, formatter, is_plain_formatter, stored_text_formatter
+from .values import bar_decode, bar_encode, formatter, is_plain_formatter, stored_text_formatter
 
 BATCH = 5000
 IDENTITY_COLUMNS = ("base_uuid", "uuid", "owner", "contact", "url", "last_update")
@@ -21,6 +21,9 @@ TOMBSTONE_COLUMNS = ("tablename", "record_uuid", "deleted_on", "origin")
 # identity-section annotations: the change range exported (sender's row), and for
 # each peer (further rows) the sender's checkpoint of that peer's changes it has merged
 SINCE, UNTIL, MERGED = "since@seq", "until@seq", "merged@seq"
+# the tables a partial export holds (|a|b|), NULL for all: the receiver's checkpoint of the
+# sender must not move past changes of the tables left out
+PARTIAL = "tables@seq"
 # per row: the sender's change seq of the version exported; the receiver skips a version
 # below its checkpoint of the sender (merged already: a full or stale file re-sends it)
 ROW_SEQ = "id@seq"
@@ -208,15 +211,17 @@ def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH, 
     own versions are left out (see changes.changed_where).
     """
     names = synced_tables(db, settings, only=tables)
+    partial = bar_encode(names) if tables and set(names) != set(synced_tables(db, settings)) else NULL
     if until is None:
         until = changes.checkpoint(db)  # written into the file: the receiver's next `since`
     writer = Writer(out)
     me = identity_record(db)
     me.update(url=getattr(settings, "url", None) or None, last_update=utcnow())
-    writer.begin_table("sync_instance", list(IDENTITY_COLUMNS) + [SINCE, UNTIL, MERGED])
-    rows = [[_cell(_fmt_any(me.get(c))) for c in IDENTITY_COLUMNS] + [_cell(since), _cell(until), NULL]]
+    writer.begin_table("sync_instance", list(IDENTITY_COLUMNS) + [SINCE, UNTIL, MERGED, PARTIAL])
+    rows = [[_cell(_fmt_any(me.get(c))) for c in IDENTITY_COLUMNS] + [_cell(since), _cell(until), NULL, partial]]
     for peer in db(db.sync_instance.checkpoint_received > 0).select(orderby=db.sync_instance.id):
-        rows.append([_cell(_fmt_any(peer[c])) for c in IDENTITY_COLUMNS] + [NULL, NULL, peer.checkpoint_received])
+        rows.append([_cell(_fmt_any(peer[c])) for c in IDENTITY_COLUMNS] + [NULL, NULL, peer.checkpoint_received,
+                                                                             NULL])
     writer.writerows(rows)
     writer.end_table()
     counts = {}

@@ -949,6 +949,10 @@ class Merger:
         since, until = origin.get("since@seq"), origin.get("until@seq")
         if until is None:
             return
+        if origin.get("tables@seq"):  # the changes of the tables left out are still to come
+            self.report.note("this file holds only some tables (%s): the sender's checkpoint stays at what "
+                             "a file of all tables brought" % ", ".join(t for t in origin["tables@seq"].split("|") if t))
+            return
         peer = self.db.sync_instance(peer_id)
         have = peer.checkpoint_received or 0
         if since is None or int(since) <= have:
