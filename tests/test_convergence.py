@@ -198,6 +198,10 @@ REGRESSIONS = {
         ("sync", 0, 0, True), ("sync", 0, 0, True), ("sync", 0, 0, False), ("edit", 0, "pr_person", 0, 0, 80, "clock"),
         ("sync", 0, 1, False), ("sync", 1, 0, True), ("tick", 1), ("sync", 3, 0, False), ("sync", 0, 0, False),
         ("hard_delete", 3, "pr_person", 2)]),
+    # a new person, of the same second as its location's deletion elsewhere, deleted here by the cascade of
+    # that location's tombstone: its own tombstone was dated by this instance's (skewed) clock, not the deletion's
+    "cascade dated here": (3, False, True, [("hard_delete", 3, "gis_location", 0), ("create", 2, "pr_person", 8642),
+                                            ("skew", 2, -3)]),
     # a new person, deleted here by the database's cascade of its location's tombstone, without a trace
     "cascade": (4, True, True, [("sync", 0, 0, False), ("soft_delete", 0, "org_organisation", 0),
                                 ("create", 2, "pr_person", 157), ("hard_delete", 0, "gis_location", 0),
@@ -293,6 +297,12 @@ class World:
         mod = datetime.datetime.fromisoformat(content["modified_on"])
         self.versions.append((table, u, frozen, mod, self.step))
         self.held[i].setdefault(u, set()).add(frozen)
+
+    def note_deleted(self, db, uuids):
+        """Records an import deleted: their deletion is dated as their tombstone here says."""
+        tomb = db.plugin_sync_tombstone
+        for r in db(tomb.record_uuid.belongs(uuids)).select(tomb.record_uuid, tomb.deleted_on) if uuids else []:
+            self.deleted[r.record_uuid] = max(self.deleted.get(r.record_uuid, r.deleted_on), r.deleted_on)
 
     def supersede(self, i, u):
         for frozen in self.held[i].get(u, ()):
@@ -455,6 +465,7 @@ class World:
         snap = self.observe(j)
         # every write it counts changes what the record exports (no update of a value stored differently)
         after = {u: c for rows in snap.values() for u, c in rows.items()}
+        self.note_deleted(dst["db"], set(before) - set(after))  # by the file's tombstones and their cascades
         t = report.totals()
         changed = sum(1 for u in after if before.get(u) != after[u]) + len(set(before) - set(after))
         assert t["created"] + t["updated"] + t["conflicts_took_incoming"] + t["deleted"] <= changed, (

@@ -988,18 +988,21 @@ class Merger:
                     self.log_deleted(tablename, uuid, row, deleted_on)
                 else:
                     self.report.count(tablename, "deleted")
-                self.before_cascade(tablename, row.id, deleted_on, line)
+                self.before_cascade(tablename, row.id, deleted_on, origin or me, line)
                 self.db(table.id == row.id).delete()
                 gone = True
         if gone:
             self.drop_from_lists({t[0] for t in self.tombstones})
 
-    def before_cascade(self, tablename, record_id, deleted_on, line):
+    def before_cascade(self, tablename, record_id, deleted_on, origin, line):
         """The synced records the database would delete along (ON DELETE CASCADE), recursively.
 
         One changed here after the deletion is kept, like the deleted record
         itself would be: its reference is set to NULL, so that the cascade
         passes it by.  One the deleter never saw goes, into the conflict log.
+        The tombstone of one that goes carries the deletion's time and origin
+        (written first: the delete trigger keeps it), as on the deleter, not
+        this instance's clock: every instance then dates the deletion alike.
         """
         from .tables import references
 
@@ -1019,6 +1022,7 @@ class Merger:
                             fate[(name, r.id)] = "kept" if kept else "gone"
                             if not kept:
                                 doomed.add(r.id)
+                                self.tombstone_first(name, r.uuid, deleted_on, origin)
                                 unseen = self.unseen(name, [r.id])
                                 if unseen is None or r.id in unseen:
                                     self.log_deleted(name, r.uuid, r, deleted_on)
@@ -1029,6 +1033,12 @@ class Merger:
                                              "(%s set to NULL)" % (target, field), table=name, line=line, uuid=r.uuid)
                     if doomed:
                         todo.append((name, doomed))
+
+    def tombstone_first(self, tablename, uuid, deleted_on, origin):
+        """The tombstone of a record about to be deleted here for a deletion elsewhere (replacing a stale one)."""
+        tomb = self.db.plugin_sync_tombstone
+        self.db((tomb.tablename == tablename) & (tomb.record_uuid == uuid)).delete()
+        tomb.insert(tablename=tablename, record_uuid=uuid, deleted_on=deleted_on, origin=origin)
 
     def log_tombstoned(self, plan, row, deleted_on):
         """An incoming version that our (later) hard delete beats: keep it in the conflict log, once."""
