@@ -69,7 +69,8 @@ example (function-scoped fixtures do not reset between examples).  The run
 is reproducible (derandomize=True, no example database): EXAMPLES examples
 on SQLite, fewer on PostgreSQL, plus the @example histories below (each one
 a bug found by this test, the minimal history that showed it).
-CONVERGENCE_EXAMPLES=n sets the SQLite count for a deeper local run;
+CONVERGENCE_EXAMPLES=n (CONVERGENCE_EXAMPLES_PG=n) sets the SQLite (PostgreSQL)
+count for a deeper local run;
 CONVERGENCE_NO_SHRINK=1 reports the first failing history as drawn (shrinking
 a history takes minutes).
 """
@@ -88,7 +89,8 @@ from applications.eden.modules.plugin_sync.fileio import export_bytes, export_to
 from applications.eden.modules.plugin_sync.peers import this_instance
 from applications.eden.modules.plugin_sync.tables import references, synced_tables
 
-EXAMPLES = {"sqlite": int(os.environ.get("CONVERGENCE_EXAMPLES", 100)), "postgres": 15}
+EXAMPLES = {"sqlite": int(os.environ.get("CONVERGENCE_EXAMPLES", 100)),
+            "postgres": int(os.environ.get("CONVERGENCE_EXAMPLES_PG", 15))}
 MAX_OPS = 40
 BASE_TIME = datetime.datetime(2025, 3, 1, 12, 0, 0)  # the simulated clocks start here (in the past: no "future")
 GOSSIP_ROUNDS = 8
