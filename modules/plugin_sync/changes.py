@@ -25,14 +25,20 @@ taken a checkpoint, every change that becomes visible later has a seq >= it.
   A long-open transaction holds checkpoints back; it never loses a change.
 
 The merge's own batch writes (executemany of thousands of rows) are captured
-set-based instead: inside its transaction it sets a marker naming the table
-(SQLite: a row in plugin_sync_bulk; PostgreSQL: a transaction-local setting),
-the insert/update triggers of that table stand aside while the marker is set,
-and bulk_end() records the batch's changes in two statements.  The marker is
-visible to no other connection and ends with the savepoint or transaction, so
-every other write path still goes through the triggers.  On SQLite that is
-most of an import's cost (the per-row trigger bumps the counter and upserts a
-change row: three statements per row).
+set-based instead (bulk_begin/bulk_end), and bulk_end() records the batch's
+changes in two statements.  PostgreSQL: a transaction-local setting naming
+the table makes its insert/update triggers stand aside (their WHEN).
+SQLite: an AFTER trigger costs every row even when its WHEN skips it, so the
+table's insert/update triggers are dropped for the length of the batch and
+recreated before it ends, inside the merge's transaction (DDL is
+transactional there, and the transaction holds the write lock: no other
+connection writes meanwhile or sees the triggers gone; a rollback restores
+them).  Either way nothing is visible to another connection and everything
+ends with the savepoint or transaction, so every other write path still goes
+through the triggers.  On SQLite the per-row trigger would be most of an
+import's cost (it bumps the counter and upserts a change row: three
+statements per row).  (SQLite's marker table plugin_sync_bulk, which the
+triggers' WHEN still reads, stays empty.)
 
 Triggers are installed at setup, idempotently: present triggers are left
 alone (no lock on the tables at each start), missing ones are created, and
@@ -482,16 +488,43 @@ def bulk_begin(db, tablename):
     """The merge is about to batch-write `tablename` in this transaction: its triggers stand aside.
 
     Call it inside a savepoint and pair it with bulk_end(); a rollback (to the
-    savepoint or of the transaction) removes the marker with the writes.
+    savepoint or of the transaction) undoes what it did along with the writes.
+
+    SQLite charges every row of a table that has an AFTER trigger, even one
+    whose WHEN skips it (a third of a bulk insert's time), so there the
+    table's insert and update triggers are dropped until bulk_end() recreates
+    them from their own text.  That is safe because DDL is transactional in
+    SQLite and the merge's transaction holds the write lock: no other
+    connection can write meanwhile (and none can see the triggers gone: readers
+    see the committed schema), and a rollback restores the triggers with the
+    rest.  PostgreSQL: the triggers stay, a transaction-local setting makes
+    them stand aside (their WHEN costs little there).
     """
     if _engine(db) == "sqlite":
-        db.executesql("INSERT INTO %s (tablename) VALUES (?)" % BULK, placeholders=(tablename,))
+        table = db[tablename]
+        rows = _sql(
+            db,
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s AND name LIKE %s"
+            % (_literal(table._raw_rname), _literal(PREFIX + "%")),
+        )
+        kept = [(name, sql) for name, sql in rows if name.endswith(("_insert", "_update"))]
+        for name, _ in kept:
+            _sql(db, "DROP TRIGGER %s" % name)
+        _dropped(db)[tablename] = [sql for _, sql in kept]
     else:
         db.executesql("SELECT set_config(%s, %s, true)", placeholders=(BULK_SETTING, tablename))
 
 
+def _dropped(db):
+    """{tablename: [CREATE TRIGGER text]} of the triggers bulk_begin() dropped (SQLite), per db."""
+    stash = getattr(db, "_plugin_sync_dropped", None)
+    if stash is None:
+        stash = db._plugin_sync_dropped = {}
+    return stash
+
+
 def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=()):
-    """Record the changes of the records of `tablename` just written, and lift the marker.
+    """Record the changes of the records of `tablename` just written; the triggers are back after it.
 
     The records are named by local `ids`, by `uuids`, or (SQLite only: one
     writer at a time, so no one else's rows can appear) as every row whose id
@@ -544,6 +577,7 @@ def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=())
             % names + ("" if sqlite else " ON CONFLICT (tablename, record_id) DO UPDATE SET seq = EXCLUDED.seq"),
             placeholders=[tablename] + params + [tablename])
     if sqlite:
-        db.executesql("DELETE FROM %s WHERE tablename = ?" % BULK, placeholders=(tablename,))
+        for sql in _dropped(db).pop(tablename, []):
+            _sql(db, sql)
     else:
         db.executesql("SELECT set_config(%s, '', true)", placeholders=(BULK_SETTING,))
