@@ -40,8 +40,11 @@ def annotations(db, table):
     return [a for a in out if a[2] is None or a[2] in db.tables]
 
 
-def _select_sql(db, table, notes, where="", as_text=()):
+def _select_sql(db, table, notes, where="", as_text=(), seq=False):
     """The export's query; the date/datetime fields named in `as_text` are read as text.
+
+    With `seq`, a last column holds the seq of the row's last change (ROW_SEQ),
+    joined from the change log in the same query: the seq of the very version read.
 
     SQLite: their stored text.  PostgreSQL: to_char() in the format pydal
     writes (whatever the server's DateStyle), which truncates fractions of a
@@ -61,6 +64,10 @@ def _select_sql(db, table, notes, where="", as_text=()):
             rt = db[ref]
             cols.append("r%d.%s" % (i, rt.uuid._rname if "uuid" in rt.fields else "id"))
             joins.append("LEFT JOIN %s r%d ON r%d.id = t.%s" % (rt._rname, i, i, table[fname]._rname))
+    if seq:
+        cols.append("c.seq")
+        joins.append("LEFT JOIN %s c ON c.tablename = %s AND c.record_id = t.id" % (
+            changes.CHANGE, changes._literal(table._tablename)))
     return "SELECT %s FROM %s t %s %s ORDER BY t.id" % (", ".join(cols), table._rname, " ".join(joins), where)
 
 
@@ -89,26 +96,33 @@ class TableExporter:
         self.fk_index = self.fields.index(self.notes[-1][1]) if fk_last else None
         self.special = [(i, fmt) for i, fmt in enumerate(self.formats) if not is_plain_formatter(fmt)]
 
-    def sql(self, where=""):
-        return _select_sql(self.db, self.table, self.notes, where, self.as_text)
+    def sql(self, where="", seq=False):
+        return _select_sql(self.db, self.table, self.notes, where, self.as_text, seq)
 
-    def cells(self, raw_rows):
-        """CSV rows for a batch of raw rows (field values followed by joined uuids)."""
+    def cells(self, raw_rows, seq=False):
+        """CSV rows for a batch of raw rows (field values followed by joined uuids).
+
+        With `seq` (rows of sql(seq=True)), each row ends with its ROW_SEQ cell.
+        """
         lookups = self._batch_lookups(raw_rows)
         if not self.straight:
-            return self._cells_general(raw_rows, lookups)
+            return self._cells_general(raw_rows, lookups, seq)
         special, fk, out = self.special, self.fk_index, []
         for raw in raw_rows:
-            row = [NULL if v is None else v for v in raw]  # fields and joined uuids alike
+            row = [NULL if v is None else v for v in raw]  # fields and joined uuids (and the seq) alike
             for i, fmt in special:
                 row[i] = fmt(raw[i])
             if fk is not None:
                 text = raw[fk]
-                row.append(self._fk_uuids(text, lookups) if text else NULL)
+                cell = self._fk_uuids(text, lookups) if text else NULL
+                if seq:
+                    row.insert(-1, cell)
+                else:
+                    row.append(cell)
             out.append(row)
         return out
 
-    def _cells_general(self, raw_rows, lookups):
+    def _cells_general(self, raw_rows, lookups, seq=False):
         """cells() for any order of annotations (list:references among them)."""
         n, formats = len(self.fields), self.formats
         out = []
@@ -124,6 +138,8 @@ class TableExporter:
                     row.append("|%s|" % "|".join(u for u in uuids if u) if ids else NULL)
                 else:
                     row.append(self._fk_uuids(raw[self.fields.index(fname)], lookups))
+            if seq:
+                row.append(_cell(raw[-1]))
             out.append(row)
         return out
 
@@ -234,31 +250,17 @@ def export_table(db, writer, tablename, since=None, until=None, batch=BATCH):
         where, params = changes.changed_where(db, tablename, since, until, alias="t")
     writer.begin_table(tablename, te.columns + [ROW_SEQ])
     cur = raw_cursor(db)
-    cur.execute(te.sql(where), params)
+    cur.execute(te.sql(where, seq=True), params)  # ROW_SEQ joined: one query
     count = 0
     while True:
         raw = cur.fetchmany(batch)
         if not raw:
             break
-        rows = te.cells(raw)
-        seqs = row_seqs(db, tablename, [r[0] for r in raw])
-        for r, cells in zip(raw, rows):
-            cells.append(_cell(seqs.get(r[0])))
-        writer.writerows(rows)
+        writer.writerows(te.cells(raw, seq=True))
         count += len(raw)
     cur.close()
     writer.end_table()
     return count
-
-
-def row_seqs(db, tablename, ids):
-    """{local id: seq of its last change} (read after the rows: a seq is never older than the row read)."""
-    out = {}
-    for k in range(0, len(ids), 900):
-        chunk = ",".join(str(int(i)) for i in ids[k:k + 900])
-        out.update(dict(db.executesql("SELECT record_id, seq FROM %s WHERE tablename = '%s' AND record_id IN (%s)"
-                                      % (changes.CHANGE, tablename, chunk))))
-    return out
 
 
 def export_tombstones(db, writer, names, since=None, until=None):
