@@ -150,6 +150,12 @@ class SectionPlan:
         self.uuid_pos = self.pos["uuid"]
         self.mod_pos = self.pos.get("modified_on")
         self.compile(merger.char_bool)
+        # fast_batch: annotated files whose references all carry their @uuid, no uploads to store
+        self.fast_ok = self.annotated and not self.upload_fields and all(
+            r[4] is not None for r in self.refs if r[3] != "fk")
+        # date/datetime cells written as they are when canonical (SQLite stores that very text; no adapter)
+        self.text_dates = [(pos, self.cell_index[pos]) + CANONICAL[t] for pos, t in enumerate(self.types)
+                           if t in CANONICAL]
 
     def compile(self, char_bool):
         """Per-section shortcuts for the per-row work (parse, lookup, compare): no per-cell dispatch.
@@ -264,21 +270,17 @@ class Merger:
                 "(a reference to a record not in the file is set to NULL)"
             )
         self.report.table(plan.tablename)
-        raw, rows = [], section.rows()
+        chunks = section.chunks(self.batch)
         while True:
             try:
-                item = next(rows, None)
-            except SyncError:  # a bad value in an earlier row of the batch is the first error
-                [self.parse(plan, line, cells) for line, cells in raw]
+                raw = next(chunks, None)
+            except SyncError as e:  # a bad value in an earlier row of the batch is the first error
+                [self.parse(plan, line, cells) for line, cells in getattr(e, "partial", ())]
                 raise
-            if item is None:
+            if raw is None:
                 break
-            raw.append(item)
-            if len(raw) >= self.batch:
+            if not self.fast_batch(plan, raw):
                 self.merge_batch(plan, self.parse_batch(plan, raw))
-                raw = []
-        if raw:
-            self.merge_batch(plan, self.parse_batch(plan, raw))
 
     def parse_batch(self, plan, raw):
         """Incoming rows for a batch of (line, cells): column by column when the batch is ordinary.
@@ -298,6 +300,17 @@ class Merger:
             return [self.parse(plan, line, cells) for line, cells in raw]
 
     def parse_columns(self, plan, raw):
+        cols, columns, uuids, mods, mcis = self.parse_cols(plan, raw)
+        keycols = [(pos, self.key_column(plan, pos, kind, cols[pos], columns, note_index, raw, f))
+                   for pos, f, target, kind, note_index, notnull, synced in plan.refs]
+        ref_pos = [pos for pos, _ in keycols]
+        keyrows = zip(*[keys for _, keys in keycols]) if keycols else [()] * len(raw)
+        return [Incoming(line, uuid, list(values), dict(zip(ref_pos, keyrow)), mci, mod, cells)
+                for (line, cells), values, keyrow, uuid, mci, mod in zip(raw, zip(*cols), keyrows, uuids, mcis, mods)]
+
+    def parse_cols(self, plan, raw):
+        """The batch parsed column by column: (columns of values in plan.fields order, the file's
+        columns of cells, uuids, modified_on, mci); raises _Unusual for anything out of the ordinary."""
         columns = list(zip(*[cells for _, cells in raw]))
         cols = []
         for pos, i in enumerate(plan.cell_index):
@@ -324,9 +337,13 @@ class Merger:
         if None in uuids or "" in uuids:
             raise _Unusual()
         mods = cols[plan.mod_pos] if plan.mod_pos is not None else [None] * len(raw)
-        known = [m for m in mods if m is not None]
-        if known and max(known) > self.future_limit:
-            raise _Unusual()
+        if plan.mod_pos is not None and None not in mods:
+            if max(mods) > self.future_limit:
+                raise _Unusual()
+        else:
+            known = [m for m in mods if m is not None]
+            if known and max(known) > self.future_limit:
+                raise _Unusual()
         if plan.mci_index is not None:
             try:
                 mcis = list(map(int, columns[plan.mci_index]))
@@ -334,12 +351,7 @@ class Merger:
                 raise _Unusual()
         else:
             mcis = [0] * len(raw)
-        keycols = [(pos, self.key_column(plan, pos, kind, cols[pos], columns, note_index, raw, f))
-                   for pos, f, target, kind, note_index, notnull, synced in plan.refs]
-        ref_pos = [pos for pos, _ in keycols]
-        keyrows = zip(*[keys for _, keys in keycols]) if keycols else [()] * len(raw)
-        return [Incoming(line, uuid, list(values), dict(zip(ref_pos, keyrow)), mci, mod, cells)
-                for (line, cells), values, keyrow, uuid, mci, mod in zip(raw, zip(*cols), keyrows, uuids, mcis, mods)]
+        return cols, columns, uuids, mods, mcis
 
     def key_column(self, plan, pos, kind, values, columns, note_index, raw, field):
         """reference_keys() for a whole column (the annotated reference inline)."""
@@ -442,6 +454,116 @@ class Merger:
                 return ("dangling", value)
             return ("u", note)
         return ("f", value)
+
+    # -- one batch, column by column -----------------------------------------
+    def fast_batch(self, plan, raw):
+        """Merge a batch column by column, without a Python object per row; False if it cannot.
+
+        The two batches of a bulk load and of a re-sync: every row new here
+        (no uuid here, none tombstoned), or every row here already with the
+        same content.  Cells are parsed per column (parse_cols), references
+        resolved per column (one query per referenced table, dict lookups),
+        and the write's parameters zipped from the columns.  Anything else (a
+        row that differs, a mix, a reference nulled or waiting for a NOT NULL
+        target, a uuid twice, uploads, plain pydal files, any bad value) is
+        left to merge_batch, row by row: this returns False before it has
+        written or reported anything.
+        """
+        if not plan.fast_ok:
+            return False
+        try:
+            cols, columns, uuids, mods, mcis = self.parse_cols(plan, raw)
+        except _Unusual:
+            return False
+        n, name = len(raw), plan.tablename
+        if len(set(uuids)) != n:
+            return False
+        locals_ = self.lookup_locals(plan, uuids)
+        if locals_ and len(locals_) != n:
+            return False
+        if not locals_ and self.local_tombstones(name, uuids):
+            return False
+        resolved = self.resolve_columns(plan, cols, columns)
+        if resolved is None:
+            return False
+        cols, defers = resolved
+        counts = self.report.table(name)
+        if locals_:  # every row here already: unchanged, or back to the row-wise merge
+            if defers:
+                return False
+            same, mod_pos = plan.same, plan.mod_pos
+            rows = list(zip(*cols))
+            here = [locals_[u] for u in uuids]
+            if any(same(row) != same(local[1]) for row, local in zip(rows, here)):
+                return False
+            counts["read"] += n
+            counts["unchanged"] += n
+            if mod_pos is not None:  # the same content, stamped later: take the stamp
+                stamped = [(row, local[0], mci, line) for row, local, mci, (line, _) in zip(rows, here, mcis, raw)
+                           if row[mod_pos] is not None and row[mod_pos] > (local[1][mod_pos] or EPOCH)]
+                if stamped:
+                    self.write_updates(plan, [list(row) + [mci + 1, lid] for row, lid, mci, _ in stamped],
+                                       [line for _, _, _, line in stamped])
+            self.fix_deferred(only_table=name)
+            return True
+        counts["read"] += n
+        counts["created"] += n
+        for i, field, kind, target, keys in defers:
+            self.deferred.append((name, uuids[i], field, kind, target, keys, raw[i][0]))
+        for pos, i, width, marks in plan.text_dates:  # canonical date/datetime cells: the stored text itself
+            if _canonical(columns[i], width, marks):
+                cols[pos] = columns[i]
+        cols.append([m + 1 for m in mcis])
+        self.write_inserts(plan, list(zip(*cols)), [line for line, _ in raw], uuids)
+        self.fix_deferred(only_table=name)
+        return True
+
+    def resolve_columns(self, plan, cols, columns):
+        """(cols with references as local ids, [(row index, field, kind, target, keys)] deferred), or
+        None when a reference must be nulled or waits for a NOT NULL target (the row-wise merge does it)."""
+        cols, defers, n = list(cols), [], len(cols[0]) if cols else 0
+        for pos, f, target, kind, note_index, notnull, synced in plan.refs:
+            if kind == "fk":  # deleted_fk: {field: uuid}; mostly empty
+                notes = columns[note_index] if note_index is not None else ()
+                if any(nt != NULL and nt for nt in notes):
+                    return None
+                cols[pos] = [None] * n
+                continue
+            notes = columns[note_index]
+            if kind == "list":
+                keylists = [[u for u in nt.strip("|").split("|") if u] if nt != NULL else [] for nt in notes]
+                found = self.uuid_to_id(target, {u for keys in keylists for u in keys})
+                out = []
+                for i, keys in enumerate(keylists):
+                    if not keys:
+                        out.append(None)
+                        continue
+                    ids = [found.get(u) for u in keys]
+                    out.append(bar_encode([x for x in ids if x is not None]))
+                    if None in ids:
+                        defers.append((i, f, "list", target, [("u", u) for u in keys]))
+                cols[pos] = out
+                continue
+            values = cols[pos]
+            if None in values:
+                wanted = {nt for v, nt in zip(values, notes) if v is not None}
+            else:
+                wanted = set(notes)
+            if NULL in wanted or "" in wanted:  # the sender's own reference dangled
+                return None
+            found = self.uuid_to_id(target, wanted) if wanted else {}
+            get = found.get
+            if None in values:
+                out = [None if v is None else get(nt) for v, nt in zip(values, notes)]
+            else:
+                out = [get(nt) for nt in notes]
+            if len(found) < len(wanted):  # not here (yet)
+                if notnull or not synced:
+                    return None
+                defers.extend((i, f, "ref", target, ("u", nt)) for i, (v, nt) in enumerate(zip(values, notes))
+                              if v is not None and nt not in found)
+            cols[pos] = out
+        return cols, defers
 
     # -- one batch ---------------------------------------------------------
     def merge_batch(self, plan, batch):
@@ -740,26 +862,35 @@ class Merger:
 
     # -- writing ---------------------------------------------------------
     def write(self, plan, inserts, updates):
-        table, fields = plan.table, plan.fields
         if inserts:
-            cols = [table[f]._rname for f in fields] + [table.mci._rname]
-            sql = "INSERT INTO %s (%s) VALUES (%s)" % (table._rname, ", ".join(cols), ",".join([self.ph] * len(cols)))
-            if self.ph == "?":  # SQLite, one writer: the new rows are those above the current max(id)
-                capture = dict(inserted_after=self.execute("SELECT coalesce(max(id), 0) FROM %s" % table._rname)[0][0])
-            else:
-                capture = dict(new_uuids=[row.uuid for row, _ in inserts])
-            copy = "COPY %s (%s) FROM STDIN" % (table._rname, ", ".join(cols))  # PostgreSQL
-            self.executemany(plan, sql, [values + [row.mci + 1] for row, values in inserts], [r for r, _ in inserts],
-                             capture, copy)
+            self.write_inserts(plan, [values + [row.mci + 1] for row, values in inserts], [r.line for r, _ in inserts],
+                               [row.uuid for row, _ in inserts])
         if updates:
-            sets = ", ".join("%s=%s" % (table[f]._rname, self.ph) for f in fields + ["mci"])
-            sql = "UPDATE %s SET %s WHERE id=%s" % (table._rname, sets, self.ph)
-            self.executemany(plan, sql, [values + [row.mci + 1, lid] for row, values, lid in updates],
-                             [r for r, _, _ in updates], dict(ids=[lid for _, _, lid in updates]))
+            self.write_updates(plan, [values + [row.mci + 1, lid] for row, values, lid in updates],
+                               [r.line for r, _, _ in updates])
         if plan.upload_fields:
             for row, values in [(r, v) for r, v in inserts] + [(r, v) for r, v, _ in updates]:
                 for pos in plan.upload_fields:
                     self.store_upload(plan, plan.fields[pos], values[pos], row)
+
+    def write_inserts(self, plan, params, lines, uuids):
+        """INSERT the rows (values in plan.fields order, then mci); `lines` name them in errors."""
+        table = plan.table
+        cols = [table[f]._rname for f in plan.fields] + [table.mci._rname]
+        sql = "INSERT INTO %s (%s) VALUES (%s)" % (table._rname, ", ".join(cols), ",".join([self.ph] * len(cols)))
+        if self.ph == "?":  # SQLite, one writer: the new rows are those above the current max(id)
+            capture = dict(inserted_after=self.execute("SELECT coalesce(max(id), 0) FROM %s" % table._rname)[0][0])
+        else:
+            capture = dict(new_uuids=uuids)
+        copy = "COPY %s (%s) FROM STDIN" % (table._rname, ", ".join(cols))  # PostgreSQL
+        self.executemany(plan, sql, params, lines, capture, copy)
+
+    def write_updates(self, plan, params, lines):
+        """UPDATE the rows (values in plan.fields order, mci, then the local id)."""
+        table = plan.table
+        sets = ", ".join("%s=%s" % (table[f]._rname, self.ph) for f in plan.fields + ["mci"])
+        sql = "UPDATE %s SET %s WHERE id=%s" % (table._rname, sets, self.ph)
+        self.executemany(plan, sql, params, lines, dict(ids=[p[-1] for p in params]))
 
     def store_upload(self, plan, fieldname, filename, row):
         """Write an uploaded file that travelled in the bundle, unless it is here already."""
@@ -776,7 +907,7 @@ class Merger:
             f.write(self.files[filename])
         self.written_files.append(path)
 
-    def executemany(self, plan, sql, params, rows, capture, copy=None):
+    def executemany(self, plan, sql, params, lines, capture, copy=None):
         """Write a batch; if the database refuses it, find the row and say where.
 
         The batch's changes are captured set-based (changes.bulk_begin/bulk_end):
@@ -789,12 +920,12 @@ class Merger:
             self.many(sql, params, copy)
         except Exception:
             self.execute("ROLLBACK TO SAVEPOINT plugin_sync_batch")
-            for p, row in zip(params, rows):
+            for p, line in zip(params, lines):
                 try:
                     cur.execute(sql, p)
                 except Exception as e:
                     raise BadValue("the database refused the row: %s" % str(e).strip().splitlines()[0],
-                                   table=plan.tablename, line=row.line)
+                                   table=plan.tablename, line=line)
             raise
         changes.bulk_end(self.db, plan.tablename, **capture)
         self.execute("RELEASE SAVEPOINT plugin_sync_batch")
@@ -1137,6 +1268,21 @@ def _sorted_json(text):
         return json.dumps(json.loads(text), sort_keys=True)
     except (TypeError, ValueError):
         return text
+
+
+# the text pydal stores for a date/datetime (and SQLite keeps as it is): width, separators at their places
+CANONICAL = {
+    "datetime": (19, ((4, "-"), (7, "-"), (10, " "), (13, ":"), (16, ":"))),
+    "date": (10, ((4, "-"), (7, "-"))),
+}
+
+
+def _canonical(cells, width, marks):
+    """True if every cell (already parsed fine) has exactly the canonical form: write it as it is."""
+    if set(map(len, cells)) != {width}:
+        return False
+    text = "".join(cells)
+    return all(text[k::width].count(c) == len(cells) for k, c in marks)
 
 
 def _row_seq(plan, row):
