@@ -60,6 +60,7 @@ from .tables import conflict_policy, exclusion, synced_tables
 from .values import bar_encode, column_parser, dialect, is_text, normaliser, parser
 
 BATCH = 2000
+ID_CACHE = 100000  # uuid -> id mappings kept during an import (about 15 MB at most)
 CHUNK = 900  # ids/uuids per IN (...): under every SQLite build's variable limit
 NOT_COMPARED = ("id", "mci", "created_by", "modified_by", "modified_on")  # annotations, not content
 EPOCH = datetime.datetime(1970, 1, 1)
@@ -194,6 +195,9 @@ class Merger:
         self.pending = []  # (plan, Incoming, is_update, local id): rows waiting for a NOT NULL reference
         self.tombstones = []
         self.tombstoned_tables = {}  # {table: has tombstones here}, see local_tombstones
+        self.id_cache = {}  # {table: {uuid: local id}}, see uuid_to_id
+        self.id_cached = 0
+        self.referenced = None  # tables some synced table refers to (computed at the first insert)
         self.written_files = []
         self.me = this_instance(db)
         self.master = settings.master
@@ -668,15 +672,44 @@ class Merger:
         return out
 
     def uuid_to_id(self, tablename, uuids):
-        """{uuid: local id} for records of a table here."""
+        """{uuid: local id} for records of a table here.
+
+        Mappings read or written during the import are cached (bounded by
+        ID_CACHE entries): a uuid keeps its id until a record is deleted, and
+        the merge deletes only at the end (apply_tombstones drops the cache).
+        """
         table, out = self.db[tablename], {}
         if "uuid" not in table.fields:
             return out
+        cache = self.id_cache.get(tablename)
+        if cache:
+            uuids = set(uuids)
+            hits = uuids & cache.keys()
+            out = {u: cache[u] for u in hits}
+            uuids -= hits
         for chunk in _chunks(list(uuids), CHUNK):
             sql = "SELECT %s, id FROM %s WHERE %s IN (%s)" % (
                 table.uuid._rname, table._rname, table.uuid._rname, ",".join([self.ph] * len(chunk)))
-            out.update(dict(self.execute(sql, chunk)))
+            found = dict(self.execute(sql, chunk))
+            out.update(found)
+            self.cache_ids(tablename, found)
         return out
+
+    def cache_ids(self, tablename, found):
+        if found and self.id_cached + len(found) <= ID_CACHE:
+            self.id_cache.setdefault(tablename, {}).update(found)
+            self.id_cached += len(found)
+
+    def learn_inserted(self, table, after):
+        """Cache uuid -> id of the rows just inserted (ids above `after`), if other records refer to them."""
+        if self.referenced is None:
+            from .tables import references
+
+            self.referenced = {ref for name in self.synced for _, ref, _ in references(self.db[name])}
+        if table._tablename not in self.referenced or self.id_cached >= ID_CACHE:
+            return
+        self.cache_ids(table._tablename, dict(self.execute("SELECT %s, id FROM %s WHERE id > %d" % (
+            table.uuid._rname, table._rname, int(after)))))
 
     def resolve_batch(self, plan, batch):
         """{target table: {uuid: local id}} for every reference in the batch that resolves now."""
@@ -878,12 +911,14 @@ class Merger:
         table = plan.table
         cols = [table[f]._rname for f in plan.fields] + [table.mci._rname]
         sql = "INSERT INTO %s (%s) VALUES (%s)" % (table._rname, ", ".join(cols), ",".join([self.ph] * len(cols)))
+        after = self.execute("SELECT coalesce(max(id), 0) FROM %s" % table._rname)[0][0]
         if self.ph == "?":  # SQLite, one writer: the new rows are those above the current max(id)
-            capture = dict(inserted_after=self.execute("SELECT coalesce(max(id), 0) FROM %s" % table._rname)[0][0])
+            capture = dict(inserted_after=after)
         else:
             capture = dict(new_uuids=uuids)
         copy = "COPY %s (%s) FROM STDIN" % (table._rname, ", ".join(cols))  # PostgreSQL
         self.executemany(plan, sql, params, lines, capture, copy)
+        self.learn_inserted(table, after)
 
     def write_updates(self, plan, params, lines):
         """UPDATE the rows (values in plan.fields order, mci, then the local id)."""
@@ -1071,6 +1106,7 @@ class Merger:
 
     def apply_tombstones(self):
         """Hard-delete what the sender hard-deleted, unless it changed here afterwards; remember the uuid."""
+        self.id_cache, self.id_cached = {}, 0  # deleted records' uuids must not resolve any more
         me, gone = self.me.base_uuid, False
         for tablename, uuid, deleted_on, origin, line in self.tombstones:
             if tablename not in self.synced or not uuid:

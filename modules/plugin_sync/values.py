@@ -157,17 +157,32 @@ def normaliser(ftype, char_bool):
 def column_parser(ftype, parse):
     """A function: a column of cells -> the list of `parse`d values, with C-level fast paths.
 
-    Integers and canonical date-times convert in one map() over the builtin
-    (same results as `parse` for such cells); otherwise, or when a cell is not
-    canonical, map() over `parse` itself.  Raises ValueError/TypeError like `parse`.
+    Integers, floats, canonical dates and date-times convert in one map() over
+    the builtin (same results as `parse` for such cells), booleans through a
+    dict of the usual cells, a column of <NULL> at once; otherwise, or when a
+    cell is not ordinary, map() over `parse` itself.  Raises ValueError/TypeError like `parse`.
     """
+    def nulls(col):  # a column of <NULL> only (an unused reference, deleted_rb...)
+        return col[0] == NULL and col.count(NULL) == len(col)
+
     if parse is _int:
         def ints(col):
             try:
                 return list(map(int, col))
             except ValueError:  # <NULL>, blanks, or a bad value: the cell-by-cell rules
+                if nulls(col):
+                    return [None] * len(col)
                 return list(map(parse, col))
         return ints
+    if parse is _float:
+        def floats(col):
+            try:
+                return list(map(float, col))
+            except ValueError:
+                if nulls(col):
+                    return [None] * len(col)
+                return list(map(parse, col))
+        return floats
     if parse is _datetime:
         def datetimes(col):
             if set(map(len, col)) == {19}:
@@ -177,7 +192,27 @@ def column_parser(ftype, parse):
                     pass
             return list(map(parse, col))
         return datetimes
+    if parse is _date:
+        def dates(col):
+            if set(map(len, col)) == {10}:
+                try:
+                    return list(map(_date_fromisoformat, col))
+                except ValueError:
+                    pass
+            return list(map(parse, col))
+        return dates
+    if parse in (_bool, _bool_char):
+        usual = {cell: parse(cell) for cell in _TRUE + ("F", "False", "false", "0", "f", "FALSE", NULL, "")}
+
+        def booleans(col):
+            if all(map(usual.__contains__, col)):
+                return list(map(usual.__getitem__, col))
+            return list(map(parse, col))
+        return booleans
     return lambda col: list(map(parse, col))
+
+
+_date_fromisoformat = datetime.date.fromisoformat
 
 
 def is_text(parse):
