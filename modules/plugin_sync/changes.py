@@ -481,7 +481,9 @@ def tag_writes(db, mark, origin):
         where = "seq >= %d" % int(mark)  # SQLite has one writer at a time: all of them are ours
     else:
         where = "seq = %d" % int(mark)  # our transaction id
-    _sql(db, "UPDATE %s SET origin = %s, origin_seq = seq WHERE %s" % (CHANGE, _literal(origin), where))
+    # changes tagged already (bulk_end with origin) are left as they are: no second row version
+    _sql(db, "UPDATE %s SET origin = %s, origin_seq = seq WHERE %s AND (coalesce(origin, '') <> %s "
+         "OR coalesce(origin_seq, -1) <> seq)" % (CHANGE, _literal(origin), where, _literal(origin)))
 
 
 def bulk_begin(db, tablename):
@@ -523,17 +525,21 @@ def _dropped(db):
     return stash
 
 
-def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=()):
+def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=(), new_ids=(), origin=None):
     """Record the changes of the records of `tablename` just written; the triggers are back after it.
 
     The records are named by local `ids`, by `uuids`, or (SQLite only: one
     writer at a time, so no one else's rows can appear) as every row whose id
     is above `inserted_after`, the table's max(id) before the batch's INSERT.
-    `new_uuids` (PostgreSQL) names rows just inserted: their ids are new, so
-    one INSERT ... ON CONFLICT does it (the upsert is there for safety only).
+    `new_uuids` and `new_ids` (PostgreSQL) name rows just inserted: their ids
+    are new, so one INSERT ... ON CONFLICT does it (the upsert is there for
+    safety only); by `new_ids` (taken from the table's sequence by the
+    writer) it needs no look at the table at all.
     Set-based: what the row trigger does per row, in one UPDATE and one INSERT
     per kind (and chunk).  On SQLite the batch takes one new seq for all its
     rows (as on PostgreSQL, where a transaction's rows share its txid).
+    With `origin`, the changes are tagged at once as tag_writes() would
+    (saves rewriting every change row at the end of an import).
     """
     table = db[tablename]
     sqlite = _engine(db) == "sqlite"
@@ -547,6 +553,8 @@ def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=())
             wheres.append(("r.uuid IN (%s)" % ",".join("?" * len(chunk)), chunk, False))
         if inserted_after is not None:
             wheres.append(("r.id > %d" % int(inserted_after), [], False))
+        if new_ids:
+            raise ValueError("new_ids is for PostgreSQL only: name the rows by inserted_after")
         if wheres:
             _sql(db, "UPDATE %s SET seq = seq + 1 WHERE id = 1" % COUNTER)
         seq, ph = SQLITE_SEQ, "?"
@@ -560,22 +568,34 @@ def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=())
         if inserted_after is not None:
             raise ValueError("inserted_after is for SQLite only: name the rows by ids or uuids")
         seq, ph = "txid_current()", "%s"
+    tag = [] if origin is None else [origin]
+    cols, vals, sets = "tablename, record_id, seq", "", "seq = %s" % seq
+    if origin is not None:
+        cols, vals, sets = cols + ", origin, origin_seq", ", %s, %s" % (ph, seq), sets + ", origin = %s, origin_seq = %s" % (ph, seq)
+    if new_ids:
+        db.executesql(
+            "INSERT INTO %s (%s) SELECT %%s, i, txid_current()%s FROM unnest(%%s::bigint[]) i "
+            "ON CONFLICT (tablename, record_id) DO UPDATE SET seq = EXCLUDED.seq%s"
+            % (CHANGE, cols, vals, ", origin = EXCLUDED.origin, origin_seq = EXCLUDED.origin_seq" if tag else ""),
+            placeholders=[tablename] + tag + [[int(i) for i in new_ids]])
+    excluded = ", origin = EXCLUDED.origin, origin_seq = EXCLUDED.origin_seq" if tag else ""
     for where, params, new in wheres:
-        names = dict(C=CHANGE, T=table._rname, seq=seq, where=where, ph=ph)
+        names = dict(C=CHANGE, T=table._rname, seq=seq, where=where, ph=ph, cols=cols, vals=vals, sets=sets,
+                     excluded=excluded)
         if new:
             db.executesql(
-                "INSERT INTO %(C)s (tablename, record_id, seq) SELECT %(ph)s, r.id, %(seq)s FROM %(T)s r WHERE %(where)s "
-                "ON CONFLICT (tablename, record_id) DO UPDATE SET seq = EXCLUDED.seq" % names,
-                placeholders=[tablename] + params)
+                "INSERT INTO %(C)s (%(cols)s) SELECT %(ph)s, r.id, %(seq)s%(vals)s FROM %(T)s r WHERE %(where)s "
+                "ON CONFLICT (tablename, record_id) DO UPDATE SET seq = EXCLUDED.seq%(excluded)s" % names,
+                placeholders=[tablename] + tag + params)
             continue
         db.executesql(
-            "UPDATE %(C)s SET seq = %(seq)s WHERE tablename = %(ph)s AND record_id IN "
-            "(SELECT r.id FROM %(T)s r WHERE %(where)s)" % names, placeholders=[tablename] + params)
+            "UPDATE %(C)s SET %(sets)s WHERE tablename = %(ph)s AND record_id IN "
+            "(SELECT r.id FROM %(T)s r WHERE %(where)s)" % names, placeholders=tag + [tablename] + params)
         db.executesql(
-            "INSERT INTO %(C)s (tablename, record_id, seq) SELECT %(ph)s, r.id, %(seq)s FROM %(T)s r "
+            "INSERT INTO %(C)s (%(cols)s) SELECT %(ph)s, r.id, %(seq)s%(vals)s FROM %(T)s r "
             "WHERE %(where)s AND NOT EXISTS (SELECT 1 FROM %(C)s c WHERE c.tablename = %(ph)s AND c.record_id = r.id)"
-            % names + ("" if sqlite else " ON CONFLICT (tablename, record_id) DO UPDATE SET seq = EXCLUDED.seq"),
-            placeholders=[tablename] + params + [tablename])
+            % names + ("" if sqlite else " ON CONFLICT (tablename, record_id) DO UPDATE SET seq = EXCLUDED.seq%s" % excluded),
+            placeholders=[tablename] + tag + params + [tablename])
     if sqlite:
         for sql in _dropped(db).pop(tablename, []):
             _sql(db, sql)

@@ -196,6 +196,8 @@ class Merger:
         self.tombstones = []
         self.tombstoned_tables = {}  # {table: has tombstones here}, see local_tombstones
         self.id_cache = {}  # {table: {uuid: local id}}, see uuid_to_id
+        self.tag_origin = None  # the sender's base_uuid, when its writes here are tagged as its own
+        self.sequences = {}  # PostgreSQL: {table: its id sequence}
         self.id_cached = 0
         self.referenced = None  # tables some synced table refers to (computed at the first insert)
         self.written_files = []
@@ -254,6 +256,8 @@ class Merger:
         for peer in rows[1:]:
             if peer.get("base_uuid") == self.me.base_uuid and peer.get("merged@seq"):
                 self.seen_until = int(peer["merged@seq"])
+        if self.tags_writes(row):
+            self.tag_origin = row["base_uuid"]  # the batch captures tag their changes at once
 
     def read_tombstones(self, section):
         for line, cells in section.rows():
@@ -660,16 +664,25 @@ class Merger:
         table, out = plan.table, {}
         cols = ", ".join(table[f]._rname for f in plan.fields)
         normalisers, uuid_pos = plan.normalisers, plan.uuid_pos
-        for chunk in _chunks(uuids, CHUNK):
-            sql = "SELECT id, %s FROM %s WHERE %s IN (%s)" % (
-                cols, table._rname, table.uuid._rname, ",".join([self.ph] * len(chunk)))
-            for raw in self.execute(sql, chunk):
+        for where, params in self.in_list(table.uuid._rname, uuids):
+            sql = "SELECT id, %s FROM %s WHERE %s" % (cols, table._rname, where)
+            for raw in self.execute(sql, params):
                 vals = list(raw[1:])
                 for i, fn in normalisers:
                     if vals[i] is not None:
                         vals[i] = fn(vals[i])
                 out[vals[uuid_pos]] = (raw[0], vals)
         return out
+
+    def in_list(self, column, values):
+        """(`column IN (...)` condition, its parameters) per chunk: SQLite's variable limit; on
+        PostgreSQL one `= ANY(array)` (one parameter: nothing to parse and plan per value)."""
+        values = list(values)
+        if not values:
+            return []
+        if self.ph != "?":
+            return [("%s = ANY(%%s)" % column, [values])]
+        return [("%s IN (%s)" % (column, ",".join("?" * len(chunk))), chunk) for chunk in _chunks(values, CHUNK)]
 
     def uuid_to_id(self, tablename, uuids):
         """{uuid: local id} for records of a table here.
@@ -687,10 +700,9 @@ class Merger:
             hits = uuids & cache.keys()
             out = {u: cache[u] for u in hits}
             uuids -= hits
-        for chunk in _chunks(list(uuids), CHUNK):
-            sql = "SELECT %s, id FROM %s WHERE %s IN (%s)" % (
-                table.uuid._rname, table._rname, table.uuid._rname, ",".join([self.ph] * len(chunk)))
-            found = dict(self.execute(sql, chunk))
+        for where, params in self.in_list(table.uuid._rname, uuids):
+            sql = "SELECT %s, id FROM %s WHERE %s" % (table.uuid._rname, table._rname, where)
+            found = dict(self.execute(sql, params))
             out.update(found)
             self.cache_ids(tablename, found)
         return out
@@ -700,13 +712,17 @@ class Merger:
             self.id_cache.setdefault(tablename, {}).update(found)
             self.id_cached += len(found)
 
-    def learn_inserted(self, table, after):
-        """Cache uuid -> id of the rows just inserted (ids above `after`), if other records refer to them."""
+    def is_referenced(self, table):
+        """Whether a synced table refers to this one (its uuid -> id mappings are worth caching)."""
         if self.referenced is None:
             from .tables import references
 
             self.referenced = {ref for name in self.synced for _, ref, _ in references(self.db[name])}
-        if table._tablename not in self.referenced or self.id_cached >= ID_CACHE:
+        return table._tablename in self.referenced and self.id_cached < ID_CACHE
+
+    def learn_inserted(self, table, after):
+        """Cache uuid -> id of the rows just inserted (ids above `after`), if other records refer to them."""
+        if not self.is_referenced(table):
             return
         self.cache_ids(table._tablename, dict(self.execute("SELECT %s, id FROM %s WHERE id > %d" % (
             table.uuid._rname, table._rname, int(after)))))
@@ -907,18 +923,41 @@ class Merger:
                     self.store_upload(plan, plan.fields[pos], values[pos], row)
 
     def write_inserts(self, plan, params, lines, uuids):
-        """INSERT the rows (values in plan.fields order, then mci); `lines` name them in errors."""
+        """INSERT the rows (values in plan.fields order, then mci); `lines` name them in errors.
+
+        SQLite: the new rows are those above the table's max(id) (one writer).
+        PostgreSQL: the rows get their ids from the table's sequence here, so
+        that the capture and the uuid -> id cache need no look at the table.
+        """
         table = plan.table
         cols = [table[f]._rname for f in plan.fields] + [table.mci._rname]
-        sql = "INSERT INTO %s (%s) VALUES (%s)" % (table._rname, ", ".join(cols), ",".join([self.ph] * len(cols)))
-        after = self.execute("SELECT coalesce(max(id), 0) FROM %s" % table._rname)[0][0]
-        if self.ph == "?":  # SQLite, one writer: the new rows are those above the current max(id)
-            capture = dict(inserted_after=after)
+        ids = self.new_ids(table, len(params)) if self.ph != "?" else None
+        if ids is not None:
+            cols = [table._id._rname] + cols
+            params = [[i, *p] for i, p in zip(ids, params)]
+            after, capture = None, dict(new_ids=ids)
         else:
-            capture = dict(new_uuids=uuids)
+            after = self.execute("SELECT coalesce(max(id), 0) FROM %s" % table._rname)[0][0]
+            capture = dict(inserted_after=after) if self.ph == "?" else dict(new_uuids=uuids)
+        sql = "INSERT INTO %s (%s) VALUES (%s)" % (table._rname, ", ".join(cols), ",".join([self.ph] * len(cols)))
         copy = "COPY %s (%s) FROM STDIN" % (table._rname, ", ".join(cols))  # PostgreSQL
         self.executemany(plan, sql, params, lines, capture, copy)
-        self.learn_inserted(table, after)
+        if ids is not None:
+            if self.is_referenced(table):
+                self.cache_ids(table._tablename, dict(zip(uuids, ids)))
+        else:
+            self.learn_inserted(table, after)
+
+    def new_ids(self, table, n):
+        """PostgreSQL: n new ids from the table's sequence (None if its id has none)."""
+        name = table._tablename
+        if name not in self.sequences:
+            self.sequences[name] = self.execute("SELECT pg_get_serial_sequence(%s, %s)",
+                                                (table._rname, table._id._rname.strip('"')))[0][0]
+        if not self.sequences[name]:
+            return None
+        return [r[0] for r in self.execute("SELECT nextval(%s) FROM generate_series(1, %s)",
+                                           (self.sequences[name], n))]
 
     def write_updates(self, plan, params, lines):
         """UPDATE the rows (values in plan.fields order, mci, then the local id)."""
@@ -962,7 +1001,7 @@ class Merger:
                     raise BadValue("the database refused the row: %s" % str(e).strip().splitlines()[0],
                                    table=plan.tablename, line=line)
             raise
-        changes.bulk_end(self.db, plan.tablename, **capture)
+        changes.bulk_end(self.db, plan.tablename, origin=self.tag_origin, **capture)
         self.execute("RELEASE SAVEPOINT plugin_sync_batch")
 
     def many(self, sql, params, copy=None):
@@ -1038,7 +1077,7 @@ class Merger:
             sql = "UPDATE %s SET %s=%s WHERE %s=%s" % (table._rname, table[field]._rname, self.ph, table.uuid._rname, self.ph)
             changes.bulk_begin(self.db, tablename)  # captured set-based, as in executemany()
             self.many(sql, params)
-            changes.bulk_end(self.db, tablename, uuids=[p[1] for p in params])
+            changes.bulk_end(self.db, tablename, uuids=[p[1] for p in params], origin=self.tag_origin)
         self.deferred = rest + keep
 
     def retry_pending(self, final):
@@ -1082,14 +1121,20 @@ class Merger:
         self.apply_tombstones()
         origin = self.origin or origin_hint
         if origin and origin.get("base_uuid") and origin["base_uuid"] != self.me.base_uuid:
-            since = origin.get("since@seq")
-            if since is None or int(since) <= self.merged_until:
-                # not after a gap: an older file of the sender's, arriving later, would be newer than
-                # what the tags say the sender had seen (merged_until could not skip its rows)
+            if self.tags_writes(origin):
                 changes.tag_writes(self.db, self.mark, origin["base_uuid"])
             peer_id = record_sync(self.db, origin, when=self.now)
             self.acknowledge(peer_id, origin)
         self.report.checkpoint = (self.origin or {}).get("until@seq")
+
+    def tags_writes(self, origin):
+        """Whether this import's writes are tagged as the sender's (see changes.tag_writes)."""
+        if not (origin and origin.get("base_uuid") and origin["base_uuid"] != self.me.base_uuid):
+            return False
+        # not after a gap: an older file of the sender's, arriving later, would be newer than
+        # what the tags say the sender had seen (merged_until could not skip its rows)
+        since = origin.get("since@seq")
+        return since is None or int(since) <= self.merged_until
 
     def acknowledge(self, peer_id, origin):
         """Remember up to where we merged the sender's changes, if the file left no gap."""
