@@ -522,7 +522,7 @@ class Merger:
             if _canonical(columns[i], width, marks):
                 cols[pos] = columns[i]
         cols.append([m + 1 for m in mcis])
-        self.write_inserts(plan, list(zip(*cols)), [line for line, _ in raw], uuids)
+        self.write_inserts(plan, cols, [line for line, _ in raw], uuids)
         self.fix_deferred(only_table=name)
         return True
 
@@ -912,8 +912,8 @@ class Merger:
     # -- writing ---------------------------------------------------------
     def write(self, plan, inserts, updates):
         if inserts:
-            self.write_inserts(plan, [values + [row.mci + 1] for row, values in inserts], [r.line for r, _ in inserts],
-                               [row.uuid for row, _ in inserts])
+            self.write_inserts(plan, list(zip(*[values + [row.mci + 1] for row, values in inserts])),
+                               [r.line for r, _ in inserts], [row.uuid for row, _ in inserts])
         if updates:
             self.write_updates(plan, [values + [row.mci + 1, lid] for row, values, lid in updates],
                                [r.line for r, _, _ in updates])
@@ -922,8 +922,8 @@ class Merger:
                 for pos in plan.upload_fields:
                     self.store_upload(plan, plan.fields[pos], values[pos], row)
 
-    def write_inserts(self, plan, params, lines, uuids):
-        """INSERT the rows (values in plan.fields order, then mci); `lines` name them in errors.
+    def write_inserts(self, plan, columns, lines, uuids):
+        """INSERT the rows, given as columns (values in plan.fields order, then mci); `lines` name them in errors.
 
         SQLite: the new rows are those above the table's max(id) (one writer).
         PostgreSQL: the rows get their ids from the table's sequence here, so
@@ -931,17 +931,18 @@ class Merger:
         """
         table = plan.table
         cols = [table[f]._rname for f in plan.fields] + [table.mci._rname]
-        ids = self.new_ids(table, len(params)) if self.ph != "?" else None
+        ids = self.new_ids(table, len(lines)) if self.ph != "?" else None
         if ids is not None:
             cols = [table._id._rname] + cols
-            params = [[i, *p] for i, p in zip(ids, params)]
+            columns = [ids] + list(columns)
             after, capture = None, dict(new_ids=ids)
         else:
             after = self.execute("SELECT coalesce(max(id), 0) FROM %s" % table._rname)[0][0]
             capture = dict(inserted_after=after) if self.ph == "?" else dict(new_uuids=uuids)
         sql = "INSERT INTO %s (%s) VALUES (%s)" % (table._rname, ", ".join(cols), ",".join([self.ph] * len(cols)))
         copy = "COPY %s (%s) FROM STDIN" % (table._rname, ", ".join(cols))  # PostgreSQL
-        self.executemany(plan, sql, params, lines, capture, copy)
+        params = list(zip(*columns)) if self.ph == "?" else None  # PostgreSQL: COPY text made from the columns
+        self.executemany(plan, sql, params, lines, capture, copy, columns)
         if ids is not None:
             if self.is_referenced(table):
                 self.cache_ids(table._tablename, dict(zip(uuids, ids)))
@@ -981,19 +982,22 @@ class Merger:
             f.write(self.files[filename])
         self.written_files.append(path)
 
-    def executemany(self, plan, sql, params, lines, capture, copy=None):
+    def executemany(self, plan, sql, params, lines, capture, copy=None, columns=None):
         """Write a batch; if the database refuses it, find the row and say where.
 
         The batch's changes are captured set-based (changes.bulk_begin/bulk_end):
         on SQLite the per-row triggers would cost more than the writes themselves.
+        `params` may be None when `columns` holds the rows column by column (for a COPY).
         """
         cur = self.db._adapter.cursor
         self.execute("SAVEPOINT plugin_sync_batch")
         changes.bulk_begin(self.db, plan.tablename)
         try:
-            self.many(sql, params, copy)
+            self.many(sql, params, copy, columns)
         except Exception:
             self.execute("ROLLBACK TO SAVEPOINT plugin_sync_batch")
+            if params is None:
+                params = list(zip(*columns))
             for p, line in zip(params, lines):
                 try:
                     cur.execute(sql, p)
@@ -1004,7 +1008,7 @@ class Merger:
         changes.bulk_end(self.db, plan.tablename, origin=self.tag_origin, **capture)
         self.execute("RELEASE SAVEPOINT plugin_sync_batch")
 
-    def many(self, sql, params, copy=None):
+    def many(self, sql, params, copy=None, columns=None):
         """executemany; on PostgreSQL in pages (psycopg2's executemany is one round trip per row).
 
         On PostgreSQL an INSERT that comes with its `copy` statement ("COPY t
@@ -1016,7 +1020,7 @@ class Merger:
         if self.ph == "?":
             cur.executemany(sql, params)
         elif copy:
-            cur.copy_expert(copy, _copy_text(params))
+            cur.copy_expert(copy, _copy_columns(columns) if columns is not None else _copy_text(params))
         else:
             from psycopg2.extras import execute_batch
 
@@ -1317,6 +1321,26 @@ def _copy_text(params):
                 or "\n" in line or "\r" in line):
             line = "\t".join(["\\N" if v is None else _copy_escape(str(v)) for v in row])
         lines.append(line)
+    lines.append("")
+    return io.StringIO("\n".join(lines))
+
+
+def _copy_columns(columns):
+    """_copy_text() of the rows whose columns these are, built column by column (no Python per row):
+    each column to text in one map(), escaped only if its joined text holds a character to escape."""
+    out = []
+    for col in columns:
+        types = set(map(type, col))
+        nulls = type(None) in types
+        if types - {str, type(None)}:
+            col = [None if v is None else v if type(v) is str else str(v) for v in col] if nulls else list(map(str, col))
+        text = "".join([v for v in col if v is not None]) if nulls else "".join(col)
+        if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+            col = [None if v is None else _copy_escape(v) for v in col]
+        if nulls:
+            col = ["\\N" if v is None else v for v in col]
+        out.append(col)
+    lines = list(map("\t".join, zip(*out)))
     lines.append("")
     return io.StringIO("\n".join(lines))
 
