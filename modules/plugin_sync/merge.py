@@ -486,50 +486,84 @@ class Merger:
         n, name = len(raw), plan.tablename
         if len(set(uuids)) != n:
             return False
-        locals_ = self.lookup_locals(plan, uuids)
-        if locals_ and len(locals_) != n:
+        here = self.local_rows(plan, uuids)
+        if here and len(here) != n:
             return False
-        if not locals_ and self.local_tombstones(name, uuids):
+        if not here and self.local_tombstones(name, uuids):
             return False
         resolved = self.resolve_columns(plan, cols, columns)
         if resolved is None:
             return False
-        cols, defers = resolved
+        cols, defers, nulls = resolved
+        texts = {}  # canonical date/datetime columns as their text (None for <NULL>): the stored text itself
+        for pos, i, width, marks in plan.text_dates:
+            text = _canonical_text(columns[i], width, marks)
+            if text is not None:
+                texts[pos] = text
         counts = self.report.table(name)
-        if locals_:  # every row here already: unchanged, or back to the row-wise merge
-            if defers:
-                return False
-            same, mod_pos = plan.same, plan.mod_pos
-            rows = list(zip(*cols))
-            here = [locals_[u] for u in uuids]
-            if any(same(row) != same(local[1]) for row, local in zip(rows, here)):
+        if here:  # every row here already: unchanged, or back to the row-wise merge
+            if defers or not self.all_same(plan, cols, texts, uuids, here, nulls):
                 return False
             counts["read"] += n
             counts["unchanged"] += n
-            if mod_pos is not None:  # the same content, stamped later: take the stamp
-                stamped = [(row, local[0], mci, line) for row, local, mci, (line, _) in zip(rows, here, mcis, raw)
-                           if row[mod_pos] is not None and row[mod_pos] > (local[1][mod_pos] or EPOCH)]
-                if stamped:
-                    self.write_updates(plan, [list(row) + [mci + 1, lid] for row, lid, mci, _ in stamped],
-                                       [line for _, _, _, line in stamped])
             self.fix_deferred(only_table=name)
             return True
         counts["read"] += n
         counts["created"] += n
+        for i, pos, field, why in sorted(nulls):  # as keep_references() reports them, row by row
+            self.report.count(name, "refs_nulled")
+            self.report.warn("reference set to NULL: %s" % why, table=name, line=raw[i][0], column=field,
+                             uuid=uuids[i])
         for i, field, kind, target, keys in defers:
             self.deferred.append((name, uuids[i], field, kind, target, keys, raw[i][0]))
-        for pos, i, width, marks in plan.text_dates:  # canonical date/datetime cells: the stored text itself
-            if _canonical(columns[i], width, marks):
-                cols[pos] = columns[i]
+        for pos, text in texts.items():
+            cols[pos] = text
         cols.append([m + 1 for m in mcis])
         self.write_inserts(plan, cols, [line for line, _ in raw], uuids)
         self.fix_deferred(only_table=name)
         return True
 
+    def local_rows(self, plan, uuids):
+        """The records of these uuids here, as rows (id, then plan.fields as stored; on SQLite the
+        date/datetime fields as their stored text: no converter)."""
+        table, sqlite = plan.table, self.ph == "?"
+        dates = {pos for pos, _, _, _ in plan.text_dates} if sqlite else ()
+        cols = ", ".join(("CAST(%s AS TEXT)" if pos in dates else "%s") % table[f]._rname
+                         for pos, f in enumerate(plan.fields))
+        rows = []
+        for where, params in self.in_list(table.uuid._rname, uuids):
+            rows.extend(self.execute("SELECT id, %s FROM %s WHERE %s" % (cols, table._rname, where), params))
+        return rows
+
+    def all_same(self, plan, cols, texts, uuids, here, nulls):
+        """Whether every incoming row equals its record here (content and modified_on).
+
+        Both sides as tuples (uuid first) sorted by uuid, compared in one
+        list equality (in C).  Stored values are compared as the driver
+        returns them, not normalised: equal raw values are equal normalised
+        ones, and a value stored in another form (a boolean kept as 't', a
+        date with a time) only sends the batch to the row-wise merge, which
+        normalises.  On SQLite a date/datetime column compares as text when
+        the incoming one is canonical (equal canonical texts are equal values).
+        """
+        positions = list(plan.compared) + ([plan.mod_pos] if plan.mod_pos is not None else [])
+        if any(pos in positions for _, pos, _, _ in nulls):  # keep_local_unsynced would take the local value
+            return False
+        if self.ph == "?":
+            for pos, _, _, _ in plan.text_dates:
+                if pos in positions and pos not in texts:
+                    return False
+            incoming = [texts.get(pos) or cols[pos] for pos in positions]
+        else:
+            incoming = [cols[pos] for pos in positions]
+        stored = itemgetter(1 + plan.uuid_pos, *[1 + pos for pos in positions])
+        return sorted(map(stored, here)) == sorted(zip(uuids, *incoming))
+
     def resolve_columns(self, plan, cols, columns):
-        """(cols with references as local ids, [(row index, field, kind, target, keys)] deferred), or
-        None when a reference must be nulled or waits for a NOT NULL target (the row-wise merge does it)."""
-        cols, defers, n = list(cols), [], len(cols[0]) if cols else 0
+        """(cols with references as local ids, [(row index, field, kind, target, keys)] deferred,
+        [(row index, position, field, why)] nulled), or None when a reference waits for a NOT NULL
+        target or dangled at the sender (the row-wise merge does these)."""
+        cols, defers, nulls, n = list(cols), [], [], len(cols[0]) if cols else 0
         for pos, f, target, kind, note_index, notnull, synced in plan.refs:
             if kind == "fk":  # deleted_fk: {field: uuid}; mostly empty
                 notes = columns[note_index] if note_index is not None else ()
@@ -566,12 +600,15 @@ class Merger:
             else:
                 out = [get(nt) for nt in notes]
             if len(found) < len(wanted):  # not here (yet)
-                if notnull or not synced:
+                if notnull:
                     return None
-                defers.extend((i, f, "ref", target, ("u", nt)) for i, (v, nt) in enumerate(zip(values, notes))
-                              if v is not None and nt not in found)
+                missing = [(i, nt) for i, (v, nt) in enumerate(zip(values, notes)) if v is not None and nt not in found]
+                if synced:
+                    defers.extend((i, f, "ref", target, ("u", nt)) for i, nt in missing)
+                else:  # not in this file by policy: nulled (a record here keeps its own value)
+                    nulls.extend((i, pos, f, "%s %s is not here" % (target, nt)) for i, nt in missing)
             cols[pos] = out
-        return cols, defers
+        return cols, defers, nulls
 
     # -- one batch ---------------------------------------------------------
     def merge_batch(self, plan, batch):
@@ -1382,12 +1419,21 @@ CANONICAL = {
 }
 
 
-def _canonical(cells, width, marks):
-    """True if every cell (already parsed fine) has exactly the canonical form: write it as it is."""
-    if set(map(len, cells)) != {width}:
-        return False
-    text = "".join(cells)
-    return all(text[k::width].count(c) == len(cells) for k, c in marks)
+def _canonical_text(cells, width, marks):
+    """The cells (already parsed fine) with <NULL> as None, if all others have exactly the canonical
+    form (then they are what pydal stores, and compare as values do); else None."""
+    if NULL in cells:
+        cells = [None if c == NULL else c for c in cells]
+        given = [c for c in cells if c is not None]
+    else:
+        given = cells
+    if given:
+        if set(map(len, given)) != {width}:
+            return None
+        text = "".join(given)
+        if not all(text[k::width].count(c) == len(given) for k, c in marks):
+            return None
+    return cells
 
 
 def _row_seq(plan, row):
