@@ -213,6 +213,13 @@ class Writer:
             lines.append("")
             self.stream.write("\r\n".join(lines))
 
+    def writelines(self, lines):
+        """Lines made already (csv.writer's, without their line ends, e.g. by values.column_cells)."""
+        if lines:
+            lines = list(lines)
+            lines.append("")
+            self.stream.write("\r\n".join(lines))
+
     def _quoted(self, row):
         buf = io.StringIO()
         csv.writer(buf).writerow(row)

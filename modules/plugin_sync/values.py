@@ -281,3 +281,44 @@ def _fmt_time(value):
     if isinstance(value, str):
         return value[:19]
     return value.isoformat()[:19].replace("T", " ")
+
+
+_BOOL_CELLS = {None: NULL, True: "True", False: "False", "T": "True", "t": "True", "1": "True",
+               "F": "False", "f": "False", "0": "False"}
+_QUOTE = (",", '"', "\r", "\n")
+
+
+def column_cells(col, fmt=None):
+    """A column of database values -> its CSV cells as csv.writer writes them (quoted where needed).
+
+    `fmt` is the column's formatter (None: the plain one, None -> <NULL>).
+    Whole-column checks pick C-level paths: canonical stored date texts
+    are the cells themselves, booleans map through a dict, numbers through
+    str(); only a column holding a comma, quote or line break is quoted
+    cell by cell (QUOTE_MINIMAL: only the cells that hold one).
+    """
+    if fmt is None or fmt is _fmt_plain:
+        col = [NULL if v is None else v for v in col] if None in col else col
+    elif fmt is _fmt_datetime_text or fmt is _fmt_date_text:
+        width = 19 if fmt is _fmt_datetime_text else 10
+        marks = ((10, " "),) if width == 19 else ((4, "-"), (7, "-"))  # what the formatter checks
+        if None in col or set(map(len, col)) != {width} or any(
+                "".join(col)[k::width].count(c) != len(col) for k, c in marks):
+            col = list(map(fmt, col))
+    elif fmt is _fmt_bool:
+        try:
+            col = list(map(_BOOL_CELLS.__getitem__, col))
+        except (KeyError, TypeError):
+            col = list(map(fmt, col))
+    else:
+        col = list(map(fmt, col))
+    if set(map(type, col)) != {str}:
+        col = list(map(str, col))
+    text = "".join(col)
+    if "," in text or '"' in text or "\r" in text or "\n" in text:
+        col = [_csv_quote(c) if ("," in c or '"' in c or "\r" in c or "\n" in c) else c for c in col]
+    return col
+
+
+def _csv_quote(cell):
+    return '"%s"' % cell.replace('"', '""')
