@@ -551,8 +551,8 @@ def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=(),
         for k in range(0, len(uuids), 900):
             chunk = list(uuids[k:k + 900])
             wheres.append(("r.uuid IN (%s)" % ",".join("?" * len(chunk)), chunk, False))
-        if inserted_after is not None:
-            wheres.append(("r.id > %d" % int(inserted_after), [], False))
+        if inserted_after is not None:  # rows just inserted: one upsert (a stale change row is taken over)
+            wheres.append(("r.id > %d" % int(inserted_after), [], True))
         if new_ids:
             raise ValueError("new_ids is for PostgreSQL only: name the rows by inserted_after")
         if wheres:

@@ -56,6 +56,7 @@ from .errors import BadValue, FormatError, SyncError, UnresolvedReference
 from .export import ROW_SEQ, TOMBSTONE_COLUMNS, annotations, wire_rows
 from .peers import find_peer, record_sync, this_instance, utcnow
 from .report import Report
+from .schema import unique_uuid_index
 from .tables import conflict_policy, exclusion, synced_tables
 from .values import bar_encode, column_parser, dialect, is_text, normaliser, parser
 
@@ -151,6 +152,7 @@ class SectionPlan:
         self.uuid_pos = self.pos["uuid"]
         self.mod_pos = self.pos.get("modified_on")
         self.compile(merger.char_bool)
+        self.optimistic = False  # see Merger.merge_table
         # fast_batch: annotated files whose references all carry their @uuid, no uploads to store
         self.fast_ok = self.annotated and not self.upload_fields and all(
             r[4] is not None for r in self.refs if r[3] != "fk")
@@ -278,6 +280,10 @@ class Merger:
                 "(a reference to a record not in the file is set to NULL)"
             )
         self.report.table(plan.tablename)
+        # a table empty so far whose uuid is UNIQUE: its batches are tried as all new without a lookup
+        # (the index refuses one that is not); after the first refusal they are looked up
+        plan.optimistic = plan.fast_ok and not self.execute("SELECT 1 FROM %s LIMIT 1" % plan.table._rname) \
+            and unique_uuid_index(self.db, plan.table) is not None
         chunks = section.chunks(self.batch)
         while True:
             try:
@@ -486,11 +492,17 @@ class Merger:
         n, name = len(raw), plan.tablename
         if len(set(uuids)) != n:
             return False
-        here = self.local_rows(plan, uuids)
-        if here and len(here) != n:
+        if not plan.optimistic:
+            here = self.local_rows(plan, uuids)
+            if here and len(here) != n:
+                return False
+            if not here and self.local_tombstones(name, uuids):
+                return False
+        elif self.local_tombstones(name, uuids):
+            plan.optimistic = False
             return False
-        if not here and self.local_tombstones(name, uuids):
-            return False
+        else:
+            here = None  # not looked up: the insert itself finds out (see write_inserts)
         resolved = self.resolve_columns(plan, cols, columns)
         if resolved is None:
             return False
@@ -508,6 +520,12 @@ class Merger:
             counts["unchanged"] += n
             self.fix_deferred(only_table=name)
             return True
+        for pos, text in texts.items():
+            cols[pos] = text
+        cols.append([m + 1 for m in mcis])
+        if not self.write_inserts(plan, cols, [line for line, _ in raw], uuids, optimistic=plan.optimistic):
+            plan.optimistic = False  # a uuid of the batch is here already: look them up from now on
+            return self.fast_batch(plan, raw)
         counts["read"] += n
         counts["created"] += n
         for i, pos, field, why in sorted(nulls):  # as keep_references() reports them, row by row
@@ -516,10 +534,6 @@ class Merger:
                              uuid=uuids[i])
         for i, field, kind, target, keys in defers:
             self.deferred.append((name, uuids[i], field, kind, target, keys, raw[i][0]))
-        for pos, text in texts.items():
-            cols[pos] = text
-        cols.append([m + 1 for m in mcis])
-        self.write_inserts(plan, cols, [line for line, _ in raw], uuids)
         self.fix_deferred(only_table=name)
         return True
 
@@ -959,12 +973,15 @@ class Merger:
                 for pos in plan.upload_fields:
                     self.store_upload(plan, plan.fields[pos], values[pos], row)
 
-    def write_inserts(self, plan, columns, lines, uuids):
+    def write_inserts(self, plan, columns, lines, uuids, optimistic=False):
         """INSERT the rows, given as columns (values in plan.fields order, then mci); `lines` name them in errors.
 
         SQLite: the new rows are those above the table's max(id) (one writer).
         PostgreSQL: the rows get their ids from the table's sequence here, so
         that the capture and the uuid -> id cache need no look at the table.
+        `optimistic`: the uuids were not looked up; the table's UNIQUE uuid
+        index refuses the batch if one is here already: then nothing is
+        written and this returns False.
         """
         table = plan.table
         cols = [table[f]._rname for f in plan.fields] + [table.mci._rname]
@@ -979,12 +996,14 @@ class Merger:
         sql = "INSERT INTO %s (%s) VALUES (%s)" % (table._rname, ", ".join(cols), ",".join([self.ph] * len(cols)))
         copy = "COPY %s (%s) FROM STDIN" % (table._rname, ", ".join(cols))  # PostgreSQL
         params = list(zip(*columns)) if self.ph == "?" else None  # PostgreSQL: COPY text made from the columns
-        self.executemany(plan, sql, params, lines, capture, copy, columns)
+        if not self.executemany(plan, sql, params, lines, capture, copy, columns, optimistic):
+            return False
         if ids is not None:
             if self.is_referenced(table):
                 self.cache_ids(table._tablename, dict(zip(uuids, ids)))
         else:
             self.learn_inserted(table, after)
+        return True
 
     def new_ids(self, table, n):
         """PostgreSQL: n new ids from the table's sequence (None if its id has none)."""
@@ -1019,12 +1038,13 @@ class Merger:
             f.write(self.files[filename])
         self.written_files.append(path)
 
-    def executemany(self, plan, sql, params, lines, capture, copy=None, columns=None):
+    def executemany(self, plan, sql, params, lines, capture, copy=None, columns=None, optimistic=False):
         """Write a batch; if the database refuses it, find the row and say where.
 
         The batch's changes are captured set-based (changes.bulk_begin/bulk_end):
         on SQLite the per-row triggers would cost more than the writes themselves.
         `params` may be None when `columns` holds the rows column by column (for a COPY).
+        `optimistic`: if the database refuses the batch, undo it and return False.
         """
         cur = self.db._adapter.cursor
         self.execute("SAVEPOINT plugin_sync_batch")
@@ -1033,6 +1053,9 @@ class Merger:
             self.many(sql, params, copy, columns)
         except Exception:
             self.execute("ROLLBACK TO SAVEPOINT plugin_sync_batch")
+            if optimistic:  # the caller looks the rows up and tries again; any real error shows then
+                self.execute("RELEASE SAVEPOINT plugin_sync_batch")
+                return False
             if params is None:
                 params = list(zip(*columns))
             for p, line in zip(params, lines):
@@ -1044,6 +1067,7 @@ class Merger:
             raise
         changes.bulk_end(self.db, plan.tablename, origin=self.tag_origin, **capture)
         self.execute("RELEASE SAVEPOINT plugin_sync_batch")
+        return True
 
     def many(self, sql, params, copy=None, columns=None):
         """executemany; on PostgreSQL in pages (psycopg2's executemany is one round trip per row).
