@@ -44,7 +44,9 @@ def _select_sql(db, table, notes, where="", as_text=(), seq=False):
     """The export's query; the date/datetime fields named in `as_text` are read as text.
 
     With `seq`, a last column holds the seq of the row's last change (ROW_SEQ),
-    joined from the change log in the same query: the seq of the very version read.
+    read from the change log in the same query: the seq of the very version read.
+    (A scalar subquery, not a LEFT JOIN: PostgreSQL, with the statistics of
+    a table just bulk-loaded, would join the whole change log per row.)
 
     SQLite: their stored text.  PostgreSQL: to_char() in the format pydal
     writes (whatever the server's DateStyle), which truncates fractions of a
@@ -64,9 +66,8 @@ def _select_sql(db, table, notes, where="", as_text=(), seq=False):
             rt = db[ref]
             cols.append("r%d.%s" % (i, rt.uuid._rname if "uuid" in rt.fields else "id"))
             joins.append("LEFT JOIN %s r%d ON r%d.id = t.%s" % (rt._rname, i, i, table[fname]._rname))
-    if seq:
-        cols.append("c.seq")
-        joins.append("LEFT JOIN %s c ON c.tablename = %s AND c.record_id = t.id" % (
+    if seq:  # a probe of the change log's (tablename, record_id) index per row, whatever the statistics say
+        cols.append("(SELECT c.seq FROM %s c WHERE c.tablename = %s AND c.record_id = t.id)" % (
             changes.CHANGE, changes._literal(table._tablename)))
     return "SELECT %s FROM %s t %s %s ORDER BY t.id" % (", ".join(cols), table._rname, " ".join(joins), where)
 
