@@ -31,12 +31,15 @@ def _state(env):
 def _run(env, data, monkeypatch, fast):
     with monkeypatch.context() as m:
         if not fast:
-            m.setattr(merge.Merger, "fast_batch", lambda self, plan, raw: False)
+            m.setattr(merge.Merger, "fast_batch", lambda self, plan, raw, parsed=None: False)
         calls = []
         if fast:
             real = merge.Merger.fast_batch
-            m.setattr(merge.Merger, "fast_batch", lambda self, plan, raw: calls.append(real(self, plan, raw))
-                      or calls[-1])
+            def spy(self, plan, raw, parsed=None):
+                calls.append(real(self, plan, raw, parsed))
+                return calls[-1]
+
+            m.setattr(merge.Merger, "fast_batch", spy)
         db = env["db"]
         since = checkpoint(db)
         report = import_from(db, settings(env), data)
@@ -108,7 +111,7 @@ def test_a_uuid_again_in_a_later_batch_of_a_new_table(new_instance, backend, mon
     for env, on in ((fast, True), (slow, False)):
         with monkeypatch.context() as m:
             if not on:
-                m.setattr(merge.Merger, "fast_batch", lambda self, plan, raw: False)
+                m.setattr(merge.Merger, "fast_batch", lambda self, plan, raw, parsed=None: False)
             db = env["db"]
             report = merge.import_and_sync(db, data, settings(env), batch=2)
             db.commit()
@@ -117,3 +120,30 @@ def test_a_uuid_again_in_a_later_batch_of_a_new_table(new_instance, backend, mon
     db = fast["db"]
     assert db(db.pr_person.phone == "+670 555").count() == 1
     assert results[0][0]["pr_person"]["updated"] + results[0][0]["pr_person"]["older"] >= 1
+
+
+@pytest.mark.parametrize("batch", [2, 1000])
+def test_the_first_error_in_the_file_is_the_one_reported(new_instance, backend, batch):
+    """A bad value, then a row with a cell too many further down (in the same batch or a later one; on
+    PostgreSQL a reader thread reads ahead): the bad value is reported, and nothing is written."""
+    import csv
+    import io
+
+    from applications.eden.modules.plugin_sync.errors import BadValue
+
+    a, b = instances(new_instance)
+    _seed(a)
+    rows = list(csv.reader(io.StringIO(export(a).decode("utf-8"), newline="")))
+    head = [i for i, r in enumerate(rows) if r and r[0].startswith("pr_person.")][0]
+    cols = rows[head]
+    rows[head + 1][cols.index("pr_person.date_of_birth")] = "not a date"
+    rows[head + 4].append("extra")
+    out = io.StringIO(newline="")
+    csv.writer(out).writerows(rows)
+    db = b["db"]
+    before = _state(b)
+    with pytest.raises(BadValue) as e:
+        merge.import_and_sync(db, out.getvalue().encode("utf-8"), settings(b), batch=batch)
+    assert e.value.table == "pr_person" and e.value.column == "date_of_birth" and e.value.line == head + 2
+    db.commit()
+    assert _state(b) == before

@@ -61,6 +61,7 @@ from .tables import conflict_policy, exclusion, synced_tables
 from .values import bar_encode, column_parser, dialect, is_text, normaliser, parser
 
 BATCH = 2000
+READ_AHEAD = True  # PostgreSQL: read and parse the next batches in a thread (see _ReadAhead)
 ID_CACHE = 100000  # uuid -> id mappings kept during an import (about 15 MB at most)
 CHUNK = 900  # ids/uuids per IN (...): under every SQLite build's variable limit
 NOT_COMPARED = ("id", "mci", "created_by", "modified_by", "modified_on")  # annotations, not content
@@ -285,16 +286,31 @@ class Merger:
         plan.optimistic = plan.fast_ok and not self.execute("SELECT 1 FROM %s LIMIT 1" % plan.table._rname) \
             and unique_uuid_index(self.db, plan.table) is not None
         chunks = section.chunks(self.batch)
-        while True:
-            try:
-                raw = next(chunks, None)
-            except SyncError as e:  # a bad value in an earlier row of the batch is the first error
-                [self.parse(plan, line, cells) for line, cells in getattr(e, "partial", ())]
-                raise
-            if raw is None:
-                break
-            if not self.fast_batch(plan, raw):
-                self.merge_batch(plan, self.parse_batch(plan, raw))
+        if self.ph != "?" and plan.fast_ok and READ_AHEAD:
+            # PostgreSQL: the next batches are read and parsed in a thread while the server works on this one
+            chunks = _ReadAhead(chunks, lambda raw: self.try_parse_cols(plan, raw))
+        try:
+            while True:
+                try:
+                    item = next(chunks, None)
+                except SyncError as e:  # a bad value in an earlier row of the batch is the first error
+                    [self.parse(plan, line, cells) for line, cells in getattr(e, "partial", ())]
+                    raise
+                if item is None:
+                    break
+                raw, parsed = item if isinstance(chunks, _ReadAhead) else (item, None)
+                if not self.fast_batch(plan, raw, parsed):
+                    self.merge_batch(plan, self.parse_batch(plan, raw))
+        finally:
+            if isinstance(chunks, _ReadAhead):
+                chunks.close()
+
+    def try_parse_cols(self, plan, raw):
+        """parse_cols(), or _UNUSUAL for a batch it leaves to the row-wise parse."""
+        try:
+            return self.parse_cols(plan, raw)
+        except _Unusual:
+            return _UNUSUAL
 
     def parse_batch(self, plan, raw):
         """Incoming rows for a batch of (line, cells): column by column when the batch is ordinary.
@@ -470,7 +486,7 @@ class Merger:
         return ("f", value)
 
     # -- one batch, column by column -----------------------------------------
-    def fast_batch(self, plan, raw):
+    def fast_batch(self, plan, raw, parsed=None):
         """Merge a batch column by column, without a Python object per row; False if it cannot.
 
         The two batches of a bulk load and of a re-sync: every row new here
@@ -485,10 +501,12 @@ class Merger:
         """
         if not plan.fast_ok:
             return False
-        try:
-            cols, columns, uuids, mods, mcis = self.parse_cols(plan, raw)
-        except _Unusual:
+        if parsed is None:
+            parsed = self.try_parse_cols(plan, raw)
+        if parsed is _UNUSUAL:
             return False
+        cols, columns, uuids, mods, mcis = parsed
+        cols = list(cols)
         n, name = len(raw), plan.tablename
         if len(set(uuids)) != n:
             return False
@@ -525,7 +543,7 @@ class Merger:
         cols.append([m + 1 for m in mcis])
         if not self.write_inserts(plan, cols, [line for line, _ in raw], uuids, optimistic=plan.optimistic):
             plan.optimistic = False  # a uuid of the batch is here already: look them up from now on
-            return self.fast_batch(plan, raw)
+            return self.fast_batch(plan, raw, parsed)
         counts["read"] += n
         counts["created"] += n
         for i, pos, field, why in sorted(nulls):  # as keep_references() reports them, row by row
@@ -1424,6 +1442,73 @@ class _Later:
 
 class _Unusual(Exception):
     """A batch that the column-wise parse leaves to the row-wise one."""
+
+
+_UNUSUAL = object()
+
+
+class _ReadAhead:
+    """The chunks of a section, read and parsed (`parse`) in a thread one or two batches ahead.
+
+    For PostgreSQL, where the merge mostly waits for the server (libpq calls
+    release the GIL): reading and parsing the next batch overlaps the
+    server's work on this one.  next() gives (chunk, parse(chunk)) in file
+    order, then None; an exception of the reader (a format error after some
+    rows, with its `partial`) is raised by next() in its place in the file,
+    so errors come in the same order as without the thread.  Memory stays
+    bounded (a queue of 2 batches).  close() stops the thread and waits for it.
+    """
+
+    def __init__(self, chunks, parse, depth=2):
+        import queue
+        import threading
+
+        self.queue, self.empty = queue.Queue(depth), queue.Empty
+        self.stop, self.done = threading.Event(), False
+        self.thread = threading.Thread(target=self.run, args=(chunks, parse, queue.Full), daemon=True,
+                                       name="plugin_sync read-ahead")
+        self.thread.start()
+
+    def run(self, chunks, parse, full):
+        def put(item):
+            while not self.stop.is_set():
+                try:
+                    self.queue.put(item, timeout=0.1)
+                    return True
+                except full:
+                    continue
+            return False
+
+        try:
+            for raw in chunks:
+                if not put(("chunk", (raw, parse(raw)))):
+                    return
+            put(("end", None))
+        except BaseException as e:  # handed to the merging thread, raised there in its place
+            put(("error", e))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.done:
+            raise StopIteration
+        kind, value = self.queue.get()
+        if kind == "chunk":
+            return value
+        self.done = True
+        if kind == "error":
+            raise value
+        raise StopIteration
+
+    def close(self):
+        self.stop.set()
+        while self.thread.is_alive():
+            try:
+                self.queue.get(timeout=0.1)
+            except self.empty:
+                pass
+        self.thread.join()
 
 
 UNKNOWN_SEQ = float("inf")
