@@ -46,6 +46,8 @@ the first install on a table records its existing rows as changes, so that
 "since 0" always means "everything".  The caller owns the transaction.
 """
 
+import io
+
 CHANGE = "plugin_sync_change"
 TOMBSTONE = "plugin_sync_tombstone"
 IDENTITY = "plugin_sync_identity"
@@ -429,6 +431,10 @@ def _sql(db, sql):
     return db.executesql(sql)
 
 
+def _copy_escape(text):
+    return str(text).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def _literal(text):
     return "'%s'" % str(text).replace("'", "''")
 
@@ -575,11 +581,16 @@ def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=(),
     if new_ids:
         # ids fresh from the sequence have no change row: a plain INSERT (a fifth cheaper than the
         # upsert); should a stale one be there all the same, the upsert, after the savepoint's rollback
+        # (and by COPY, which inserts a fifth faster again: the seq is this transaction's id)
         sql = "INSERT INTO %s (%s) SELECT %%s, i, txid_current()%s FROM unnest(%%s::bigint[]) i" % (CHANGE, cols, vals)
         args = [tablename] + tag + [[int(i) for i in new_ids]]
+        txid = int(_sql(db, "SELECT txid_current()")[0][0])
+        cells = "\t%d" % txid + ("\t%s\t%d" % (_copy_escape(origin), txid) if tag else "") + "\n"
+        name = _copy_escape(tablename) + "\t"
+        lines = "".join([name + str(int(i)) + cells for i in new_ids])
         db.executesql("SAVEPOINT plugin_sync_capture")
         try:
-            db.executesql(sql, placeholders=args)
+            db._adapter.cursor.copy_expert("COPY %s (%s) FROM STDIN" % (CHANGE, cols), io.StringIO(lines))
         except db._adapter.driver.IntegrityError:
             db.executesql("ROLLBACK TO SAVEPOINT plugin_sync_capture")
             db.executesql(sql + " ON CONFLICT (tablename, record_id) DO UPDATE SET seq = EXCLUDED.seq%s"
