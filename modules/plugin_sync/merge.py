@@ -1159,7 +1159,14 @@ class Merger:
             table = self.db[tablename]
             sql = "UPDATE %s SET %s=%s WHERE %s=%s" % (table._rname, table[field]._rname, self.ph, table.uuid._rname, self.ph)
             changes.bulk_begin(self.db, tablename)  # captured set-based, as in executemany()
-            self.many(sql, params)
+            if self.ph == "?":
+                self.many(sql, params)
+            else:  # PostgreSQL: one UPDATE ... FROM unnest(...), the last value of a uuid as the UPDATEs in turn
+                last = {u: v for v, u in params}
+                kind = "text[]" if table[field].type.startswith("list:") else "bigint[]"
+                self.execute("UPDATE %s SET %s = v.val FROM unnest(%%s::%s, %%s::text[]) AS v(val, uuid) "
+                             "WHERE %s.%s = v.uuid" % (table._rname, table[field]._rname, kind, table._rname,
+                                                       table.uuid._rname), (list(last.values()), list(last)))
             changes.bulk_end(self.db, tablename, uuids=[p[1] for p in params], origin=self.tag_origin)
         self.deferred = rest + keep
 
