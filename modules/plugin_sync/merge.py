@@ -154,12 +154,22 @@ class SectionPlan:
         self.mod_pos = self.pos.get("modified_on")
         self.compile(merger.char_bool)
         self.optimistic = False  # see Merger.merge_table
+        self.skip = self.backoff = 0  # see missed()
+        # what Merger.all_same compares: the compared fields and modified_on
+        self.same_positions = list(self.compared) + ([self.mod_pos] if self.mod_pos is not None else [])
         # fast_batch: annotated files whose references all carry their @uuid, no uploads to store
         self.fast_ok = self.annotated and not self.upload_fields and all(
             r[4] is not None for r in self.refs if r[3] != "fk")
         # date/datetime cells written as they are when canonical (SQLite stores that very text; no adapter)
         self.text_dates = [(pos, self.cell_index[pos]) + CANONICAL[t] for pos, t in enumerate(self.types)
                            if t in CANONICAL]
+
+    def missed(self):
+        """The column-wise path looked a batch up in vain (rows differ, or some are new): skip it for
+        the next 1, 2, 4... (at most 32) batches of the table, as long as it keeps missing; False."""
+        self.backoff = min(self.backoff * 2 or 1, 32)
+        self.skip = self.backoff
+        return False
 
     def compile(self, char_bool):
         """Per-section shortcuts for the per-row work (parse, lookup, compare): no per-cell dispatch.
@@ -299,8 +309,10 @@ class Merger:
                 if item is None:
                     break
                 raw, parsed = item if isinstance(chunks, _ReadAhead) else (item, None)
+                if parsed is None and plan.fast_ok:
+                    parsed = self.try_parse_cols(plan, raw)
                 if not self.fast_batch(plan, raw, parsed):
-                    self.merge_batch(plan, self.parse_batch(plan, raw))
+                    self.merge_batch(plan, self.parse_batch(plan, raw, parsed))
         finally:
             if isinstance(chunks, _ReadAhead):
                 chunks.close()
@@ -312,7 +324,7 @@ class Merger:
         except _Unusual:
             return _UNUSUAL
 
-    def parse_batch(self, plan, raw):
+    def parse_batch(self, plan, raw, parsed=None):
         """Incoming rows for a batch of (line, cells): column by column when the batch is ordinary.
 
         Each column goes through its parser in one map() (and a datetime or an
@@ -324,13 +336,16 @@ class Merger:
         """
         if plan.file_id is not None and not plan.annotated:
             return [self.parse(plan, line, cells) for line, cells in raw]
+        if parsed is _UNUSUAL:
+            return [self.parse(plan, line, cells) for line, cells in raw]
         try:
-            return self.parse_columns(plan, raw)
+            return self.parse_columns(plan, raw, parsed)
         except _Unusual:
             return [self.parse(plan, line, cells) for line, cells in raw]
 
-    def parse_columns(self, plan, raw):
-        cols, columns, uuids, mods, mcis = self.parse_cols(plan, raw)
+    def parse_columns(self, plan, raw, parsed=None):
+        """Incoming rows from parse_cols() (given as `parsed` when the column-wise path tried the batch)."""
+        cols, columns, uuids, mods, mcis = parsed if parsed is not None else self.parse_cols(plan, raw)
         keycols = [(pos, self.key_column(plan, pos, kind, cols[pos], columns, note_index, raw, f))
                    for pos, f, target, kind, note_index, notnull, synced in plan.refs]
         ref_pos = [pos for pos, _ in keycols]
@@ -501,6 +516,9 @@ class Merger:
         """
         if not plan.fast_ok:
             return False
+        if plan.skip:  # recent batches of this table needed the row-wise merge: so may this one
+            plan.skip -= 1
+            return False
         if parsed is None:
             parsed = self.try_parse_cols(plan, raw)
         if parsed is _UNUSUAL:
@@ -513,7 +531,7 @@ class Merger:
         if not plan.optimistic:
             here = self.local_rows(plan, uuids)
             if here and len(here) != n:
-                return False
+                return plan.missed()
             if not here and self.local_tombstones(name, uuids):
                 return False
         elif self.local_tombstones(name, uuids):
@@ -533,7 +551,8 @@ class Merger:
         counts = self.report.table(name)
         if here:  # every row here already: unchanged, or back to the row-wise merge
             if defers or not self.all_same(plan, cols, texts, uuids, here, nulls):
-                return False
+                return plan.missed()
+            plan.backoff = 0
             counts["read"] += n
             counts["unchanged"] += n
             self.fix_deferred(only_table=name)
@@ -556,15 +575,16 @@ class Merger:
         return True
 
     def local_rows(self, plan, uuids):
-        """The records of these uuids here, as rows (id, then plan.fields as stored; on SQLite the
-        date/datetime fields as their stored text: no converter)."""
+        """The records of these uuids here, as rows of what all_same() compares: the uuid, then the
+        fields of plan.same_positions as stored (on SQLite dates as their stored text: no converter)."""
         table, sqlite = plan.table, self.ph == "?"
         dates = {pos for pos, _, _, _ in plan.text_dates} if sqlite else ()
-        cols = ", ".join(("CAST(%s AS TEXT)" if pos in dates else "%s") % table[f]._rname
-                         for pos, f in enumerate(plan.fields))
+        cols = ", ".join(("CAST(%s AS TEXT)" if pos in dates else "%s") % table[plan.fields[pos]]._rname
+                         for pos in plan.same_positions)
         rows = []
         for where, params in self.in_list(table.uuid._rname, uuids):
-            rows.extend(self.execute("SELECT id, %s FROM %s WHERE %s" % (cols, table._rname, where), params))
+            rows.extend(self.execute("SELECT %s, %s FROM %s WHERE %s" % (table.uuid._rname, cols, table._rname, where),
+                                     params))
         return rows
 
     def all_same(self, plan, cols, texts, uuids, here, nulls):
@@ -578,7 +598,7 @@ class Merger:
         normalises.  On SQLite a date/datetime column compares as text when
         the incoming one is canonical (equal canonical texts are equal values).
         """
-        positions = list(plan.compared) + ([plan.mod_pos] if plan.mod_pos is not None else [])
+        positions = plan.same_positions
         if any(pos in positions for _, pos, _, _ in nulls):  # keep_local_unsynced would take the local value
             return False
         if self.ph == "?":
@@ -588,8 +608,8 @@ class Merger:
             incoming = [texts.get(pos) or cols[pos] for pos in positions]
         else:
             incoming = [cols[pos] for pos in positions]
-        stored = itemgetter(1 + plan.uuid_pos, *[1 + pos for pos in positions])
-        return sorted(map(stored, here)) == sorted(zip(uuids, *incoming))
+        here.sort()
+        return here == sorted(zip(uuids, *incoming))
 
     def resolve_columns(self, plan, cols, columns):
         """(cols with references as local ids, [(row index, field, kind, target, keys)] deferred,
