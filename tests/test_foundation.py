@@ -6,7 +6,7 @@ import pytest
 from applications.eden.modules.plugin_sync import setup
 from applications.eden.modules.plugin_sync.errors import TableNotSynced
 from applications.eden.modules.plugin_sync.peers import this_instance
-from applications.eden.modules.plugin_sync.schema import uuid_index_name
+from applications.eden.modules.plugin_sync.schema import ensure_uuid_indexes, uuid_index_name
 from applications.eden.modules.plugin_sync.tables import conflict_policy, synced_tables
 
 EXPECTED_SYNCED = {
@@ -70,10 +70,32 @@ def test_uuid_indexes_exist_and_are_used(instance, backend):
         db.executesql("SET enable_seqscan = off")
         plan = db.executesql("EXPLAIN SELECT id FROM pr_person WHERE uuid = 'x'")
         text = " ".join(str(r) for r in plan)
-    for t in EXPECTED_SYNCED:
-        assert uuid_index_name(t) in names
+    tables = sorted(EXPECTED_SYNCED)
+    for t, name in zip(tables, ensure_uuid_indexes(db, tables)):
+        assert name in names
+        # the host's uuid is UNIQUE (Sahana's meta fields): its index serves, no second index of ours
+        assert name != uuid_index_name(t) and uuid_index_name(t) not in names
     print(text)
     assert "index" in text.lower() and "uuid" in text.lower(), text
+
+
+def _index_names(db, backend):
+    if backend == "sqlite":
+        return {r[0] for r in db.executesql("SELECT name FROM sqlite_master WHERE type='index'")}
+    return {r[0] for r in db.executesql("SELECT indexname FROM pg_indexes")}
+
+
+def test_uuid_index_only_where_no_unique_one(instance, backend):
+    """A redundant index of an older version goes; a table whose uuid is not unique gets ours."""
+    db = instance["db"]
+    db.executesql("CREATE INDEX IF NOT EXISTS %s ON pr_person (uuid)" % uuid_index_name("pr_person"))
+    assert uuid_index_name("pr_person") in _index_names(db, backend)
+    names = ensure_uuid_indexes(db, ["pr_person", "auth_user"])  # auth_user.uuid: not unique
+    present = _index_names(db, backend)
+    assert uuid_index_name("pr_person") not in present and names[0] in present
+    assert names[1] == uuid_index_name("auth_user") and names[1] in present
+    assert ensure_uuid_indexes(db, ["pr_person", "auth_user"]) == names  # idempotent
+    db.rollback()
 
 
 def _minimal(db, t):

@@ -25,20 +25,28 @@ taken a checkpoint, every change that becomes visible later has a seq >= it.
   A long-open transaction holds checkpoints back; it never loses a change.
 
 The merge's own batch writes (executemany of thousands of rows) are captured
-set-based instead: inside its transaction it sets a marker naming the table
-(SQLite: a row in plugin_sync_bulk; PostgreSQL: a transaction-local setting),
-the insert/update triggers of that table stand aside while the marker is set,
-and bulk_end() records the batch's changes in two statements.  The marker is
-visible to no other connection and ends with the savepoint or transaction, so
-every other write path still goes through the triggers.  On SQLite that is
-most of an import's cost (the per-row trigger bumps the counter and upserts a
-change row: three statements per row).
+set-based instead (bulk_begin/bulk_end), and bulk_end() records the batch's
+changes in two statements.  PostgreSQL: a transaction-local setting naming
+the table makes its insert/update triggers stand aside (their WHEN).
+SQLite: an AFTER trigger costs every row even when its WHEN skips it, so the
+table's insert/update triggers are dropped for the length of the batch and
+recreated before it ends, inside the merge's transaction (DDL is
+transactional there, and the transaction holds the write lock: no other
+connection writes meanwhile or sees the triggers gone; a rollback restores
+them).  Either way nothing is visible to another connection and everything
+ends with the savepoint or transaction, so every other write path still goes
+through the triggers.  On SQLite the per-row trigger would be most of an
+import's cost (it bumps the counter and upserts a change row: three
+statements per row).  (SQLite's marker table plugin_sync_bulk, which the
+triggers' WHEN still reads, stays empty.)
 
 Triggers are installed at setup, idempotently: present triggers are left
 alone (no lock on the tables at each start), missing ones are created, and
 the first install on a table records its existing rows as changes, so that
 "since 0" always means "everything".  The caller owns the transaction.
 """
+
+import io
 
 CHANGE = "plugin_sync_change"
 TOMBSTONE = "plugin_sync_tombstone"
@@ -423,6 +431,10 @@ def _sql(db, sql):
     return db.executesql(sql)
 
 
+def _copy_escape(text):
+    return str(text).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def _literal(text):
     return "'%s'" % str(text).replace("'", "''")
 
@@ -485,32 +497,65 @@ def tag_writes(db, mark, origin):
         where = "seq >= %d" % int(mark)  # SQLite has one writer at a time: all of them are ours
     else:
         where = "seq = %d" % int(mark)  # our transaction id
-    _sql(db, "UPDATE %s SET origin = %s, origin_seq = seq WHERE %s" % (CHANGE, _literal(origin), where))
+    # changes tagged already (bulk_end with origin) are left as they are: no second row version
+    _sql(db, "UPDATE %s SET origin = %s, origin_seq = seq WHERE %s AND (coalesce(origin, '') <> %s "
+         "OR coalesce(origin_seq, -1) <> seq)" % (CHANGE, _literal(origin), where, _literal(origin)))
 
 
 def bulk_begin(db, tablename):
     """The merge is about to batch-write `tablename` in this transaction: its triggers stand aside.
 
     Call it inside a savepoint and pair it with bulk_end(); a rollback (to the
-    savepoint or of the transaction) removes the marker with the writes.
+    savepoint or of the transaction) undoes what it did along with the writes.
+
+    SQLite charges every row of a table that has an AFTER trigger, even one
+    whose WHEN skips it (a third of a bulk insert's time), so there the
+    table's insert and update triggers are dropped until bulk_end() recreates
+    them from their own text.  That is safe because DDL is transactional in
+    SQLite and the merge's transaction holds the write lock: no other
+    connection can write meanwhile (and none can see the triggers gone: readers
+    see the committed schema), and a rollback restores the triggers with the
+    rest.  PostgreSQL: the triggers stay, a transaction-local setting makes
+    them stand aside (their WHEN costs little there).
     """
     if _engine(db) == "sqlite":
-        db.executesql("INSERT INTO %s (tablename) VALUES (?)" % BULK, placeholders=(tablename,))
+        table = db[tablename]
+        rows = _sql(
+            db,
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s AND name LIKE %s"
+            % (_literal(table._raw_rname), _literal(PREFIX + "%")),
+        )
+        kept = [(name, sql) for name, sql in rows if name.endswith(("_insert", "_update"))]
+        for name, _ in kept:
+            _sql(db, "DROP TRIGGER %s" % name)
+        _dropped(db)[tablename] = [sql for _, sql in kept]
     else:
         db.executesql("SELECT set_config(%s, %s, true)", placeholders=(BULK_SETTING, tablename))
 
 
-def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=()):
-    """Record the changes of the records of `tablename` just written, and lift the marker.
+def _dropped(db):
+    """{tablename: [CREATE TRIGGER text]} of the triggers bulk_begin() dropped (SQLite), per db."""
+    stash = getattr(db, "_plugin_sync_dropped", None)
+    if stash is None:
+        stash = db._plugin_sync_dropped = {}
+    return stash
+
+
+def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=(), new_ids=(), origin=None):
+    """Record the changes of the records of `tablename` just written; the triggers are back after it.
 
     The records are named by local `ids`, by `uuids`, or (SQLite only: one
     writer at a time, so no one else's rows can appear) as every row whose id
     is above `inserted_after`, the table's max(id) before the batch's INSERT.
-    `new_uuids` (PostgreSQL) names rows just inserted: their ids are new, so
-    one INSERT ... ON CONFLICT does it (the upsert is there for safety only).
+    `new_uuids` and `new_ids` (PostgreSQL) name rows just inserted: their ids
+    are new, so one INSERT ... ON CONFLICT does it (the upsert is there for
+    safety only); by `new_ids` (taken from the table's sequence by the
+    writer) it needs no look at the table at all.
     Set-based: what the row trigger does per row, in one UPDATE and one INSERT
     per kind (and chunk).  On SQLite the batch takes one new seq for all its
     rows (as on PostgreSQL, where a transaction's rows share its txid).
+    With `origin`, the changes are tagged at once as tag_writes() would
+    (saves rewriting every change row at the end of an import).
     """
     table = db[tablename]
     sqlite = _engine(db) == "sqlite"
@@ -522,8 +567,10 @@ def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=())
         for k in range(0, len(uuids), 900):
             chunk = list(uuids[k:k + 900])
             wheres.append(("r.uuid IN (%s)" % ",".join("?" * len(chunk)), chunk, False))
-        if inserted_after is not None:
-            wheres.append(("r.id > %d" % int(inserted_after), [], False))
+        if inserted_after is not None:  # rows just inserted: one upsert (a stale change row is taken over)
+            wheres.append(("r.id > %d" % int(inserted_after), [], True))
+        if new_ids:
+            raise ValueError("new_ids is for PostgreSQL only: name the rows by inserted_after")
         if wheres:
             _sql(db, "UPDATE %s SET seq = seq + 1 WHERE id = 1" % COUNTER)
         seq, ph = SQLITE_SEQ, "?"
@@ -537,23 +584,49 @@ def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=())
         if inserted_after is not None:
             raise ValueError("inserted_after is for SQLite only: name the rows by ids or uuids")
         seq, ph = "txid_current()", "%s"
+    tag = [] if origin is None else [origin]
+    cols, vals, sets = "tablename, record_id, seq", "", "seq = %s" % seq
+    if origin is not None:
+        cols, vals, sets = cols + ", origin, origin_seq", ", %s, %s" % (ph, seq), sets + ", origin = %s, origin_seq = %s" % (ph, seq)
+    if new_ids:
+        # ids fresh from the sequence have no change row: a plain INSERT (a fifth cheaper than the
+        # upsert); should a stale one be there all the same, the upsert, after the savepoint's rollback
+        # (and by COPY, which inserts a fifth faster again: the seq is this transaction's id)
+        sql = "INSERT INTO %s (%s) SELECT %%s, i, txid_current()%s FROM unnest(%%s::bigint[]) i" % (CHANGE, cols, vals)
+        args = [tablename] + tag + [[int(i) for i in new_ids]]
+        txid = int(_sql(db, "SELECT txid_current()")[0][0])
+        cells = "\t%d" % txid + ("\t%s\t%d" % (_copy_escape(origin), txid) if tag else "") + "\n"
+        name = _copy_escape(tablename) + "\t"
+        lines = "".join([name + str(int(i)) + cells for i in new_ids])
+        db.executesql("SAVEPOINT plugin_sync_capture")
+        try:
+            db._adapter.cursor.copy_expert("COPY %s (%s) FROM STDIN" % (CHANGE, cols), io.StringIO(lines))
+        except db._adapter.driver.IntegrityError:
+            db.executesql("ROLLBACK TO SAVEPOINT plugin_sync_capture")
+            db.executesql(sql + " ON CONFLICT (tablename, record_id) DO UPDATE SET seq = EXCLUDED.seq%s"
+                          % (", origin = EXCLUDED.origin, origin_seq = EXCLUDED.origin_seq" if tag else ""),
+                          placeholders=args)
+        db.executesql("RELEASE SAVEPOINT plugin_sync_capture")
+    excluded = ", origin = EXCLUDED.origin, origin_seq = EXCLUDED.origin_seq" if tag else ""
     for where, params, new in wheres:
-        names = dict(C=CHANGE, T=table._rname, seq=seq, where=where, ph=ph)
+        names = dict(C=CHANGE, T=table._rname, seq=seq, where=where, ph=ph, cols=cols, vals=vals, sets=sets,
+                     excluded=excluded)
         if new:
             db.executesql(
-                "INSERT INTO %(C)s (tablename, record_id, seq) SELECT %(ph)s, r.id, %(seq)s FROM %(T)s r WHERE %(where)s "
-                "ON CONFLICT (tablename, record_id) DO UPDATE SET seq = EXCLUDED.seq" % names,
-                placeholders=[tablename] + params)
+                "INSERT INTO %(C)s (%(cols)s) SELECT %(ph)s, r.id, %(seq)s%(vals)s FROM %(T)s r WHERE %(where)s "
+                "ON CONFLICT (tablename, record_id) DO UPDATE SET seq = EXCLUDED.seq%(excluded)s" % names,
+                placeholders=[tablename] + tag + params)
             continue
         db.executesql(
-            "UPDATE %(C)s SET seq = %(seq)s WHERE tablename = %(ph)s AND record_id IN "
-            "(SELECT r.id FROM %(T)s r WHERE %(where)s)" % names, placeholders=[tablename] + params)
+            "UPDATE %(C)s SET %(sets)s WHERE tablename = %(ph)s AND record_id IN "
+            "(SELECT r.id FROM %(T)s r WHERE %(where)s)" % names, placeholders=tag + [tablename] + params)
         db.executesql(
-            "INSERT INTO %(C)s (tablename, record_id, seq) SELECT %(ph)s, r.id, %(seq)s FROM %(T)s r "
+            "INSERT INTO %(C)s (%(cols)s) SELECT %(ph)s, r.id, %(seq)s%(vals)s FROM %(T)s r "
             "WHERE %(where)s AND NOT EXISTS (SELECT 1 FROM %(C)s c WHERE c.tablename = %(ph)s AND c.record_id = r.id)"
-            % names + ("" if sqlite else " ON CONFLICT (tablename, record_id) DO UPDATE SET seq = EXCLUDED.seq"),
-            placeholders=[tablename] + params + [tablename])
+            % names + ("" if sqlite else " ON CONFLICT (tablename, record_id) DO UPDATE SET seq = EXCLUDED.seq%s" % excluded),
+            placeholders=[tablename] + tag + params + [tablename])
     if sqlite:
-        db.executesql("DELETE FROM %s WHERE tablename = ?" % BULK, placeholders=(tablename,))
+        for sql in _dropped(db).pop(tablename, []):
+            _sql(db, sql)
     else:
         db.executesql("SELECT set_config(%s, '', true)", placeholders=(BULK_SETTING,))

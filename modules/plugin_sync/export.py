@@ -13,7 +13,7 @@ from . import changes
 from .csvstream import NULL, UUID, Writer
 from .peers import identity_record, utcnow
 from .tables import references, synced_tables
-from .values import bar_decode, bar_encode, formatter, is_plain_formatter, stored_text_formatter
+from .values import bar_decode, bar_encode, column_cells, formatter, is_plain_formatter, stored_text_formatter
 
 BATCH = 5000
 IDENTITY_COLUMNS = ("base_uuid", "uuid", "owner", "contact", "url", "last_update")
@@ -43,8 +43,13 @@ def annotations(db, table):
     return [a for a in out if a[2] is None or a[2] in db.tables]
 
 
-def _select_sql(db, table, notes, where="", as_text=()):
+def _select_sql(db, table, notes, where="", as_text=(), seq=False):
     """The export's query; the date/datetime fields named in `as_text` are read as text.
+
+    With `seq`, a last column holds the seq of the row's last change (ROW_SEQ),
+    read from the change log in the same query: the seq of the very version read.
+    (A scalar subquery, not a LEFT JOIN: PostgreSQL, with the statistics of
+    a table just bulk-loaded, would join the whole change log per row.)
 
     SQLite: their stored text.  PostgreSQL: to_char() in the format pydal
     writes (whatever the server's DateStyle), which truncates fractions of a
@@ -64,6 +69,9 @@ def _select_sql(db, table, notes, where="", as_text=()):
             rt = db[ref]
             cols.append("r%d.%s" % (i, rt.uuid._rname if "uuid" in rt.fields else "id"))
             joins.append("LEFT JOIN %s r%d ON r%d.id = t.%s" % (rt._rname, i, i, table[fname]._rname))
+    if seq:  # a probe of the change log's (tablename, record_id) index per row, whatever the statistics say
+        cols.append("(SELECT c.seq FROM %s c WHERE c.tablename = %s AND c.record_id = t.id)" % (
+            changes.CHANGE, changes._literal(table._tablename)))
     return "SELECT %s FROM %s t %s %s ORDER BY t.id" % (", ".join(cols), table._rname, " ".join(joins), where)
 
 
@@ -92,26 +100,51 @@ class TableExporter:
         self.fk_index = self.fields.index(self.notes[-1][1]) if fk_last else None
         self.special = [(i, fmt) for i, fmt in enumerate(self.formats) if not is_plain_formatter(fmt)]
 
-    def sql(self, where=""):
-        return _select_sql(self.db, self.table, self.notes, where, self.as_text)
+    def sql(self, where="", seq=False):
+        return _select_sql(self.db, self.table, self.notes, where, self.as_text, seq)
 
-    def cells(self, raw_rows):
-        """CSV rows for a batch of raw rows (field values followed by joined uuids)."""
+    def cells(self, raw_rows, seq=False):
+        """CSV rows for a batch of raw rows (field values followed by joined uuids).
+
+        With `seq` (rows of sql(seq=True)), each row ends with its ROW_SEQ cell.
+        """
         lookups = self._batch_lookups(raw_rows)
         if not self.straight:
-            return self._cells_general(raw_rows, lookups)
+            return self._cells_general(raw_rows, lookups, seq)
         special, fk, out = self.special, self.fk_index, []
         for raw in raw_rows:
-            row = [NULL if v is None else v for v in raw]  # fields and joined uuids alike
+            row = [NULL if v is None else v for v in raw]  # fields and joined uuids (and the seq) alike
             for i, fmt in special:
                 row[i] = fmt(raw[i])
             if fk is not None:
                 text = raw[fk]
-                row.append(self._fk_uuids(text, lookups) if text else NULL)
+                cell = self._fk_uuids(text, lookups) if text else NULL
+                if seq:
+                    row.insert(-1, cell)
+                else:
+                    row.append(cell)
             out.append(row)
         return out
 
-    def _cells_general(self, raw_rows, lookups):
+    def lines(self, raw_rows, seq=False):
+        """The CSV lines (as csv.writer writes them, without line ends) of cells(raw_rows, seq), built
+        column by column: each column formatted, turned to text and quoted in one pass (C-level
+        maps and joins), then the lines joined by zip.  For the usual shape (self.straight)."""
+        lookups = self._batch_lookups(raw_rows)
+        cols = list(zip(*raw_rows))
+        formats = dict(self.special)
+        out = []
+        width = len(self.fields) + self.joined
+        for i, col in enumerate(cols[:width]):
+            fmt = formats.get(i)
+            out.append(column_cells(col, fmt) if fmt else column_cells(col))
+        if self.fk_index is not None:
+            out.append(column_cells([self._fk_uuids(text, lookups) if text else NULL for text in cols[self.fk_index]]))
+        if seq:
+            out.append(column_cells(cols[-1]))
+        return list(map(",".join, zip(*out)))
+
+    def _cells_general(self, raw_rows, lookups, seq=False):
         """cells() for any order of annotations (list:references among them)."""
         n, formats = len(self.fields), self.formats
         out = []
@@ -127,6 +160,8 @@ class TableExporter:
                     row.append("|%s|" % "|".join(u for u in uuids if u) if ids else NULL)
                 else:
                     row.append(self._fk_uuids(raw[self.fields.index(fname)], lookups))
+            if seq:
+                row.append(_cell(raw[-1]))
             out.append(row)
         return out
 
@@ -240,31 +275,20 @@ def export_table(db, writer, tablename, since=None, until=None, batch=BATCH, ech
         where, params = changes.changed_where(db, tablename, since, until, alias="t", echo_of=echo_of)
     writer.begin_table(tablename, te.columns + [ROW_SEQ])
     cur = raw_cursor(db)
-    cur.execute(te.sql(where), params)
+    cur.execute(te.sql(where, seq=True), params)  # ROW_SEQ joined: one query
     count = 0
     while True:
         raw = cur.fetchmany(batch)
         if not raw:
             break
-        rows = te.cells(raw)
-        seqs = row_seqs(db, tablename, [r[0] for r in raw])
-        for r, cells in zip(raw, rows):
-            cells.append(_cell(seqs.get(r[0])))
-        writer.writerows(rows)
+        if te.straight:
+            writer.writelines(te.lines(raw, seq=True))
+        else:
+            writer.writerows(te.cells(raw, seq=True))
         count += len(raw)
     cur.close()
     writer.end_table()
     return count
-
-
-def row_seqs(db, tablename, ids):
-    """{local id: seq of its last change} (read after the rows: a seq is never older than the row read)."""
-    out = {}
-    for k in range(0, len(ids), 900):
-        chunk = ",".join(str(int(i)) for i in ids[k:k + 900])
-        out.update(dict(db.executesql("SELECT record_id, seq FROM %s WHERE tablename = '%s' AND record_id IN (%s)"
-                                      % (changes.CHANGE, tablename, chunk))))
-    return out
 
 
 def export_tombstones(db, writer, names, since=None, until=None):

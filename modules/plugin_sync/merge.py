@@ -56,10 +56,13 @@ from .errors import BadValue, FormatError, SyncError, UnresolvedReference
 from .export import ROW_SEQ, TOMBSTONE_COLUMNS, annotations, wire_rows
 from .peers import find_peer, record_sync, this_instance, utcnow
 from .report import Report
+from .schema import unique_uuid_index
 from .tables import conflict_policy, exclusion, synced_tables
 from .values import bar_encode, column_parser, dialect, is_text, normaliser, parser
 
 BATCH = 2000
+READ_AHEAD = True  # PostgreSQL: read and parse the next batches in a thread (see _ReadAhead)
+ID_CACHE = 100000  # uuid -> id mappings kept during an import (about 15 MB at most)
 CHUNK = 900  # ids/uuids per IN (...): under every SQLite build's variable limit
 NOT_COMPARED = ("id", "mci", "created_by", "modified_by", "modified_on")  # annotations, not content
 EPOCH = datetime.datetime(1970, 1, 1)
@@ -150,6 +153,23 @@ class SectionPlan:
         self.uuid_pos = self.pos["uuid"]
         self.mod_pos = self.pos.get("modified_on")
         self.compile(merger.char_bool)
+        self.optimistic = False  # see Merger.merge_table
+        self.skip = self.backoff = 0  # see missed()
+        # what Merger.all_same compares: the compared fields and modified_on
+        self.same_positions = list(self.compared) + ([self.mod_pos] if self.mod_pos is not None else [])
+        # fast_batch: annotated files whose references all carry their @uuid, no uploads to store
+        self.fast_ok = self.annotated and not self.upload_fields and all(
+            r[4] is not None for r in self.refs if r[3] != "fk")
+        # date/datetime cells written as they are when canonical (SQLite stores that very text; no adapter)
+        self.text_dates = [(pos, self.cell_index[pos]) + CANONICAL[t] for pos, t in enumerate(self.types)
+                           if t in CANONICAL]
+
+    def missed(self):
+        """The column-wise path looked a batch up in vain (rows differ, or some are new): skip it for
+        the next 1, 2, 4... (at most 32) batches of the table, as long as it keeps missing; False."""
+        self.backoff = min(self.backoff * 2 or 1, 32)
+        self.skip = self.backoff
+        return False
 
     def compile(self, char_bool):
         """Per-section shortcuts for the per-row work (parse, lookup, compare): no per-cell dispatch.
@@ -189,6 +209,11 @@ class Merger:
         self.tombstones = []
         self.tombstoned_tables = {}  # {table: has tombstones here}, see local_tombstones
         self.merged_tables = set()  # tables whose section is merged: a uuid of theirs not here now never will be
+        self.id_cache = {}  # {table: {uuid: local id}}, see uuid_to_id
+        self.tag_origin = None  # the sender's base_uuid, when its writes here are tagged as its own
+        self.sequences = {}  # PostgreSQL: {table: its id sequence}
+        self.id_cached = 0
+        self.referenced = None  # tables some synced table refers to (computed at the first insert)
         self.written_files = []
         self.me = this_instance(db)
         self.master = settings.master
@@ -245,6 +270,8 @@ class Merger:
         for peer in rows[1:]:
             if peer.get("base_uuid") == self.me.base_uuid and peer.get("merged@seq"):
                 self.seen_until = int(peer["merged@seq"])
+        if self.tags_writes(row):
+            self.tag_origin = row["base_uuid"]  # the batch captures tag their changes at once
 
     def read_tombstones(self, section):
         for line, cells in section.rows():
@@ -265,24 +292,41 @@ class Merger:
                 "(a reference to a record not in the file is set to NULL)"
             )
         self.report.table(plan.tablename)
-        raw, rows = [], section.rows()
-        while True:
-            try:
-                item = next(rows, None)
-            except SyncError:  # a bad value in an earlier row of the batch is the first error
-                [self.parse(plan, line, cells) for line, cells in raw]
-                raise
-            if item is None:
-                break
-            raw.append(item)
-            if len(raw) >= self.batch:
-                self.merge_batch(plan, self.parse_batch(plan, raw))
-                raw = []
-        if raw:
-            self.merge_batch(plan, self.parse_batch(plan, raw))
+        # a table empty so far whose uuid is UNIQUE: its batches are tried as all new without a lookup
+        # (the index refuses one that is not); after the first refusal they are looked up
+        plan.optimistic = plan.fast_ok and not self.execute("SELECT 1 FROM %s LIMIT 1" % plan.table._rname) \
+            and unique_uuid_index(self.db, plan.table) is not None
+        chunks = section.chunks(self.batch)
+        if self.ph != "?" and plan.fast_ok and READ_AHEAD:
+            # PostgreSQL: the next batches are read and parsed in a thread while the server works on this one
+            chunks = _ReadAhead(chunks, lambda raw: self.try_parse_cols(plan, raw))
+        try:
+            while True:
+                try:
+                    item = next(chunks, None)
+                except SyncError as e:  # a bad value in an earlier row of the batch is the first error
+                    [self.parse(plan, line, cells) for line, cells in getattr(e, "partial", ())]
+                    raise
+                if item is None:
+                    break
+                raw, parsed = item if isinstance(chunks, _ReadAhead) else (item, None)
+                if parsed is None and plan.fast_ok:
+                    parsed = self.try_parse_cols(plan, raw)
+                if not self.fast_batch(plan, raw, parsed):
+                    self.merge_batch(plan, self.parse_batch(plan, raw, parsed))
+        finally:
+            if isinstance(chunks, _ReadAhead):
+                chunks.close()
         self.merged_tables.add(plan.tablename)
 
-    def parse_batch(self, plan, raw):
+    def try_parse_cols(self, plan, raw):
+        """parse_cols(), or _UNUSUAL for a batch it leaves to the row-wise parse."""
+        try:
+            return self.parse_cols(plan, raw)
+        except _Unusual:
+            return _UNUSUAL
+
+    def parse_batch(self, plan, raw, parsed=None):
         """Incoming rows for a batch of (line, cells): column by column when the batch is ordinary.
 
         Each column goes through its parser in one map() (and a datetime or an
@@ -294,12 +338,26 @@ class Merger:
         """
         if plan.file_id is not None and not plan.annotated:
             return [self.parse(plan, line, cells) for line, cells in raw]
+        if parsed is _UNUSUAL:
+            return [self.parse(plan, line, cells) for line, cells in raw]
         try:
-            return self.parse_columns(plan, raw)
+            return self.parse_columns(plan, raw, parsed)
         except _Unusual:
             return [self.parse(plan, line, cells) for line, cells in raw]
 
-    def parse_columns(self, plan, raw):
+    def parse_columns(self, plan, raw, parsed=None):
+        """Incoming rows from parse_cols() (given as `parsed` when the column-wise path tried the batch)."""
+        cols, columns, uuids, mods, mcis = parsed if parsed is not None else self.parse_cols(plan, raw)
+        keycols = [(pos, self.key_column(plan, pos, kind, cols[pos], columns, note_index, raw, f))
+                   for pos, f, target, kind, note_index, notnull, synced in plan.refs]
+        ref_pos = [pos for pos, _ in keycols]
+        keyrows = zip(*[keys for _, keys in keycols]) if keycols else [()] * len(raw)
+        return [Incoming(line, uuid, list(values), dict(zip(ref_pos, keyrow)), mci, mod, cells)
+                for (line, cells), values, keyrow, uuid, mci, mod in zip(raw, zip(*cols), keyrows, uuids, mcis, mods)]
+
+    def parse_cols(self, plan, raw):
+        """The batch parsed column by column: (columns of values in plan.fields order, the file's
+        columns of cells, uuids, modified_on, mci); raises _Unusual for anything out of the ordinary."""
         columns = list(zip(*[cells for _, cells in raw]))
         cols = []
         for pos, i in enumerate(plan.cell_index):
@@ -326,9 +384,13 @@ class Merger:
         if None in uuids or "" in uuids:
             raise _Unusual()
         mods = cols[plan.mod_pos] if plan.mod_pos is not None else [None] * len(raw)
-        known = [m for m in mods if m is not None]
-        if known and max(known) > self.future_limit:
-            raise _Unusual()
+        if plan.mod_pos is not None and None not in mods:
+            if max(mods) > self.future_limit:
+                raise _Unusual()
+        else:
+            known = [m for m in mods if m is not None]
+            if known and max(known) > self.future_limit:
+                raise _Unusual()
         if plan.mci_index is not None:
             try:
                 mcis = list(map(int, columns[plan.mci_index]))
@@ -336,12 +398,7 @@ class Merger:
                 raise _Unusual()
         else:
             mcis = [0] * len(raw)
-        keycols = [(pos, self.key_column(plan, pos, kind, cols[pos], columns, note_index, raw, f))
-                   for pos, f, target, kind, note_index, notnull, synced in plan.refs]
-        ref_pos = [pos for pos, _ in keycols]
-        keyrows = zip(*[keys for _, keys in keycols]) if keycols else [()] * len(raw)
-        return [Incoming(line, uuid, list(values), dict(zip(ref_pos, keyrow)), mci, mod, cells)
-                for (line, cells), values, keyrow, uuid, mci, mod in zip(raw, zip(*cols), keyrows, uuids, mcis, mods)]
+        return cols, columns, uuids, mods, mcis
 
     def key_column(self, plan, pos, kind, values, columns, note_index, raw, field):
         """reference_keys() for a whole column (the annotated reference inline)."""
@@ -445,6 +502,168 @@ class Merger:
             return ("u", note)
         return ("f", value)
 
+    # -- one batch, column by column -----------------------------------------
+    def fast_batch(self, plan, raw, parsed=None):
+        """Merge a batch column by column, without a Python object per row; False if it cannot.
+
+        The two batches of a bulk load and of a re-sync: every row new here
+        (no uuid here, none tombstoned), or every row here already with the
+        same content.  Cells are parsed per column (parse_cols), references
+        resolved per column (one query per referenced table, dict lookups),
+        and the write's parameters zipped from the columns.  Anything else (a
+        row that differs, a mix, a reference nulled or waiting for a NOT NULL
+        target, a uuid twice, uploads, plain pydal files, any bad value) is
+        left to merge_batch, row by row: this returns False before it has
+        written or reported anything.
+        """
+        if not plan.fast_ok:
+            return False
+        if plan.skip:  # recent batches of this table needed the row-wise merge: so may this one
+            plan.skip -= 1
+            return False
+        if parsed is None:
+            parsed = self.try_parse_cols(plan, raw)
+        if parsed is _UNUSUAL:
+            return False
+        cols, columns, uuids, mods, mcis = parsed
+        cols = list(cols)
+        n, name = len(raw), plan.tablename
+        if len(set(uuids)) != n:
+            return False
+        if not plan.optimistic:
+            here = self.local_rows(plan, uuids)
+            if here and len(here) != n:
+                return plan.missed()
+            if not here and self.local_tombstones(name, uuids):
+                return False
+        elif self.local_tombstones(name, uuids):
+            plan.optimistic = False
+            return False
+        else:
+            here = None  # not looked up: the insert itself finds out (see write_inserts)
+        resolved = self.resolve_columns(plan, cols, columns)
+        if resolved is None:
+            return False
+        cols, defers, nulls = resolved
+        texts = {}  # canonical date/datetime columns as their text (None for <NULL>): the stored text itself
+        for pos, i, width, marks in plan.text_dates:
+            text = _canonical_text(columns[i], width, marks)
+            if text is not None:
+                texts[pos] = text
+        counts = self.report.table(name)
+        if here:  # every row here already: unchanged, or back to the row-wise merge
+            if defers or not self.all_same(plan, cols, texts, uuids, here, nulls):
+                return plan.missed()
+            plan.backoff = 0
+            counts["read"] += n
+            counts["unchanged"] += n
+            self.fix_deferred(only_table=name)
+            return True
+        for pos, text in texts.items():
+            cols[pos] = text
+        cols.append([m + 1 for m in mcis])
+        if not self.write_inserts(plan, cols, [line for line, _ in raw], uuids, optimistic=plan.optimistic):
+            plan.optimistic = False  # a uuid of the batch is here already: look them up from now on
+            return self.fast_batch(plan, raw, parsed)
+        counts["read"] += n
+        counts["created"] += n
+        for i, pos, field, why in sorted(nulls):  # as keep_references() reports them, row by row
+            self.report.count(name, "refs_nulled")
+            self.report.warn("reference set to NULL: %s" % why, table=name, line=raw[i][0], column=field,
+                             uuid=uuids[i])
+        for i, field, kind, target, keys in defers:
+            self.deferred.append((name, uuids[i], field, kind, target, keys, raw[i][0]))
+        self.fix_deferred(only_table=name)
+        return True
+
+    def local_rows(self, plan, uuids):
+        """The records of these uuids here, as rows of what all_same() compares: the uuid, then the
+        fields of plan.same_positions as stored (on SQLite dates as their stored text: no converter)."""
+        table, sqlite = plan.table, self.ph == "?"
+        dates = {pos for pos, _, _, _ in plan.text_dates} if sqlite else ()
+        cols = ", ".join(("CAST(%s AS TEXT)" if pos in dates else "%s") % table[plan.fields[pos]]._rname
+                         for pos in plan.same_positions)
+        rows = []
+        for where, params in self.in_list(table.uuid._rname, uuids):
+            rows.extend(self.execute("SELECT %s, %s FROM %s WHERE %s" % (table.uuid._rname, cols, table._rname, where),
+                                     params))
+        return rows
+
+    def all_same(self, plan, cols, texts, uuids, here, nulls):
+        """Whether every incoming row equals its record here (content and modified_on).
+
+        Both sides as tuples (uuid first) sorted by uuid, compared in one
+        list equality (in C).  Stored values are compared as the driver
+        returns them, not normalised: equal raw values are equal normalised
+        ones, and a value stored in another form (a boolean kept as 't', a
+        date with a time) only sends the batch to the row-wise merge, which
+        normalises.  On SQLite a date/datetime column compares as text when
+        the incoming one is canonical (equal canonical texts are equal values).
+        """
+        positions = plan.same_positions
+        if any(pos in positions for _, pos, _, _ in nulls):  # keep_local_unsynced would take the local value
+            return False
+        if self.ph == "?":
+            for pos, _, _, _ in plan.text_dates:
+                if pos in positions and pos not in texts:
+                    return False
+            incoming = [texts.get(pos) or cols[pos] for pos in positions]
+        else:
+            incoming = [cols[pos] for pos in positions]
+        here.sort()
+        return here == sorted(zip(uuids, *incoming))
+
+    def resolve_columns(self, plan, cols, columns):
+        """(cols with references as local ids, [(row index, field, kind, target, keys)] deferred,
+        [(row index, position, field, why)] nulled), or None when a reference waits for a NOT NULL
+        target or dangled at the sender (the row-wise merge does these)."""
+        cols, defers, nulls, n = list(cols), [], [], len(cols[0]) if cols else 0
+        for pos, f, target, kind, note_index, notnull, synced in plan.refs:
+            if kind == "fk":  # deleted_fk: {field: uuid}; mostly empty
+                notes = columns[note_index] if note_index is not None else ()
+                if any(nt != NULL and nt for nt in notes):
+                    return None
+                cols[pos] = [None] * n
+                continue
+            notes = columns[note_index]
+            if kind == "list":
+                keylists = [[u for u in nt.strip("|").split("|") if u] if nt != NULL else [] for nt in notes]
+                found = self.uuid_to_id(target, {u for keys in keylists for u in keys})
+                out = []
+                for i, keys in enumerate(keylists):
+                    if not keys:
+                        out.append(None)
+                        continue
+                    ids = [found.get(u) for u in keys]
+                    out.append(bar_encode([x for x in ids if x is not None]))
+                    if None in ids:
+                        defers.append((i, f, "list", target, [("u", u) for u in keys]))
+                cols[pos] = out
+                continue
+            values = cols[pos]
+            if None in values:
+                wanted = {nt for v, nt in zip(values, notes) if v is not None}
+            else:
+                wanted = set(notes)
+            if NULL in wanted or "" in wanted:  # the sender's own reference dangled
+                return None
+            found = self.uuid_to_id(target, wanted) if wanted else {}
+            get = found.get
+            if None in values:
+                out = [None if v is None else get(nt) for v, nt in zip(values, notes)]
+            else:
+                out = [get(nt) for nt in notes]
+            if len(found) < len(wanted):  # not here (yet)
+                if notnull:
+                    return None
+                missing = [(i, nt) for i, (v, nt) in enumerate(zip(values, notes)) if v is not None and nt not in found]
+                if synced:
+                    defers.extend((i, f, "ref", target, ("u", nt)) for i, nt in missing)
+                else:  # not in this file by policy: nulled (a record here keeps its own value)
+                    nulls.extend((i, pos, f, "%s %s is not here" % (target, nt)) for i, nt in missing)
+            cols[pos] = out
+        return cols, defers, nulls
+
     # -- one batch ---------------------------------------------------------
     def merge_batch(self, plan, batch):
         name, counts = plan.tablename, self.report.table(plan.tablename)
@@ -536,10 +755,9 @@ class Merger:
         table, out = plan.table, {}
         cols = ", ".join(table[f]._rname for f in plan.fields)
         normalisers, uuid_pos = plan.normalisers, plan.uuid_pos
-        for chunk in _chunks(uuids, CHUNK):
-            sql = "SELECT id, %s FROM %s WHERE %s IN (%s)" % (
-                cols, table._rname, table.uuid._rname, ",".join([self.ph] * len(chunk)))
-            for raw in self.execute(sql, chunk):
+        for where, params in self.in_list(table.uuid._rname, uuids):
+            sql = "SELECT id, %s FROM %s WHERE %s" % (cols, table._rname, where)
+            for raw in self.execute(sql, params):
                 vals = list(raw[1:])
                 for i, fn in normalisers:
                     if vals[i] is not None:
@@ -547,16 +765,58 @@ class Merger:
                 out[vals[uuid_pos]] = (raw[0], vals)
         return out
 
+    def in_list(self, column, values):
+        """(`column IN (...)` condition, its parameters) per chunk: SQLite's variable limit; on
+        PostgreSQL one `= ANY(array)` (one parameter: nothing to parse and plan per value)."""
+        values = list(values)
+        if not values:
+            return []
+        if self.ph != "?":
+            return [("%s = ANY(%%s)" % column, [values])]
+        return [("%s IN (%s)" % (column, ",".join("?" * len(chunk))), chunk) for chunk in _chunks(values, CHUNK)]
+
     def uuid_to_id(self, tablename, uuids):
-        """{uuid: local id} for records of a table here."""
+        """{uuid: local id} for records of a table here.
+
+        Mappings read or written during the import are cached (bounded by
+        ID_CACHE entries): a uuid keeps its id until a record is deleted, and
+        the merge deletes only at the end (apply_tombstones drops the cache).
+        """
         table, out = self.db[tablename], {}
         if "uuid" not in table.fields:
             return out
-        for chunk in _chunks(list(uuids), CHUNK):
-            sql = "SELECT %s, id FROM %s WHERE %s IN (%s)" % (
-                table.uuid._rname, table._rname, table.uuid._rname, ",".join([self.ph] * len(chunk)))
-            out.update(dict(self.execute(sql, chunk)))
+        cache = self.id_cache.get(tablename)
+        if cache:
+            uuids = set(uuids)
+            hits = uuids & cache.keys()
+            out = {u: cache[u] for u in hits}
+            uuids -= hits
+        for where, params in self.in_list(table.uuid._rname, uuids):
+            sql = "SELECT %s, id FROM %s WHERE %s" % (table.uuid._rname, table._rname, where)
+            found = dict(self.execute(sql, params))
+            out.update(found)
+            self.cache_ids(tablename, found)
         return out
+
+    def cache_ids(self, tablename, found):
+        if found and self.id_cached + len(found) <= ID_CACHE:
+            self.id_cache.setdefault(tablename, {}).update(found)
+            self.id_cached += len(found)
+
+    def is_referenced(self, table):
+        """Whether a synced table refers to this one (its uuid -> id mappings are worth caching)."""
+        if self.referenced is None:
+            from .tables import references
+
+            self.referenced = {ref for name in self.synced for _, ref, _ in references(self.db[name])}
+        return table._tablename in self.referenced and self.id_cached < ID_CACHE
+
+    def learn_inserted(self, table, after):
+        """Cache uuid -> id of the rows just inserted (ids above `after`), if other records refer to them."""
+        if not self.is_referenced(table):
+            return
+        self.cache_ids(table._tablename, dict(self.execute("SELECT %s, id FROM %s WHERE id > %d" % (
+            table.uuid._rname, table._rname, int(after)))))
 
     def resolve_batch(self, plan, batch):
         """{target table: {uuid: local id}} for every reference in the batch that resolves now."""
@@ -759,26 +1019,66 @@ class Merger:
 
     # -- writing ---------------------------------------------------------
     def write(self, plan, inserts, updates):
-        table, fields = plan.table, plan.fields
         if inserts:
-            cols = [table[f]._rname for f in fields] + [table.mci._rname]
-            sql = "INSERT INTO %s (%s) VALUES (%s)" % (table._rname, ", ".join(cols), ",".join([self.ph] * len(cols)))
-            if self.ph == "?":  # SQLite, one writer: the new rows are those above the current max(id)
-                capture = dict(inserted_after=self.execute("SELECT coalesce(max(id), 0) FROM %s" % table._rname)[0][0])
-            else:
-                capture = dict(new_uuids=[row.uuid for row, _ in inserts])
-            copy = "COPY %s (%s) FROM STDIN" % (table._rname, ", ".join(cols))  # PostgreSQL
-            self.executemany(plan, sql, [values + [row.mci + 1] for row, values in inserts], [r for r, _ in inserts],
-                             capture, copy)
+            self.write_inserts(plan, list(zip(*[values + [row.mci + 1] for row, values in inserts])),
+                               [r.line for r, _ in inserts], [row.uuid for row, _ in inserts])
         if updates:
-            sets = ", ".join("%s=%s" % (table[f]._rname, self.ph) for f in fields + ["mci"])
-            sql = "UPDATE %s SET %s WHERE id=%s" % (table._rname, sets, self.ph)
-            self.executemany(plan, sql, [values + [row.mci + 1, lid] for row, values, lid in updates],
-                             [r for r, _, _ in updates], dict(ids=[lid for _, _, lid in updates]))
+            self.write_updates(plan, [values + [row.mci + 1, lid] for row, values, lid in updates],
+                               [r.line for r, _, _ in updates])
         if plan.upload_fields:
             for row, values in [(r, v) for r, v in inserts] + [(r, v) for r, v, _ in updates]:
                 for pos in plan.upload_fields:
                     self.store_upload(plan, plan.fields[pos], values[pos], row)
+
+    def write_inserts(self, plan, columns, lines, uuids, optimistic=False):
+        """INSERT the rows, given as columns (values in plan.fields order, then mci); `lines` name them in errors.
+
+        SQLite: the new rows are those above the table's max(id) (one writer).
+        PostgreSQL: the rows get their ids from the table's sequence here, so
+        that the capture and the uuid -> id cache need no look at the table.
+        `optimistic`: the uuids were not looked up; the table's UNIQUE uuid
+        index refuses the batch if one is here already: then nothing is
+        written and this returns False.
+        """
+        table = plan.table
+        cols = [table[f]._rname for f in plan.fields] + [table.mci._rname]
+        ids = self.new_ids(table, len(lines)) if self.ph != "?" else None
+        if ids is not None:
+            cols = [table._id._rname] + cols
+            columns = [ids] + list(columns)
+            after, capture = None, dict(new_ids=ids)
+        else:
+            after = self.execute("SELECT coalesce(max(id), 0) FROM %s" % table._rname)[0][0]
+            capture = dict(inserted_after=after) if self.ph == "?" else dict(new_uuids=uuids)
+        sql = "INSERT INTO %s (%s) VALUES (%s)" % (table._rname, ", ".join(cols), ",".join([self.ph] * len(cols)))
+        copy = "COPY %s (%s) FROM STDIN" % (table._rname, ", ".join(cols))  # PostgreSQL
+        params = list(zip(*columns)) if self.ph == "?" else None  # PostgreSQL: COPY text made from the columns
+        if not self.executemany(plan, sql, params, lines, capture, copy, columns, optimistic):
+            return False
+        if ids is not None:
+            if self.is_referenced(table):
+                self.cache_ids(table._tablename, dict(zip(uuids, ids)))
+        else:
+            self.learn_inserted(table, after)
+        return True
+
+    def new_ids(self, table, n):
+        """PostgreSQL: n new ids from the table's sequence (None if its id has none)."""
+        name = table._tablename
+        if name not in self.sequences:
+            self.sequences[name] = self.execute("SELECT pg_get_serial_sequence(%s, %s)",
+                                                (table._rname, table._id._rname.strip('"')))[0][0]
+        if not self.sequences[name]:
+            return None
+        return [r[0] for r in self.execute("SELECT nextval(%s) FROM generate_series(1, %s)",
+                                           (self.sequences[name], n))]
+
+    def write_updates(self, plan, params, lines):
+        """UPDATE the rows (values in plan.fields order, mci, then the local id)."""
+        table = plan.table
+        sets = ", ".join("%s=%s" % (table[f]._rname, self.ph) for f in plan.fields + ["mci"])
+        sql = "UPDATE %s SET %s WHERE id=%s" % (table._rname, sets, self.ph)
+        self.executemany(plan, sql, params, lines, dict(ids=[p[-1] for p in params]))
 
     def store_upload(self, plan, fieldname, filename, row):
         """Write an uploaded file that travelled in the bundle, unless it is here already."""
@@ -795,30 +1095,38 @@ class Merger:
             f.write(self.files[filename])
         self.written_files.append(path)
 
-    def executemany(self, plan, sql, params, rows, capture, copy=None):
+    def executemany(self, plan, sql, params, lines, capture, copy=None, columns=None, optimistic=False):
         """Write a batch; if the database refuses it, find the row and say where.
 
         The batch's changes are captured set-based (changes.bulk_begin/bulk_end):
         on SQLite the per-row triggers would cost more than the writes themselves.
+        `params` may be None when `columns` holds the rows column by column (for a COPY).
+        `optimistic`: if the database refuses the batch, undo it and return False.
         """
         cur = self.db._adapter.cursor
         self.execute("SAVEPOINT plugin_sync_batch")
         changes.bulk_begin(self.db, plan.tablename)
         try:
-            self.many(sql, params, copy)
+            self.many(sql, params, copy, columns)
         except Exception:
             self.execute("ROLLBACK TO SAVEPOINT plugin_sync_batch")
-            for p, row in zip(params, rows):
+            if optimistic:  # the caller looks the rows up and tries again; any real error shows then
+                self.execute("RELEASE SAVEPOINT plugin_sync_batch")
+                return False
+            if params is None:
+                params = list(zip(*columns))
+            for p, line in zip(params, lines):
                 try:
                     cur.execute(sql, p)
                 except Exception as e:
                     raise BadValue("the database refused the row: %s" % str(e).strip().splitlines()[0],
-                                   table=plan.tablename, line=row.line)
+                                   table=plan.tablename, line=line)
             raise
-        changes.bulk_end(self.db, plan.tablename, **capture)
+        changes.bulk_end(self.db, plan.tablename, origin=self.tag_origin, **capture)
         self.execute("RELEASE SAVEPOINT plugin_sync_batch")
+        return True
 
-    def many(self, sql, params, copy=None):
+    def many(self, sql, params, copy=None, columns=None):
         """executemany; on PostgreSQL in pages (psycopg2's executemany is one round trip per row).
 
         On PostgreSQL an INSERT that comes with its `copy` statement ("COPY t
@@ -830,7 +1138,7 @@ class Merger:
         if self.ph == "?":
             cur.executemany(sql, params)
         elif copy:
-            cur.copy_expert(copy, _copy_text(params))
+            cur.copy_expert(copy, _copy_columns(columns) if columns is not None else _copy_text(params))
         else:
             from psycopg2.extras import execute_batch
 
@@ -890,8 +1198,15 @@ class Merger:
             table = self.db[tablename]
             sql = "UPDATE %s SET %s=%s WHERE %s=%s" % (table._rname, table[field]._rname, self.ph, table.uuid._rname, self.ph)
             changes.bulk_begin(self.db, tablename)  # captured set-based, as in executemany()
-            self.many(sql, params)
-            changes.bulk_end(self.db, tablename, uuids=[p[1] for p in params])
+            if self.ph == "?":
+                self.many(sql, params)
+            else:  # PostgreSQL: one UPDATE ... FROM unnest(...), the last value of a uuid as the UPDATEs in turn
+                last = {u: v for v, u in params}
+                kind = "text[]" if table[field].type.startswith("list:") else "bigint[]"
+                self.execute("UPDATE %s SET %s = v.val FROM unnest(%%s::%s, %%s::text[]) AS v(val, uuid) "
+                             "WHERE %s.%s = v.uuid" % (table._rname, table[field]._rname, kind, table._rname,
+                                                       table.uuid._rname), (list(last.values()), list(last)))
+            changes.bulk_end(self.db, tablename, uuids=[p[1] for p in params], origin=self.tag_origin)
         self.deferred = rest + keep
 
     def retry_pending(self, final):
@@ -935,14 +1250,20 @@ class Merger:
         self.apply_tombstones()
         origin = self.origin or origin_hint
         if origin and origin.get("base_uuid") and origin["base_uuid"] != self.me.base_uuid:
-            since = origin.get("since@seq")
-            if since is None or int(since) <= self.merged_until:
-                # not after a gap: an older file of the sender's, arriving later, would be newer than
-                # what the tags say the sender had seen (merged_until could not skip its rows)
+            if self.tags_writes(origin):
                 changes.tag_writes(self.db, self.mark, origin["base_uuid"])
             peer_id = record_sync(self.db, origin, when=self.now)
             self.acknowledge(peer_id, origin)
         self.report.checkpoint = (self.origin or {}).get("until@seq")
+
+    def tags_writes(self, origin):
+        """Whether this import's writes are tagged as the sender's (see changes.tag_writes)."""
+        if not (origin and origin.get("base_uuid") and origin["base_uuid"] != self.me.base_uuid):
+            return False
+        # not after a gap: an older file of the sender's, arriving later, would be newer than
+        # what the tags say the sender had seen (merged_until could not skip its rows)
+        since = origin.get("since@seq")
+        return since is None or int(since) <= self.merged_until
 
     def acknowledge(self, peer_id, origin):
         """Remember up to where we merged the sender's changes, if the file left no gap."""
@@ -963,6 +1284,7 @@ class Merger:
 
     def apply_tombstones(self):
         """Hard-delete what the sender hard-deleted, unless it changed here afterwards; remember the uuid."""
+        self.id_cache, self.id_cached = {}, 0  # deleted records' uuids must not resolve any more
         me, gone = self.me.base_uuid, False
         for tablename, uuid, deleted_on, origin, line in self.tombstones:
             if tablename not in self.synced or not uuid:
@@ -1142,6 +1464,26 @@ def _copy_text(params):
     return io.StringIO("\n".join(lines))
 
 
+def _copy_columns(columns):
+    """_copy_text() of the rows whose columns these are, built column by column (no Python per row):
+    each column to text in one map(), escaped only if its joined text holds a character to escape."""
+    out = []
+    for col in columns:
+        types = set(map(type, col))
+        nulls = type(None) in types
+        if types - {str, type(None)}:
+            col = [None if v is None else v if type(v) is str else str(v) for v in col] if nulls else list(map(str, col))
+        text = "".join([v for v in col if v is not None]) if nulls else "".join(col)
+        if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+            col = [None if v is None else _copy_escape(v) for v in col]
+        if nulls:
+            col = ["\\N" if v is None else v for v in col]
+        out.append(col)
+    lines = list(map("\t".join, zip(*out)))
+    lines.append("")
+    return io.StringIO("\n".join(lines))
+
+
 def _copy_escape(text):
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
@@ -1162,6 +1504,73 @@ class _Unusual(Exception):
     """A batch that the column-wise parse leaves to the row-wise one."""
 
 
+_UNUSUAL = object()
+
+
+class _ReadAhead:
+    """The chunks of a section, read and parsed (`parse`) in a thread one or two batches ahead.
+
+    For PostgreSQL, where the merge mostly waits for the server (libpq calls
+    release the GIL): reading and parsing the next batch overlaps the
+    server's work on this one.  next() gives (chunk, parse(chunk)) in file
+    order, then None; an exception of the reader (a format error after some
+    rows, with its `partial`) is raised by next() in its place in the file,
+    so errors come in the same order as without the thread.  Memory stays
+    bounded (a queue of 2 batches).  close() stops the thread and waits for it.
+    """
+
+    def __init__(self, chunks, parse, depth=2):
+        import queue
+        import threading
+
+        self.queue, self.empty = queue.Queue(depth), queue.Empty
+        self.stop, self.done = threading.Event(), False
+        self.thread = threading.Thread(target=self.run, args=(chunks, parse, queue.Full), daemon=True,
+                                       name="plugin_sync read-ahead")
+        self.thread.start()
+
+    def run(self, chunks, parse, full):
+        def put(item):
+            while not self.stop.is_set():
+                try:
+                    self.queue.put(item, timeout=0.1)
+                    return True
+                except full:
+                    continue
+            return False
+
+        try:
+            for raw in chunks:
+                if not put(("chunk", (raw, parse(raw)))):
+                    return
+            put(("end", None))
+        except BaseException as e:  # handed to the merging thread, raised there in its place
+            put(("error", e))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.done:
+            raise StopIteration
+        kind, value = self.queue.get()
+        if kind == "chunk":
+            return value
+        self.done = True
+        if kind == "error":
+            raise value
+        raise StopIteration
+
+    def close(self):
+        self.stop.set()
+        while self.thread.is_alive():
+            try:
+                self.queue.get(timeout=0.1)
+            except self.empty:
+                pass
+        self.thread.join()
+
+
 UNKNOWN_SEQ = float("inf")
 
 
@@ -1170,6 +1579,30 @@ def _sorted_json(text):
         return json.dumps(json.loads(text), sort_keys=True)
     except (TypeError, ValueError):
         return text
+
+
+# the text pydal stores for a date/datetime (and SQLite keeps as it is): width, separators at their places
+CANONICAL = {
+    "datetime": (19, ((4, "-"), (7, "-"), (10, " "), (13, ":"), (16, ":"))),
+    "date": (10, ((4, "-"), (7, "-"))),
+}
+
+
+def _canonical_text(cells, width, marks):
+    """The cells (already parsed fine) with <NULL> as None, if all others have exactly the canonical
+    form (then they are what pydal stores, and compare as values do); else None."""
+    if NULL in cells:
+        cells = [None if c == NULL else c for c in cells]
+        given = [c for c in cells if c is not None]
+    else:
+        given = cells
+    if given:
+        if set(map(len, given)) != {width}:
+            return None
+        text = "".join(given)
+        if not all(text[k::width].count(c) == len(given) for k, c in marks):
+            return None
+    return cells
 
 
 def _row_seq(plan, row):

@@ -157,17 +157,32 @@ def normaliser(ftype, char_bool):
 def column_parser(ftype, parse):
     """A function: a column of cells -> the list of `parse`d values, with C-level fast paths.
 
-    Integers and canonical date-times convert in one map() over the builtin
-    (same results as `parse` for such cells); otherwise, or when a cell is not
-    canonical, map() over `parse` itself.  Raises ValueError/TypeError like `parse`.
+    Integers, floats, canonical dates and date-times convert in one map() over
+    the builtin (same results as `parse` for such cells), booleans through a
+    dict of the usual cells, a column of <NULL> at once; otherwise, or when a
+    cell is not ordinary, map() over `parse` itself.  Raises ValueError/TypeError like `parse`.
     """
+    def nulls(col):  # a column of <NULL> only (an unused reference, deleted_rb...)
+        return col[0] == NULL and col.count(NULL) == len(col)
+
     if parse is _int:
         def ints(col):
             try:
                 return list(map(int, col))
             except ValueError:  # <NULL>, blanks, or a bad value: the cell-by-cell rules
+                if nulls(col):
+                    return [None] * len(col)
                 return list(map(parse, col))
         return ints
+    if parse is _float:
+        def floats(col):
+            try:
+                return list(map(float, col))
+            except ValueError:
+                if nulls(col):
+                    return [None] * len(col)
+                return list(map(parse, col))
+        return floats
     if parse is _datetime:
         def datetimes(col):
             if set(map(len, col)) == {19}:
@@ -177,7 +192,27 @@ def column_parser(ftype, parse):
                     pass
             return list(map(parse, col))
         return datetimes
+    if parse is _date:
+        def dates(col):
+            if set(map(len, col)) == {10}:
+                try:
+                    return list(map(_date_fromisoformat, col))
+                except ValueError:
+                    pass
+            return list(map(parse, col))
+        return dates
+    if parse in (_bool, _bool_char):
+        usual = {cell: parse(cell) for cell in _TRUE + ("F", "False", "false", "0", "f", "FALSE", NULL, "")}
+
+        def booleans(col):
+            if all(map(usual.__contains__, col)):
+                return list(map(usual.__getitem__, col))
+            return list(map(parse, col))
+        return booleans
     return lambda col: list(map(parse, col))
+
+
+_date_fromisoformat = datetime.date.fromisoformat
 
 
 def is_text(parse):
@@ -246,3 +281,44 @@ def _fmt_time(value):
     if isinstance(value, str):
         return value[:19]
     return value.isoformat()[:19].replace("T", " ")
+
+
+_BOOL_CELLS = {None: NULL, True: "True", False: "False", "T": "True", "t": "True", "1": "True",
+               "F": "False", "f": "False", "0": "False"}
+_QUOTE = (",", '"', "\r", "\n")
+
+
+def column_cells(col, fmt=None):
+    """A column of database values -> its CSV cells as csv.writer writes them (quoted where needed).
+
+    `fmt` is the column's formatter (None: the plain one, None -> <NULL>).
+    Whole-column checks pick C-level paths: canonical stored date texts
+    are the cells themselves, booleans map through a dict, numbers through
+    str(); only a column holding a comma, quote or line break is quoted
+    cell by cell (QUOTE_MINIMAL: only the cells that hold one).
+    """
+    if fmt is None or fmt is _fmt_plain:
+        col = [NULL if v is None else v for v in col] if None in col else col
+    elif fmt is _fmt_datetime_text or fmt is _fmt_date_text:
+        width = 19 if fmt is _fmt_datetime_text else 10
+        marks = ((10, " "),) if width == 19 else ((4, "-"), (7, "-"))  # what the formatter checks
+        if None in col or set(map(len, col)) != {width} or any(
+                "".join(col)[k::width].count(c) != len(col) for k, c in marks):
+            col = list(map(fmt, col))
+    elif fmt is _fmt_bool:
+        try:
+            col = list(map(_BOOL_CELLS.__getitem__, col))
+        except (KeyError, TypeError):
+            col = list(map(fmt, col))
+    else:
+        col = list(map(fmt, col))
+    if set(map(type, col)) != {str}:
+        col = list(map(str, col))
+    text = "".join(col)
+    if "," in text or '"' in text or "\r" in text or "\n" in text:
+        col = [_csv_quote(c) if ("," in c or '"' in c or "\r" in c or "\n" in c) else c for c in col]
+    return col
+
+
+def _csv_quote(cell):
+    return '"%s"' % cell.replace('"', '""')

@@ -438,12 +438,13 @@ def run_backend(bench, args, files):
     floor = n / t_floor
     bench.record("raw executemany insert (floor)", n, floor, runs, note=floor_note)
     if bench.backend == "sqlite":
-        # what the app's own database allows: foreign keys checked, the plugin's uuid index,
-        # the change triggers present (standing aside, as during the merge's batches)
+        # what the app's own database allows: foreign keys checked, the UNIQUE uuid index, the change
+        # triggers present and standing aside (the merge itself drops a table's insert/update
+        # triggers for the length of a batch: see changes.bulk_begin)
         t_app, _ = median_time(lambda inst: inst.load(None, rows), runs, lambda: app_floor(bench),
                                lambda inst: inst.close())
         bench.record("raw executemany insert into the app's database", n, n / t_app, runs,
-                     note="foreign keys on, two uuid indexes, triggers present with the bulk marker set")
+                     note="foreign keys on, the UNIQUE uuid index, triggers present with the bulk marker set")
 
     # 1. export
     f_engine = files("engine-%d.csv" % n)
