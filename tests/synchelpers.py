@@ -1,4 +1,5 @@
 """Helpers for sync tests: move data between two app environments, compare by uuid."""
+import datetime
 import io
 
 from applications.eden.modules.plugin_sync.export import wire_rows
@@ -134,3 +135,17 @@ def assert_converged(*envs):
         assert not diffs, diffs[:5]
     for env in envs:
         assert dangling(env) == []
+
+
+def org_conflict(a, b):
+    """A's older phone (111) meets B's newer one (222) on B: a conflict kept local there; the org's uuid."""
+    seed_small(a)
+    sync(a, b)
+    db_a, db_b = a["db"], b["db"]
+    t0 = datetime.datetime.utcnow().replace(microsecond=0)
+    org_uuid = db_a(db_a.org_organisation.acronym == "RC").select().first().uuid
+    db_a(db_a.org_organisation.uuid == org_uuid).update(phone="111", modified_on=t0 - datetime.timedelta(minutes=5))
+    db_b(db_b.org_organisation.uuid == org_uuid).update(phone="222", modified_on=t0)
+    db_a.commit(); db_b.commit()
+    sync(a, b)
+    return org_uuid

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from synchelpers import instances, seed_small
+from synchelpers import instances, org_conflict, seed_small
 
 from applications.eden.modules.plugin_sync.cli import COMMANDS
 
@@ -76,24 +76,15 @@ def test_status(new_instance):
 
 def test_conflicts_and_restore(new_instance):
     a, b = instances(new_instance, "a", "b")
-    seed_small(a)
-    from synchelpers import sync
-    import datetime
-
-    sync(a, b)
-    db_a, db_b = a["db"], b["db"]
-    t0 = datetime.datetime.utcnow().replace(microsecond=0)
-    db_a(db_a.org_organisation.acronym == "RC").update(phone="older", modified_on=t0 - datetime.timedelta(minutes=5))
-    db_b(db_b.org_organisation.acronym == "RC").update(phone="newer", modified_on=t0)
-    db_a.commit(); db_b.commit()
-    sync(a, b)
+    org_conflict(a, b)
+    db_b = b["db"]
     r = cli(b, "conflicts", "--json")
     listed = json.loads(r.stdout)
     assert r.returncode == 0 and len(listed) == 1 and listed[0]["resolution"] == "kept_local"
     r = cli(b, "restore", str(listed[0]["id"]))
     assert r.returncode == 0 and b"restored" in r.stdout, r.stderr
     db_b.commit()  # a new read transaction: the CLI wrote in its own process
-    assert db_b(db_b.org_organisation.acronym == "RC").select().first().phone == "older"
+    assert db_b(db_b.org_organisation.acronym == "RC").select().first().phone == "111"
     assert b"no unreviewed conflicts" in cli(b, "conflicts").stdout
     assert b"replaced by the restore" in cli(b, "conflicts", "--all").stdout
     r = cli(b, "restore", "4242")

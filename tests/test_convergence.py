@@ -342,6 +342,12 @@ class World:
         kind = op[0]
         getattr(self, "op_" + kind)(*op[1:])
 
+    def pick(self, i, table, rec, among=None):
+        """(instance, its db, the id of its rec-th newest record of table, or None if it has none)."""
+        i = i % self.n
+        ids = (among or self.live)(i, table)
+        return i, self.envs[i]["db"], ids[-1 - rec % len(ids)] if ids else None
+
     def op_tick(self, seconds):
         self.now += datetime.timedelta(seconds=seconds)
 
@@ -362,12 +368,9 @@ class World:
         self.record_version(i, table, rid)
 
     def op_edit(self, i, table, rec, field, value, mode):
-        i = i % self.n
-        db = self.envs[i]["db"]
-        ids = self.live(i, table)
-        if not ids:
+        i, db, rid = self.pick(i, table, rec)
+        if rid is None:
             return
-        rid = ids[-1 - rec % len(ids)]
         fields = sorted(POOLS[table])
         field = fields[field % len(fields)]
         row = db[table](rid)
@@ -393,12 +396,9 @@ class World:
         self.record_version(i, table, rid)
 
     def op_soft_delete(self, i, table, rec):
-        i = i % self.n
-        db = self.envs[i]["db"]
-        ids = self.live(i, table)
-        if not ids:
+        i, db, rid = self.pick(i, table, rec)
+        if rid is None:
             return
-        rid = ids[-1 - rec % len(ids)]
         row = db[table](rid)
         fk = {f: row[f] for f, _, is_list in references(db[table]) if not is_list and row[f]
               and f not in ("created_by", "modified_by")}
@@ -409,12 +409,9 @@ class World:
         self.record_version(i, table, rid)
 
     def op_hard_delete(self, i, table, rec):
-        i = i % self.n
-        db = self.envs[i]["db"]
-        ids = self.present(i, table)
-        if not ids:
+        i, db, rid = self.pick(i, table, rec, self.present)
+        if rid is None:
             return
-        rid = ids[-1 - rec % len(ids)]
         before = snapshot(self.envs[i])
         tables = synced_tables(db, settings(self.envs[i]))
         present = {t: set(self.present(i, t)) for t in tables}

@@ -1,8 +1,6 @@
 """Restoring the losing version of a conflict (the conflicts page's "Restore this version")."""
-import datetime
-
 import pytest
-from synchelpers import assert_converged, instances, seed_small, settings, sync
+from synchelpers import assert_converged, instances, org_conflict, settings, sync
 
 from applications.eden.modules.plugin_sync.errors import SyncError
 from applications.eden.modules.plugin_sync.restore import restore
@@ -10,17 +8,9 @@ from applications.eden.modules.plugin_sync.restore import restore
 
 def _conflict(a, b):
     """A's older phone loses to B's newer one on B; return (org uuid, the conflict row on B)."""
-    seed_small(a)
-    sync(a, b)
-    db_a, db_b = a["db"], b["db"]
-    t0 = datetime.datetime.utcnow().replace(microsecond=0)
-    org_uuid = db_a(db_a.org_organisation.acronym == "RC").select().first().uuid
-    db_a(db_a.org_organisation.uuid == org_uuid).update(phone="111", modified_on=t0 - datetime.timedelta(minutes=5))
-    db_b(db_b.org_organisation.uuid == org_uuid).update(phone="222", modified_on=t0)
-    db_a.commit(); db_b.commit()
-    sync(a, b)
-    c = db_b.plugin_sync_conflict
-    return org_uuid, db_b(c.record_uuid == org_uuid).select().first()
+    org_uuid = org_conflict(a, b)
+    c = b["db"].plugin_sync_conflict
+    return org_uuid, b["db"](c.record_uuid == org_uuid).select().first()
 
 
 def test_restore_puts_the_losing_version_back_and_keeps_the_replaced_one(new_instance):

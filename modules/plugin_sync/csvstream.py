@@ -104,21 +104,14 @@ class Section:
         append = chunk.append
         start = csvr.line_num + 1
         for row in csvr:
-            if len(row) == width > 1:  # the common case, checked first
-                append((start, row))
-                start = csvr.line_num + 1
-                if len(chunk) >= size:
-                    yield chunk
-                    chunk = []
-                    append = chunk.append
-                continue
-            if not row or (len(row) == 1 and not row[0].strip()):
-                break
-            if len(row) != width:
-                e = FormatError("row has %d cells, the header has %d" % (len(row), width),
-                                table=self.tablename, line=start)
-                e.partial = chunk
-                raise e
+            if len(row) != width or width == 1:  # the common case passes this one test
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    break
+                if len(row) != width:
+                    e = FormatError("row has %d cells, the header has %d" % (len(row), width),
+                                    table=self.tablename, line=start)
+                    e.partial = chunk
+                    raise e
             append((start, row))
             start = csvr.line_num + 1
             if len(chunk) >= size:

@@ -154,6 +154,18 @@ def normaliser(ftype, char_bool):
     return None
 
 
+def _iso_column(width, fromisoformat, parse):
+    """A column of canonical ISO cells (all `width` long) through the C conversion; any other, cell by cell."""
+    def column(col):
+        if set(map(len, col)) == {width}:
+            try:
+                return list(map(fromisoformat, col))
+            except ValueError:
+                pass
+        return list(map(parse, col))
+    return column
+
+
 def column_parser(ftype, parse):
     """A function: a column of cells -> the list of `parse`d values, with C-level fast paths.
 
@@ -184,23 +196,9 @@ def column_parser(ftype, parse):
                 return list(map(parse, col))
         return floats
     if parse is _datetime:
-        def datetimes(col):
-            if set(map(len, col)) == {19}:
-                try:
-                    return list(map(_fromisoformat, col))
-                except ValueError:
-                    pass
-            return list(map(parse, col))
-        return datetimes
+        return _iso_column(19, _fromisoformat, parse)
     if parse is _date:
-        def dates(col):
-            if set(map(len, col)) == {10}:
-                try:
-                    return list(map(_date_fromisoformat, col))
-                except ValueError:
-                    pass
-            return list(map(parse, col))
-        return dates
+        return _iso_column(10, _date_fromisoformat, parse)
     if parse in (_bool, _bool_char):
         usual = {cell: parse(cell) for cell in _TRUE + ("F", "False", "false", "0", "f", "FALSE", NULL, "")}
 
