@@ -98,3 +98,25 @@ def test_database_refusal_names_the_row(pair):
     assert e.value.table == "hms_hospital" and e.value.line == line
     assert "database refused" in str(e.value)
     assert _state(b) == before
+
+
+def test_import_and_export_give_the_garbage_collector_back(pair):
+    """They pause it for speed (gcpause): a server must get it back on after either, failed or not,
+    and a caller that had turned it off keeps it off."""
+    import gc
+
+    a, b = pair
+    assert gc.isenabled()
+    data = export(a)
+    assert gc.isenabled()
+    import_from(b["db"], settings(b), data)
+    assert gc.isenabled()
+    with pytest.raises(TruncatedFile):
+        import_from(b["db"], settings(b), data[: data.rindex(b"END")])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        import_from(b["db"], settings(b), data)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -11,6 +11,7 @@ import json
 
 from . import changes
 from .csvstream import NULL, UUID, Writer
+from .gcpause import paused
 from .peers import identity_record, utcnow
 from .tables import references, synced_tables
 from .values import bar_decode, bar_encode, column_cells, formatter, is_plain_formatter, stored_text_formatter
@@ -236,6 +237,7 @@ def raw_cursor(db, named=True):
     return conn.cursor()
 
 
+@paused
 def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH, echo_of=None):
     """Write the synced tables (or `tables`) to the text stream `out`; return counts per table.
 

@@ -51,6 +51,7 @@ import time
 from operator import itemgetter
 
 from . import changes
+from .gcpause import paused
 from .csvstream import NULL, UUID, Reader
 from .errors import BadValue, FormatError, SyncError, UnresolvedReference
 from .export import ROW_SEQ, TOMBSTONE_COLUMNS, annotations, wire_rows
@@ -68,6 +69,7 @@ NOT_COMPARED = ("id", "mci", "created_by", "modified_by", "modified_on")  # anno
 EPOCH = datetime.datetime(1970, 1, 1)
 
 
+@paused
 def import_and_sync(db, source, settings, dry_run=False, files=None, batch=BATCH, now=None, origin_hint=None):
     """Merge the CSV `source` (path, bytes or stream; gzip allowed) into `db`; return a Report.
 
