@@ -261,17 +261,34 @@ class Bench:
         print("  [%s] %s: %s" % (self.backend, scenario, _fmt_value(seconds, unit)), flush=True)
 
 
+class Measure:
+    """One timed operation: fn(), or fn(setup()) with teardown(arg) after (setup and teardown untimed)."""
+
+    def __init__(self, fn, setup=None, teardown=None):
+        self.fn, self.setup, self.teardown = fn, setup, teardown
+
+    def seconds(self):
+        arg = self.setup() if self.setup else None
+        t0 = time.perf_counter()
+        self.fn(arg) if self.setup else self.fn()
+        elapsed = time.perf_counter() - t0
+        if self.teardown:
+            self.teardown(arg)
+        return elapsed
+
+
+def interleaved(runs, *measures):
+    """The median seconds of each measure over `runs` rounds, the measures taking turns in each round."""
+    times = [[] for _ in measures]
+    for _ in range(runs):
+        for k, measure in enumerate(measures):
+            times[k].append(measure.seconds())
+    return [statistics.median(t) for t in times]
+
+
 def median_time(fn, runs, setup=None, teardown=None):
     """Median seconds of fn() over `runs` runs (setup()/teardown() untimed, around each run)."""
-    times = []
-    for _ in range(runs):
-        arg = setup() if setup else None
-        t0 = time.perf_counter()
-        fn(arg) if setup else fn()
-        times.append(time.perf_counter() - t0)
-        if teardown:
-            teardown(arg)
-    return statistics.median(times), times
+    return interleaved(runs, Measure(fn, setup, teardown))[0]
 
 
 class PlainSQLite:
@@ -432,28 +449,17 @@ def run_backend(bench, args, files):
     secs = src.load(gen, rows)
     print("  source filled in %.1fs (raw executemany, triggers on)" % secs, flush=True)
 
-    # the floor: the same rows, one executemany per table and chunk, no triggers
-    floor_setup, floor_teardown, floor_note = floor_target(bench, src, files)
-    t_floor, _ = median_time(lambda target: target.load(None, rows), runs, floor_setup, floor_teardown)
-    floor = n / t_floor
-    bench.record("raw executemany insert (floor)", n, floor, runs, note=floor_note)
-    if bench.backend == "sqlite":
-        # what the app's own database allows: foreign keys checked, the UNIQUE uuid index, the change
-        # triggers present and standing aside (the merge itself drops a table's insert/update
-        # triggers for the length of a batch: see changes.bulk_begin)
-        t_app, _ = median_time(lambda inst: inst.load(None, rows), runs, lambda: app_floor(bench),
-                               lambda inst: inst.close())
-        bench.record("raw executemany insert into the app's database", n, n / t_app, runs,
-                     note="foreign keys on, the UNIQUE uuid index, triggers present with the bulk marker set")
+    # Each figure and its baselines are measured in turns (A B C, A B C, ...), not one after the
+    # other: this machine's speed drifts by a quarter over minutes (shared cores, CPU steal), which
+    # would move a ratio of figures taken minutes apart more than any change of the engine does.
+    sqlite = bench.backend == "sqlite"  # the issue's targets: SQLite, and the import on PostgreSQL
 
-    # 1. export
-    f_engine = files("engine-%d.csv" % n)
-    t_exp, _ = median_time(lambda: engine_export(src, f_engine), runs)
-    f_pydal = files("pydal-%d.csv" % n)
-    t_pexp, _ = median_time(lambda: pydal_export(src, f_pydal), runs)
+    # 1. export, in turns with pydal's export
+    f_engine, f_pydal = files("engine-%d.csv" % n), files("pydal-%d.csv" % n)
+    t_exp, t_pexp = interleaved(runs, Measure(lambda: engine_export(src, f_engine)),
+                                Measure(lambda: pydal_export(src, f_pydal)))
     pydal_exp = n / t_pexp
     bench.record("pydal export_to_csv_file", n, pydal_exp, runs)
-    sqlite = bench.backend == "sqlite"  # the issue's targets: SQLite, and the import on PostgreSQL
     bench.record("1. full export", n, n / t_exp, runs, baseline=("pydal export", pydal_exp), target=10 if sqlite else None)
 
     # pydal's importer: one SELECT per row, minutes at 100,000 rows: on a smaller dataset if asked
@@ -465,43 +471,50 @@ def run_backend(bench, args, files):
         f_pydal = files("pydal-%d.csv" % nb)
         pydal_export(bsrc, f_pydal)
 
-    # pydal import into an empty db, then re-import into the full one
-    holder = {}
+    # 2. merge import into an empty db, in turns with the raw-insert floor (the same rows, one
+    # executemany per table and chunk, no triggers) and pydal's import into an empty db
+    last = {}  # the newest database of each kind: the re-syncs below run on them
 
-    def pydal_setup():
-        if "inst" in holder:
-            holder.pop("inst").close()
-        holder["inst"] = inst = bench.instance("pydal-dst")
-        return inst
+    def fresh(kind, make=None):
+        def setup():
+            if kind in last:
+                last.pop(kind).close()
+            last[kind] = inst = (make or (lambda: bench.instance(kind)))()
+            return inst
+        return setup
 
-    t_pimp, _ = median_time(lambda inst: pydal_import(inst, f_pydal), runs, pydal_setup)
-    pydal_imp = nb / t_pimp
+    floor_setup, floor_teardown, floor_note = floor_target(bench, src, files)
+    measures = [Measure(lambda target: target.load(None, rows), floor_setup, floor_teardown),
+                Measure(lambda inst: engine_import(inst, f_engine), fresh("dst")),
+                Measure(lambda inst: pydal_import(inst, f_pydal), fresh("pydal-dst"))]
+    if sqlite:
+        # what the app's own database allows: foreign keys checked, the UNIQUE uuid index, the change
+        # triggers present and standing aside (the merge itself drops a table's insert/update
+        # triggers for the length of a batch: see changes.bulk_begin)
+        measures.append(Measure(lambda inst: inst.load(None, rows), lambda: app_floor(bench), lambda inst: inst.close()))
+    times = interleaved(runs, *measures)
+    floor, imp, pydal_imp = n / times[0], n / times[1], nb / times[2]
+    bench.record("raw executemany insert (floor)", n, floor, runs, note=floor_note)
+    if sqlite:
+        bench.record("raw executemany insert into the app's database", n, n / times[3], runs,
+                     note="foreign keys on, the UNIQUE uuid index, triggers present with the bulk marker set")
     bench.record("pydal import_from_csv_file, empty db", nb, pydal_imp, runs)
-    t_preimp, _ = median_time(lambda: pydal_import(holder["inst"], f_pydal), runs)
+    target_x = 20 if bench.backend == "postgres" else 15
+    bench.record("2. merge import, empty db", n, imp, runs, baseline=("pydal import", pydal_imp), target=target_x)
+    bench.record("2. merge import, empty db (vs floor)", n, imp, runs, baseline=("raw executemany", floor),
+                 target=0.25 if sqlite else None)
+
+    # 3. re-sync of the same file, in turns with pydal's re-import of its own
+    dst = last.pop("dst")
+    t_re, t_preimp = interleaved(runs, Measure(lambda: engine_import(dst, f_engine)),
+                                 Measure(lambda: pydal_import(last["pydal-dst"], f_pydal)))
     pydal_reimp = nb / t_preimp
     bench.record("pydal import_from_csv_file, full db (re-import)", nb, pydal_reimp, runs)
-    holder.pop("inst").close()
-    if bsrc is not src:
-        bsrc.close()
-
-    # 2. merge import into an empty db
-    def dst_setup():
-        if "inst" in holder:
-            holder.pop("inst").close()
-        holder["inst"] = inst = bench.instance("dst")
-        return inst
-
-    t_imp, _ = median_time(lambda inst: engine_import(inst, f_engine), runs, dst_setup)
-    dst = holder.pop("inst")
-    target_x = 20 if bench.backend == "postgres" else 15
-    bench.record("2. merge import, empty db", n, n / t_imp, runs, baseline=("pydal import", pydal_imp), target=target_x)
-    bench.record("2. merge import, empty db (vs floor)", n, n / t_imp, runs, baseline=("raw executemany", floor),
-                 target=0.25 if bench.backend == "sqlite" else None)
-
-    # 3. re-sync of the same file
-    t_re, _ = median_time(lambda: engine_import(dst, f_engine), runs)
     bench.record("3. re-sync, unchanged file", n, n / t_re, runs, baseline=("pydal re-import", pydal_reimp),
                  target=30 if sqlite else None)
+    last.pop("pydal-dst").close()
+    if bsrc is not src:
+        bsrc.close()
 
     # 4. 10% changed on both sides: the source's full export into a copy of dst edited locally
     edit_tenth(src, "a", counts)
@@ -515,7 +528,7 @@ def run_backend(bench, args, files):
         return inst
 
     report = {}
-    t_conf, _ = median_time(lambda inst: report.update(r=engine_import(inst, f_conf)), runs, conflict_setup,
+    t_conf = median_time(lambda inst: report.update(r=engine_import(inst, f_conf)), runs, conflict_setup,
                             lambda inst: inst.close())
     totals = report["r"].totals()
     bench.record("4. 10% changed on both sides", n, n / t_conf, runs, baseline=("pydal re-import", pydal_reimp),
@@ -634,8 +647,8 @@ def sqlite_utils_baseline(bench, args, files):
         holder["db"] = db = fresh()
         return db
 
-    t_empty, _ = median_time(upsert, args.runs, setup)
-    t_full, _ = median_time(lambda: upsert(holder["db"]), args.runs)
+    t_empty = median_time(upsert, args.runs, setup)
+    t_full = median_time(lambda: upsert(holder["db"]), args.runs)
     bench.record("sqlite-utils upsert_all, empty db", n, n / t_empty, args.runs, note="same rows, pk uuid")
     bench.record("sqlite-utils upsert_all, full db", n, n / t_full, args.runs, note="same rows, pk uuid")
 
