@@ -580,15 +580,25 @@ class Merger:
 
     def local_rows(self, plan, uuids):
         """The records of these uuids here, as rows of what all_same() compares: the uuid, then the
-        fields of plan.same_positions as stored (on SQLite dates as their stored text: no converter)."""
+        fields of plan.same_positions as stored (on SQLite dates as their stored text: no converter).
+
+        Of a table that others refer to, the same query reads the ids too, for the uuid -> id cache:
+        the tables merged after it then resolve their references without a query of their own.
+        """
         table, sqlite = plan.table, self.ph == "?"
         dates = {pos for pos, _, _, _ in plan.text_dates} if sqlite else ()
         cols = ", ".join(("CAST(%s AS TEXT)" if pos in dates else "%s") % table[plan.fields[pos]]._rname
                          for pos in plan.same_positions)
+        with_ids = self.is_referenced(table)
+        if with_ids:
+            cols += ", %s" % table._id._rname
         rows = []
         for where, params in self.in_list(table.uuid._rname, uuids):
             rows.extend(self.execute("SELECT %s, %s FROM %s WHERE %s" % (table.uuid._rname, cols, table._rname, where),
                                      params))
+        if with_ids:
+            self.cache_ids(plan.tablename, {r[0]: r[-1] for r in rows})
+            rows = [r[:-1] for r in rows]
         return rows
 
     def all_same(self, plan, cols, texts, uuids, here, nulls):
@@ -612,8 +622,8 @@ class Merger:
             incoming = [texts.get(pos) or cols[pos] for pos in positions]
         else:
             incoming = [cols[pos] for pos in positions]
-        here.sort()
-        return here == sorted(zip(uuids, *incoming))
+        here.sort(key=_first)  # by uuid alone: unique on both sides, and cheaper than whole tuples
+        return here == sorted(zip(uuids, *incoming), key=_first)
 
     def resolve_columns(self, plan, cols, columns):
         """(cols with references as local ids, [(row index, field, kind, target, keys)] deferred,
@@ -1605,6 +1615,9 @@ def _canonical_text(cells, width, marks):
         if not all(text[k::width].count(c) == len(given) for k, c in marks):
             return None
     return cells
+
+
+_first = itemgetter(0)
 
 
 def _row_seq(plan, row):
