@@ -51,10 +51,10 @@ import time
 from operator import itemgetter
 
 from . import changes
-from .gcpause import paused
 from .csvstream import NULL, UUID, Reader
 from .errors import BadValue, FormatError, SyncError, UnresolvedReference
 from .export import ROW_SEQ, TOMBSTONE_COLUMNS, annotations, wire_rows
+from .gcpause import paused
 from .peers import find_peer, record_sync, this_instance, utcnow
 from .report import Report
 from .schema import unique_uuid_index
