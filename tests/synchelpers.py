@@ -137,15 +137,21 @@ def assert_converged(*envs):
         assert dangling(env) == []
 
 
+def concurrent_org_edit(a, b, t0):
+    """The same organisation (acronym RC) edited on both sides, uncommitted: A's phone 111 five
+    minutes before `t0`, B's phone 222 at `t0`; its uuid."""
+    db_a, db_b = a["db"], b["db"]
+    org_uuid = db_a(db_a.org_organisation.acronym == "RC").select().first().uuid
+    db_a(db_a.org_organisation.uuid == org_uuid).update(phone="111", modified_on=t0 - datetime.timedelta(minutes=5))
+    db_b(db_b.org_organisation.uuid == org_uuid).update(phone="222", modified_on=t0)
+    return org_uuid
+
+
 def org_conflict(a, b):
     """A's older phone (111) meets B's newer one (222) on B: a conflict kept local there; the org's uuid."""
     seed_small(a)
     sync(a, b)
-    db_a, db_b = a["db"], b["db"]
-    t0 = datetime.datetime.utcnow().replace(microsecond=0)
-    org_uuid = db_a(db_a.org_organisation.acronym == "RC").select().first().uuid
-    db_a(db_a.org_organisation.uuid == org_uuid).update(phone="111", modified_on=t0 - datetime.timedelta(minutes=5))
-    db_b(db_b.org_organisation.uuid == org_uuid).update(phone="222", modified_on=t0)
-    db_a.commit(); db_b.commit()
+    org_uuid = concurrent_org_edit(a, b, datetime.datetime.utcnow().replace(microsecond=0))
+    a["db"].commit(); b["db"].commit()
     sync(a, b)
     return org_uuid

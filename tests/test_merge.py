@@ -1,7 +1,7 @@
 """The merge between two independent instances: identity by uuid, newest wins, conflicts kept."""
 import datetime
 
-from synchelpers import assert_converged, counts, export, instances, seed_small, settings, snapshot, sync
+from synchelpers import assert_converged, concurrent_org_edit, counts, export, instances, seed_small, settings, snapshot, sync
 
 from applications.eden.modules.plugin_sync.fileio import import_from
 
@@ -33,9 +33,7 @@ def test_edit_on_both_sides_converges_and_keeps_losers(new_instance):
     db_a, db_b = a["db"], b["db"]
     t0 = datetime.datetime.utcnow().replace(microsecond=0)
     # a concurrent edit of the same record: B's is newer and must win everywhere
-    org_uuid = db_a(db_a.org_organisation.acronym == "RC").select().first().uuid
-    db_a(db_a.org_organisation.uuid == org_uuid).update(phone="111", modified_on=t0 - datetime.timedelta(minutes=5))
-    db_b(db_b.org_organisation.uuid == org_uuid).update(phone="222", modified_on=t0)
+    org_uuid = concurrent_org_edit(a, b, t0)
     # edits on one side only travel as plain updates
     db_a(db_a.pr_person.first_name == "Maria").update(phone="+670 1", modified_on=t0 + datetime.timedelta(seconds=1))
     db_b(db_b.hms_hospital.id > 0).update(total_beds=150, modified_on=t0 + datetime.timedelta(seconds=1))

@@ -48,6 +48,8 @@ the first install on a table records its existing rows as changes, so that
 
 import io
 
+from .values import copy_escape
+
 CHANGE = "plugin_sync_change"
 TOMBSTONE = "plugin_sync_tombstone"
 IDENTITY = "plugin_sync_identity"
@@ -431,10 +433,6 @@ def _sql(db, sql):
     return db.executesql(sql)
 
 
-def _copy_escape(text):
-    return str(text).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
 def _literal(text):
     return "'%s'" % str(text).replace("'", "''")
 
@@ -595,8 +593,8 @@ def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=(),
         sql = "INSERT INTO %s (%s) SELECT %%s, i, txid_current()%s FROM unnest(%%s::bigint[]) i" % (CHANGE, cols, vals)
         args = [tablename] + tag + [[int(i) for i in new_ids]]
         txid = int(_sql(db, "SELECT txid_current()")[0][0])
-        cells = "\t%d" % txid + ("\t%s\t%d" % (_copy_escape(origin), txid) if tag else "") + "\n"
-        name = _copy_escape(tablename) + "\t"
+        cells = "\t%d" % txid + ("\t%s\t%d" % (copy_escape(origin), txid) if tag else "") + "\n"
+        name = copy_escape(tablename) + "\t"
         lines = "".join([name + str(int(i)) + cells for i in new_ids])
         db.executesql("SAVEPOINT plugin_sync_capture")
         try:

@@ -20,6 +20,7 @@ NULL = "<NULL>"
 UUID = "@uuid"  # suffix of the annotation columns: the uuid behind a reference
 END = "END"
 GZIP_MAGIC = b"\x1f\x8b"
+ROWS_CHUNK = 500  # rows() reads this many ahead at most
 
 csv.field_size_limit(2**31 - 1)
 
@@ -61,40 +62,26 @@ class Section:
         self.done = False
 
     def rows(self):
-        """Yield (line number, list of cells) until the blank line that ends the table.
+        """Yield (line number, list of cells) until the blank line that ends the table: chunks(), row by row.
 
         The line number is where the row starts (a quoted cell may span lines).
+        The rows before an error are yielded before it is raised, as they come.
         """
-        if self.done:
-            return
-        reader, width = self.reader, len(self.columns)
-        start = reader.csv.line_num + 1
-        for row in reader.csv:
-            if len(row) == width > 1:  # the common case, checked first
-                yield start, row
-                start = reader.csv.line_num + 1
-                continue
-            if not row or (len(row) == 1 and not row[0].strip()):
-                break
-            if len(row) != width:
-                raise FormatError(
-                    "row has %d cells, the header has %d" % (len(row), width),
-                    table=self.tablename,
-                    line=start,
-                )
-            yield start, row
-            start = reader.csv.line_num + 1
-        else:
-            raise TruncatedFile("file ends inside a table: truncated (no END)", table=self.tablename,
-                                line=reader.csv.line_num)
-        self.done = True
-
+        try:
+            for chunk in self.chunks(ROWS_CHUNK):
+                yield from chunk
+        except (FormatError, TruncatedFile) as e:
+            partial, e.partial = e.partial, ()
+            yield from partial
+            raise
 
     def chunks(self, size):
-        """rows() in lists of up to `size` (line, cells): the same rows and errors, less Python per row.
+        """The rows in lists of up to `size` (line, cells): little Python per row.
 
-        An error raised by rows() carries the rows read before it in the
-        chunk, as `partial`: an error among them comes first in the file.
+        A row whose cell count is not the header's is a FormatError, a file
+        ending inside the table a TruncatedFile; either carries the rows of
+        the chunk read before it, as `partial`: an error among them comes
+        first in the file.
         """
         if self.done:
             return

@@ -59,7 +59,7 @@ from .peers import find_peer, record_sync, this_instance, utcnow
 from .report import Report
 from .schema import unique_uuid_index
 from .tables import conflict_policy, exclusion, synced_tables
-from .values import bar_encode, column_parser, dialect, is_text, normaliser, parser
+from .values import bar_encode, column_parser, copy_escape, dialect, is_canonical, is_text, normaliser, parser
 
 BATCH = 2000
 READ_AHEAD = True  # PostgreSQL: read and parse the next batches in a thread (see _ReadAhead)
@@ -1470,7 +1470,7 @@ def _copy_text(params):
         line = "\t".join(["\\N" if v is None else v if type(v) is str else str(v) for v in row])
         if (line.count("\\") != row.count(None) or line.count("\t") != len(row) - 1
                 or "\n" in line or "\r" in line):
-            line = "\t".join(["\\N" if v is None else _copy_escape(str(v)) for v in row])
+            line = "\t".join(["\\N" if v is None else copy_escape(v) for v in row])
         lines.append(line)
     lines.append("")
     return io.StringIO("\n".join(lines))
@@ -1487,17 +1487,13 @@ def _copy_columns(columns):
             col = [None if v is None else v if type(v) is str else str(v) for v in col] if nulls else list(map(str, col))
         text = "".join([v for v in col if v is not None]) if nulls else "".join(col)
         if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-            col = [None if v is None else _copy_escape(v) for v in col]
+            col = [None if v is None else copy_escape(v) for v in col]
         if nulls:
             col = ["\\N" if v is None else v for v in col]
         out.append(col)
     lines = list(map("\t".join, zip(*out)))
     lines.append("")
     return io.StringIO("\n".join(lines))
-
-
-def _copy_escape(text):
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 class _Later:
@@ -1608,12 +1604,8 @@ def _canonical_text(cells, width, marks):
         given = [c for c in cells if c is not None]
     else:
         given = cells
-    if given:
-        if set(map(len, given)) != {width}:
-            return None
-        text = "".join(given)
-        if not all(text[k::width].count(c) == len(given) for k, c in marks):
-            return None
+    if given and not is_canonical(given, width, marks):
+        return None
     return cells
 
 

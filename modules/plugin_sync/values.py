@@ -283,7 +283,6 @@ def _fmt_time(value):
 
 _BOOL_CELLS = {None: NULL, True: "True", False: "False", "T": "True", "t": "True", "1": "True",
                "F": "False", "f": "False", "0": "False"}
-_QUOTE = (",", '"', "\r", "\n")
 
 
 def column_cells(col, fmt=None):
@@ -300,8 +299,7 @@ def column_cells(col, fmt=None):
     elif fmt is _fmt_datetime_text or fmt is _fmt_date_text:
         width = 19 if fmt is _fmt_datetime_text else 10
         marks = ((10, " "),) if width == 19 else ((4, "-"), (7, "-"))  # what the formatter checks
-        if None in col or set(map(len, col)) != {width} or any(
-                "".join(col)[k::width].count(c) != len(col) for k, c in marks):
+        if None in col or not is_canonical(col, width, marks):
             col = list(map(fmt, col))
     elif fmt is _fmt_bool:
         try:
@@ -320,3 +318,17 @@ def column_cells(col, fmt=None):
 
 def _csv_quote(cell):
     return '"%s"' % cell.replace('"', '""')
+
+
+def is_canonical(cells, width, marks):
+    """Whether every text of `cells` (a non-empty column) is `width` long with the character c at
+    each (position k, c) of `marks`: one C-level pass per mark over the joined column."""
+    if set(map(len, cells)) != {width}:
+        return False
+    text = "".join(cells)
+    return all(text[k::width].count(c) == len(cells) for k, c in marks)
+
+
+def copy_escape(text):
+    """A value as a cell of PostgreSQL's COPY text format (backslash, tab and line breaks escaped)."""
+    return str(text).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
