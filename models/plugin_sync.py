@@ -24,6 +24,14 @@ plugin_sync_settings = PluginManager(
     master=None,  # base_uuid of the instance that wins under the 'master' policy
     clock_tolerance=300,  # seconds a modified_on may lie in the future before it is suspect
     admin_group="admin",
+    # bounds on what a file or a peer may make this instance hold (see modules/plugin_sync/limits.py)
+    max_request_size=256 << 20,  # bytes of one file received (push, upload, a peer's answer)
+    max_inflated_size=2048 << 20,  # bytes of the CSV un-gzipped
+    max_ratio=200,  # inflated / compressed, beyond 1 MiB
+    max_cell_size=8 << 20,  # characters of one cell, and of one line of a file
+    max_upload_size=64 << 20,  # bytes of one uploaded file in a zip bundle
+    login_free_failures=3,  # wrong HTTP Basic logins at the peer endpoints before the delays start
+    login_max_delay=300,  # seconds: the cap of the doubling delay after further failures
 ).sync
 
 db.define_table(
@@ -31,7 +39,9 @@ db.define_table(
     Field("base_uuid", length=64, notnull=True, unique=True, label="Base UUID"),
     Field("owner", length=100),
     Field("contact", "text"),
-    Field("url", length=255, default=None, requires=IS_EMPTY_OR(IS_URL())),
+    # http(s) only: the dashboard links it (a javascript: URL would be stored XSS)
+    Field("url", length=255, default=None,
+          requires=IS_EMPTY_OR(IS_URL(allowed_schemes=["http", "https"], prepend_scheme="http"))),
     Field("last_update", "datetime"),
     Field("sync_count", "integer", default=0),
     # below: beyond the blueprint (peer sync state); see README "Peers"
@@ -42,6 +52,9 @@ db.define_table(
     Field("checkpoint_sent", "bigint", default=0, writable=False),
     Field("checkpoint_received", "bigint", default=0, writable=False),
     Field("clock_offset", "double", writable=False, label="Clock offset (s)"),
+    # the local account this peer logs in with here: it may push only this instance's files
+    Field("account", "reference auth_user", ondelete="SET NULL", label="Its account here",
+          requires=IS_EMPTY_OR(IS_IN_DB(db, "auth_user.id", "%(email)s"))),
     Field("mode", length=8, default="both", requires=IS_IN_SET(("pull", "push", "both"))),
     Field("transport", length=8, default="http", requires=IS_IN_SET(("http", "xmlrpc"))),
     Field("interval", "integer", default=0, label="Sync every (minutes, 0 = manual)"),
@@ -49,11 +62,13 @@ db.define_table(
 )
 
 db.define_table(
-    "plugin_sync_identity",  # this instance: one row, made once, never changed by sync
+    "plugin_sync_identity",  # this instance: one row, made once; sync changes only exported_until
     Field("base_uuid", length=64, notnull=True, unique=True),
     Field("owner", length=100),
     Field("contact", "text"),
     Field("created_on", "datetime"),
+    # the highest `until` any export handed out: no one can have merged our changes beyond it
+    Field("exported_until", "bigint", default=0),
 )
 
 db.define_table(
@@ -118,4 +133,39 @@ db.define_table(
     Field("last_result", length=16),
 )
 
+db.define_table(
+    "plugin_sync_throttle",  # wrong HTTP Basic logins at the peer endpoints, per account and per address
+    Field("who", length=255, notnull=True, unique=True),  # "user:<email>" or "ip:<address>"
+    Field("failures", "integer", default=0),
+    Field("blocked_until", "datetime"),
+)
+
 plugin_sync_setup(db, plugin_sync_settings)
+
+
+class _PluginSyncCookies(response.cookies.__class__):
+    """The session cookies go out HttpOnly (and Secure over https), whatever the host's session storage.
+
+    gluon marks only a session-id cookie HttpOnly; a cookie-stored session
+    (session.connect(cookie_key=...)) is set at the end of the request without
+    it.  The flags are applied when the cookies are written out.
+    """
+
+    secure = False
+    names = ()
+
+    def values(self):
+        for name in self.names:
+            if name and name in self:
+                self[name]["httponly"] = True
+                if self.secure:
+                    self[name]["secure"] = True
+        return super().values()
+
+
+if not isinstance(response.cookies, _PluginSyncCookies):
+    _ps_cookies = _PluginSyncCookies()
+    _ps_cookies.update(response.cookies)
+    _ps_cookies.names = (response.session_id_name, response.session_data_name)
+    _ps_cookies.secure = bool(request.is_https)
+    response.cookies = _ps_cookies

@@ -4,7 +4,9 @@ A record with an upload field names a file in the instance's uploads folder;
 without the file the record is useless on the other side.  The zip holds
 `data.csv` and `uploads/<stored name>`; anything else reads as plain CSV
 (optionally gzip).  Files are read from the zip only when a record that names
-them is written, so a large bundle is not loaded into memory.
+them is written, and streamed to disk, so a large bundle is not loaded into
+memory.  Only values naming a file inside their field's upload folder are
+read on export (uploads.path_of); sizes are bounded on import (limits.py).
 """
 import io
 import os
@@ -12,8 +14,10 @@ import shutil
 import zipfile
 
 from . import changes
-from .merge import upload_folder
+from .errors import FormatError
+from .limits import Counted, limits_of, read_bounded
 from .tables import synced_tables
+from .uploads import path_of
 
 ZIP_MAGIC = b"PK\x03\x04"
 DATA = "data.csv"
@@ -23,8 +27,12 @@ def is_bundle(head):
     return head[:4] == ZIP_MAGIC
 
 
-def upload_files(db, settings, tables=None, since=None, until=None):
-    """(stored name, path) of every uploaded file named by the exported records."""
+def upload_files(db, settings, tables=None, since=None, until=None, warnings=None):
+    """(stored name, path) of every uploaded file named by the exported records.
+
+    A value that names no file inside its field's upload folder (`../x`,
+    `/etc/passwd`) is never read: it is skipped, with a message in `warnings`.
+    """
     for name in synced_tables(db, settings, only=tables):
         table = db[name]
         for field in table:
@@ -33,11 +41,14 @@ def upload_files(db, settings, tables=None, since=None, until=None):
             query = field != None  # noqa: E711 (pydal)
             if since is not None:
                 query &= changes.changed_query(db, name, since, until)
-            folder = upload_folder(db, field)
-            for row in db(query).select(field, orderby=table.id):
-                path = os.path.join(folder, row[field.name])
-                if row[field.name] and os.path.exists(path):
-                    yield row[field.name], path
+            for row in db(query).select(table.uuid, field, orderby=table.id):
+                value = row[field.name]
+                path = path_of(db, field, value) if value else None
+                if value and path is None and warnings is not None:
+                    warnings.append("record %s of %s: upload value %r names no file inside the upload folder of %s:"
+                                    " the file is not sent" % (row.uuid, name, value[:80], field))
+                if path and os.path.exists(path):
+                    yield value, path
 
 
 def write_bundle(out, csv_path, files):
@@ -52,33 +63,48 @@ def write_bundle(out, csv_path, files):
 
 
 class BundleFiles:
-    """The upload files of a bundle as a read-only mapping {stored name: bytes}, read on demand."""
+    """The upload files of a bundle, {stored name: entry}, copied to disk on demand within max_upload_size."""
 
-    def __init__(self, zf):
-        self.zf = zf
+    def __init__(self, zf, limits=None):
+        self.zf, self.limits = zf, limits_of(limits)
         self.names = {n[len("uploads/"):]: n for n in zf.namelist() if n.startswith("uploads/") and len(n) > 8}
 
     def __contains__(self, name):
         return name in self.names
 
-    def __getitem__(self, name):
-        return self.zf.read(self.names[name])
-
     def __len__(self):
         return len(self.names)
 
+    def copy_to(self, name, path):
+        """Write the file `name` to `path`, refusing one beyond max_upload_size (declared or actual)."""
+        lim = self.limits
+        fail = lambda: lim.too_large("uploaded file %r" % name[:80], lim.max_upload_size, "max_upload_size")  # noqa: E731
+        if self.zf.getinfo(self.names[name]).file_size > lim.max_upload_size:
+            raise fail()
+        with self.zf.open(self.names[name]) as src, open(path, "wb") as dst:
+            shutil.copyfileobj(io.BufferedReader(Counted(src, lim.max_upload_size, fail)), dst, 1 << 20)
 
-def open_bundle(source):
-    """(CSV binary stream, BundleFiles) of a zip bundle given as a path or a binary stream."""
+
+def open_bundle(source, limits=None):
+    """(CSV binary stream, BundleFiles) of a zip bundle given as a path or a binary stream.
+
+    The CSV entry is read within max_inflated_size; a stream that cannot seek is
+    spooled (within max_request_size), not held in memory.
+    """
+    lim = limits_of(limits)
     if not hasattr(source, "seek") or not getattr(source, "seekable", lambda: True)():
-        data = io.BytesIO(source.read())
-        source = data
-    zf = zipfile.ZipFile(source)
+        source = read_bounded(source, lim.max_request_size,
+                              lambda: lim.too_large("the bundle", lim.max_request_size, "max_request_size"))
+    try:
+        zf = zipfile.ZipFile(source)
+    except zipfile.BadZipFile as e:
+        raise FormatError("not a valid zip bundle: %s" % e)
     if DATA not in zf.namelist():
-        from .errors import FormatError
-
         raise FormatError("zip bundle has no %s" % DATA)
-    return zf.open(DATA), BundleFiles(zf)
+    if zf.getinfo(DATA).file_size > lim.max_inflated_size:
+        raise lim.too_large("the bundle's %s" % DATA, lim.max_inflated_size, "max_inflated_size")
+    fail = lambda: lim.too_large("the bundle's %s" % DATA, lim.max_inflated_size, "max_inflated_size")  # noqa: E731
+    return io.BufferedReader(Counted(zf.open(DATA), lim.max_inflated_size, fail)), BundleFiles(zf, lim)
 
 
 def copy_stream(src, dst):

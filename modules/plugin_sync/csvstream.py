@@ -14,7 +14,8 @@ import csv
 import gzip
 import io
 
-from .errors import FormatError, TruncatedFile
+from .errors import FormatError, TooLarge, TruncatedFile
+from .limits import Counted, Inflated, bounded_lines, limits_of
 
 NULL = "<NULL>"
 UUID = "@uuid"  # suffix of the annotation columns: the uuid behind a reference
@@ -25,8 +26,11 @@ ROWS_CHUNK = 500  # rows() reads this many ahead at most
 csv.field_size_limit(2**31 - 1)
 
 
-def text_stream(source):
-    """A text stream over `source` (path, bytes, binary or text stream), un-gzipped if needed."""
+def text_stream(source, limits=None):
+    """A text stream over `source` (path, bytes, binary or text stream), un-gzipped if needed.
+
+    A gzip is inflated through limits.Inflated: bounded in size and ratio.
+    """
     if isinstance(source, str):
         source = open(source, "rb")
     elif isinstance(source, bytes):
@@ -35,7 +39,10 @@ def text_stream(source):
         return source
     raw = source if hasattr(source, "peek") else io.BufferedReader(_Readable(source))
     if raw.peek(2)[:2] == GZIP_MAGIC:
-        raw = gzip.GzipFile(fileobj=raw)
+        limits = limits_of(limits)
+        compressed = Counted(raw, float("inf"), None)
+        gz = gzip.GzipFile(fileobj=io.BufferedReader(compressed))
+        raw = io.BufferedReader(Inflated(gz, compressed, limits))
     return io.TextIOWrapper(raw, encoding="utf-8", newline="")
 
 
@@ -70,8 +77,8 @@ class Section:
         try:
             for chunk in self.chunks(ROWS_CHUNK):
                 yield from chunk
-        except (FormatError, TruncatedFile) as e:
-            partial, e.partial = e.partial, ()
+        except (FormatError, TooLarge) as e:
+            partial, e.partial = getattr(e, "partial", ()), ()
             yield from partial
             raise
 
@@ -90,25 +97,32 @@ class Section:
         chunk = []
         append = chunk.append
         start = csvr.line_num + 1
-        for row in csvr:
-            if len(row) != width or width == 1:  # the common case passes this one test
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    break
-                if len(row) != width:
-                    e = FormatError("row has %d cells, the header has %d" % (len(row), width),
-                                    table=self.tablename, line=start)
-                    e.partial = chunk
-                    raise e
-            append((start, row))
-            start = csvr.line_num + 1
-            if len(chunk) >= size:
-                yield chunk
-                chunk = []
-                append = chunk.append
-        else:
-            e = TruncatedFile("file ends inside a table: truncated (no END)", table=self.tablename,
-                              line=csvr.line_num)
-            e.partial = chunk
+        try:
+            for row in csvr:
+                if len(row) != width or width == 1:  # the common case passes this one test
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        break
+                    if len(row) != width:
+                        e = FormatError("row has %d cells, the header has %d" % (len(row), width),
+                                        table=self.tablename, line=start)
+                        e.partial = chunk
+                        raise e
+                append((start, row))
+                start = csvr.line_num + 1
+                if len(chunk) >= size:
+                    yield chunk
+                    chunk = []
+                    append = chunk.append
+            else:
+                e = TruncatedFile("file ends inside a table: truncated (no END)", table=self.tablename,
+                                  line=csvr.line_num)
+                e.partial = chunk
+                raise e
+        except (csv.Error, UnicodeDecodeError, EOFError, OSError, TooLarge) as e:
+            if getattr(e, "partial", None) is not None:
+                raise
+            e = self.reader.translate(e)
+            e.table, e.partial = e.table or self.tablename, chunk
             raise e
         self.done = True
         if chunk:
@@ -118,9 +132,11 @@ class Section:
 class Reader:
     """Iterates the sections of a pydal CSV file; raises TruncatedFile if END is missing."""
 
-    def __init__(self, source):
-        self.stream = text_stream(source)
-        self.csv = csv.reader(self.stream)
+    def __init__(self, source, limits=None):
+        self.limits = limits_of(limits)
+        self.stream = text_stream(source, self.limits)
+        self.csv = csv.reader(bounded_lines(self.stream, self.limits))
+        csv.field_size_limit(self.limits.max_cell_size)  # process-wide; the same setting for every import
         self.ended = False
 
     def __iter__(self):
@@ -149,12 +165,22 @@ class Reader:
                 if not header:  # pydal writes an empty table as TABLE, blank line, blank line
                     section.done = True
                 yield section
-        except UnicodeDecodeError as e:
-            raise FormatError("file is not UTF-8 text (%s)" % e.reason, line=self.csv.line_num + 1)
-        except csv.Error as e:
-            raise FormatError("malformed CSV: %s" % e, line=self.csv.line_num)
-        except (EOFError, OSError) as e:  # gzip stream cut short
-            raise TruncatedFile("file is cut short: %s" % e, line=self.csv.line_num)
+        except (csv.Error, UnicodeDecodeError, EOFError, OSError, TooLarge) as e:
+            raise self.translate(e)
+
+    def translate(self, e):
+        """The SyncError (with its line) for an error of the csv module, the decoder or gzip."""
+        line = self.csv.line_num
+        if isinstance(e, TooLarge):
+            e.line = e.line or line + 1
+            return e
+        if isinstance(e, UnicodeDecodeError):
+            return FormatError("file is not UTF-8 text (%s)" % e.reason, line=line + 1)
+        if isinstance(e, csv.Error):
+            if "field larger than field limit" in str(e):
+                return self.limits.too_large("a cell", self.limits.max_cell_size, "max_cell_size", line=line + 1)
+            return FormatError("malformed CSV: %s" % e, line=line)
+        return TruncatedFile("file is cut short: %s" % e, line=line)  # gzip stream cut short
 
     def _next_nonblank(self):
         for row in self.csv:

@@ -52,3 +52,11 @@ class PeerError(SyncError):
 
 class Locked(SyncError):
     """Another run against the same peer is in progress."""
+
+
+class TooLarge(SyncError):
+    """A file, a cell or an uploaded file is beyond a size limit (settings max_*)."""
+
+
+class Refused(SyncError):
+    """A file claims what its sender may not claim (another instance's state, a bad URL)."""

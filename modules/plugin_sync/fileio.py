@@ -28,8 +28,9 @@ def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None,
                 counts = export(db, text, settings, tables=tables, since=since, until=until, echo_of=echo_of)
                 text.flush()
                 text.detach()
+            warnings = counts["warnings"] = []
             try:
-                write_bundle(out, tmp.name, upload_files(db, settings, tables, since, counts["until"]))
+                write_bundle(out, tmp.name, upload_files(db, settings, tables, since, counts["until"], warnings))
             finally:
                 os.remove(tmp.name)
         else:
@@ -39,7 +40,8 @@ def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None,
             text.detach()
             if raw is not out:
                 raw.close()
-        run.counts = dict(docs_read=sum(v for k, v in counts["tables"].items() if k != "tombstones"))
+        run.counts = dict(docs_read=sum(v for k, v in counts["tables"].items() if k != "tombstones"),
+                          warnings=counts.get("warnings") or [])
         db.commit()  # ends the export's read transaction (server-side cursor)
     return counts
 
@@ -50,8 +52,13 @@ def export_bytes(db, settings, fmt="csv", **kw):
     return out.getvalue()
 
 
-def import_from(db, settings, source, dry_run=False, name=None, origin_hint=None, commit=True):
-    """Merge a file (path, bytes or binary stream; csv, gz or zip) and commit; return the Report."""
+def import_from(db, settings, source, dry_run=False, name=None, origin_hint=None, commit=True, sender=None):
+    """Merge a file (path, bytes or binary stream; csv, gz or zip) and commit; return the Report.
+
+    `sender`: the base_uuid of the peer that sent the file over the network
+    (its account, or the peer we pulled from); the file must then be that
+    peer's own (see merge.Merger.read_origin).  None: an administrator's file.
+    """
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     elif isinstance(source, str):
@@ -59,10 +66,11 @@ def import_from(db, settings, source, dry_run=False, name=None, origin_hint=None
         source = open(source, "rb")
     head = _peek(source)
     files = None
-    if is_bundle(head):
-        source, files = open_bundle(source)
     with Run(db, "import", source=name, dry_run=dry_run) as run:
-        run.report = import_and_sync(db, source, settings, dry_run=dry_run, files=files, origin_hint=origin_hint)
+        if is_bundle(head):
+            source, files = open_bundle(source, settings)
+        run.report = import_and_sync(db, source, settings, dry_run=dry_run, files=files, origin_hint=origin_hint,
+                                     sender=sender)
         if commit and not dry_run:
             db.commit()
         peer = run.report.origin

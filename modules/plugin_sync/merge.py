@@ -59,6 +59,7 @@ from .peers import find_peer, record_sync, this_instance, utcnow
 from .report import Report
 from .schema import unique_uuid_index
 from .tables import conflict_policy, exclusion, synced_tables
+from .uploads import path_of, unsafe, upload_folder  # noqa: F401 (upload_folder: merge's old name for it)
 from .values import bar_encode, column_parser, copy_escape, dialect, is_canonical, is_text, normaliser, parser
 
 BATCH = 2000
@@ -429,6 +430,8 @@ class Merger:
             if values[i] is not None and len(values[i]) > length:
                 raise BadValue("text longer than %d characters" % length, table=plan.tablename, line=line,
                                column=plan.fields[i])
+        for i in plan.upload_fields:
+            self.check_upload(plan, line, i, values[i])
         uuid = values[plan.uuid_pos]
         if not uuid:
             raise BadValue("empty uuid", table=plan.tablename, line=line, column="uuid")
@@ -467,6 +470,16 @@ class Merger:
         row = Incoming(line, uuid, values, refs, mci, modified_on, cells)
         row.future = future
         return row
+
+    def check_upload(self, plan, line, pos, value):
+        """Refuse an upload value that is not a plain file name inside the field's upload folder."""
+        if not value:
+            return
+        field = plan.table[plan.fields[pos]]
+        why = unsafe(value) or (None if path_of(self.db, field, value) else "resolves outside the folder")
+        if why:
+            raise BadValue("upload value %r %s: only a plain file name inside %s's upload folder is accepted"
+                           % (value[:80], why, field), table=plan.tablename, line=line, column=plan.fields[pos])
 
     def bad_cell(self, plan, line, cells):
         """Raise BadValue for the first cell of the row that does not parse (the slow path of parse)."""
@@ -1096,16 +1109,18 @@ class Merger:
         """Write an uploaded file that travelled in the bundle, unless it is here already."""
         if not filename or filename not in self.files or self.report.dry_run:
             return
-        folder = upload_folder(self.db, plan.table[fieldname])
-        path = os.path.join(folder, filename)
-        if os.path.basename(filename) != filename:
+        path = path_of(self.db, plan.table[fieldname], filename)
+        if path is None:
             raise BadValue("unsafe upload file name %r" % filename, table=plan.tablename, line=row.line, column=fieldname)
         if os.path.exists(path):
             return
-        os.makedirs(folder, exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(self.files[filename])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         self.written_files.append(path)
+        try:
+            self.files.copy_to(filename, path)
+        except SyncError as e:
+            e.table, e.line, e.column = plan.tablename, row.line, fieldname
+            raise
 
     def executemany(self, plan, sql, params, lines, capture, copy=None, columns=None, optimistic=False):
         """Write a batch; if the database refuses it, find the row and say where.
@@ -1640,7 +1655,3 @@ def _chunks(seq, n):
     seq = list(seq)
     for k in range(0, len(seq), n):
         yield seq[k:k + n]
-
-
-def upload_folder(db, field):
-    return field.uploadfolder or os.path.join(db._adapter.folder, "..", "uploads")
