@@ -72,11 +72,9 @@ def _ps_admin():
     authorization = request.env.http_authorization or ""
     request.ps_basic = authorization[:6].lower() == "basic "
     if request.ps_basic:
-        try:
-            _, _, user = auth.basic()
-        except Exception:  # a malformed header (bad base64)
-            user = None
         session.forget(response)
+        user = _ps_basic_login(lambda status, message, kind, headers: _ps_fail(
+            status, message, dict(error=kind), headers=headers))
         if not user:
             _ps_fail(401, "Wrong e-mail or password (HTTP Basic).", dict(error="Unauthorized"), headers=challenge)
     elif not auth.user:
@@ -142,6 +140,7 @@ def index():
         log=db(db.plugin_sync_log).select(orderby=~db.plugin_sync_log.id, limitby=(0, 10)),
         unreviewed=_ps_unreviewed(),
         peer_names=_ps_peer_names(),
+        http_url=plugin_sync.peers.is_http_url,  # only http(s) URLs become links
     )
     if _ps_wants_json():
         me = data["identity"]
@@ -391,7 +390,8 @@ def _ps_mask(secret):
     return "set (\u2026%s)" % secret[-4:] if len(secret) >= 16 else "set"
 
 
-PS_PEER_FIELDS = ["base_uuid", "owner", "contact", "url", "username", "password", "mode", "transport", "interval"]
+PS_PEER_FIELDS = ["base_uuid", "owner", "contact", "url", "username", "password", "mode", "transport", "interval",
+                  "account"]
 
 
 def instances():
@@ -419,6 +419,7 @@ def instances():
         table.url.comment = "e.g. http://10.0.0.2:8000/eden (empty for file-only peers)"
         table.contact.widget = lambda f, v: SQLFORM.widgets.text.widget(f, v, _rows=3)
         table.username.comment = "account this instance uses to log in at the peer"
+        table.account.comment = "the account here the peer logs in with: it may push only this peer's own files"
         form = SQLFORM(table, record, fields=PS_PEER_FIELDS, deletable=record is not None, showid=False,
                        submit_button="Save", delete_label="Delete this peer (and its checkpoints)",
                        formstyle="table3cols")
@@ -546,6 +547,7 @@ def _ps_conflict_detail(row):
 #   POST call/xmlrpc                              identity(peer), changes(since, tables, peer),
 #                                                 receive(Binary, peer): the same over XML-RPC
 #   POST sync_now/<peer id>                       admin: run replicate.sync now (pages and scripts)
+import base64
 import hashlib as _ps_hashlib
 import io as _ps_io
 import json
@@ -554,17 +556,44 @@ import xmlrpc.client as _ps_xmlrpc
 from gluon.storage import Storage
 
 from plugin_sync import accounts as _ps_accounts
+from plugin_sync import limits as _ps_limits
 from plugin_sync import replicate as _ps_replicate
+from plugin_sync import throttle as _ps_throttle
 
 PS_PEER_CHALLENGE = {"WWW-Authenticate": 'Basic realm="Sahana Eden %s (plugin_sync peers)"' % EDEN_INSTANCE}
 
 
-def _ps_peer_refuse(status, message, kind):
+def _ps_peer_refuse(status, message, kind, headers=None):
     db.rollback()
-    headers = {"Content-Type": "application/json; charset=utf-8"}
+    headers = dict(headers or {}, **{"Content-Type": "application/json; charset=utf-8"})
     if status == 401:
         headers.update(PS_PEER_CHALLENGE)
     raise HTTP(status, json.dumps(dict(ok=False, error=dict(error=kind, message=message))), **headers)
+
+
+def _ps_basic_login(refuse):
+    """The account of the request's HTTP Basic credentials, or None; guesses throttled (throttle.py).
+
+    A blocked account or address is refused with 429 before its password is checked.
+    """
+    try:
+        email = base64.b64decode(request.env.http_authorization[6:].strip()).decode("utf-8").split(":", 1)[0]
+    except Exception:  # a malformed header (bad base64)
+        email = None
+    who = _ps_throttle.keys(email, request.env.remote_addr)
+    delay = _ps_throttle.wait(db, who)
+    if delay:
+        refuse(429, "Too many wrong logins for this account or address: try again in %d s." % delay,
+               "TooManyRequests", {"Retry-After": str(delay)})
+    try:
+        user = auth.basic()[2] if email else None
+    except Exception:
+        user = None
+    if user:
+        _ps_throttle.succeeded(db, who)
+    else:
+        _ps_throttle.failed(db, plugin_sync_settings, who)
+    return user
 
 
 def _ps_peer():
@@ -574,16 +603,44 @@ def _ps_peer():
     if (request.env.http_authorization or "")[:6].lower() != "basic ":
         _ps_peer_refuse(401, "Send HTTP Basic credentials of an account in the %s group."
                         % " or ".join("'%s'" % g for g in groups), "Unauthorized")
-    try:
-        user = auth.basic()[2]
-    except Exception:  # a malformed header (bad base64)
-        user = None
+    user = _ps_basic_login(_ps_peer_refuse)
     if not user:
         _ps_peer_refuse(401, "Wrong e-mail or password (HTTP Basic).", "Unauthorized")
     if not _ps_accounts.may_sync(db, user.id, plugin_sync_settings):
         _ps_peer_refuse(403, "%s is not a member of the %s group: it may not sync with this instance."
                         % (user.email, " or ".join("'%s'" % g for g in groups)), "Forbidden")
+    request.ps_user = user
     return user
+
+
+def _ps_speaks_for(user, asked=None):
+    """The instance whose checkpoint this caller may see: the one its account is bound to (an admin: any)."""
+    bound = _ps_accounts.speaks_for(db, user.id)
+    if bound or not _ps_accounts.is_admin(db, user.id, plugin_sync_settings):
+        return bound
+    return asked or None
+
+
+def _ps_sender(user):
+    """The instance a push must come from: the account's (an admin's account: None, an administrator's file)."""
+    bound = _ps_accounts.speaks_for(db, user.id)
+    if bound or _ps_accounts.is_admin(db, user.id, plugin_sync_settings):
+        return bound
+    _ps_peer_refuse(403, "%s is bound to no peer instance here, so it may not push: an administrator binds it "
+                    "(eden.py sync account %s --password ... --peer <its base_uuid>, or the Peers page's "
+                    "'Its account here')." % (user.email, user.email), "Forbidden")
+
+
+def _ps_body_size():
+    """Refuse a body beyond max_request_size (413) or of unknown length (411), before it is read."""
+    limit = _ps_limits.Limits(plugin_sync_settings).max_request_size
+    try:
+        size = int(request.env.content_length)
+    except (TypeError, ValueError):
+        _ps_peer_refuse(411, "Send the file with a Content-Length.", "LengthRequired")
+    if size > limit:
+        _ps_peer_refuse(413, "The file (%d bytes) exceeds the limit of %d bytes (setting plugins.sync."
+                        "max_request_size)." % (size, limit), "TooLarge")
 
 
 def _ps_peer_error(status, e):
@@ -594,15 +651,16 @@ def _ps_peer_error(status, e):
 
 
 def identity():
-    """This instance's identity and clock, for peers (JSON)."""
-    _ps_peer()
+    """This instance's identity and clock, for peers (JSON); `received` only of the caller's own instance."""
+    user = _ps_peer()
     response.headers["Content-Type"] = "application/json; charset=utf-8"
-    return json.dumps(_ps_replicate.identity(db, plugin_sync_settings, peer=request.get_vars.peer or None))
+    return json.dumps(_ps_replicate.identity(db, plugin_sync_settings,
+                                             peer=_ps_speaks_for(user, request.get_vars.peer)))
 
 
 def changes():
-    """Our changes since the checkpoint `since`: gzip'd CSV, or a zip bundle when files travel along."""
-    _ps_peer()
+    """Our changes since the checkpoint `since`: gzip'd CSV, or a zip bundle when files travel along (streamed)."""
+    user = _ps_peer()
     try:
         since = int(request.vars.since or 0)
     except ValueError:
@@ -610,29 +668,37 @@ def changes():
     tables = [t for t in (request.vars.tables or "").split(",") if t] or None
     fmt = request.vars.format if request.vars.format in ("gz", "zip") else "auto"
     try:
-        data, fmt, since, until = _ps_replicate.changes(db, plugin_sync_settings, since, tables, fmt,
-                                                        peer=request.get_vars.peer or None)
+        out, fmt, since, until = _ps_replicate.changes_file(db, plugin_sync_settings, since, tables, fmt,
+                                                            peer=_ps_speaks_for(user, request.get_vars.peer))
     except errors.SyncError as e:
         _ps_peer_error(400, e)
-    raise HTTP(200, data, **{
+    digest = _ps_hashlib.sha256()
+    for chunk in iter(lambda: out.read(1 << 16), b""):
+        digest.update(chunk)
+    size = out.tell()
+    out.seek(0)
+    response.headers.update({
         "Content-Type": "application/zip" if fmt == "zip" else "application/gzip",
         "Content-Disposition": 'attachment; filename="changes-%d-%d.%s"' % (since, until, "zip" if fmt == "zip" else "csv.gz"),
         "X-Sync-Since": str(since), "X-Sync-Until": str(until), "X-Sync-Format": fmt,
-        "X-Sync-Sha256": _ps_hashlib.sha256(data).hexdigest(),
+        "X-Sync-Sha256": digest.hexdigest(), "Content-Length": str(size),
     })
+    return response.stream(out, chunk_size=1 << 16, request=request)
 
 
 def receive():
     """A peer pushes its changes (the body: gzip'd CSV, CSV or zip); 200 with the report after the commit."""
-    _ps_peer()
+    user = _ps_peer()
     if request.env.request_method != "POST":
         _ps_peer_error(405, ValueError("POST the file as the request body"))
     if request.env.http_origin:  # a browser (peers send no Origin): no cross-site pushes
         _ps_peer_refuse(403, "A browser may not push data here.", "Forbidden")
+    sender = _ps_sender(user)
+    _ps_body_size()
     request.body.seek(0)
-    peer = request.get_vars.peer or None  # request.vars would parse the body as a form
     try:
-        report = _ps_replicate.receive(db, plugin_sync_settings, request.body, peer=peer)
+        report = _ps_replicate.receive(db, plugin_sync_settings, request.body, sender=sender,
+                                       name="push from %s (account %s)" % (sender or "an administrator", user.email))
     except errors.SyncError as e:
         _ps_peer_error(400, e)
     response.headers["Content-Type"] = "application/json; charset=utf-8"
@@ -644,27 +710,35 @@ def call():
     _ps_peer()
     if request.args(0) != "xmlrpc":
         raise HTTP(404, "plugin_sync offers XML-RPC only: plugin_sync/call/xmlrpc")
+    if request.env.request_method == "POST":
+        _ps_body_size()
     return service()
 
 
 def _ps_rpc_identity(peer=""):
-    return _ps_replicate.identity(db, plugin_sync_settings, peer=peer or None)
+    return _ps_replicate.identity(db, plugin_sync_settings, peer=_ps_speaks_for(request.ps_user, peer))
 
 
 def _ps_rpc_changes(since="0", tables="", peer=""):
     data, fmt, since, until = _ps_replicate.changes(
         db, plugin_sync_settings, int(since or 0), [t for t in (tables or "").split(",") if t] or None,
-        peer=peer or None)
+        peer=_ps_speaks_for(request.ps_user, peer))
     return dict(data=_ps_xmlrpc.Binary(data), format=fmt, since=str(since), until=str(until),
                 sha256=_ps_hashlib.sha256(data).hexdigest())
 
 
 def _ps_rpc_receive(data, peer=""):
+    user = request.ps_user
     try:
-        report = _ps_replicate.receive(db, plugin_sync_settings, _ps_io.BytesIO(data.data), peer=peer or None)
+        sender = _ps_sender(user)
+        report = _ps_replicate.receive(db, plugin_sync_settings, _ps_io.BytesIO(data.data), sender=sender,
+                                       name="push from %s (account %s)" % (sender or "an administrator", user.email))
     except errors.SyncError as e:
         db.rollback()
         return dict(ok=False, error=dict(e.as_dict(), describe=e.describe()))
+    except HTTP as e:  # refused (an account bound to no instance)
+        db.rollback()
+        return dict(ok=False, error=json.loads(e.body).get("error") if e.body else dict(message=str(e.status)))
     return dict(ok=True, report=json.dumps(report, default=str))  # XML-RPC has no 64-bit ints: JSON
 
 

@@ -171,8 +171,9 @@ def cmd_register(db, settings, args, stdout):
     from .replicate import register_peer
 
     row = register_peer(db, settings, args.url, args.username, args.password, mode=args.mode,
-                        transport=args.transport, interval=args.interval)
-    stdout.write("registered %s (%s) at %s, id %d\n" % (row.base_uuid, row.owner or "no owner", row.url, row.id))
+                        transport=args.transport, interval=args.interval, account=args.account)
+    stdout.write("registered %s (%s) at %s, id %d%s\n" % (row.base_uuid, row.owner or "no owner", row.url, row.id,
+                                                         "; it logs in here as %s" % args.account if args.account else ""))
 
 
 def _register_args(p):
@@ -182,6 +183,7 @@ def _register_args(p):
     p.add_argument("--mode", choices=("pull", "push", "both"), help="default both")
     p.add_argument("--transport", choices=("http", "xmlrpc"), help="default http")
     p.add_argument("--interval", type=int, help="minutes between scheduled syncs (0: manual)")
+    p.add_argument("--account", help="the account HERE that the peer logs in with (see `account`): bound to it")
 
 
 cmd_register.arguments = _register_args
@@ -216,13 +218,17 @@ cmd_sync.arguments = _sync_args
 def cmd_account(db, settings, args, stdout):
     from .accounts import peer_account
 
-    user_id = peer_account(db, settings, args.email, args.password)
-    stdout.write("account %s (id %d) may now sync with this instance\n" % (args.email, user_id))
+    user_id = peer_account(db, settings, args.email, args.password, peer=args.peer)
+    stdout.write("account %s (id %d) may now sync with this instance%s\n" % (
+        args.email, user_id, ", as instance %s" % args.peer if args.peer else
+        " (pull only: bind it with --peer BASE_UUID before it may push)"))
 
 
 def _account_args(p):
     p.add_argument("email")
     p.add_argument("--password", required=True)
+    p.add_argument("--peer", help="base_uuid of the instance that logs in with this account (it may push only "
+                                  "that instance's files)")
 
 
 cmd_account.arguments = _account_args

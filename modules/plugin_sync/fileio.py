@@ -13,6 +13,7 @@ from .csvstream import open_output
 from .export import export
 from .log import Run
 from .merge import import_and_sync
+from .peers import mark_exported
 
 FORMATS = ("csv", "gz", "zip")
 
@@ -42,6 +43,7 @@ def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None,
                 raw.close()
         run.counts = dict(docs_read=sum(v for k, v in counts["tables"].items() if k != "tombstones"),
                           warnings=counts.get("warnings") or [])
+        mark_exported(db, counts["until"])  # at the end: SQLite's write lock is held only for this
         db.commit()  # ends the export's read transaction (server-side cursor)
     return counts
 

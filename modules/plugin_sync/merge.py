@@ -52,10 +52,10 @@ from operator import itemgetter
 
 from . import changes
 from .csvstream import NULL, UUID, Reader
-from .errors import BadValue, FormatError, SyncError, UnresolvedReference
+from .errors import BadValue, FormatError, Refused, SyncError, UnresolvedReference
 from .export import ROW_SEQ, TOMBSTONE_COLUMNS, annotations, wire_rows
 from .gcpause import paused
-from .peers import find_peer, record_sync, this_instance, utcnow
+from .peers import find_peer, is_http_url, record_sync, this_instance, utcnow
 from .report import Report
 from .schema import unique_uuid_index
 from .tables import conflict_policy, exclusion, synced_tables
@@ -71,17 +71,22 @@ EPOCH = datetime.datetime(1970, 1, 1)
 
 
 @paused
-def import_and_sync(db, source, settings, dry_run=False, files=None, batch=BATCH, now=None, origin_hint=None):
+def import_and_sync(db, source, settings, dry_run=False, files=None, batch=BATCH, now=None, origin_hint=None,
+                    sender=None):
     """Merge the CSV `source` (path, bytes or stream; gzip allowed) into `db`; return a Report.
 
-    `files` maps upload file names to bytes (from a bundle).  Raises a
+    `files`: the upload files of a bundle (bundle.BundleFiles).  `sender`: the
+    instance a peer's login speaks for; the file must be its own.  Raises a
     SyncError subclass (with table, line, column) after rolling back.
     """
     report = Report(dry_run=dry_run)
     started = time.time()
     merger = Merger(db, settings, report, files=files, batch=batch, now=now)
+    merger.sender = sender
+    if sender and not origin_hint:
+        origin_hint = dict(base_uuid=sender)  # a plain file from a peer is still that peer's
     try:
-        for section in Reader(source):
+        for section in Reader(source, settings):
             merger.section(section)
         merger.finish(origin_hint)
     except SyncError as e:
@@ -219,6 +224,7 @@ class Merger:
         self.referenced = None  # tables some synced table refers to (computed at the first insert)
         self.written_files = []
         self.me = this_instance(db)
+        self.sender = None  # the instance a peer's login speaks for (see read_origin)
         self.master = settings.master
         conn = db._adapter.connection
         if getattr(conn, "in_transaction", True) is False:
@@ -260,21 +266,63 @@ class Merger:
         self.report.skipped_tables[section.tablename] = "%s: %d rows ignored" % (why, n)
 
     def read_origin(self, section):
-        """The sender (first row) and what it has merged of each of its peers (the other rows)."""
-        rows = [{k: (None if v == NULL else v) for k, v in zip(section.columns, cells)} for _, cells in section.rows()]
+        """The sender (first row) and what it has merged of each of its peers (the other rows).
+
+        What a file may claim: a peer's login may send only its own instance's
+        file (`sender`); the sender's checkpoint of our changes is capped at
+        what we have ever exported (exported_until): no one can have merged
+        more of ours, and a larger claim would turn our unseen local edits
+        into versions the sender overwrites without a conflict.
+        """
+        rows = [(line, {k: (None if v == NULL else v) for k, v in zip(section.columns, cells)})
+                for line, cells in section.rows()]
         if not rows:
             return
-        row = self.origin = rows[0]
+        line, row = rows[0]
+        self.check_origin(row, line)
+        self.origin = row
         self.report.origin = dict((k, row.get(k)) for k in ("base_uuid", "owner", "contact", "url", "since@seq", "until@seq"))
         if row.get("base_uuid") == self.me.base_uuid:
             self.report.note("this file was exported by this instance itself")
         peer = find_peer(self.db, row["base_uuid"]) if row.get("base_uuid") else None
         self.merged_until = (peer.checkpoint_received or 0) if peer else 0
-        for peer in rows[1:]:
+        for line, peer in rows[1:]:
             if peer.get("base_uuid") == self.me.base_uuid and peer.get("merged@seq"):
-                self.seen_until = int(peer["merged@seq"])
+                self.seen_until = self.capped_claim(peer["merged@seq"], line)
         if self.tags_writes(row):
             self.tag_origin = row["base_uuid"]  # the batch captures tag their changes at once
+
+    def check_origin(self, row, line):
+        """Refuse a sender row that is not the logged-in peer's, or whose URL is not http(s)."""
+        where = dict(table="sync_instance", line=line)
+        if self.sender and row.get("base_uuid") != self.sender:
+            raise Refused("the file names instance %s as its sender, but it came from instance %s: a peer may "
+                          "only send its own changes" % (row.get("base_uuid"), self.sender), column="base_uuid",
+                          **where)
+        url = row.get("url")
+        if url and not is_http_url(url):
+            raise Refused("the sender's URL %r is not http(s)://...: refused" % url[:80], column="url", **where)
+        for key in ("since@seq", "until@seq"):
+            if row.get(key) not in (None, ""):
+                try:
+                    int(row[key])
+                except ValueError:
+                    raise BadValue("%r is not a valid checkpoint" % row[key][:40], column=key, **where)
+
+    def capped_claim(self, claim, line):
+        """The sender's claim of how much of our change log it has merged, at most what we exported."""
+        try:
+            claim = int(claim)
+        except ValueError:
+            raise BadValue("%r is not a valid checkpoint" % claim[:40], table="sync_instance", line=line,
+                           column="merged@seq")
+        cap = min(int(self.me.exported_until or 0), changes.checkpoint(self.db))
+        if claim > cap:
+            self.report.warn("the sender claims to have merged this instance's changes up to %d, beyond the %d "
+                             "this instance has ever exported: taken as %d" % (claim, cap, cap),
+                             table="sync_instance", line=line, column="merged@seq")
+            return cap
+        return claim
 
     def read_tombstones(self, section):
         for line, cells in section.rows():

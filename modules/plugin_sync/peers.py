@@ -8,6 +8,7 @@ with hundreds of instances would hit.
 """
 import datetime
 import os
+import urllib.parse
 import uuid as uuidlib
 
 
@@ -41,6 +42,22 @@ def identity_record(db):
     )
 
 
+def mark_exported(db, until):
+    """Remember the highest `until` handed out: a peer's claim to have merged more of ours is false."""
+    t = db.plugin_sync_identity
+    db((t.exported_until == None) | (t.exported_until < until)).update(exported_until=until)  # noqa: E711
+
+
+def is_http_url(url):
+    """Is `url` an http(s) URL with a host (what a peer's URL may be; never javascript: or data:)?"""
+    try:
+        parts = urllib.parse.urlsplit((url or "").strip())
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc) and not any(
+        c in url for c in "\x00\r\n<>\"'")
+
+
 def find_peer(db, base_uuid):
     return db(db.sync_instance.base_uuid == base_uuid).select(limitby=(0, 1)).first()
 
@@ -59,7 +76,7 @@ def record_sync(db, origin, when=None):
             uuid=origin.get("uuid") or "urn:uuid:%s" % origin["base_uuid"],
             owner=origin.get("owner"),
             contact=origin.get("contact"),
-            url=origin.get("url") or None,
+            url=origin.get("url") if is_http_url(origin.get("url")) else None,
             last_update=when,
             sync_count=1,
         )

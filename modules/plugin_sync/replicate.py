@@ -27,12 +27,13 @@ is here too: the controller and its XML-RPC functions only wrap them.
 """
 import contextlib
 import datetime
-import io
 import os
 import socket
+import tempfile
 import uuid as uuidlib
 
 from . import changes as changelog
+from .accounts import account_id, bind
 from .bundle import upload_files
 from .errors import Locked, PeerError, SyncError
 from .fileio import export_to, import_from
@@ -53,6 +54,7 @@ def identity(db, settings, peer=None):
 
     `peer` (the caller's base_uuid, optional) adds `received`: up to where we
     have merged the caller's changes, the start of the caller's next push.
+    The controller passes only the instance the caller's account speaks for.
     Sequence numbers travel as strings (XML-RPC has no 64-bit integers).
     """
     me = this_instance(db)
@@ -71,10 +73,12 @@ def identity(db, settings, peer=None):
     return out
 
 
-def changes(db, settings, since, tables=None, fmt="auto", peer=None):
-    """Our changes in [since, now) as a file: (bytes, format, since, until) (the `changes` endpoint).
+def changes_file(db, settings, since, tables=None, fmt="auto", peer=None):
+    """Our changes in [since, now) as a temporary file: (file at 0, format, since, until).
 
-    fmt "auto": a zip bundle when changed records name uploaded files, else gzip'd CSV.
+    The `changes` endpoint streams it: a bundle of large uploaded files is
+    written to disk, never held in memory.  fmt "auto": a zip bundle when
+    changed records name uploaded files, else gzip'd CSV.
     """
     since = int(since or 0)
     if since < 0:
@@ -85,31 +89,50 @@ def changes(db, settings, since, tables=None, fmt="auto", peer=None):
                         "another database or before a restore; reset the peer's checkpoint to 0" % (since, until))
     if fmt == "auto":
         fmt = "zip" if next(upload_files(db, settings, tables, since, until), None) else "gz"
-    out = io.BytesIO()
-    with Run(db, "export", peer=peer, source="changes since %d (%s)" % (since, fmt)) as run:
-        counts = export_to(db, settings, out, fmt=fmt, tables=tables, since=since, until=until, log=False,
-                           echo_of=peer if since else None)  # incremental: not the peer's own versions back
-        run.counts = dict(docs_read=sum(v for k, v in counts["tables"].items() if k != "tombstones")
-                          + counts["tables"].get("tombstones", 0))
-        run.dry_run = not run.counts["docs_read"]  # an empty answer to a poll is not worth a log row
-    return out.getvalue(), fmt, since, until
+    out = tempfile.TemporaryFile(prefix="plugin_sync-changes-")
+    try:
+        with Run(db, "export", peer=peer, source="changes since %d (%s)" % (since, fmt)) as run:
+            counts = export_to(db, settings, out, fmt=fmt, tables=tables, since=since, until=until, log=False,
+                               echo_of=peer if since else None)  # incremental: not the peer's own versions back
+            run.counts = dict(docs_read=sum(v for k, v in counts["tables"].items() if k != "tombstones")
+                              + counts["tables"].get("tombstones", 0), warnings=counts.get("warnings") or [])
+            run.dry_run = not run.counts["docs_read"] and not run.counts["warnings"]  # an empty poll: no log row
+    except BaseException:
+        out.close()
+        raise
+    out.seek(0)
+    return out, fmt, since, until
 
 
-def receive(db, settings, source, peer=None, name=None):
-    """Merge a file a peer pushed (the `receive` endpoint); return the report (a dict) after the commit."""
-    report = import_from(db, settings, source, name=name or "push from %s" % (peer or "a peer"))
+def changes(db, settings, since, tables=None, fmt="auto", peer=None):
+    """changes_file() as bytes: (bytes, format, since, until) (XML-RPC sends one document)."""
+    out, fmt, since, until = changes_file(db, settings, since, tables, fmt, peer)
+    with out:
+        return out.read(), fmt, since, until
+
+
+def receive(db, settings, source, peer=None, name=None, sender=None):
+    """Merge a file a peer pushed (the `receive` endpoint); return the report (a dict) after the commit.
+
+    `sender`: the base_uuid the caller's account speaks for; the file must be
+    that instance's own (None: an administrator's account, see accounts.py).
+    """
+    report = import_from(db, settings, source, name=name or "push from %s" % (sender or peer or "a peer"),
+                         sender=sender)
     return report.as_dict()
 
 
 # ------------------------------------------------------------------ client side
 
 
-def register_peer(db, settings, url, username, password, mode=None, transport=None, interval=None, **options):
+def register_peer(db, settings, url, username, password, mode=None, transport=None, interval=None, account=None,
+                  **options):
     """Register (or update) the instance at `url`: fetch its identity, create its sync_instance row.
 
     The first step of network sync: `url` is the peer's app root (e.g.
     http://10.0.0.2:8000/eden), `username`/`password` an account there in its
-    sync (or admin) group.  Returns the row.  Commits.
+    sync (or admin) group.  `account`: the e-mail of the account *here* that
+    the peer logs in with (accounts.bind).  Returns the row.  Commits.
     """
     me = this_instance(db).base_uuid
     probe = dict(url=url, username=username, password=password, transport=transport or "http", owner=url)
@@ -131,6 +154,8 @@ def register_peer(db, settings, url, username, password, mode=None, transport=No
         table.insert(base_uuid=ident["base_uuid"], uuid="urn:uuid:%s" % ident["base_uuid"], **values)
     else:
         row.update_record(**values)
+    if account:
+        bind(db, ident["base_uuid"], account_id(db, account))
     db.commit()
     return find_peer(db, ident["base_uuid"])
 
@@ -213,13 +238,10 @@ class Session:
         if got.since != since:
             raise PeerError("changes: asked peer %s for changes since %d, got since %d"
                             % (self.transport.name, since, got.since))
-        report = import_from(self.db, self.settings, io.BytesIO(got.data),
+        report = import_from(self.db, self.settings, got.stream(), sender=self.peer.base_uuid,
                              name="pull from %s (%s)" % (self.transport.name, self.transport.url))
         for warning in self.warnings:
             report.warn(warning)
-        if report.origin and report.origin.get("base_uuid") != self.peer.base_uuid:
-            report.warn("the pulled file names instance %s as its sender, not %s"
-                        % (report.origin.get("base_uuid"), self.peer.base_uuid))
         run.report = report
         return report
 
@@ -237,12 +259,13 @@ class Session:
         tables = synced_tables(db, self.settings)
         if changelog.change_count(db, since, until, tables):
             result.fmt = "zip" if next(upload_files(db, self.settings, None, since, until), None) else "gz"
-            out = io.BytesIO()
-            counts = export_to(db, self.settings, out, fmt=result.fmt, since=since, until=until, log=False,
-                               echo_of=peer.base_uuid if since else None)
-            result.sent = sum(counts["tables"].values())
-            result.size = out.tell()
-            result.answer = self.transport.receive(out.getvalue(), result.fmt, me=self.me)
+            with tempfile.TemporaryFile(prefix="plugin_sync-push-") as out:  # on disk, not in memory
+                counts = export_to(db, self.settings, out, fmt=result.fmt, since=since, until=until, log=False,
+                                   echo_of=peer.base_uuid if since else None)
+                result.sent = sum(counts["tables"].values())
+                result.size = out.tell()
+                result.warnings.extend(dict(message=w) for w in counts.get("warnings") or [])
+                result.answer = self.transport.receive(out, result.fmt, me=self.me)
         db.rollback()  # end the export's read transaction before writing the checkpoint
         # the peer has committed (or there was nothing to send): only now does the checkpoint move
         db(db.sync_instance.id == peer.id).update(checkpoint_sent=until)

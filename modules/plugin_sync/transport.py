@@ -19,14 +19,23 @@ its length and SHA-256 before anyone reads it.  Connection errors, timeouts,
 cut transfers and 5xx answers are retried with exponential backoff (bounded:
 `retries` tries, waits of backoff, 2*backoff, ... capped at `max_wait`); a
 401/403 or a 4xx is final.  Every failure is a PeerError naming the peer.
+
+Each request is bounded as a whole, not only per read: a watchdog shuts its
+socket at the deadline (`sync_deadline`, `sync_transfer_deadline`), so a peer
+trickling a byte now and then cannot hold a run (and the peer's lock) open.
+An answer is read within max_request_size into a spooled temporary file
+(limits.py), never whole into memory; XML-RPC, whose answers are one XML
+document, is bounded the same way but does hold its file in memory.
 """
 import base64
 import datetime
 import hashlib
 import http.client
 import json
+import io
 import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -34,25 +43,87 @@ import urllib.request
 import xml.parsers.expat
 import xmlrpc.client
 
-from .errors import PeerError
+from .errors import PeerError, TooLarge
+from .limits import Limits, read_bounded
 
 RETRIES = 4  # tries in all
 BACKOFF = 1.0  # seconds before the 2nd try; doubled for each further try
 MAX_WAIT = 8.0  # cap of one wait: 4 tries wait 1 + 2 + 4 = 7 s at most
 TIMEOUT = 30.0  # seconds of silence before a short request (identity) counts as failed
 TRANSFER_TIMEOUT = 300.0  # the same for a transfer: the peer may take long to export or merge
+DEADLINE = 120.0  # seconds a short request (identity) may take in all
+TRANSFER_DEADLINE = 1800.0  # the same for a transfer (changes, receive)
 PROTOCOL = 1
 USER_AGENT = "plugin_sync/%d" % PROTOCOL
 
 
 class Changes:
-    """What a peer answered to `changes`: the file (bytes) and the range it covers."""
+    """What a peer answered to `changes`: the file (a binary file object) and the range it covers."""
 
     def __init__(self, data, since, until, fmt):
-        self.data, self.since, self.until, self.fmt = data, since, until, fmt
+        self.file = io.BytesIO(data) if isinstance(data, bytes) else data
+        self.since, self.until, self.fmt = since, until, fmt
+
+    @property
+    def data(self):
+        self.file.seek(0)
+        return self.file.read()
+
+    def stream(self):
+        self.file.seek(0)
+        return self.file
 
     def __repr__(self):
-        return "<Changes %s..%s %s, %d bytes>" % (self.since, self.until, self.fmt, len(self.data))
+        return "<Changes %s..%s %s>" % (self.since, self.until, self.fmt)
+
+
+class Watchdog:
+    """Shuts the sockets of one request at its deadline: a bound on the request as a whole."""
+
+    def __init__(self, seconds):
+        self.seconds, self.expired, self.conns = seconds, False, []
+        self.timer = threading.Timer(seconds, self.fire)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def watch(self, cls):
+        """A connection class whose instances this watchdog may shut."""
+        def make(*args, **kw):
+            conn = cls(*args, **kw)
+            self.conns.append(conn)
+            return conn
+        return make
+
+    def fire(self):
+        self.expired = True
+        for conn in self.conns:
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cancel(self):
+        self.timer.cancel()
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, watchdog):
+        super().__init__()
+        self.watchdog = watchdog
+
+    def http_open(self, req):
+        return self.do_open(self.watchdog.watch(http.client.HTTPConnection), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, watchdog):
+        super().__init__()
+        self.watchdog = watchdog
+
+    def https_open(self, req):
+        return self.do_open(self.watchdog.watch(http.client.HTTPSConnection), req, context=self._context)
 
 
 class Retry(Exception):
@@ -82,7 +153,7 @@ class Transport:
     kind = None
 
     def __init__(self, peer, settings=None, retries=None, backoff=None, max_wait=None, timeout=None,
-                 transfer_timeout=None, sleep=time.sleep):
+                 transfer_timeout=None, sleep=time.sleep, deadline=None, transfer_deadline=None):
         self.peer = peer
         self.url = app_url(_get(peer, "url"))
         if not self.url:
@@ -97,6 +168,10 @@ class Transport:
         self.timeout = float(_setting(settings, timeout, "sync_timeout", TIMEOUT))
         self.transfer_timeout = float(_setting(settings, transfer_timeout, "sync_transfer_timeout",
                                                max(TRANSFER_TIMEOUT, self.timeout)))
+        self.deadline = float(_setting(settings, deadline, "sync_deadline", DEADLINE))
+        self.transfer_deadline = float(_setting(settings, transfer_deadline, "sync_transfer_deadline",
+                                                TRANSFER_DEADLINE))
+        self.limits = Limits(settings)
         self.sleep = sleep
         self.tries = 0  # requests made, retries included (for reports and tests)
 
@@ -140,6 +215,15 @@ class Transport:
         return PeerError("%s: peer %s at %s answered something that is not plugin_sync's: %s"
                          % (what, self.name, self.url, why))
 
+    def too_large(self, what):
+        lim = self.limits
+        return PeerError("%s: the answer of peer %s exceeds the limit of %d bytes (setting "
+                         "plugins.sync.max_request_size)" % (what, self.name, lim.max_request_size))
+
+    def late(self, what, seconds):
+        return Retry("no complete answer within the deadline of %ss (settings sync_deadline, "
+                     "sync_transfer_deadline)" % _num(seconds))
+
 
 class HTTPTransport(Transport):
     """plugin_sync's JSON/CSV endpoints over HTTP(S)."""
@@ -150,19 +234,32 @@ class HTTPTransport(Transport):
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         return "%s/plugin_sync/%s%s" % (self.url, name, "?" + query if query else "")
 
-    def request(self, what, url, data=None, content_type=None, timeout=None):
-        """(status, headers, body) of a request; retried on transient failures; 4xx raise PeerError."""
+    def request(self, what, url, data=None, content_type=None, timeout=None, deadline=None):
+        """(status, headers, body file) of a request; retried on transient failures; 4xx raise PeerError.
+
+        `data`: bytes or a binary file (sent from its start on every try).
+        """
         headers = dict(self.auth_header(), **{"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"})
         if content_type:
             headers["Content-Type"] = content_type
+        if hasattr(data, "seek"):
+            data.seek(0, 2)
+            headers["Content-Length"] = str(data.tell())
+        deadline = deadline or self.deadline
 
         def once():
+            if hasattr(data, "seek"):
+                data.seek(0)
             req = urllib.request.Request(url, data=data, headers=headers, method="POST" if data is not None else "GET")
+            watchdog = Watchdog(deadline)
+            opener = urllib.request.build_opener(_HTTPHandler(watchdog), _HTTPSHandler(watchdog))
             try:
-                with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
-                    body = resp.read()  # raises IncompleteRead when cut short of Content-Length
+                with opener.open(req, timeout=min(timeout or self.timeout, deadline)) as resp:
+                    body = self.read(what, resp)  # IncompleteRead when cut short of Content-Length
                     info = resp.headers
                     status = resp.status
+                if watchdog.expired:
+                    raise self.late(what, deadline)
             except urllib.error.HTTPError as e:
                 body = _read_quietly(e)
                 if e.code >= 500:
@@ -170,23 +267,36 @@ class HTTPTransport(Transport):
                 raise self.refused(e.code, _error_message(body))
             except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout,
                     TimeoutError, OSError) as e:
+                if watchdog.expired:
+                    raise self.late(what, deadline)
                 raise Retry("%s: %s" % (type(e).__name__, getattr(e, "reason", None) or e))
+            finally:
+                watchdog.cancel()
             if info.get("Content-Encoding", "").lower() == "gzip":
-                try:
-                    import gzip
-
-                    body = gzip.decompress(body)
-                except (OSError, EOFError) as e:
-                    raise Retry("cut gzip transfer: %s" % e)
+                body = self.gunzip(what, body)
             digest = info.get("X-Sync-Sha256")
-            if digest and hashlib.sha256(body).hexdigest() != digest:
-                raise Retry("the transfer was corrupted or cut (%d bytes, SHA-256 mismatch)" % len(body))
+            if digest and _sha256(body) != digest:
+                raise Retry("the transfer was corrupted or cut (SHA-256 mismatch)")
+            body.seek(0)
             return status, info, body
 
         return self.retrying(what, once)
 
-    def json(self, what, url, data=None, content_type=None, timeout=None):
-        _, _, body = self.request(what, url, data, content_type, timeout)
+    def read(self, what, stream):
+        """A response body into a spooled file, within max_request_size."""
+        return read_bounded(stream, self.limits.max_request_size, lambda: self.too_large(what))
+
+    def gunzip(self, what, body):
+        import gzip
+
+        try:
+            return self.read(what, gzip.GzipFile(fileobj=body))
+        except (OSError, EOFError) as e:
+            raise Retry("cut gzip transfer: %s" % e)
+
+    def json(self, what, url, data=None, content_type=None, timeout=None, deadline=None):
+        _, _, body = self.request(what, url, data, content_type, timeout, deadline)
+        body = body.read()
         try:
             answer = json.loads(body.decode("utf-8"))
         except ValueError as e:
@@ -200,7 +310,7 @@ class HTTPTransport(Transport):
 
     def changes(self, since, tables=None, me=None):
         url = self.endpoint("changes", since=int(since or 0), tables=",".join(tables) if tables else None, peer=me)
-        _, info, body = self.request("changes", url, timeout=self.transfer_timeout)
+        _, info, body = self.request("changes", url, timeout=self.transfer_timeout, deadline=self.transfer_deadline)
         try:
             until = int(info["X-Sync-Until"])
             since_ = int(info.get("X-Sync-Since") or 0)
@@ -211,7 +321,7 @@ class HTTPTransport(Transport):
     def receive(self, data, fmt="gz", me=None):
         ctype = "application/zip" if fmt == "zip" else "application/gzip"
         answer = self.json("receive", self.endpoint("receive.json", peer=me), data=data, content_type=ctype,
-                           timeout=self.transfer_timeout)
+                           timeout=self.transfer_timeout, deadline=self.transfer_deadline)
         return check_receipt(self, answer)
 
 
@@ -220,15 +330,23 @@ class XMLRPCTransport(Transport):
 
     kind = "xmlrpc"
 
-    def proxy(self, timeout):
+    def proxy(self, timeout, watchdog=None):
         kind = _RPCTransport if self.url.startswith("http:") else _SafeRPCTransport
-        return xmlrpc.client.ServerProxy(self.url + "/plugin_sync/call/xmlrpc", transport=kind(self, timeout),
-                                         allow_none=True)
+        return xmlrpc.client.ServerProxy(self.url + "/plugin_sync/call/xmlrpc",
+                                         transport=kind(self, timeout, watchdog), allow_none=True)
 
-    def call(self, what, method, *args, timeout=None):
+    def call(self, what, method, *args, timeout=None, deadline=None):
+        deadline = deadline or self.deadline
+
         def once():
+            watchdog = Watchdog(deadline)
             try:
-                return getattr(self.proxy(timeout or self.timeout), method)(*args)
+                answer = getattr(self.proxy(min(timeout or self.timeout, deadline), watchdog), method)(*args)
+                if watchdog.expired:
+                    raise self.late(what, deadline)
+                return answer
+            except TooLarge:
+                raise self.too_large(what)
             except xmlrpc.client.ProtocolError as e:
                 if e.errcode >= 500:
                     raise Retry("HTTP %d %s" % (e.errcode, e.errmsg))
@@ -237,7 +355,11 @@ class XMLRPCTransport(Transport):
                 raise PeerError("%s: peer %s failed: %s" % (what, self.name, e.faultString))
             except (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError, OSError,
                     xml.parsers.expat.ExpatError) as e:
+                if watchdog.expired:
+                    raise self.late(what, deadline)
                 raise Retry("%s: %s" % (type(e).__name__, e))
+            finally:
+                watchdog.cancel()
 
         answer = self.retrying(what, once)
         if not isinstance(answer, dict):
@@ -249,7 +371,7 @@ class XMLRPCTransport(Transport):
 
     def changes(self, since, tables=None, me=None):
         answer = self.call("changes", "changes", str(int(since or 0)), ",".join(tables or ()), me or "",
-                           timeout=self.transfer_timeout)
+                           timeout=self.transfer_timeout, deadline=self.transfer_deadline)
         data = answer.get("data")
         if not isinstance(data, xmlrpc.client.Binary):
             raise self.bad_answer("changes", "no data")
@@ -262,7 +384,11 @@ class XMLRPCTransport(Transport):
             raise self.bad_answer("changes", "no until")
 
     def receive(self, data, fmt="gz", me=None):
-        answer = self.call("receive", "receive", xmlrpc.client.Binary(data), me or "", timeout=self.transfer_timeout)
+        if hasattr(data, "read"):
+            data.seek(0)
+            data = data.read()  # XML-RPC sends one document: the file travels in memory
+        answer = self.call("receive", "receive", xmlrpc.client.Binary(data), me or "", timeout=self.transfer_timeout,
+                           deadline=self.transfer_deadline)
         if isinstance(answer.get("report"), str):  # XML-RPC has no 64-bit ints: the report travels as JSON
             try:
                 answer["report"] = json.loads(answer["report"])
@@ -272,31 +398,54 @@ class XMLRPCTransport(Transport):
 
 
 class _RPCTransport(xmlrpc.client.Transport):
-    """xmlrpc.client's transport with our Basic credentials, user agent and timeout."""
+    """xmlrpc.client's transport with our Basic credentials, user agent, timeout, deadline and size bound."""
 
-    def __init__(self, owner, timeout):
+    def __init__(self, owner, timeout, watchdog=None):
         super().__init__()
-        self.owner, self.timeout = owner, timeout
+        self.owner, self.timeout, self.watchdog = owner, timeout, watchdog
         self.user_agent = USER_AGENT
 
     def make_connection(self, host):
         conn = super().make_connection(host)
         conn.timeout = self.timeout
+        if self.watchdog is not None and conn not in self.watchdog.conns:
+            self.watchdog.conns.append(conn)
         return conn
 
     def send_headers(self, connection, headers):
         headers = list(headers) + list(self.owner.auth_header().items())
         super().send_headers(connection, headers)
 
+    def parse_response(self, response):
+        return super().parse_response(_Bounded(response, self.owner.limits.max_request_size))
+
 
 class _SafeRPCTransport(xmlrpc.client.SafeTransport):
-    def __init__(self, owner, timeout):
+    def __init__(self, owner, timeout, watchdog=None):
         super().__init__()
-        self.owner, self.timeout = owner, timeout
+        self.owner, self.timeout, self.watchdog = owner, timeout, watchdog
         self.user_agent = USER_AGENT
 
     make_connection = _RPCTransport.make_connection
     send_headers = _RPCTransport.send_headers
+    parse_response = _RPCTransport.parse_response
+
+
+class _Bounded:
+    """An XML-RPC response that raises TooLarge beyond `limit` bytes read."""
+
+    def __init__(self, response, limit):
+        self.response, self.limit, self.count = response, limit, 0
+
+    def getheader(self, *args):
+        return self.response.getheader(*args)
+
+    def read(self, n=-1):
+        data = self.response.read(n)
+        self.count += len(data)
+        if self.count > self.limit:
+            raise TooLarge("XML-RPC answer beyond %d bytes" % self.limit)
+        return data
 
 
 TRANSPORTS = {"http": HTTPTransport, "xmlrpc": XMLRPCTransport}
@@ -374,6 +523,18 @@ def _error_message(body):
         return error.get("message") or ""
     except Exception:
         return _first_line(body)
+
+
+def _sha256(f):
+    f.seek(0)
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: f.read(1 << 16), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _num(x):
+    return ("%g" % x) if isinstance(x, float) else str(x)
 
 
 def _first_line(body):
