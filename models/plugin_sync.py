@@ -30,7 +30,7 @@ plugin_sync_settings = PluginManager(
     max_ratio=200,  # inflated / compressed, beyond 1 MiB
     max_cell_size=8 << 20,  # characters of one cell, and of one line of a file
     max_upload_size=64 << 20,  # bytes of one uploaded file in a zip bundle
-    login_free_failures=3,  # wrong HTTP Basic logins at the peer endpoints before the delays start
+    login_free_failures=5,  # wrong HTTP Basic logins of an account (an address: 4x) before the delays start
     login_max_delay=300,  # seconds: the cap of the doubling delay after further failures
 ).sync
 

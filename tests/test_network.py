@@ -458,7 +458,7 @@ def test_wrong_or_missing_credentials_get_401_or_403_and_no_data(nodes):
     b.db.auth_user.insert(email="clerk@b.local", password=b.db.auth_user.password.validate("clerk-pw")[0],
                                    first_name="Clerk", last_name="B")
     b.db.commit()
-    peer_account(b.db, b.settings, "peer-a@b.local", "s3cret")
+    peer_account(b.db, b.settings, "peer-a@b.local", "s3cret", peer=a.base_uuid)  # it speaks for a
     file = replicate.changes(a.db, a.settings, 0)[0]  # a real file from a, to push without rights
     a.db.commit()
 

@@ -387,7 +387,7 @@ class Merger:
         sends the whole batch through parse(), row by row, which decides,
         warns and raises exactly as before.
         """
-        if plan.file_id is not None and not plan.annotated:
+        if (plan.file_id is not None and not plan.annotated) or plan.upload_fields:  # parse() checks uploads
             return [self.parse(plan, line, cells) for line, cells in raw]
         if parsed is _UNUSUAL:
             return [self.parse(plan, line, cells) for line, cells in raw]

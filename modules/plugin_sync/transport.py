@@ -206,6 +206,9 @@ class Transport:
         if status == 403:
             return PeerError("peer %s refused %s: the account is not in its sync (or admin) group (HTTP 403)%s"
                              % (self.name, self.username, _detail(detail)))
+        if status == 429:
+            return PeerError("peer %s refused %s for now: too many wrong logins (HTTP 429)%s"
+                             % (self.name, self.username, _detail(detail)))
         if status == 404:
             return PeerError("peer %s has no plugin_sync endpoint at %s (HTTP 404): the URL should be the "
                              "app's root, e.g. http://host:8000/eden" % (self.name, self.url))
