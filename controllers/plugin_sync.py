@@ -639,6 +639,7 @@ def _ps_body_size():
     except (TypeError, ValueError):
         _ps_peer_refuse(411, "Send the file with a Content-Length.", "LengthRequired")
     if size > limit:
+        request._body = _ps_io.BytesIO()  # gluon reads request.body at the end of a request: not this one
         _ps_peer_refuse(413, "The file (%d bytes) exceeds the limit of %d bytes (setting plugins.sync."
                         "max_request_size)." % (size, limit), "TooLarge")
 

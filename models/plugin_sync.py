@@ -144,19 +144,19 @@ plugin_sync_setup(db, plugin_sync_settings)
 
 
 class _PluginSyncCookies(response.cookies.__class__):
-    """The session cookies go out HttpOnly (and Secure over https), whatever the host's session storage.
+    """Session cookies go out HttpOnly (and Secure over https), whatever the host's session storage.
 
-    gluon marks only a session-id cookie HttpOnly; a cookie-stored session
-    (session.connect(cookie_key=...)) is set at the end of the request without
-    it.  The flags are applied when the cookies are written out.
+    gluon marks only the current session-id cookie HttpOnly; a cookie-stored
+    session (session.connect(cookie_key=...)) and the id cookie of gluon's own
+    first session.connect are set without it.  The flags are applied to every
+    session_id_* / session_data_* cookie when the cookies are written out.
     """
 
     secure = False
-    names = ()
 
     def values(self):
-        for name in self.names:
-            if name and name in self:
+        for name in list(self.keys()):
+            if name.startswith(("session_id_", "session_data_")):
                 self[name]["httponly"] = True
                 if self.secure:
                     self[name]["secure"] = True
@@ -166,6 +166,5 @@ class _PluginSyncCookies(response.cookies.__class__):
 if not isinstance(response.cookies, _PluginSyncCookies):
     _ps_cookies = _PluginSyncCookies()
     _ps_cookies.update(response.cookies)
-    _ps_cookies.names = (response.session_id_name, response.session_data_name)
     _ps_cookies.secure = bool(request.is_https)
     response.cookies = _ps_cookies

@@ -3,7 +3,7 @@
 HTTP Basic checks a password on every request, so an endpoint answers as
 many guesses as a client sends.  After `login_free_failures` wrong logins
 for an account (or from an address), each further one blocks that key for a
-delay that doubles (1, 2, 4 ... s, capped at `login_max_delay`); a blocked
+delay that doubles (2, 4, 8 ... s, capped at `login_max_delay`); a blocked
 key is refused (HTTP 429) before its password is even checked.  An address
 may fail IP_FACTOR times as often before it is blocked (one office, many
 accounts).  A right login clears the account's count.  The counts live in plugin_sync_throttle,
@@ -44,7 +44,8 @@ def failed(db, settings, who, now=None):
         allowed = free * (IP_FACTOR if key.startswith("ip:") else 1)
         blocked = None
         if failures > allowed:
-            blocked = now + datetime.timedelta(seconds=min(2 ** min(failures - allowed - 1, 30), cap))
+            # 2, 4, 8 ... s: times are stored to the second, so the first block lasts 1-2 s
+            blocked = now + datetime.timedelta(seconds=min(2 ** min(failures - allowed, 30), cap))
         if row:
             row.update_record(failures=failures, blocked_until=blocked)
         else:
