@@ -303,6 +303,8 @@ def import_and_sync():
     )
     result = dict(form=form, confirm=None, report=None, error=None, name=None)
     is_post = request.env.request_method == "POST"
+    if is_post:
+        _ps_body_size(lambda status, message, kind: _ps_fail(status, message, dict(error=kind)))
     post = Storage(request.get_vars) if _ps_raw_post() else request.post_vars  # ?dry_run=1 with a raw body
 
     if is_post and post._formname == "plugin_sync_confirm":
@@ -631,16 +633,17 @@ def _ps_sender(user):
                     "'Its account here')." % (user.email, user.email), "Forbidden")
 
 
-def _ps_body_size():
+def _ps_body_size(refuse=None):
     """Refuse a body beyond max_request_size (413) or of unknown length (411), before it is read."""
+    refuse = refuse or _ps_peer_refuse
     limit = _ps_limits.Limits(plugin_sync_settings).max_request_size
     try:
         size = int(request.env.content_length)
     except (TypeError, ValueError):
-        _ps_peer_refuse(411, "Send the file with a Content-Length.", "LengthRequired")
+        refuse(411, "Send the file with a Content-Length.", "LengthRequired")
     if size > limit:
         request._body = _ps_io.BytesIO()  # gluon reads request.body at the end of a request: not this one
-        _ps_peer_refuse(413, "The file (%d bytes) exceeds the limit of %d bytes (setting plugins.sync."
+        refuse(413, "The file (%d bytes) exceeds the limit of %d bytes (setting plugins.sync."
                         "max_request_size)." % (size, limit), "TooLarge")
 
 
@@ -721,9 +724,17 @@ def _ps_rpc_identity(peer=""):
 
 
 def _ps_rpc_changes(since="0", tables="", peer=""):
-    data, fmt, since, until = _ps_replicate.changes(
+    out, fmt, since, until = _ps_replicate.changes_file(
         db, plugin_sync_settings, int(since or 0), [t for t in (tables or "").split(",") if t] or None,
         peer=_ps_speaks_for(request.ps_user, peer))
+    with out:
+        out.seek(0, 2)
+        limit = _ps_limits.Limits(plugin_sync_settings).max_request_size
+        if out.tell() > limit:  # XML-RPC answers one document, in memory: only within the limit
+            raise errors.TooLarge("the changes since %d (%d bytes) exceed the limit of %d bytes for XML-RPC (setting "
+                                  "plugins.sync.max_request_size): sync over HTTP" % (since, out.tell(), limit))
+        out.seek(0)
+        data = out.read()
     return dict(data=_ps_xmlrpc.Binary(data), format=fmt, since=str(since), until=str(until),
                 sha256=_ps_hashlib.sha256(data).hexdigest())
 

@@ -319,3 +319,29 @@ def test_peer_passwords_never_leave_in_a_file(new_instance):
         assert b"Pa55-secret-77" not in text and b"me@peer" not in text
     logs = db(db.plugin_sync_log).select()
     assert all("Pa55-secret-77" not in (r.report or "") for r in logs)
+
+
+# ------------------------------------------------------------------ 2. binding an account: the CLI
+
+
+def test_cli_account_binds_a_login_to_the_instance_it_speaks_for(new_instance):
+    from test_cli import cli
+
+    from applications.eden.modules.plugin_sync.accounts import speaks_for
+
+    b, = instances(new_instance, "b")
+    b["db"].commit()
+    peer = "a1a1a1a1-0000-4000-8000-0000000000a1"
+    r = cli(b, "account", "peer-a@b.local", "--password", "S3cret-pw", "--peer", peer)
+    assert r.returncode == 0 and b"as instance " + peer.encode() in r.stdout, r.stderr
+    r = cli(b, "account", "reader@b.local", "--password", "S3cret-pw")
+    assert r.returncode == 0 and b"bind it with --peer" in r.stdout
+    db = b["db"]
+    db.commit()
+    users = {u.email: u.id for u in db(db.auth_user).select()}
+    assert speaks_for(db, users["peer-a@b.local"]) == peer and speaks_for(db, users["reader@b.local"]) is None
+    # an account speaks for one instance: binding it to another moves it
+    r = cli(b, "account", "peer-a@b.local", "--password", "S3cret-pw", "--peer", "other-instance")
+    db.commit()
+    assert speaks_for(db, users["peer-a@b.local"]) == "other-instance"
+    assert db(db.sync_instance.account == users["peer-a@b.local"]).count() == 1

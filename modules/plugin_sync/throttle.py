@@ -49,7 +49,11 @@ def failed(db, settings, who, now=None):
         if row:
             row.update_record(failures=failures, blocked_until=blocked)
         else:
-            t.insert(who=key, failures=failures, blocked_until=blocked)
+            try:
+                t.insert(who=key, failures=failures, blocked_until=blocked)
+                db.commit()
+            except Exception:  # another request inserted the key first: its count stands
+                db.rollback()
     db.commit()
 
 
