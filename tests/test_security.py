@@ -345,3 +345,28 @@ def test_cli_account_binds_a_login_to_the_instance_it_speaks_for(new_instance):
     db.commit()
     assert speaks_for(db, users["peer-a@b.local"]) == "other-instance"
     assert db(db.sync_instance.account == users["peer-a@b.local"]).count() == 1
+
+
+# ------------------------------------------------------------------ what held: never-synced tables, injection
+
+
+def test_a_file_writing_auth_and_plugin_tables_or_sql_writes_nothing_there(new_instance):
+    b, = instances(new_instance, "b")
+    db = b["db"]
+    before = {t: db(db[t]).count() for t in ("auth_user", "auth_group", "auth_membership", "s3_setting",
+                                            "plugin_sync_throttle", "plugin_sync_identity", "org_organisation")}
+    evil = ("TABLE auth_user\r\nauth_user.id,auth_user.email,auth_user.password,auth_user.uuid\r\n"
+            "1,evil@x,\"pbkdf2(1000,20,sha512)$x$y\",urn:uuid:u1\r\n\r\n"
+            "TABLE auth_membership\r\nauth_membership.id,auth_membership.user_id,auth_membership.group_id\r\n1,1,1\r\n\r\n"
+            "TABLE plugin_sync_identity\r\nplugin_sync_identity.id,plugin_sync_identity.base_uuid\r\n1,mine\r\n\r\n"
+            "TABLE org_organisation; DROP TABLE pr_person; --\r\nx.name,x.uuid\r\na,urn:uuid:o1\r\n\r\n"
+            "TABLE org_organisation\r\norg_organisation.name,org_organisation.uuid,org_organisation.acronym\r\n"
+            "\"x'); DROP TABLE pr_person; --\",urn:uuid:o2,\"' OR 1=1 --\"\r\n\r\nEND")
+    report = import_from(db, settings(b), evil.encode("utf-8"))
+    assert {"auth_user", "auth_membership", "plugin_sync_identity"} <= set(report.skipped_tables)
+    after = {t: db(db[t]).count() for t in before}
+    assert after == dict(before, org_organisation=before["org_organisation"] + 1)
+    row = db(db.org_organisation.uuid == "urn:uuid:o2").select().first()
+    assert row.name == "x'); DROP TABLE pr_person; --" and row.acronym == "' OR 1=1 --"
+    assert db(db.pr_person).count() == 0 and "pr_person" in db.tables  # the table is still there
+    assert db(db.auth_user.email == "evil@x").isempty()

@@ -12,6 +12,7 @@ import json
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 import xmlrpc.client
 import zipfile
@@ -227,3 +228,67 @@ def test_a_peers_endless_answer_stops_at_max_request_size():
         assert "exceeds the limit of 1048576 bytes" in str(e.value) and "max_request_size" in str(e.value)
     finally:
         flood.close()
+
+
+# ------------------------------------------------------------------ what held: every caller refused where it should be
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kw):
+        return None  # a redirect (to the login page) is the answer itself
+
+
+def unredirected(method, url, data, credentials, headers):
+    """(status, headers, body) like test_network.http, but a redirect is answered, not followed."""
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    if credentials:
+        req.add_header("Authorization", "Basic " + __import__("base64").b64encode(
+            ("%s:%s" % credentials).encode()).decode())
+    try:
+        with urllib.request.build_opener(_NoRedirect()).open(req, timeout=60) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def test_every_action_refuses_every_caller_it_should_with_no_data(nodes):  # noqa: F811
+    a, b = nodes("a"), nodes("b")
+    seed_small(b.env, prefix="B")
+    b.db.auth_user.insert(email="clerk@b.local", password=b.db.auth_user.password.validate("clerk-pw")[0],
+                          first_name="Clerk", last_name="B")
+    b.db.commit()
+    peer_account(b.db, b.settings, *PEER_A, peer=a.base_uuid)
+    file = replicate.changes(a.db, a.settings, 0)[0]
+    a.db.commit()
+    gz = {"Content-Type": "application/gzip"}
+    admin_actions = [("GET", "/plugin_sync/index.json", None, {}), ("GET", "/plugin_sync/export.csv", None, {}),
+                     ("POST", "/plugin_sync/import_and_sync.json", file, gz),
+                     ("GET", "/plugin_sync/instances.json", None, {}), ("GET", "/plugin_sync/log.json", None, {}),
+                     ("GET", "/plugin_sync/conflicts.json", None, {}),
+                     ("POST", "/plugin_sync/sync_now.json", b"peer=1", {"Content-Type": "application/x-www-form-urlencoded"})]
+    peer_actions = [("GET", "/plugin_sync/identity.json", None, {}), ("GET", "/plugin_sync/changes?since=0", None, {}),
+                    ("POST", "/plugin_sync/receive.json", file, gz),
+                    ("POST", "/plugin_sync/call/xmlrpc", xmlrpc.client.dumps(("",), "identity").encode(),
+                     {"Content-Type": "text/xml"})]
+    refused = []
+
+    def refuse(calls, credentials, statuses, headers=None):
+        for method, path, data, h in calls:
+            code, _, body = unredirected(method, b.url + path, data, credentials, dict(h, **(headers or {})))
+            refused.append((path, credentials, code))
+            assert code in statuses, (path, credentials, code, body[:200])
+            assert b"TABLE" not in body and b.base_uuid.encode() not in body and b"Maria" not in body
+
+    # the bound peer account: the peer endpoints only
+    for method, path, data, h in peer_actions:
+        assert http(method, b.url + path, data=data, auth=PEER_A, headers=h)[0] == 200, path
+    refuse(admin_actions, PEER_A, (403,))
+    refuse(admin_actions + peer_actions, ("clerk@b.local", "clerk-pw"), (403,))  # no group
+    refuse(admin_actions + peer_actions, None, (401, 303))  # no credentials: 401 (a page: to the login)
+    cross = {"Origin": "http://evil.example"}  # a browser's cross-site POST, with an admin's Basic login
+    refuse([c for c in admin_actions + peer_actions if c[0] == "POST" and "xmlrpc" not in c[1]], ADMIN, (403,), cross)
+    # wrong credentials: 401, then 429 once the throttle blocks the account or the address
+    refuse(admin_actions + peer_actions, (eden.ADMIN_EMAIL, "wrong"), (401, 429))
+    refuse(admin_actions + peer_actions, ("nobody@b.local", "clerk-pw"), (401, 429))
+    assert len(refused) == 7 + 11 + 11 + 3 + 11 + 11
+    assert b.count("pr_person") == 2 and b.count("plugin_sync_log", operation="import") == 1  # only the allowed push merged
