@@ -370,3 +370,22 @@ def test_a_file_writing_auth_and_plugin_tables_or_sql_writes_nothing_there(new_i
     assert row.name == "x'); DROP TABLE pr_person; --" and row.acronym == "' OR 1=1 --"
     assert db(db.pr_person).count() == 0 and "pr_person" in db.tables  # the table is still there
     assert db(db.auth_user.email == "evil@x").isempty()
+
+
+def test_changes_with_a_large_document_are_written_to_disk_not_memory(new_instance):
+    import tracemalloc
+
+    from applications.eden.modules.plugin_sync import replicate
+
+    a, = instances(new_instance, "a")
+    _document(a, content=os.urandom(24 << 20))
+    tracemalloc.start()
+    try:
+        out, fmt, _, _ = replicate.changes_file(a["db"], settings(a), 0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    with out:
+        out.seek(0, 2)
+        assert fmt == "zip" and out.tell() > 24 << 20 and not isinstance(out, io.BytesIO)
+    assert peak < 8 << 20, peak  # the bundle (24 MiB and more) never sat in memory
