@@ -429,6 +429,9 @@ def instances():
         def _onvalidation(f):
             if record is None and f.vars.base_uuid:
                 f.vars.uuid = "urn:uuid:%s" % f.vars.base_uuid
+            others = (table.account == f.vars.account) & (table.id != (record.id if record else 0))
+            if f.vars.account and not db(others).isempty():  # an account speaks for one instance
+                f.errors.account = "this account is already the login of another peer"
 
         if form.process(formname="plugin_sync_peer", onvalidation=_onvalidation).accepted:
             session.flash = "Peer deleted." if form.deleted else "Peer saved."

@@ -432,6 +432,29 @@ def test_peers_create_edit_and_secrets_are_masked(server):
     assert status == 200 and b"own base UUID" in body
 
 
+def test_peers_page_binds_the_peers_account_and_refuses_non_http_urls(server):
+    browser = Client(server).login(*ADMIN)
+    admin_id = sql(server, "SELECT id FROM auth_user WHERE email='%s'" % ADMIN[0])[0][0]
+    peer = str(uuid.uuid4())
+    page = browser.get("/plugin_sync/instances/new")[2]
+    assert b'name="account"' in page  # "Its account here"
+    fields = dict(_formname="plugin_sync_peer", base_uuid=peer, owner="Camp", username="sync@camp", mode="both",
+                  transport="http", interval="0", account=str(admin_id))
+    status, _, body = browser.request("/plugin_sync/instances/new", dict(
+        fields, _formkey=formkey(page, "plugin_sync_peer"), url="javascript:alert(document.cookie)"))
+    assert status == 200 and not sql(server, "SELECT id FROM sync_instance WHERE base_uuid='%s'" % peer)
+    status, _, _ = browser.request("/plugin_sync/instances/new", dict(
+        fields, _formkey=formkey(body, "plugin_sync_peer"), url="https://camp.example.org/eden"))
+    assert status == 303
+    assert sql(server, "SELECT account, url FROM sync_instance WHERE base_uuid='%s'" % peer)[0] == (
+        admin_id, "https://camp.example.org/eden")
+    # one account speaks for one instance: a second peer cannot take it
+    page = browser.get("/plugin_sync/instances/new")[2]
+    status, _, body = browser.request("/plugin_sync/instances/new", dict(
+        fields, _formkey=formkey(page, "plugin_sync_peer"), base_uuid=str(uuid.uuid4()), url=""))
+    assert status == 200 and b"already the login of another peer" in body
+
+
 def test_log_and_conflicts_pages(server):
     admin = Client(server, basic=ADMIN)
     admin.get("/plugin_sync/export.csv")
