@@ -4,7 +4,7 @@ The engine: plain Python that takes a pydal `db` (and settings) and knows
 nothing of web2py's request/response.  The controller, the CLI and the
 scheduler task all call these same functions.
 """
-from .changes import install_triggers
+from .changes import checkpoint, install_triggers
 from .peers import this_instance
 from .schema import ensure_uuid_indexes
 from .tables import synced_tables
@@ -19,6 +19,8 @@ def setup(db, settings):
         return
     ensure_uuid_indexes(db, synced_tables(db, settings))
     install_triggers(db, synced_tables(db, settings))  # change capture (changes.py)
-    this_instance(db, owner=settings.owner, contact=settings.contact)
+    me = this_instance(db, owner=settings.owner, contact=settings.contact)
+    if me.exported_until is None:  # upgraded from before exported_until: what it exported is unknown, all may be
+        me.update_record(exported_until=checkpoint(db))
     db.commit()
     _ready.add(key)
