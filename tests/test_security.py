@@ -389,3 +389,14 @@ def test_changes_with_a_large_document_are_written_to_disk_not_memory(new_instan
         out.seek(0, 2)
         assert fmt == "zip" and out.tell() > 24 << 20 and not isinstance(out, io.BytesIO)
     assert peak < 8 << 20, peak  # the bundle (24 MiB and more) never sat in memory
+
+
+def test_upload_paths_with_uploadseparate_stay_in_their_subfolder(new_instance, tmp_path):
+    from gluon.storage import Storage
+
+    a, = instances(new_instance, "a")
+    field = Storage(uploadfolder=str(tmp_path), uploadseparate=True, tablename="doc_document", name="file")
+    name = "doc_document.file.ab12cd34.txt"
+    assert path_of(a["db"], field, name) == str(tmp_path / "doc_document.file" / "ab" / name)
+    for bad in EVIL_NAMES + ["noprefix.txt", ""]:
+        assert path_of(a["db"], field, bad) is None, bad
