@@ -1,4 +1,4 @@
-"""Security over HTTP: real servers (one on PostgreSQL) against a hostile peer; a trickling fake peer.
+"""Security over HTTP: real servers (the target on SQLite, then on PostgreSQL) against a hostile peer; a trickling fake peer.
 
 What a peer's account can do is bound to the instance it speaks for; a push
 naming a file outside the upload folder is refused and nothing leaks in the
@@ -37,8 +37,9 @@ def _gz(text):
     return gzip.compress(text.encode("utf-8"))
 
 
-def test_a_peer_account_speaks_only_for_its_own_instance(nodes):  # noqa: F811
-    a, b = nodes("a"), nodes("b", pg=True)
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_a_peer_account_speaks_only_for_its_own_instance(nodes, db):  # noqa: F811
+    a, b = nodes("a"), nodes("b", pg=db == "postgres")
     seed_small(a.env, prefix="A")
     stored = a.db.doc_document.file.store(io.BytesIO(b"sitrep"), "sitrep.txt")
     a.db.doc_document.insert(name="Sitrep", file=stored)
@@ -99,12 +100,15 @@ def test_a_peer_account_speaks_only_for_its_own_instance(nodes):  # noqa: F811
     a.register(b, credentials=PEER_A)
     a.db(a.db.doc_document.name == "Sitrep").update(comments="edited at a")
     a.db.commit()
-    answer = a.sync_now(b)
-    assert answer["push"]["totals"]["docs_written"] >= 1 and answer["pull"]["totals"]["docs_read"] >= 1
+    answer = a.sync_now(b, mode="push")  # the push first: a's edit then meets no older copy of it at a
+    assert answer["push"]["totals"]["docs_written"] == 1, answer
+    assert a.sync_now(b, mode="pull")["pull"]["totals"]["docs_read"] >= 1
+    assert b.count("doc_document", comments="edited at a") == 1
 
 
-def test_password_guesses_are_throttled_per_account_then_per_address(nodes):  # noqa: F811
-    b = nodes("b")
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_password_guesses_are_throttled_per_account_then_per_address(nodes, db):  # noqa: F811
+    b = nodes("b", pg=db == "postgres")
     peer_account(b.db, b.settings, *PEER_A)
     url = b.url + "/plugin_sync/identity.json"
     for _ in range(5):  # the free failures: 401 each
@@ -125,8 +129,9 @@ def test_password_guesses_are_throttled_per_account_then_per_address(nodes):  # 
     assert code == 429
 
 
-def test_bodies_are_bounded_before_they_are_read_and_pages_are_safe(nodes):  # noqa: F811
-    b = nodes("b")
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_bodies_are_bounded_before_they_are_read_and_pages_are_safe(nodes, db):  # noqa: F811
+    b = nodes("b", pg=db == "postgres")
     peer_account(b.db, b.settings, *PEER_A, peer=C_UUID)
     # finding 3: a push announcing more than max_request_size is refused unread
     with socket.create_connection(("127.0.0.1", b.server.port), timeout=30) as s:
@@ -251,8 +256,9 @@ def unredirected(method, url, data, credentials, headers):
         return e.code, e.headers, e.read()
 
 
-def test_every_action_refuses_every_caller_it_should_with_no_data(nodes):  # noqa: F811
-    a, b = nodes("a"), nodes("b")
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_every_action_refuses_every_caller_it_should_with_no_data(nodes, db):  # noqa: F811
+    a, b = nodes("a"), nodes("b", pg=db == "postgres")
     seed_small(b.env, prefix="B")
     b.db.auth_user.insert(email="clerk@b.local", password=b.db.auth_user.password.validate("clerk-pw")[0],
                           first_name="Clerk", last_name="B")
