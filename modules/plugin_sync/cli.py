@@ -71,6 +71,8 @@ def cmd_export(db, settings, args, stdout):
         total = sum(v for k, v in counts["tables"].items() if k != "tombstones")
         sys.stderr.write("exported %d records from %d tables to %s (checkpoint %s)\n"
                          % (total, len(counts["tables"]) - 1, args.output, counts["until"]))
+    for warning in counts.get("warnings") or ():  # e.g. an upload value naming no file in the uploads
+        sys.stderr.write("warning: %s\n" % warning)
 
 
 def _export_args(p):
