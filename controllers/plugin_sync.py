@@ -552,7 +552,7 @@ def _ps_conflict_detail(row):
 #   POST call/xmlrpc                              identity(peer), changes(since, tables, peer),
 #                                                 receive(Binary, peer): the same over XML-RPC
 #   POST sync_now/<peer id>                       admin: run replicate.sync now (pages and scripts)
-import base64
+import base64 as _ps_base64
 import hashlib as _ps_hashlib
 import io as _ps_io
 import json
@@ -582,7 +582,7 @@ def _ps_basic_login(refuse):
     A blocked account or address is refused with 429 before its password is checked.
     """
     try:
-        email = base64.b64decode(request.env.http_authorization[6:].strip()).decode("utf-8").split(":", 1)[0]
+        email = _ps_base64.b64decode(request.env.http_authorization[6:].strip()).decode("utf-8").split(":", 1)[0]
     except Exception:  # a malformed header (bad base64)
         email = None
     who = _ps_throttle.keys(email, request.env.remote_addr)
