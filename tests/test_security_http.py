@@ -95,6 +95,10 @@ def test_a_peer_account_speaks_only_for_its_own_instance(nodes, db):  # noqa: F8
     assert ident(PEER_C, a.base_uuid)["received"] == "0"  # c asked for a's: it gets its own
     assert "received" not in ident(UNBOUND, a.base_uuid)
     assert ident(ADMIN, a.base_uuid)["received"] == received  # an administrator sees any
+    rpc = xmlrpc.client.dumps((a.base_uuid,), "identity").encode()  # the same over XML-RPC
+    code, _, body = http("POST", b.url + "/plugin_sync/call/xmlrpc", data=rpc, auth=PEER_C,
+                         headers={"Content-Type": "text/xml"})
+    assert code == 200 and xmlrpc.client.loads(body)[0][0]["received"] == "0"
 
     # the ordinary flow with a bound login still works both ways
     a.register(b, credentials=PEER_A)
