@@ -345,6 +345,11 @@ def test_cli_account_binds_a_login_to_the_instance_it_speaks_for(new_instance):
     db.commit()
     assert speaks_for(db, users["peer-a@b.local"]) == "other-instance"
     assert db(db.sync_instance.account == users["peer-a@b.local"]).count() == 1
+    # binding to this instance itself is bad usage, with a clear message
+    me = this_instance(db).base_uuid
+    db.commit()
+    r = cli(b, "account", "peer-a@b.local", "--password", "S3cret-pw", "--peer", me)
+    assert r.returncode == 2 and b"this instance's own base_uuid" in r.stderr, r.stderr
 
 
 # ------------------------------------------------------------------ what held: never-synced tables, injection

@@ -56,6 +56,10 @@ def main(db, settings, argv=None, stdout=None, stderr=None):
             stdout.write(json.dumps(dict(ok=False, error=e.as_dict()), indent=2) + "\n")
         stderr.write("error: %s\n" % e.describe())
         return 1
+    except ValueError as e:  # bad usage the parser cannot see: an unknown account, a refused password
+        db.rollback()
+        stderr.write("error: %s\n" % e)
+        return 2
 
 
 @command("export", "Write the synced tables (or --tables) as pydal CSV, gzip'd CSV or a zip bundle with uploads.")
