@@ -1,10 +1,37 @@
-"""Test harness: the app's real models on a fresh SQLite or PostgreSQL database.
+"""Test harness: two hosts, on a fresh SQLite or PostgreSQL database each.
 
-Every engine test takes the `backend` parameter and runs twice, on SQLite and
-on a private PostgreSQL 15 server that this session starts (initdb into a temp
-dir, as the `postgres` user when run as root, on its own port) and stops.
-`new_instance(name)` gives a fresh instance: its own web2py runtime folder,
-database and identity, with the app's models loaded through gluon.shell.env.
+Every test that takes the `backend` parameter runs twice, on SQLite and on a
+private PostgreSQL 15 server that this session starts (initdb into a temp dir,
+as the `postgres` user when run as root, on its own port) and stops.
+
+Engine tier, on the minihost (tests/minihost: a small imitation of Eden, fast):
+  new_instance(name="a") -> env   fresh instance on the test's backend: its own web2py runtime
+                                  folder, database and identity; env = gluon.shell.env with the
+                                  minihost's and the plugin's models ("db", "auth",
+                                  "plugin_sync_settings", ... plus "folder", "uri")
+  instance, pg_instance           one such instance (any backend / PostgreSQL only)
+  start_server(name="a", uri=None, seed=True) -> Server   Rocket serving a minihost instance
+
+Eden tier, on REAL Sahana Eden (scripts/edenhost.py; module-level marker `pytest.mark.eden`
+is applied to tests/test_eden_*.py and tests/test_install.py, `make test-fast` skips that tier):
+  eden_instance(name="a") -> env  factory, per test, on the test's `backend`: a copy of this
+                                  session's prepared Eden database (first run + default/base,
+                                  default/users done once per backend), the plugin symlinked in,
+                                  and gluon.shell.env of it with Eden's models imported:
+                                  env["db"], env["auth"], env["s3db"] (= current.s3db),
+                                  env["settings"] (Eden's deployment settings), env["plugin_sync_settings"]
+                                  (when the plugin's models ran), plus env["folder"] (the runtime
+                                  folder), env["uri"] (its database), env["name"].
+                                  Accounts: eden_admin = ("admin@example.com", "testing") (ADMIN role);
+                                  add_eden_user(env, email, password, admin=False) adds one.
+  eden_server(name="a", scheduler=False, env=None) -> EdenServer   factory: real Eden served by
+                                  web2py's Rocket on a free 127.0.0.1 port (its own copy of the
+                                  prepared database, or the database and folder of `env` from
+                                  eden_instance: commit first), optionally with Eden's scheduler
+                                  worker (-K eden); .url = "http://127.0.0.1:<port>/eden",
+                                  .folder, .uri, .port, .log; stopped by pid at teardown.
+  eden_folder(name="a", plugin="link") -> (folder, uri)   a runtime folder only (plugin "link",
+                                  "copy" or None for pristine Eden), nothing loaded.
 """
 import os
 import shutil
@@ -19,13 +46,15 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import eden  # noqa: E402  the launcher
+import edenhost  # noqa: E402  real Eden's runtime folders
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from minihost import host as minihost  # noqa: E402  the engine tier's host
 from pgserver import PG_BIN, PostgresServer, free_port  # noqa: E402,F401  shared with tests/bench
 
 BASE = tempfile.mkdtemp(prefix="eden-tests-")
 os.chmod(BASE, 0o755)
-_first = eden.runtime_folder("harness", BASE)
+_first = minihost.runtime_folder("harness", BASE)
 os.environ["EDEN_DB_POOL_SIZE"] = "0"  # close connections for real: many databases per session
 eden.enter(_first, "harness")
 
@@ -57,7 +86,7 @@ def new_database_uri(backend, request_fixture, folder):
 def make_instance(backend, request, name, made):
     """The app's environment (db, auth, settings) on a fresh database of `backend`."""
     _counter[0] += 1
-    folder = eden.runtime_folder("%s-%d" % (name, _counter[0]), BASE)
+    folder = minihost.runtime_folder("%s-%d" % (name, _counter[0]), BASE)
     uri = new_database_uri(backend, request, folder)
     os.environ["EDEN_DB_URI"] = uri
     os.environ["EDEN_INSTANCE"] = name
@@ -105,7 +134,7 @@ class Server:
     def __init__(self, name, uri=None, base=BASE):
         _counter[0] += 1
         self.name = name
-        self.folder = eden.runtime_folder("%s-srv%d" % (name, _counter[0]), base)
+        self.folder = minihost.runtime_folder("%s-srv%d" % (name, _counter[0]), base)
         self.uri = uri or "sqlite://%s" % os.path.join(self.folder, "applications", "eden", "databases", "storage.sqlite")
         self.port = free_port()
         self.url = "http://127.0.0.1:%d/eden" % self.port
@@ -115,7 +144,7 @@ class Server:
     def start(self, seed=True):
         env = dict(os.environ, EDEN_DB_URI=self.uri, EDEN_INSTANCE=self.name)
         args = ["--instance", os.path.basename(self.folder), "--runtime", os.path.dirname(self.folder), "--db", self.uri]
-        script = os.path.join(REPO, "scripts", "eden.py")
+        script = os.path.join(REPO, "tests", "minihost", "host.py")
         if seed:
             subprocess.run([sys.executable, script, "seed", "--no-demo"] + args, check=True, env=env,
                            stdout=subprocess.DEVNULL)

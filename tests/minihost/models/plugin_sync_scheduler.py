@@ -1,0 +1,56 @@
+# -*- coding: utf-8 -*-
+"""plugin_sync's scheduled sync: web2py's scheduler runs one task every minute.
+
+Run a worker with the server (`web2py.py -K eden -X`, what `make run` does) or
+alone (`web2py.py -K eden`).  The task `plugin_sync_scheduled` syncs every
+peer whose interval (sync_instance.interval, minutes; 0 = manual) has passed
+since its last run; runs against one peer never overlap (plugin_sync_lock).
+The periodic scheduler_task row is created when a worker starts, once
+(a fixed uuid makes it idempotent even with several workers).  scheduler_*
+tables never sync (tables.py).
+"""
+from gluon.scheduler import Scheduler
+
+from plugin_sync import replicate as plugin_sync_replicate
+
+PLUGIN_SYNC_TASK = "plugin_sync_scheduled"
+PLUGIN_SYNC_TASK_UUID = "plugin_sync_scheduled-v1"
+
+
+def plugin_sync_scheduled():
+    """The scheduler's task: sync the peers that are due; {base_uuid: "ok" | "error: ..."} (logged too)."""
+    return plugin_sync_replicate.run_due(db, plugin_sync_settings)
+
+
+# use_spawn: each task runs in a fresh process. A forked one inherits the worker's threads
+# (its heartbeat) and database handles mid-use, and was seen to hang on a lock forever.
+plugin_sync_scheduler = Scheduler(
+    db, tasks={PLUGIN_SYNC_TASK: plugin_sync_scheduled}, utc_time=True, migrate=True, use_spawn=True,
+)
+
+
+def plugin_sync_ensure_task():
+    """The periodic task row (every 60 s, forever, failures retried); created once, whoever asks first."""
+    task = db.scheduler_task
+    if db(task.uuid == PLUGIN_SYNC_TASK_UUID).isempty():
+        try:
+            # a plain insert: Scheduler.queue_task expects the Row that pydal's validate_and_insert
+            # returned before 20251012 (now a dict) and fails after inserting nothing
+            task.insert(
+                function_name=PLUGIN_SYNC_TASK, task_name=PLUGIN_SYNC_TASK, uuid=PLUGIN_SYNC_TASK_UUID,
+                args="[]", vars="{}", period=60, repeats=0, retry_failed=-1, timeout=replicate_timeout(),
+                prevent_drift=True,
+            )
+            db.commit()
+        except Exception:  # another worker inserted it first (unique uuid)
+            db.rollback()
+    db.commit()
+
+
+def replicate_timeout():
+    """A run may take long (a first full sync); the lock outlives the scheduler's timeout."""
+    return max(60, int((plugin_sync_settings.get("lock_ttl") or plugin_sync_replicate.LOCK_TTL) * 0.9))
+
+
+if request.is_scheduler:
+    plugin_sync_ensure_task()
