@@ -15,6 +15,7 @@ own database, its own identity.  The plugin is symlinked in (edits apply).
 """
 import argparse
 import os
+import shutil
 import socket
 import sys
 import time
@@ -74,14 +75,17 @@ def prepare(folder, quiet=False):
         print("eden: first start: creating Eden's database and prepopulating, about a minute...", flush=True)
     started = time.time()
     app = os.path.join(folder, "applications", APP)
-    links = edenhost.install.plugin_paths(app)
-    edenhost.install.uninstall(app)  # Eden's first run alone: a plugin error must not break Eden's set-up
+    kept = os.path.join(folder, "plugin_sync.first-run")
+    shutil.rmtree(kept, ignore_errors=True)
+    for rel in edenhost.install.plugin_paths(app):  # Eden's first run alone: a plugin error must not
+        os.renames(os.path.join(app, rel), os.path.join(kept, rel))  # break Eden's own set-up
     env = app_env(folder)
     add_user(env, ADMIN_EMAIL, ADMIN_PASSWORD, admin=True)
     env["db"].commit()
     edenhost.mark_first_run(folder)
-    if links:
-        edenhost.install.install(app, link=True)
+    if os.path.isdir(kept):
+        for rel in edenhost.install.plugin_paths(kept):
+            os.renames(os.path.join(kept, rel), os.path.join(app, rel))
     if not quiet:
         print("eden: first start done in %.0f s" % (time.time() - started), flush=True)
     return True
@@ -131,7 +135,11 @@ def main(argv=None):
     parser.add_argument("--runtime", help="base folder for runtime folders (default .runtime/)")
     parser.add_argument("--db", default=os.environ.get("EDEN_DB_URI"),
                         help="database URI (default: EDEN_DB_URI, else the instance's own SQLite)")
-    parser.add_argument("--no-scheduler", action="store_true")
+    parser.add_argument("--no-scheduler", action="store_true", help="run: without Eden's scheduler worker")
+    parser.add_argument("--scheduler", action="store_true", help="serve: with Eden's scheduler worker")
+    parser.add_argument("--plugin", choices=("link", "copy", "none", "keep"), default="link",
+                        help="the plugin in the runtime folder: symlinks to this repository (default), "
+                             "copies, none (pristine Eden), or keep what is there")
     args, rest = parser.parse_known_args(argv)
     base = args.runtime or os.path.join(REPO, ".runtime")
     folder = os.path.abspath(os.path.join(base, args.instance))
@@ -140,7 +148,8 @@ def main(argv=None):
               "make run PORT=%d INSTANCE=b" % (args.port, args.port + 1), file=sys.stderr)
         return 1
     if args.command != "sync" or not os.path.isdir(os.path.join(folder, "applications", APP)):
-        folder = edenhost.runtime_folder(args.instance, base, port=args.port, db_uri=args.db)
+        plugin = None if args.plugin == "none" else args.plugin
+        folder = edenhost.runtime_folder(args.instance, base, port=args.port, db_uri=args.db, plugin=plugin)
     if args.command == "folder":
         print(folder)
         return 0
@@ -152,13 +161,13 @@ def main(argv=None):
             prepare(folder, quiet=True)
         env = app_env(folder)
         return sync_main(env["db"], env["plugin_sync_settings"], rest)
-    if args.command in ("run", "prepare"):
-        prepare(folder)
+    prepare(folder)
     if args.command == "prepare":
         return 0
     if args.command == "run":
         banner(args.instance, args.port)
-    serve(folder, args.port, scheduler=(args.command == "run" and not args.no_scheduler))
+    scheduler = args.scheduler or (args.command == "run" and not args.no_scheduler)
+    serve(folder, args.port, scheduler=scheduler)
     return 0
 
 

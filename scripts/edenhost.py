@@ -157,14 +157,23 @@ response.session_id_name = _cookie
 '''
 
 
-def config_text(src, instance, port, db_uri, prepopulate, debug=False):
+def hmac_key(app):
+    """The instance's password-hashing key: made once, kept with the database (copies share both)."""
+    path = os.path.join(app, "databases", "plugin_sync_hmac.key")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write(path, uuid.uuid4().hex)
+    return open(path).read().strip()
+
+
+def config_text(src, instance, port, db_uri, prepopulate, key, debug=False):
     """Eden's own 000_config.py template, finished: template default, our database and extras."""
     text = open(os.path.join(src, "modules", "templates", "000_config.py"), encoding="utf-8").read()
     text = text.replace("FINISHED_EDITING_CONFIG_FILE = False", "FINISHED_EDITING_CONFIG_FILE = True")
     ours = db_settings(db_uri) + [
         "settings.base.public_url = %r" % ("http://127.0.0.1:%d" % port),
         "settings.base.debug = %r" % bool(debug),
-        "settings.auth.hmac_key = %r" % uuid.uuid4().hex,
+        "settings.auth.hmac_key = %r" % key,
         "settings.mail.sender = None",
     ]
     marker = "settings.import_template()"
@@ -185,7 +194,8 @@ def write(path, text):
 def runtime_folder(instance, base=None, port=8000, db_uri=None, prepopulate=BASE_PREPOP, plugin="link"):
     """Create (once) and return the web2py folder of Eden instance `instance`; the config is rewritten each time.
 
-    plugin: "link" (symlinks to this repository), "copy" (as `make install` does) or None (pristine Eden).
+    plugin: "link" (symlinks to this repository), "copy" (as `make install` does), None (pristine
+    Eden) or "keep" (leave the folder's plugin files as they are: the tests' copies).
     """
     base = base or os.path.join(REPO, ".runtime")
     folder = os.path.abspath(os.path.join(base, instance))
@@ -198,12 +208,50 @@ def runtime_folder(instance, base=None, port=8000, db_uri=None, prepopulate=BASE
     write(os.path.join(folder, "routes.py"), ROUTES)
     write(os.path.join(folder, "applications", "__init__.py"), "")
     write(os.path.join(folder, "welcome.w2p"), "")  # else gluon packs a 'welcome' app at start
-    write(os.path.join(app, "models", "000_config.py"), config_text(src, instance, port, db_uri, prepopulate))
-    if plugin:
+    config = config_text(src, instance, port, db_uri, prepopulate, hmac_key(app))
+    write(os.path.join(app, "models", "000_config.py"), config)
+    if plugin in ("link", "copy"):
         install.install(app, link=(plugin == "link"))
-    else:
+    elif plugin is None:
         install.uninstall(app)
     return folder
+
+
+def eden_db_string(db_uri):
+    """The URI Eden builds from settings.database.* (models/00_db.py): pydal names .table files by its md5."""
+    if not db_uri or db_uri.startswith("sqlite"):
+        return "sqlite://storage.db"
+    from urllib.parse import unquote, urlsplit
+
+    u = urlsplit(db_uri)
+    return "postgres://%s:%s@%s:%s/%s" % (unquote(u.username or "postgres"), unquote(u.password or ""),
+                                          u.hostname or "127.0.0.1", u.port or 5432, u.path.lstrip("/"))
+
+
+def table_prefix(db_uri):
+    """pydal's .table file prefix for the database Eden opens for `db_uri` (md5 of the URI, base.py)."""
+    return hashlib.md5(eden_db_string(db_uri).encode("utf8")).hexdigest()
+
+
+def clone(template, instance, base, db_uri=None, template_uri=None, port=8000, plugin="link"):
+    """A new instance from a prepared one: its tree (hard links + copies) and databases/ folder.
+
+    The caller copies the database itself for PostgreSQL (CREATE DATABASE ... TEMPLATE); here
+    the migration files (*.table) are renamed to the new database's prefix, so that pydal
+    knows the tables exist instead of creating them again.
+    """
+    folder = os.path.abspath(os.path.join(base, instance))
+    app = os.path.join(folder, "applications", APP)
+    copy_tree(os.path.join(template, "applications", APP), app)
+    old, new = table_prefix(template_uri), table_prefix(db_uri)
+    dbdir = os.path.join(app, "databases")
+    if not any(name.startswith(old + "_") for name in os.listdir(dbdir)):
+        raise RuntimeError("clone: no %s_*.table files in %s: pydal's naming changed?" % (old, dbdir))
+    if old != new:
+        for name in os.listdir(dbdir):
+            if name.startswith(old + "_"):
+                os.rename(os.path.join(dbdir, name), os.path.join(dbdir, new + name[len(old):]))
+    return runtime_folder(instance, base, port=port, db_uri=db_uri, plugin=plugin)
 
 
 def is_eden(folder):

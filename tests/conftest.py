@@ -194,3 +194,172 @@ def start_server():
 def pytest_sessionfinish(session, exitstatus):
     if not os.environ.get("EDEN_TESTS_KEEP"):
         shutil.rmtree(BASE, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------ real Eden
+EDEN_ADMIN = (eden.ADMIN_EMAIL, eden.ADMIN_PASSWORD)
+EDEN_SCRIPT = os.path.join(REPO, "scripts", "eden.py")
+_eden_templates = {}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "eden: the real-Sahana-Eden tier (make test-fast leaves it out)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The Eden tier: tests/test_eden_*.py and tests/test_install.py (make test-fast leaves it out)."""
+    for item in items:
+        name = os.path.basename(str(item.fspath))
+        if name.startswith("test_eden_") or name == "test_install.py":
+            item.add_marker(pytest.mark.eden)
+
+
+def _eden_env():
+    return dict(os.environ, EDEN_DB_POOL_SIZE="0")
+
+
+def eden_template(backend, request):
+    """This session's prepared Eden of `backend` (first run + users), made once: (folder, uri)."""
+    if backend not in _eden_templates:
+        uri = None
+        if backend == "postgres":
+            uri = request.getfixturevalue("postgres").new_database("eden_template")
+        name = "eden-template-%s" % backend
+        started = time.time()
+        log = os.path.join(BASE, name + ".log")
+        with open(log, "w") as out:
+            cmd = [sys.executable, EDEN_SCRIPT, "prepare", "--instance", name, "--runtime", BASE]
+            r = subprocess.run(cmd + (["--db", uri] if uri else []), env=_eden_env(), stdout=out,
+                               stderr=subprocess.STDOUT)
+        if r.returncode:
+            raise RuntimeError("preparing Eden (%s) failed:\n%s" % (backend, open(log).read()[-3000:]))
+        print("\n[harness] Eden template database (%s) prepared in %.1f s" % (backend, time.time() - started))
+        _eden_templates[backend] = (os.path.join(BASE, name), uri)
+    return _eden_templates[backend]
+
+
+def new_eden_folder(backend, request, name, plugin="link", port=8000):
+    """A runtime folder copied from the prepared Eden of `backend`, with its own database: (folder, uri)."""
+    template, template_uri = eden_template(backend, request)
+    _counter[0] += 1
+    instance = "eden-%s-%d" % (name, _counter[0])
+    uri = None
+    if backend == "postgres":
+        server = request.getfixturevalue("postgres")
+        uri = server.new_database("eden_%s" % "".join(c for c in name if c.isalnum()),
+                                  template=template_uri.rsplit("/", 1)[1])
+    folder = edenhost.clone(template, instance, BASE, db_uri=uri, template_uri=template_uri, port=port,
+                            plugin=plugin)
+    return folder, uri
+
+
+def load_eden(folder, name):
+    """gluon.shell.env of an Eden runtime folder, in this process (see the module docstring)."""
+    import applications.eden.modules as app_modules
+
+    modules = os.path.join(folder, "applications", "eden", "modules")
+    # the harness's applications.eden is the minihost's: Eden's own modules (s3, s3db,
+    # templates) are found through this extra path, the plugin's through the first
+    if modules not in app_modules.__path__:
+        app_modules.__path__.append(modules)
+    os.environ["EDEN_INSTANCE"] = name
+    os.chdir(folder)  # Eden opens some files relative to the web2py folder
+    env = eden.app_env(folder)
+    from gluon import current
+
+    env["s3db"] = current.s3db
+    env["settings"] = current.deployment_settings
+    env["db"].commit()
+    return env
+
+
+def add_eden_user(env, email, password, admin=False):
+    """An Eden account (person, Authenticated role; Eden's ADMIN role if admin): its user id."""
+    return eden.add_user(env, email, password, admin=admin, first_name=email.split("@")[0], last_name="Test")
+
+
+@pytest.fixture
+def eden_admin():
+    return EDEN_ADMIN
+
+
+@pytest.fixture
+def eden_folder(backend, request):
+    """Factory: eden_folder(name="a", plugin="link"|"copy"|None) -> (runtime folder, database uri)."""
+    return lambda name="a", plugin="link": new_eden_folder(backend, request, name, plugin=plugin)
+
+
+@pytest.fixture
+def eden_instance(backend, request):
+    """Factory: eden_instance(name="a", plugin="link") -> env of a fresh real Eden (see module docstring)."""
+    made = []
+
+    def make(name="a", plugin="link"):
+        folder, uri = new_eden_folder(backend, request, name, plugin=plugin)
+        env = load_eden(folder, name)
+        env.update(folder=folder, uri=uri, name=name)
+        made.append(env)
+        return env
+
+    yield make
+    close_instances(made)
+    os.chdir(_first)
+
+
+class EdenServer:
+    """Real Eden served by web2py's Rocket on 127.0.0.1:<port> (+ Eden's scheduler worker); stopped by pid."""
+
+    def __init__(self, folder, uri, name, scheduler=False):
+        self.folder, self.uri, self.name, self.scheduler = folder, uri, name, scheduler
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d/eden" % self.port
+        self.log = os.path.join(folder, "server.log")
+        self.proc = None
+
+    def start(self, timeout=120):
+        cmd = [sys.executable, EDEN_SCRIPT, "serve", "--instance", os.path.basename(self.folder),
+               "--runtime", os.path.dirname(self.folder), "--port", str(self.port), "--plugin", "keep"]
+        cmd += (["--db", self.uri] if self.uri else []) + (["--scheduler"] if self.scheduler else [])
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(cmd, env=_eden_env(), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/default/index", timeout=30)
+                return self
+            except urllib.error.HTTPError:
+                return self
+            except Exception:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("Eden server exited: %s" % open(self.log).read()[-3000:])
+                time.sleep(0.3)
+        raise RuntimeError("Eden server did not start: %s" % open(self.log).read()[-3000:])
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def eden_server(backend, request):
+    """Factory: eden_server(name="a", scheduler=False, env=None, plugin="link") -> a running EdenServer."""
+    servers = []
+
+    def start(name="a", scheduler=False, env=None, plugin="link"):
+        if env is not None:
+            env["db"].commit()
+            folder, uri = env["folder"], env["uri"]
+        else:
+            folder, uri = new_eden_folder(backend, request, name, plugin=plugin)
+        server = EdenServer(folder, uri, name, scheduler=scheduler).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
