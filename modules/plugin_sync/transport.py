@@ -150,11 +150,13 @@ class HTTPTransport(Transport):
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         return "%s/plugin_sync/%s%s" % (self.url, name, "?" + query if query else "")
 
-    def request(self, what, url, data=None, content_type=None, timeout=None):
+    def request(self, what, url, data=None, content_type=None, timeout=None, filename=None):
         """(status, headers, body) of a request; retried on transient failures; 4xx raise PeerError."""
         headers = dict(self.auth_header(), **{"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"})
         if content_type:
             headers["Content-Type"] = content_type
+        if filename:  # see body_disposition()
+            headers["Content-Disposition"] = body_disposition(filename)
 
         def once():
             req = urllib.request.Request(url, data=data, headers=headers, method="POST" if data is not None else "GET")
@@ -185,8 +187,8 @@ class HTTPTransport(Transport):
 
         return self.retrying(what, once)
 
-    def json(self, what, url, data=None, content_type=None, timeout=None):
-        _, _, body = self.request(what, url, data, content_type, timeout)
+    def json(self, what, url, data=None, content_type=None, timeout=None, filename=None):
+        _, _, body = self.request(what, url, data, content_type, timeout, filename)
         try:
             answer = json.loads(body.decode("utf-8"))
         except ValueError as e:
@@ -211,7 +213,7 @@ class HTTPTransport(Transport):
     def receive(self, data, fmt="gz", me=None):
         ctype = "application/zip" if fmt == "zip" else "application/gzip"
         answer = self.json("receive", self.endpoint("receive.json", peer=me), data=data, content_type=ctype,
-                           timeout=self.transfer_timeout)
+                           timeout=self.transfer_timeout, filename="changes.%s" % ("zip" if fmt == "zip" else "csv.gz"))
         return check_receipt(self, answer)
 
 
@@ -286,6 +288,7 @@ class _RPCTransport(xmlrpc.client.Transport):
 
     def send_headers(self, connection, headers):
         headers = list(headers) + list(self.owner.auth_header().items())
+        headers.append(("Content-Disposition", body_disposition("call.xml")))  # see body_disposition()
         super().send_headers(connection, headers)
 
 
@@ -300,6 +303,19 @@ class _SafeRPCTransport(xmlrpc.client.SafeTransport):
 
 
 TRANSPORTS = {"http": HTTPTransport, "xmlrpc": XMLRPCTransport}
+
+
+def body_disposition(filename):
+    """The Content-Disposition header of every POST body we send (a pushed file, an XML-RPC call).
+
+    A web2py host that reads request.post_vars for every request (Sahana Eden
+    does, in its models) has gluon parse any POST body with cgi.FieldStorage;
+    for a body that is not a form, FieldStorage writes the raw bytes into a
+    *text* temporary file unless the part has a file name, and fails (HTTP 500
+    before any controller runs).  gluon passes this header on to FieldStorage:
+    with a file name the body is read as binary, and request.body stays intact.
+    """
+    return 'attachment; filename="%s"' % filename
 
 
 def check_identity(transport, answer):
