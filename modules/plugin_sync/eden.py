@@ -25,6 +25,7 @@ import threading
 
 from gluon import current
 
+from . import database_key
 from . import setup as engine_setup
 from .accounts import PEER_GROUP, PEER_ROLE_DESCRIPTION, PEER_ROLE_NAME, ensure_peer_role as engine_peer_role
 from .accounts import find_role, peer_group
@@ -69,6 +70,9 @@ def load_tables(db, settings):
     for name in settings.get("tables") or ():
         if name in db.tables:
             continue
+        if getattr(current, "db", None) is not db:  # s3db defines into current.db: not this one's
+            missing.append(name)
+            continue
         try:
             table = s3db.table(name)
         except AttributeError:
@@ -79,7 +83,7 @@ def load_tables(db, settings):
 
 
 def _key(db):
-    return (db._uri, getattr(db, "_folder", None))
+    return database_key(db)
 
 
 def setup(db, settings):
