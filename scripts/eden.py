@@ -149,7 +149,8 @@ def main(argv=None):
         return 1
     if args.command != "sync" or not os.path.isdir(os.path.join(folder, "applications", APP)):
         plugin = None if args.plugin == "none" else args.plugin
-        folder = edenhost.runtime_folder(args.instance, base, port=args.port, db_uri=args.db, plugin=plugin)
+        folder = edenhost.runtime_folder(args.instance, base, port=args.port, db_uri=args.db, plugin=plugin,
+                                         demo=(args.command == "run"))
     if args.command == "folder":
         print(folder)
         return 0

@@ -146,6 +146,9 @@ def db_settings(db_uri):
 CONFIG_TAIL = '''
 settings.base.prepopulate = %(prepopulate)r
 settings.base.prepopulate_demo = 0
+# Eden's Hospitals module (off in the default template): hospitals are shared data to sync
+from gluon.storage import Storage as _Storage
+settings.modules.setdefault("med", _Storage(name_nice=T("Hospitals"), restricted=True, module_type=10))
 
 # one session cookie per instance (session_id_eden_<instance>), see scripts/edenhost.py
 _cookie = "session_id_eden_%(cookie)s"
@@ -191,7 +194,16 @@ def write(path, text):
             f.write(text)
 
 
-def runtime_folder(instance, base=None, port=8000, db_uri=None, prepopulate=BASE_PREPOP, plugin="link"):
+def demo_prepopulate(folder):
+    """Our prepopulate folder (in the runtime, not in Eden's tree): a tasks.cfg running eden_demo.py."""
+    path = os.path.join(folder, "prepopulate", "demo")
+    os.makedirs(path, exist_ok=True)
+    script = os.path.join(REPO, "scripts", "eden_demo.py")
+    write(os.path.join(path, "tasks.cfg"), "# plugin_sync's demo data (scripts/eden_demo.py)\n*,import_script,%s\n" % script)
+    return path
+
+
+def runtime_folder(instance, base=None, port=8000, db_uri=None, prepopulate=BASE_PREPOP, plugin="link", demo=False):
     """Create (once) and return the web2py folder of Eden instance `instance`; the config is rewritten each time.
 
     plugin: "link" (symlinks to this repository), "copy" (as `make install` does), None (pristine
@@ -208,6 +220,8 @@ def runtime_folder(instance, base=None, port=8000, db_uri=None, prepopulate=BASE
     write(os.path.join(folder, "routes.py"), ROUTES)
     write(os.path.join(folder, "applications", "__init__.py"), "")
     write(os.path.join(folder, "welcome.w2p"), "")  # else gluon packs a 'welcome' app at start
+    if demo:
+        prepopulate = tuple(prepopulate) + (demo_prepopulate(folder),)
     config = config_text(src, instance, port, db_uri, prepopulate, hmac_key(app))
     write(os.path.join(app, "models", "000_config.py"), config)
     if plugin in ("link", "copy"):
