@@ -156,6 +156,7 @@ request.cookies.pop("session_id_eden", None)
 if _cookie in request.cookies:
     request.cookies["session_id_eden"] = request.cookies[_cookie]
 session.connect(request, response)
+response.cookies.pop("session_id_eden", None)  # set by the connect above and by web2py's own
 response.session_id_name = _cookie
 '''
 

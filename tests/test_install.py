@@ -8,10 +8,15 @@ Eden user (403) and nobody (401, or Eden's login page for a browser).
 """
 import base64
 import hashlib
+import http.cookiejar
 import os
+import re
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
+
+import pytest
 
 from conftest import REPO, add_eden_user
 
@@ -133,3 +138,31 @@ def test_install_copies_the_repositorys_plugin_paths_only():
     assert all(os.path.basename(p).startswith("plugin_sync") for p in paths)
     for host_file in ("models/db.py", "models/eden.py", "controllers/default.py", "modules/eden_demo.py"):
         assert not os.path.exists(os.path.join(REPO, host_file)), "a host file in the plugin's paths: " + host_file
+
+
+def login(opener, url, credentials):
+    """Log in through Eden's own login form (session cookie)."""
+    page = opener.open(url + "/default/user/login", timeout=60).read().decode()
+    key = re.search(r'name="_formkey" type="hidden" value="([^"]+)"', page).group(1)
+    data = dict(email=credentials[0], password=credentials[1], _formkey=key, _formname="login")
+    opener.open(url + "/default/user/login", urllib.parse.urlencode(data).encode(), timeout=60).read()
+
+
+def logged_in(opener, url):
+    """Eden shows the profile to a logged-in user and sends anyone else to its login form."""
+    with opener.open(url + "/default/user/profile", timeout=60) as r:
+        return "/default/user/profile" in r.url
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_two_instances_on_one_host_keep_their_own_logins(eden_server, eden_admin):
+    """Browsers send cookies by host, not port: each instance names its session cookie itself."""
+    a, b = eden_server("a", plugin=None), eden_server("b", plugin=None)
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    login(browser, a.url, eden_admin)
+    assert logged_in(browser, a.url) and not logged_in(browser, b.url)
+    login(browser, b.url, eden_admin)
+    assert logged_in(browser, a.url) and logged_in(browser, b.url)
+    names = sorted(c.name for c in jar if c.name.startswith("session_id"))
+    assert names == sorted(["session_id_eden_%s" % os.path.basename(s.folder).replace("-", "_") for s in (a, b)])
