@@ -10,9 +10,10 @@ paths, so that nobody copying models/ gets host models.
 An instance is a web2py folder <base>/<instance>/ whose applications/eden is
 mounted from symlinks: the minihost's files (this folder) and the plugin's
 files from the repository (scripts/install.py's list), a minihost file winning
-over a plugin file of the same name (models/plugin_sync_scheduler.py: the
-minihost keeps gluon's own Scheduler, real Eden has its own).  State folders
-(databases, sessions, uploads, errors) are the instance's own.
+over a plugin file of the same name.  Its models/plugin_sync_scheduler.py is
+the minihost's scheduler (gluon's Scheduler with the plugin's task, what the
+plugin shipped before it moved to Eden's own scheduler); test_network drives
+it.  State folders (databases, sessions, uploads, errors) are the instance's own.
 
     host.py serve --instance x --runtime BASE --port P [--db URI]
     host.py seed  --instance x --runtime BASE [--no-demo]
