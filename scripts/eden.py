@@ -69,7 +69,8 @@ def add_user(env, email, password, admin=False, first_name="Admin", last_name="U
 
 def prepare(folder, quiet=False):
     """Eden's first run (tables, prepopulate) in this process, then the admin account; once per folder."""
-    if edenhost.first_run_done(folder):
+    db_uri = os.environ.get("EDEN_DB_URI")
+    if edenhost.first_run_done(folder, db_uri):
         return False
     if not quiet:
         print("eden: first start: creating Eden's database and prepopulating, about a minute...", flush=True)
@@ -82,13 +83,28 @@ def prepare(folder, quiet=False):
     env = app_env(folder)
     add_user(env, ADMIN_EMAIL, ADMIN_PASSWORD, admin=True)
     env["db"].commit()
-    edenhost.mark_first_run(folder)
+    edenhost.mark_first_run(folder, db_uri)
     if os.path.isdir(kept):
         for rel in edenhost.install.plugin_paths(kept):
             os.renames(os.path.join(kept, rel), os.path.join(app, rel))
     if not quiet:
         print("eden: first start done in %.0f s" % (time.time() - started), flush=True)
     return True
+
+
+def ensure_plugin_task(folder):
+    """The plugin's periodic task row in Eden's scheduler now, not at the first plugin page."""
+    app = os.path.join(folder, "applications", APP)
+    if not os.path.exists(os.path.join(app, "models", "plugin_sync.py")):
+        return
+    try:
+        env = app_env(folder)
+        from applications.eden.modules.plugin_sync import eden as plugin_eden
+
+        plugin_eden.ensure_task(env["db"], env["plugin_sync_settings"])
+        env["db"].commit()
+    except Exception as e:  # the server still starts; the plugin's first request retries
+        print("eden: the plugin's scheduled task is not set up yet: %s" % e, file=sys.stderr)
 
 
 def port_free(port):
@@ -166,6 +182,7 @@ def main(argv=None):
     if args.command == "prepare":
         return 0
     if args.command == "run":
+        ensure_plugin_task(folder)
         banner(args.instance, args.port)
     scheduler = args.scheduler or (args.command == "run" and not args.no_scheduler)
     serve(folder, args.port, scheduler=scheduler)

@@ -266,6 +266,8 @@ def clone(template, instance, base, db_uri=None, template_uri=None, port=8000, p
         for name in os.listdir(dbdir):
             if name.startswith(old + "_"):
                 os.rename(os.path.join(dbdir, name), os.path.join(dbdir, new + name[len(old):]))
+    if first_run_done(folder, template_uri):
+        mark_first_run(folder, db_uri)  # the database is a copy of the prepared one
     return runtime_folder(instance, base, port=port, db_uri=db_uri, plugin=plugin)
 
 
@@ -273,10 +275,15 @@ def is_eden(folder):
     return os.path.isfile(os.path.join(folder, "applications", APP, "models", "00_db.py"))
 
 
-def first_run_done(folder):
-    """True once Eden's first run finished (a marker we write after it)."""
-    return os.path.exists(os.path.join(folder, "applications", APP, "databases", "plugin_sync_first_run.done"))
+def _marker(folder):
+    return os.path.join(folder, "applications", APP, "databases", "plugin_sync_first_run.done")
 
 
-def mark_first_run(folder):
-    write(os.path.join(folder, "applications", APP, "databases", "plugin_sync_first_run.done"), "")
+def first_run_done(folder, db_uri=None):
+    """True once Eden's first run finished on this database (a marker naming it, written after)."""
+    path = _marker(folder)
+    return os.path.exists(path) and open(path).read() == eden_db_string(db_uri)
+
+
+def mark_first_run(folder, db_uri=None):
+    write(_marker(folder), eden_db_string(db_uri))

@@ -215,7 +215,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _eden_env():
-    return dict(os.environ, EDEN_DB_POOL_SIZE="0")
+    """The environment of Eden's processes: the database comes from --db only (not a minihost's)."""
+    env = dict(os.environ, EDEN_DB_POOL_SIZE="0")
+    env.pop("EDEN_DB_URI", None)
+    return env
 
 
 def eden_template(backend, request):
