@@ -181,7 +181,8 @@ def export():
     """
     basic = _ps_admin()
     synced = synced_tables(db, plugin_sync_settings)
-    fmt = request.vars.fmt or (request.extension if request.extension in PS_EXPORT_TYPES else None)
+    fmt = request.vars.fmt or request.get_vars.format or (
+        request.extension if request.extension in PS_EXPORT_TYPES else None)
     if not fmt and (basic or request.vars.tables is not None):
         fmt = "csv"  # a script asking without a format gets the plain CSV
     if not fmt:

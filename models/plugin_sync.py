@@ -19,7 +19,7 @@ from plugin_sync.accounts import ADMIN_GROUP, PEER_GROUP
 # thread made one before.  Making it first without arguments (and without __init__, which
 # would clear what the host set) works whether or not the host has set plugins.sync.*.
 PluginManager.__new__(PluginManager)
-plugin_sync_settings = PluginManager(
+plugin_sync_settings = plugin_sync_eden.configure(PluginManager(
     "sync",
     owner="",  # this instance's owner, shown to peers
     contact="",  # contact details of this instance's owner
@@ -34,7 +34,7 @@ plugin_sync_settings = PluginManager(
     clock_tolerance=300,  # seconds a modified_on may lie in the future before it is suspect
     admin_group=ADMIN_GROUP,  # role (uid, or name) of who may use the pages: Eden's ADMIN
     peer_group=PEER_GROUP,  # role of the accounts peers log in with: the peer endpoints only
-).sync
+).sync, db)  # a copy: Eden's defaults where unset
 
 db.define_table(
     "sync_instance",  # the blueprint's peer table: its name and columns are the contract
@@ -137,6 +137,6 @@ def plugin_sync_scheduled():
 
 # Eden: the task joins Eden's own task registry (deployment settings' tasks, run by its
 # `settings_task`); the periodic scheduler_task row is made once by the plugin's controller.
-plugin_sync_eden.register_task(plugin_sync_scheduled)
+plugin_sync_eden.register_task(db, plugin_sync_scheduled)
 # once per process: the synced tables' uuid indexes and change triggers, this instance's identity
 plugin_sync_eden.setup(db, plugin_sync_settings)

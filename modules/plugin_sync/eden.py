@@ -24,6 +24,7 @@ engine's own behaviour: all defined tables, roles by name, a `scheduler_task` ro
 import threading
 
 from gluon import current
+from gluon.storage import Storage
 
 from . import database_key
 from . import setup as engine_setup
@@ -42,14 +43,26 @@ _roles = set()
 _tasks = set()
 
 
-def is_eden():
-    """Is the host Sahana Eden (lazy tables through current.s3db)?"""
-    return getattr(current, "s3db", None) is not None and getattr(current, "deployment_settings", None) is not None
+def is_eden(db=None):
+    """Is the host Sahana Eden (lazy tables through current.s3db), and `db` its database in this request?
+
+    `current` is per thread, not per application: a thread that served Eden keeps
+    its current.s3db while it runs another app (or another instance, in the tests).
+    """
+    if getattr(current, "s3db", None) is None or getattr(current, "deployment_settings", None) is None:
+        return False
+    return db is None or getattr(current, "db", None) is db
 
 
-def configure(settings):
-    """Eden's defaults for settings the host left unset: the synced tables (tables.DEFAULT_EDEN_TABLES), no lookups."""
-    if is_eden():
+def configure(settings, db=None):
+    """The settings this instance runs with: a copy of the host's, with Eden's defaults where unset.
+
+    A copy, because gluon's PluginManager keeps one settings object per thread,
+    shared by every app (and request) that thread serves.  In Eden: the synced
+    tables (tables.DEFAULT_EDEN_TABLES) and no lookup lists.
+    """
+    settings = Storage(settings)
+    if is_eden(db):
         if settings.get("tables") is None:
             settings.tables = list(DEFAULT_EDEN_TABLES)
         if settings.get("lookup_tables") is None:
@@ -63,7 +76,7 @@ def load_tables(db, settings):
     A table Eden does not have (a module switched off in the template) is
     reported, not silently dropped: pages and status list it as not here.
     """
-    if not is_eden():
+    if not is_eden(db):
         return []
     s3db = current.s3db
     missing = []
@@ -88,7 +101,6 @@ def _key(db):
 
 def setup(db, settings):
     """The model's call, every request: settings, the task's registration, and once per process the schema."""
-    configure(settings)
     if _key(db) in _ready:
         return
     with _lock:
@@ -101,7 +113,6 @@ def setup(db, settings):
 
 def prepare(db, settings):
     """Before the engine runs in a request (pages, endpoints, task, CLI): the synced tables defined here."""
-    configure(settings)
     missing = load_tables(db, settings)
     if _key(db) not in _ready:
         setup(db, settings)
@@ -115,12 +126,12 @@ def ensure_peer_role(db, settings):
     if found:
         return found
     auth = getattr(current, "auth", None)
-    if is_eden() and hasattr(auth, "s3_create_role") and not db(db.auth_group).isempty():
+    if is_eden(db) and hasattr(auth, "s3_create_role") and not db(db.auth_group).isempty():
         role_id = auth.s3_create_role(PEER_ROLE_NAME if name == PEER_GROUP else name, PEER_ROLE_DESCRIPTION,
                                       uid=name)
         db.commit()
         return role_id
-    if is_eden():
+    if is_eden(db):
         return None  # Eden's first run has not made its roles yet: do not pre-empt it
     return engine_peer_role(db, settings)
 
@@ -131,9 +142,9 @@ def scheduled(db, settings):
     return run_due(db, settings)
 
 
-def register_task(function):
+def register_task(db, function):
     """Put the task into Eden's task registry (deployment settings' tasks, run by Eden's `settings_task`)."""
-    if not is_eden():
+    if not is_eden(db):
         return False
     current.deployment_settings.tasks[TASK] = function
     return True
@@ -158,7 +169,7 @@ def ensure_task(db, settings):
     if row:
         return row.id
     s3task = getattr(current, "s3task", None)
-    if is_eden() and s3task is not None:
+    if is_eden(db) and s3task is not None:
         task_id = s3task.schedule_task(TASK, function_name="settings_task", vars={"taskname": TASK},
                                        period=TASK_PERIOD, repeats=0, retry_failed=-1,
                                        timeout=task_timeout(settings), ignore_duplicate=True, user_id=False)

@@ -126,7 +126,8 @@ def synced_tables(db, settings, only=None):
     if only:
         for t in only:
             if t not in names:
-                reason = "is not a table here" if t not in db.tables else "is never synced by the table policy"
+                reason = ("is never synced (secrets or local bookkeeping)" if is_never_synced(t)
+                          else "is not a table here" if t not in db.tables else "is never synced by the table policy")
                 raise TableNotSynced("table %r %s" % (t, reason), table=t)
         names = [t for t in names if t in only]
     return dependency_order(db, names)
