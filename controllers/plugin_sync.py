@@ -120,11 +120,12 @@ def _ps_excluded():
     """[(kind, reason, [(table, rows)])]: the tables that do not sync, grouped by why."""
     synced = set(synced_tables(db, plugin_sync_settings))
     out = []
-    for t in sorted(db.tables):
+    listed = plugin_sync_settings.get("tables") or ()  # a listed table this instance lacks: "not here"
+    for t in sorted(set(db.tables) | set(listed)):
         if t not in synced:
             kind, why = exclusion(db, plugin_sync_settings, t)
-            out.append((t, kind, why, db(db[t]).count()))
-    order = ("lookup list", "site-specific", "excluded", "not listed", "no identity", "never")
+            out.append((t, kind, why, db(db[t]).count() if t in db.tables else 0))
+    order = ("lookup list", "site-specific", "excluded", "not listed", "not here", "no identity", "never")
     groups = {}
     for t, kind, why, n in out:
         groups.setdefault((kind, why), []).append((t, n))

@@ -31,7 +31,7 @@ from . import setup as engine_setup
 from .accounts import PEER_GROUP, PEER_ROLE_DESCRIPTION, PEER_ROLE_NAME, ensure_peer_role as engine_peer_role
 from .accounts import find_role, peer_group
 from .replicate import LOCK_TTL, run_due
-from .tables import DEFAULT_EDEN_TABLES
+from .tables import DEFAULT_EDEN_TABLES, references
 
 TASK = "plugin_sync_scheduled"  # the task's name in Eden's registry and in scheduler_task.task_name
 TASK_UUID = "plugin_sync_scheduled-v1"
@@ -92,6 +92,15 @@ def load_tables(db, settings):
             table = None
         if table is None:
             missing.append(name)
+    # what they reference (org_region, auth_user...): so that references travel with their uuid
+    for name in settings.get("tables") or ():
+        if name in db.tables:
+            for _, target, _ in references(db[name]):
+                if target not in db.tables:
+                    try:
+                        s3db.table(target)
+                    except AttributeError:
+                        pass
     return missing
 
 

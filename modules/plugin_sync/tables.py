@@ -21,7 +21,7 @@ DEFAULT_EDEN_TABLES = (
     "org_organisation_type", "org_organisation", "org_organisation_organisation_type",
     "org_office_type", "org_office", "org_facility_type", "org_facility",
     "pr_person", "pr_contact", "pr_address",
-    "hrm_department", "hrm_job_title", "hrm_human_resource",
+    "hrm_department", "hrm_job_title", "hrm_human_resource", "hrm_job_title_human_resource",
     "hms_hospital",
 )
 # Never synced, whatever the settings say (hard-coded; enforced by export and import):
