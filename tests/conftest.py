@@ -35,6 +35,7 @@ is applied to tests/test_eden_*.py and tests/test_install.py, `make test-fast` s
 """
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -324,7 +325,9 @@ class EdenServer:
                "--runtime", os.path.dirname(self.folder), "--port", str(self.port), "--plugin", "keep"]
         cmd += (["--db", self.uri] if self.uri else []) + (["--scheduler"] if self.scheduler else [])
         with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(cmd, env=_eden_env(), stdout=log, stderr=subprocess.STDOUT)
+            # a session of its own: stop() can end the scheduler worker with it (by the server's pid)
+            self.proc = subprocess.Popen(cmd, env=_eden_env(), stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
@@ -339,12 +342,13 @@ class EdenServer:
         raise RuntimeError("Eden server did not start: %s" % open(self.log).read()[-3000:])
 
     def stop(self):
+        """SIGTERM (Rocket stops, eden.py ends the worker); after 5 s SIGKILL to the server's group."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(15)
+                self.proc.wait(5)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
 

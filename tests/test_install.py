@@ -166,3 +166,48 @@ def test_two_instances_on_one_host_keep_their_own_logins(eden_server, eden_admin
     assert logged_in(browser, a.url) and logged_in(browser, b.url)
     names = sorted(c.name for c in jar if c.name.startswith("session_id"))
     assert names == sorted(["session_id_eden_%s" % os.path.basename(s.folder).replace("-", "_") for s in (a, b)])
+
+
+def test_eden_source_order_and_checked_download(tmp_path, monkeypatch):
+    """EDEN_SRC as is; else the shared archive; else GitHub's archive, accepted only with its sha256."""
+    import io
+    import tarfile
+
+    import edenhost
+
+    monkeypatch.setattr(edenhost, "cache_dir", lambda: str(tmp_path / "cache"))
+    monkeypatch.setattr(edenhost, "SHARED_ARCHIVE", str(tmp_path / "no-shared.tar.xz"))
+    own = tmp_path / "own-eden"
+    (own / "models").mkdir(parents=True)
+    monkeypatch.setenv("EDEN_SRC", str(own))
+    with pytest.raises(SystemExit, match="not a Sahana Eden tree"):
+        edenhost.eden_source()
+    (own / "models" / "00_db.py").write_text("# Eden\n")
+    assert edenhost.eden_source() == str(own)
+
+    monkeypatch.delenv("EDEN_SRC")
+    monkeypatch.setattr(edenhost, "GITHUB_SHA256", "")
+    with pytest.raises(SystemExit, match="EDEN_SRC"):
+        edenhost.eden_source()
+    # a stand-in for GitHub's archive: one top folder, as GitHub packs it
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        data = b"# Eden\n"
+        info = tarfile.TarInfo("eden-%s/models/00_db.py" % edenhost.EDEN_COMMIT)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    fetched = []
+
+    def download(url, path):
+        fetched.append(url)
+        open(path, "wb").write(buf.getvalue())
+
+    monkeypatch.setattr(edenhost, "_download", download)
+    monkeypatch.setattr(edenhost, "GITHUB_SHA256", "0" * 64)
+    with pytest.raises(SystemExit, match="expected 0000"):
+        edenhost.eden_source()
+    assert fetched == [edenhost.GITHUB_ARCHIVE]
+    monkeypatch.setattr(edenhost, "GITHUB_SHA256", hashlib.sha256(buf.getvalue()).hexdigest())
+    tree = edenhost.eden_source()
+    assert open(os.path.join(tree, "models", "00_db.py")).read() == "# Eden\n"
+    assert tree.startswith(str(tmp_path / "cache"))
