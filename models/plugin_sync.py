@@ -18,7 +18,7 @@ from plugin_sync.accounts import ADMIN_GROUP, PEER_GROUP
 # arguments on to object.__new__: PluginManager("sync", ...) raises TypeError unless this
 # thread made one before.  Making it first without arguments (and without __init__, which
 # would clear what the host set) works whether or not the host has set plugins.sync.*.
-PluginManager.__new__(PluginManager)
+plugin_sync_plugins = PluginManager.__new__(PluginManager)
 plugin_sync_settings = plugin_sync_eden.configure(PluginManager(
     "sync",
     owner="",  # this instance's owner, shown to peers
@@ -35,6 +35,10 @@ plugin_sync_settings = plugin_sync_eden.configure(PluginManager(
     admin_group=ADMIN_GROUP,  # role (uid, or name) of who may use the pages: Eden's ADMIN
     peer_group=PEER_GROUP,  # role of the accounts peers log in with: the peer endpoints only
 ).sync, db)  # a copy: Eden's defaults where unset
+# The singleton outlives the request (it is per thread, whatever app or request the thread
+# serves next): forget this request's plugins.sync, so that every request takes the host's
+# settings as its models set them now, never a value left over from an earlier one.
+plugin_sync_plugins.__dict__.pop("sync", None)
 
 db.define_table(
     "sync_instance",  # the blueprint's peer table: its name and columns are the contract

@@ -12,6 +12,7 @@ import time
 from edenseed import country, http, peer_login, row, seed_org
 
 from applications.eden.modules.plugin_sync import replicate
+from applications.eden.modules.plugin_sync.tables import synced_tables
 
 TASK = "plugin_sync_scheduled"
 
@@ -49,6 +50,8 @@ def test_eden_scheduler_runs_the_scheduled_sync(eden_instance, eden_server, eden
     for _ in range(2):
         status, _, body = http("GET", server_a.url + "/plugin_sync/index.json", auth=eden_admin)
         assert status == 200, body[:300]
+        # the server's synced set is the one this process has: Eden's list, loaded through s3db
+        assert list(json.loads(body)["tables"]) == synced_tables(a["db"], settings(a))
     db = a["db"]
     tasks = db(db.scheduler_task.task_name == TASK).select()
     db.commit()
@@ -56,6 +59,9 @@ def test_eden_scheduler_runs_the_scheduled_sync(eden_instance, eden_server, eden
     task = tasks[0]
     assert task.function_name == "settings_task" and json.loads(task.vars) == {"taskname": TASK}
     assert task.period == 60 and task.repeats == 0 and task.application_name.startswith("eden")
+    # and the peer role, made the way Eden makes roles (auth.s3_create_role, with its uid)
+    role = row(a, "auth_group", uuid="SYNC_PEER")
+    assert role.role == "Sync Peer" and role.deleted is False
 
     # Eden's worker runs it: B is due (never synced), its records arrive in A
     assert wait_for(lambda: row(a, "org_organisation", name="Beta Relief")), open(server_a.log).read()[-3000:]

@@ -158,3 +158,28 @@ def test_eden_super_entity_keys_in_a_file_are_ignored(eden_instance):
     after = row(b, "org_organisation", id=arrived.id)
     assert after.name == "Linked Org (renamed)" and after.pe_id == linked
     assert any(w["column"] == "pe_id" and "never syncs" in w["message"] for w in report.as_dict()["warnings"])
+
+
+def test_eden_host_settings_from_000_config(eden_folder):
+    """Settings made by the host before the plugin's model (Eden's 000_config.py) are taken; Eden's DAL
+    (check_reserved on: migrate) accepts the plugin's tables."""
+    import os
+
+    from conftest import load_eden
+
+    folder, _ = eden_folder("a")
+    config = os.path.join(folder, "applications", "eden", "models", "000_config.py")
+    with open(config, "a") as f:
+        f.write("\nfrom gluon.tools import PluginManager\nplugins = PluginManager()\n"
+                "plugins.sync.owner = 'Dili HQ'\nplugins.sync.tables = ['org_organisation', 'gis_location',"
+                " 'sync_repository']\n")
+    env = load_eden(folder, "a")
+    try:
+        s = settings(env)
+        assert s.owner == "Dili HQ" and s.admin_group == "ADMIN" and s.peer_group == "SYNC_PEER"
+        assert sorted(synced_tables(env["db"], s)) == ["gis_location", "org_organisation"]  # no sync_repository
+        assert "sync_interval" in env["db"].sync_instance.fields and "interval" not in env["db"].sync_instance.fields
+        assert "mysql" in env["db"]._check_reserved  # where INTERVAL is a reserved word
+        assert replicate.identity(env["db"], s)["owner"] == "Dili HQ"
+    finally:
+        env["db"].close()
