@@ -194,8 +194,13 @@ def ensure_task(db, settings):
 def once_per_process(db, settings):
     """The controller's call: the peer role and the scheduled task, checked once per process."""
     key = _key(db)
-    if key not in _roles and ensure_peer_role(db, settings):
-        _roles.add(key)
+    # neither may break the request it runs in: a failure is retried at the next request
+    if key not in _roles:
+        try:
+            if ensure_peer_role(db, settings):
+                _roles.add(key)
+        except Exception:
+            db.rollback()
     if key not in _tasks:
         try:
             if ensure_task(db, settings):
