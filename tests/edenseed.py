@@ -40,6 +40,7 @@ def seed_org(env, prefix, country=None):
     make(env, "pr_address", pe_id=pe_id, type=1, location_id=place)
     title = make(env, "hrm_job_title", name="%s Coordinator" % prefix, organisation_id=org)
     make(env, "hrm_human_resource", person_id=person, organisation_id=org, job_title_id=title, type=1)
+    make(env, "med_hospital", name="%s Hospital" % prefix, organisation_id=org, location_id=place)
     return org
 
 

@@ -19,7 +19,7 @@ from applications.eden.modules.plugin_sync import fileio, replicate
 from applications.eden.modules.plugin_sync.tables import DEFAULT_EDEN_TABLES, synced_tables
 
 SHARED = ("org_organisation", "org_organisation_type", "org_office", "gis_location", "pr_person", "pr_contact",
-          "pr_address", "hrm_job_title", "hrm_human_resource", "org_organisation_organisation_type")
+          "pr_address", "hrm_job_title", "hrm_human_resource", "org_organisation_organisation_type", "med_hospital")
 
 
 def settings(env):
@@ -58,6 +58,9 @@ def test_eden_instances_sync_over_http_xmlrpc_and_by_file(eden_instance, eden_se
     assert row(b, "hrm_job_title", id=hr.job_title_id).name == "Alpha Coordinator"
     assert row(b, "org_organisation", id=hr.organisation_id).name == "Alpha Relief"
     assert row(b, "pr_contact", value="alpha@example.org") is not None
+    hospital = row(b, "med_hospital", name="Alpha Hospital")
+    assert row(b, "org_organisation", id=hospital.organisation_id).name == "Alpha Relief"
+    assert hospital.site_id is None  # A's org_site id never travels (issue 12 makes B's own)
     # super-entity keys are A's local ids: they never travel (issue 12 links them on arrival)
     alpha_at_b = row(b, "org_organisation", name="Alpha Relief")
     assert alpha_at_b.pe_id is None and ana.pe_id is None

@@ -22,7 +22,7 @@ DEFAULT_EDEN_TABLES = (
     "org_office_type", "org_office", "org_facility_type", "org_facility",
     "pr_person", "pr_contact", "pr_address",
     "hrm_department", "hrm_job_title", "hrm_human_resource", "hrm_job_title_human_resource",
-    "hms_hospital",
+    "med_hospital",  # hospitals: Eden's med module (hms_hospital in older Eden: list it in settings there)
 )
 # Never synced, whatever the settings say (hard-coded; enforced by export and import):
 NEVER_PREFIXES = (
