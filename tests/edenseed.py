@@ -17,8 +17,14 @@ COUNTRY_UUID = "urn:iso:std:iso:3166:-1:code:AT"  # Eden's countries carry share
 
 
 def make(env, tablename, **values):
-    """Insert a record as Eden does (then update_super); its id."""
+    """Insert a record as Eden does (then update_super); its id.
+
+    Only for the instance loaded last: Eden's s3db works on `current.db`.
+    """
     s3db, db = env["s3db"], env["db"]
+    from gluon import current
+
+    assert current.db is db, "make() needs the instance loaded last (current.db)"
     table = s3db.table(tablename)
     record_id = table.insert(**values)
     s3db.update_super(table, dict(values, id=record_id))

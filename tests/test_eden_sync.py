@@ -13,7 +13,7 @@ own links stay as they are.
 """
 import io
 
-from edenseed import country, make, peer_login, row, seed_org, uuids, later
+from edenseed import as_json, country, http, later, make, peer_login, row, seed_org, uuids
 
 from applications.eden.modules.plugin_sync import fileio, replicate
 from applications.eden.modules.plugin_sync.tables import DEFAULT_EDEN_TABLES, synced_tables
@@ -116,6 +116,21 @@ def test_eden_instances_sync_over_http_xmlrpc_and_by_file(eden_instance, eden_se
         assert uuids(a, table) == uuids(c, table), table
     # the conflict stays kept on A for review
     assert row(a, "plugin_sync_conflict", record_uuid=beta_uuid).reviewed is False
+
+    # a script's push into Eden: multipart upload (curl -F data=@file) of a new record of A's
+    a["db"].org_organisation.insert(name="Delta Partner")  # (make() is for the instance loaded last)
+    a["db"].commit()
+    data = io.BytesIO()
+    fileio.export_to(a["db"], settings(a), data, fmt="gz", log=False)
+    boundary = "plugin-sync-test-boundary"
+    body = b"".join([b"--%s\r\n" % boundary.encode(),
+                     b'Content-Disposition: form-data; name="data"; filename="a.csv.gz"\r\n',
+                     b"Content-Type: application/gzip\r\n\r\n", data.getvalue(),
+                     b"\r\n--%s--\r\n" % boundary.encode()])
+    status, _, answer = http("POST", server_b.url + "/plugin_sync/receive.json", data=body, auth=login,
+                             headers={"Content-Type": "multipart/form-data; boundary=%s" % boundary})
+    assert status == 200 and as_json(answer)["ok"], answer[:300]
+    assert row(b, "org_organisation", name="Delta Partner") is not None
 
 
 def forge_pe_id(text, value):
