@@ -6,7 +6,7 @@ STAMP    := $(VENV)/.installed
 PORT     ?= 8000
 INSTANCE ?= a
 
-.PHONY: run test setup shell bench clean
+.PHONY: run test test-fast setup install uninstall sync bench clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +15,27 @@ $(STAMP): requirements.txt
 
 setup: $(STAMP)
 
-## serve instance $(INSTANCE) on 127.0.0.1:$(PORT), with demo data and the scheduler worker
+## serve real Sahana Eden (instance $(INSTANCE)) with the plugin on 127.0.0.1:$(PORT), demo data, Eden's scheduler
 run: setup
 	$(PY) scripts/eden.py run --instance $(INSTANCE) --port $(PORT)
 
-## the whole suite: engine tests on SQLite and on a private PostgreSQL 15, HTTP tests
+## the whole suite: engine tier (minihost) and Eden tier (real Eden), on SQLite and a private PostgreSQL 15
 test: setup
 	$(PY) -m pytest tests
+
+## the engine tier only (minihost, no real Eden): a few minutes
+test-fast: setup
+	$(PY) -m pytest tests -m "not eden"
+
+## copy the plugin into an existing Eden application: make install EDEN=/path/to/web2py/applications/eden
+install:
+	@test -n "$(EDEN)" || { echo "usage: make install EDEN=/path/to/web2py/applications/eden"; exit 2; }
+	$(PYTHON) scripts/install.py install "$(EDEN)"
+
+## remove exactly the plugin's files from it again
+uninstall:
+	@test -n "$(EDEN)" || { echo "usage: make uninstall EDEN=/path/to/web2py/applications/eden"; exit 2; }
+	$(PYTHON) scripts/install.py uninstall "$(EDEN)"
 
 ## the sync CLI against instance $(INSTANCE): make sync ARGS="export -o file.csv"
 sync: setup

@@ -6,8 +6,15 @@ here is glue.  Admin pages need a member of the admin group (HTTP Basic works
 too, for scripts); peer endpoints authenticate peers as accounts of the sync group.
 """
 import plugin_sync
+from plugin_sync import accounts as _ps_accounts
+from plugin_sync import eden as _ps_eden
 from plugin_sync import errors, fileio
 from plugin_sync import restore as _ps_restore
+
+# The host's tables for this request: in Sahana Eden the synced tables are defined on
+# demand (current.s3db); the peer role and the scheduled task are checked once per process.
+_ps_eden.prepare(db, plugin_sync_settings)
+_ps_eden.once_per_process(db, plugin_sync_settings)
 
 # ---------------------------------------------------------------- pages (admin UI)
 #
@@ -68,7 +75,7 @@ def _ps_admin():
     - logged in (session cookie) but not an admin -> 403.
     Refusals carry a message only, never data.
     """
-    challenge = {"WWW-Authenticate": 'Basic realm="Sahana Eden %s (plugin_sync)"' % EDEN_INSTANCE}
+    challenge = {"WWW-Authenticate": 'Basic realm="Sahana Eden %s (plugin_sync)"' % request.application}
     authorization = request.env.http_authorization or ""
     request.ps_basic = authorization[:6].lower() == "basic "
     if request.ps_basic:
@@ -82,9 +89,9 @@ def _ps_admin():
             _ps_fail(401, "Log in first: send HTTP Basic credentials of an administrator.",
                      dict(error="Unauthorized"), headers=challenge)
         redirect(URL("default", "user", args="login", vars=dict(_next=URL(args=request.args, vars=request.get_vars))))
-    if not auth.has_membership(role=plugin_sync_settings.admin_group or "admin"):
+    if not _ps_accounts.is_admin(db, auth.user.id, plugin_sync_settings):
         _ps_fail(403, "%s is not a member of the '%s' group: only administrators may use the sync pages."
-                 % (auth.user.email, plugin_sync_settings.admin_group or "admin"), dict(error="Forbidden"))
+                 % (auth.user.email, _ps_accounts.admin_group(plugin_sync_settings)), dict(error="Forbidden"))
     response.title = "Sync"
     response.ps_unreviewed = _ps_unreviewed()  # the sub-navigation's badge
     return request.ps_basic
@@ -111,11 +118,12 @@ def _ps_excluded():
     """[(kind, reason, [(table, rows)])]: the tables that do not sync, grouped by why."""
     synced = set(synced_tables(db, plugin_sync_settings))
     out = []
-    for t in sorted(db.tables):
+    listed = plugin_sync_settings.get("tables") or ()  # a listed table this instance lacks: "not here"
+    for t in sorted(set(db.tables) | set(listed)):
         if t not in synced:
             kind, why = exclusion(db, plugin_sync_settings, t)
-            out.append((t, kind, why, db(db[t]).count()))
-    order = ("lookup list", "site-specific", "excluded", "not listed", "no identity", "never")
+            out.append((t, kind, why, db(db[t]).count() if t in db.tables else 0))
+    order = ("lookup list", "site-specific", "excluded", "not listed", "not here", "no identity", "never")
     groups = {}
     for t, kind, why, n in out:
         groups.setdefault((kind, why), []).append((t, n))
@@ -173,7 +181,8 @@ def export():
     """
     basic = _ps_admin()
     synced = synced_tables(db, plugin_sync_settings)
-    fmt = request.vars.fmt or (request.extension if request.extension in PS_EXPORT_TYPES else None)
+    fmt = request.vars.fmt or request.get_vars.format or (
+        request.extension if request.extension in PS_EXPORT_TYPES else None)
     if not fmt and (basic or request.vars.tables is not None):
         fmt = "csv"  # a script asking without a format gets the plain CSV
     if not fmt:
@@ -392,7 +401,7 @@ def _ps_mask(secret):
     return "set (\u2026%s)" % secret[-4:] if len(secret) >= 16 else "set"
 
 
-PS_PEER_FIELDS = ["base_uuid", "owner", "contact", "url", "username", "password", "mode", "transport", "interval",
+PS_PEER_FIELDS = ["base_uuid", "owner", "contact", "url", "username", "password", "mode", "transport", "sync_interval",
                   "account"]
 
 
@@ -560,12 +569,17 @@ import xmlrpc.client as _ps_xmlrpc
 
 from gluon.storage import Storage
 
+from gluon.tools import Service as _PSService
+
 from plugin_sync import accounts as _ps_accounts
 from plugin_sync import limits as _ps_limits
 from plugin_sync import replicate as _ps_replicate
 from plugin_sync import throttle as _ps_throttle
 
-PS_PEER_CHALLENGE = {"WWW-Authenticate": 'Basic realm="Sahana Eden %s (plugin_sync peers)"' % EDEN_INSTANCE}
+PS_PEER_CHALLENGE = {"WWW-Authenticate": 'Basic realm="Sahana Eden %s (plugin_sync peers)"' % request.application}
+# the plugin's own XML-RPC service: never the host's (Eden defines none; another host's
+# `service` would publish its functions under plugin_sync/call)
+_ps_service = _PSService()
 
 
 def _ps_peer_refuse(status, message, kind, headers=None):
@@ -694,7 +708,12 @@ def changes():
 
 
 def receive():
-    """A peer pushes its changes (the body: gzip'd CSV, CSV or zip); 200 with the report after the commit."""
+    """A peer pushes its changes; 200 with the report after the commit.
+
+    The file is the body (gzip'd CSV, CSV or zip; peers send it with a Content-Disposition
+    file name, which a host that parses every POST, as Sahana Eden does, needs: see
+    transport.body_disposition), or a multipart upload in the field `data` (curl -F data=@file).
+    """
     user = _ps_peer()
     if request.env.request_method != "POST":
         _ps_peer_error(405, ValueError("POST the file as the request body"))
@@ -702,9 +721,12 @@ def receive():
         _ps_peer_refuse(403, "A browser may not push data here.", "Forbidden")
     sender = _ps_sender(user)
     _ps_body_size()
-    request.body.seek(0)
+    stream, _ = _ps_upload(request.post_vars) if not _ps_raw_post() else (None, None)
+    if stream is None:  # the body is the file (what peers send; with a Content-Disposition file name)
+        stream = request.body
+        stream.seek(0)
     try:
-        report = _ps_replicate.receive(db, plugin_sync_settings, request.body, sender=sender,
+        report = _ps_replicate.receive(db, plugin_sync_settings, stream, sender=sender,
                                        name="push from %s (account %s)" % (sender or "an administrator", user.email))
     except errors.SyncError as e:
         _ps_peer_error(400, e)
@@ -719,7 +741,7 @@ def call():
         raise HTTP(404, "plugin_sync offers XML-RPC only: plugin_sync/call/xmlrpc")
     if request.env.request_method == "POST":
         _ps_body_size()
-    return service()
+    return _ps_service()
 
 
 def _ps_rpc_identity(peer=""):
@@ -760,7 +782,7 @@ def _ps_rpc_receive(data, peer=""):
 for _ps_name, _ps_fn in (("identity", _ps_rpc_identity), ("changes", _ps_rpc_changes),
                          ("receive", _ps_rpc_receive)):
     _ps_fn.__name__ = _ps_name  # the XML-RPC method name
-    service.xmlrpc(_ps_fn)
+    _ps_service.xmlrpc(_ps_fn)
 
 
 def _ps_sync_now_form(peer, mode=None, label="Sync now"):

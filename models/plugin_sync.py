@@ -1,29 +1,39 @@
 # -*- coding: utf-8 -*-
 """plugin_sync's model: its settings, its tables, and the one-time setup call.
 
-Only declarations live here; the engine is modules/plugin_sync/.  A host app
-overrides any setting in an earlier model (models run alphabetically):
+Only declarations live here; the engine is modules/plugin_sync/, and what is
+Sahana Eden's (its lazy tables, roles, scheduler) is in modules/plugin_sync/eden.py.
+A host app overrides any setting in an earlier model (models run alphabetically;
+in Sahana Eden: models/000_config.py, or a model of its own such as models/0_plugins.py):
 
-    plugins = PluginManager(); plugins.sync.site_tables = ["s3_setting", ...]
+    from gluon.tools import PluginManager
+    plugins = PluginManager(); plugins.sync.owner = "HQ"; plugins.sync.tables = [...]
 """
 from gluon.tools import PluginManager
 
-from plugin_sync import setup as plugin_sync_setup
-from plugin_sync.tables import DEFAULT_LOOKUP_TABLES, DEFAULT_SITE_TABLES
+from plugin_sync import eden as plugin_sync_eden
+from plugin_sync.accounts import ADMIN_GROUP, PEER_GROUP
 
-plugin_sync_settings = PluginManager(
+# gluon's PluginManager is a per-thread singleton whose __new__ passes the constructor's
+# arguments on to object.__new__: PluginManager("sync", ...) raises TypeError unless this
+# thread made one before.  Making it first without arguments (and without __init__, which
+# would clear what the host set) works whether or not the host has set plugins.sync.*.
+plugin_sync_plugins = PluginManager.__new__(PluginManager)
+plugin_sync_settings = plugin_sync_eden.configure(PluginManager(
     "sync",
     owner="",  # this instance's owner, shown to peers
     contact="",  # contact details of this instance's owner
-    tables=None,  # explicit list of synced tables (None: every table with uuid + modified_on)
+    tables=None,  # explicit list of synced tables (None: in Eden tables.DEFAULT_EDEN_TABLES, else every
+    #               table with uuid + modified_on); never the tables of tables.NEVER_*, whatever it says
     exclude=[],  # more tables never to sync
-    lookup_tables=list(DEFAULT_LOOKUP_TABLES),  # identical on every site: not synced
-    site_tables=list(DEFAULT_SITE_TABLES),  # site-specific: never synced
+    lookup_tables=None,  # identical on every site: not synced (None: DEFAULT_LOOKUP_TABLES; in Eden none)
+    site_tables=None,  # site-specific: never synced (None: DEFAULT_SITE_TABLES)
     policy={},  # per-table conflict policy: newer (default) | this | other | master
     default_policy="newer",
     master=None,  # base_uuid of the instance that wins under the 'master' policy
     clock_tolerance=300,  # seconds a modified_on may lie in the future before it is suspect
-    admin_group="admin",
+    admin_group=ADMIN_GROUP,  # role (uid, or name) of who may use the pages: Eden's ADMIN
+    peer_group=PEER_GROUP,  # role of the accounts peers log in with: the peer endpoints only
     # bounds on what a file or a peer may make this instance hold (see modules/plugin_sync/limits.py)
     max_request_size=256 << 20,  # bytes of one file received (push, upload, a peer's answer)
     max_inflated_size=2048 << 20,  # bytes of the CSV un-gzipped
@@ -32,7 +42,11 @@ plugin_sync_settings = PluginManager(
     max_upload_size=64 << 20,  # bytes of one uploaded file in a zip bundle
     login_free_failures=5,  # wrong HTTP Basic logins of an account (an address: 4x) before the delays start
     login_max_delay=300,  # seconds: the cap of the doubling delay after further failures
-).sync
+).sync, db)  # a copy: Eden's defaults where unset
+# The singleton outlives the request (it is per thread, whatever app or request the thread
+# serves next): forget this request's plugins.sync, so that every request takes the host's
+# settings as its models set them now, never a value left over from an earlier one.
+plugin_sync_plugins.__dict__.pop("sync", None)
 
 db.define_table(
     "sync_instance",  # the blueprint's peer table: its name and columns are the contract
@@ -57,7 +71,8 @@ db.define_table(
           requires=IS_EMPTY_OR(IS_IN_DB(db, "auth_user.id", "%(email)s"))),
     Field("mode", length=8, default="both", requires=IS_IN_SET(("pull", "push", "both"))),
     Field("transport", length=8, default="http", requires=IS_IN_SET(("http", "xmlrpc"))),
-    Field("interval", "integer", default=0, label="Sync every (minutes, 0 = manual)"),
+    # not "interval": a reserved word that Eden's DAL (check_reserved) refuses
+    Field("sync_interval", "integer", default=0, label="Sync every (minutes, 0 = manual)"),
     format="%(owner)s (%(base_uuid)s)",
 )
 
@@ -140,7 +155,17 @@ db.define_table(
     Field("blocked_until", "datetime"),
 )
 
-plugin_sync_setup(db, plugin_sync_settings)
+
+def plugin_sync_scheduled():
+    """The scheduled sync (Eden's scheduler runs it every minute): the peers that are due; {base_uuid: result}."""
+    return plugin_sync_eden.scheduled(db, plugin_sync_settings)
+
+
+# Eden: the task joins Eden's own task registry (deployment settings' tasks, run by its
+# `settings_task`); the periodic scheduler_task row is made once by the plugin's controller.
+plugin_sync_eden.register_task(db, plugin_sync_scheduled)
+# once per process: the synced tables' uuid indexes and change triggers, this instance's identity
+plugin_sync_eden.setup(db, plugin_sync_settings)
 
 
 class _PluginSyncCookies(response.cookies.__class__):

@@ -1,62 +1,33 @@
 #!/usr/bin/env python
-"""Launcher for the host app: lays out a web2py runtime folder and runs in it.
+"""Launcher: real Sahana Eden with plugin_sync, one runtime folder per instance.
 
-gluon from PyPI ships no web2py folder (no VERSION, no applications/), so each
-instance gets one under .runtime/<instance>/ (git-ignored).  The repository is
-mounted there as applications/eden: code folders are symlinks to the repo,
-state folders (databases, sessions, uploads, errors) are the instance's own, so
-two instances on one machine never share a database, an upload or an identity.
+gluon from PyPI ships no web2py folder, so each instance gets one under
+.runtime/<instance>/ (git-ignored, see edenhost.py): its own copy of Eden, its
+own database, its own identity.  The plugin is symlinked in (edits apply).
 
-    eden.py run   --instance a --port 8000   seed demo data, serve, run the scheduler
-    eden.py serve --instance b --port 8001   serve only (tests use this)
-    eden.py seed  --instance a               create admin + demo data if missing
-    eden.py sync  --instance a export ...    the plugin_sync CLI (see README)
+    eden.py run     --instance a --port 8000   first start if needed, serve, Eden's scheduler worker
+    eden.py serve   --instance b --port 8001   serve only
+    eden.py prepare --instance a               first start only (database, prepopulate, users)
+    eden.py sync    --instance a export ...    the plugin_sync CLI (see README)
+    eden.py folder  --instance a               print the runtime folder
+
+`sync` also works on any existing web2py runtime folder (the tests' minihost ones).
 """
 import argparse
 import os
+import shutil
+import socket
 import sys
+import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-APP = "eden"
-CODE_FOLDERS = ("controllers", "models", "modules", "views", "static", "private", "languages")
-STATE_FOLDERS = ("databases", "sessions", "errors", "uploads", "cache", "cron")
-VERSION = "Version 2.26.1-stable+timestamp.2023.10.11.00.00.00\n"
-ROUTES = "default_application = 'eden'\ndefault_controller = 'default'\n"
-ADMIN_EMAIL = "admin@eden.local"
-ADMIN_PASSWORD = "sync-admin"
+SCRIPTS = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, SCRIPTS)
+import edenhost  # noqa: E402
 
-
-def runtime_folder(instance, base=None):
-    """Create (idempotently) and return the web2py folder of one instance."""
-    base = base or os.path.join(REPO, ".runtime")
-    folder = os.path.abspath(os.path.join(base, instance))
-    app = os.path.join(folder, "applications", APP)
-    for name in STATE_FOLDERS:
-        os.makedirs(os.path.join(app, name), exist_ok=True)
-    for name in ("__init__.py",):
-        _link(os.path.join(REPO, name), os.path.join(app, name))
-    for name in CODE_FOLDERS:
-        _link(os.path.join(REPO, name), os.path.join(app, name))
-    _write(os.path.join(folder, "VERSION"), VERSION)
-    _write(os.path.join(folder, "routes.py"), ROUTES)
-    _write(os.path.join(folder, "applications", "__init__.py"), "")
-    # gluon packs the 'welcome' app at first start unless this exists; there is no welcome app here
-    _write(os.path.join(folder, "welcome.w2p"), "")
-    return folder
-
-
-def _link(target, name):
-    if os.path.islink(name) and os.readlink(name) == target:
-        return
-    if os.path.lexists(name):
-        os.remove(name)
-    os.symlink(target, name)
-
-
-def _write(path, text):
-    if not os.path.exists(path) or open(path).read() != text:
-        with open(path, "w") as f:
-            f.write(text)
+REPO = edenhost.REPO
+APP = edenhost.APP
+ADMIN_EMAIL = edenhost.ADMIN_EMAIL
+ADMIN_PASSWORD = edenhost.ADMIN_PASSWORD
 
 
 def enter(folder, instance, db_uri=None):
@@ -70,27 +41,83 @@ def enter(folder, instance, db_uri=None):
 
 
 def app_env(folder):
-    """The app's environment with its models executed (db, auth, settings)."""
+    """The app's environment with its models executed (Eden: db, auth, s3db, settings)."""
     from gluon.shell import env
 
     return env(APP, import_models=True, dir=os.path.join(folder, "applications", APP))
 
 
-def seed(folder, quiet=False, demo=True):
-    """Create the admin account and load the demo data on first start."""
-    env = app_env(folder)
-    from applications.eden.modules.eden_demo import ensure_admin, load_demo
+def add_user(env, email, password, admin=False, first_name="Admin", last_name="User"):
+    """An Eden user account (linked to a person, Authenticated role; ADMIN too if asked); returns its id.
 
-    ensure_admin(env["db"], env["auth"], ADMIN_EMAIL, ADMIN_PASSWORD)
-    counts = load_demo(env["db"], os.path.join(REPO, "private", "demo")) if demo else None
+    Eden's default/users prepopulate would create admin@example.com, but the shared Eden
+    archive has no static/formats (its import stylesheets), so its prepopulate imports nothing.
+    """
+    db, auth = env["db"], env["auth"]
+    table = db.auth_user
+    row = db(table.email == email).select().first()
+    if row is None:
+        user_id = table.insert(first_name=first_name, last_name=last_name, email=email,
+                               password=table.password.validate(password)[0], registration_key="")
+        row = table[user_id]
+        auth.s3_approve_user(row)
+    if admin:
+        auth.s3_assign_role(row.id, "ADMIN")
+    db.commit()
+    return row.id
+
+
+def prepare(folder, quiet=False):
+    """Eden's first run (tables, prepopulate) in this process, then the admin account; once per folder."""
+    db_uri = os.environ.get("EDEN_DB_URI")
+    if edenhost.first_run_done(folder, db_uri):
+        return False
+    if not quiet:
+        print("eden: first start: creating Eden's database and prepopulating, about a minute...", flush=True)
+    started = time.time()
+    app = os.path.join(folder, "applications", APP)
+    kept = os.path.join(folder, "plugin_sync.first-run")
+    shutil.rmtree(kept, ignore_errors=True)
+    for rel in edenhost.install.plugin_paths(app):  # Eden's first run alone: a plugin error must not
+        os.renames(os.path.join(app, rel), os.path.join(kept, rel))  # break Eden's own set-up
+    env = app_env(folder)
+    add_user(env, ADMIN_EMAIL, ADMIN_PASSWORD, admin=True)
     env["db"].commit()
-    if counts and not quiet:
-        print("demo data loaded: %s" % ", ".join("%s %d" % kv for kv in sorted(counts.items())))
-    return env
+    edenhost.mark_first_run(folder, db_uri)
+    if os.path.isdir(kept):
+        for rel in edenhost.install.plugin_paths(kept):
+            os.renames(os.path.join(kept, rel), os.path.join(app, rel))
+    if not quiet:
+        print("eden: first start done in %.0f s" % (time.time() - started), flush=True)
+    return True
+
+
+def ensure_plugin_task(folder):
+    """The plugin's periodic task row in Eden's scheduler now, not at the first plugin page."""
+    app = os.path.join(folder, "applications", APP)
+    if not os.path.exists(os.path.join(app, "models", "plugin_sync.py")):
+        return
+    try:
+        env = app_env(folder)
+        from applications.eden.modules.plugin_sync import eden as plugin_eden
+
+        plugin_eden.ensure_task(env["db"], env["plugin_sync_settings"])
+        env["db"].commit()
+    except Exception as e:  # the server still starts; the plugin's first request retries
+        print("eden: the plugin's scheduled task is not set up yet: %s" % e, file=sys.stderr)
+
+
+def port_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def serve(folder, port, scheduler):
-    """Run web2py's Rocket server (and its scheduler worker) in this process."""
+    """Run web2py's Rocket server (and Eden's scheduler worker) in this process."""
     argv = ["web2py.py", "--no_gui", "-a", "<recycle>", "-i", "127.0.0.1", "-p", str(port), "-f", folder]
     if scheduler:
         argv += ["-K", APP, "-X"]
@@ -109,17 +136,37 @@ def serve(folder, port, scheduler):
                 child.terminate()
 
 
+def banner(instance, port):
+    print("\n  Sahana Eden (with plugin_sync), instance %r" % instance)
+    print("  URL:   http://127.0.0.1:%d/eden/" % port)
+    print("  Sync:  http://127.0.0.1:%d/eden/plugin_sync" % port)
+    print("  Login: %s / %s\n" % (ADMIN_EMAIL, ADMIN_PASSWORD), flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("run", "serve", "seed", "sync", "folder"))
+    parser.add_argument("command", choices=("run", "serve", "prepare", "sync", "folder"))
     parser.add_argument("--instance", default=os.environ.get("EDEN_INSTANCE", "a"))
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--runtime", help="base folder for runtime folders (default .runtime/)")
-    parser.add_argument("--db", help="database URI (default: EDEN_DB_URI or the instance's SQLite file)")
-    parser.add_argument("--no-scheduler", action="store_true")
-    parser.add_argument("--no-demo", action="store_true", help="seed: admin account only")
+    parser.add_argument("--db", default=os.environ.get("EDEN_DB_URI"),
+                        help="database URI (default: EDEN_DB_URI, else the instance's own SQLite)")
+    parser.add_argument("--no-scheduler", action="store_true", help="run: without Eden's scheduler worker")
+    parser.add_argument("--scheduler", action="store_true", help="serve: with Eden's scheduler worker")
+    parser.add_argument("--plugin", choices=("link", "copy", "none", "keep"), default="link",
+                        help="the plugin in the runtime folder: symlinks to this repository (default), "
+                             "copies, none (pristine Eden), or keep what is there")
     args, rest = parser.parse_known_args(argv)
-    folder = runtime_folder(args.instance, args.runtime)
+    base = args.runtime or os.path.join(REPO, ".runtime")
+    folder = os.path.abspath(os.path.join(base, args.instance))
+    if args.command in ("run", "serve") and not port_free(args.port):
+        print("eden: port %d on 127.0.0.1 is busy (another instance?): choose another, e.g. "
+              "make run PORT=%d INSTANCE=b" % (args.port, args.port + 1), file=sys.stderr)
+        return 1
+    if args.command != "sync" or not os.path.isdir(os.path.join(folder, "applications", APP)):
+        plugin = None if args.plugin == "none" else args.plugin
+        folder = edenhost.runtime_folder(args.instance, base, port=args.port, db_uri=args.db, plugin=plugin,
+                                         demo=(args.command == "run"))
     if args.command == "folder":
         print(folder)
         return 0
@@ -127,18 +174,18 @@ def main(argv=None):
     if args.command == "sync":
         from applications.eden.modules.plugin_sync.cli import main as sync_main
 
+        if edenhost.is_eden(folder):
+            prepare(folder, quiet=True)
         env = app_env(folder)
         return sync_main(env["db"], env["plugin_sync_settings"], rest)
-    if args.command == "seed":
-        seed(folder, demo=not args.no_demo)
+    prepare(folder)
+    if args.command == "prepare":
         return 0
     if args.command == "run":
-        seed(folder)
-        print("\n  Sahana Eden (with plugin_sync), instance %r" % args.instance)
-        print("  URL:   http://127.0.0.1:%d/eden/" % args.port)
-        print("  Sync:  http://127.0.0.1:%d/eden/plugin_sync" % args.port)
-        print("  Login: %s / %s\n" % (ADMIN_EMAIL, ADMIN_PASSWORD), flush=True)
-    serve(folder, args.port, scheduler=(args.command == "run" and not args.no_scheduler))
+        ensure_plugin_task(folder)
+        banner(args.instance, args.port)
+    scheduler = args.scheduler or (args.command == "run" and not args.no_scheduler)
+    serve(folder, args.port, scheduler=scheduler)
     return 0
 
 

@@ -52,13 +52,15 @@ class PostgresServer:
         self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def new_database(self, prefix="eden_test"):
+    def new_database(self, prefix="eden_test", template=None):
+        """A new database (a copy of `template` if given: no connection to it may be open)."""
         import psycopg2
 
         self.counter += 1
         name = "%s_%d" % (prefix, self.counter)
         conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
         conn.autocommit = True
-        conn.cursor().execute('CREATE DATABASE "%s"' % name)
+        copy = ' TEMPLATE "%s"' % template if template else ""
+        conn.cursor().execute('CREATE DATABASE "%s"%s' % (name, copy))
         conn.close()
         return "postgres://postgres@127.0.0.1:%d/%s" % (self.port, name)

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""The demo data (real Sahana prepopulate CSVs) and the host app's pages."""
+"""The minihost (tests/minihost): its demo data (real Sahana prepopulate CSVs) and its pages."""
 import http.cookiejar
 import os
 import re
@@ -12,10 +12,11 @@ import urllib.request
 
 import pytest
 
+import eden
 from applications.eden.modules.eden_demo import ORG_TYPES, load_demo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(REPO, "private", "demo")
+DEMO = os.path.join(REPO, "tests", "minihost", "private", "demo")
 CVTL = "Timor-Leste Red Cross Society (Cruz Vermelha de Timor-Leste)"
 RANGES = {
     "org_organisation_type": (7, 7),
@@ -213,10 +214,10 @@ def _fetch(opener, url, data=None):
 
 def test_home_and_login_pages(start_server):
     server = start_server("a")
-    # load the demo data the way `make run` does (the harness seeds the admin only)
+    # load the demo data (the harness seeds the admin only)
     args = ["--instance", os.path.basename(server.folder), "--runtime", os.path.dirname(server.folder),
             "--db", server.uri]
-    subprocess.run([sys.executable, os.path.join(REPO, "scripts", "eden.py"), "seed"] + args, check=True,
+    subprocess.run([sys.executable, os.path.join(REPO, "tests", "minihost", "host.py"), "seed"] + args, check=True,
                    env=dict(os.environ, EDEN_DB_URI=server.uri, EDEN_INSTANCE="a"), stdout=subprocess.DEVNULL)
     con = sqlite3.connect(server.uri[len("sqlite://"):])
     base_uuid = con.execute("SELECT base_uuid FROM plugin_sync_identity").fetchone()[0]
@@ -233,7 +234,7 @@ def test_home_and_login_pages(start_server):
     # the login form works (and flashes)
     formkey = re.search(r'name="_formkey" type="hidden" value="([^"]+)"', login).group(1)
     status, page = _fetch(opener, server.url + "/default/user/login", dict(
-        email="admin@eden.local", password="sync-admin", _formkey=formkey, _formname="login"))
+        email=eden.ADMIN_EMAIL, password=eden.ADMIN_PASSWORD, _formkey=formkey, _formname="login"))
     assert status == 200 and "Logout" in page and 'class="flash"' in page
     status, css = _fetch(opener, server.url + "/static/eden/eden.css")
     assert status == 200 and ".topbar" in css

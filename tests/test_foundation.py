@@ -157,6 +157,8 @@ def test_every_unsynced_table_has_a_reason(instance):
     assert exclusion(db, settings, "auth_user")[0] == "never"
     assert exclusion(db, settings, "sync_instance")[0] == "never"
     assert exclusion(db, settings, "org_organisation_type")[0] == "lookup list"
-    assert exclusion(db, settings, "gis_config") == ("site-specific", "this site's configuration and API keys")
+    # secrets and site configuration: never, whatever the settings say (tables.NEVER_*)
+    assert exclusion(db, settings, "gis_config") == ("never", "this site's map configuration and API keys")
+    assert exclusion(db, settings, "s3_setting")[0] == "never"
     synced = set(synced_tables(db, settings))
     assert all(exclusion(db, settings, t) for t in db.tables if t not in synced)

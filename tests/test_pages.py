@@ -406,7 +406,7 @@ def test_peers_create_edit_and_secrets_are_masked(server):
     status, headers, _ = browser.request("/plugin_sync/instances/new", dict(
         _formname="plugin_sync_peer", _formkey=formkey(page, "plugin_sync_peer"), base_uuid=peer,
         owner="District office", url="http://10.0.0.2:8000/eden", username="sync@district",
-        password="peer-secret-pw", mode="both", transport="http", interval="15"))
+        password="peer-secret-pw", mode="both", transport="http", sync_interval="15"))
     assert status == 303
     row = sql(server, "SELECT id, password, uuid FROM sync_instance WHERE base_uuid='%s'" % peer)[0]
     assert row[1] == "peer-secret-pw" and row[2] == "urn:uuid:" + peer
@@ -420,7 +420,7 @@ def test_peers_create_edit_and_secrets_are_masked(server):
     status, _, _ = browser.request("/plugin_sync/instances/%d" % row[0], dict(
         _formname="plugin_sync_peer", _formkey=formkey(edit, "plugin_sync_peer"), id=str(row[0]),
         owner="District office 2", url="http://10.0.0.2:8000/eden", username="sync@district",
-        password="********", mode="pull", transport="http", interval="0"))
+        password="********", mode="pull", transport="http", sync_interval="0"))
     assert status == 303
     assert sql(server, "SELECT owner, password, mode FROM sync_instance WHERE id=%d" % row[0])[0] == (
         "District office 2", "peer-secret-pw", "pull")
@@ -428,7 +428,7 @@ def test_peers_create_edit_and_secrets_are_masked(server):
     page = browser.get("/plugin_sync/instances/new")[2]
     status, _, body = browser.request("/plugin_sync/instances/new", dict(
         _formname="plugin_sync_peer", _formkey=formkey(page, "plugin_sync_peer"), base_uuid=base_uuid(server),
-        mode="both", transport="http", interval="0"))
+        mode="both", transport="http", sync_interval="0"))
     assert status == 200 and b"own base UUID" in body
 
 
@@ -439,7 +439,7 @@ def test_peers_page_binds_the_peers_account_and_refuses_non_http_urls(server):
     page = browser.get("/plugin_sync/instances/new")[2]
     assert b'name="account"' in page  # "Its account here"
     fields = dict(_formname="plugin_sync_peer", base_uuid=peer, owner="Camp", username="sync@camp", mode="both",
-                  transport="http", interval="0", account=str(admin_id))
+                  transport="http", sync_interval="0", account=str(admin_id))
     status, _, body = browser.request("/plugin_sync/instances/new", dict(
         fields, _formkey=formkey(page, "plugin_sync_peer"), url="javascript:alert(document.cookie)"))
     assert status == 200 and not sql(server, "SELECT id FROM sync_instance WHERE base_uuid='%s'" % peer)

@@ -12,9 +12,18 @@ from .tables import synced_tables
 _ready = set()
 
 
+def database_key(db):
+    """Which database this is, for once-per-process caches: its URI and, for SQLite, its file.
+
+    (A relative SQLite URI such as Eden's "sqlite://storage.db" names a different file in each app folder.)
+    """
+    adapter = db._adapter
+    return (db._uri, getattr(adapter, "dbpath", None) or getattr(adapter, "folder", None) or getattr(db, "_folder", None))
+
+
 def setup(db, settings):
     """Once per process and database: uuid indexes and this instance's identity."""
-    key = (db._uri, getattr(db, "_folder", None))
+    key = database_key(db)
     if key in _ready:
         return
     ensure_uuid_indexes(db, synced_tables(db, settings))

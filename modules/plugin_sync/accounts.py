@@ -1,9 +1,18 @@
-"""Who may call the peer endpoints: accounts in the sync group (or the admin group).
+"""Who may use the plugin: administrators (pages and peer endpoints) and peer accounts (peer endpoints only).
 
-A peer logs in with HTTP Basic as an ordinary web2py account of *this*
-instance.  Members of `settings.peer_group` ("sync" by default) may use the
-peer endpoints (identity, changes, receive, call/xmlrpc) and nothing else;
-members of `settings.admin_group` may use them too, besides the admin pages.
+Roles are `auth_group` rows.  A setting names a role by its uid or by its name:
+
+- In Sahana Eden a role carries a NOT NULL `uuid` (its uid): the administrator is
+  `uuid='ADMIN'` (role "Administrator", Eden's S3_SYSTEM_ROLES), and the peer role
+  is made once with uid `SYNC_PEER` (eden.py creates it through
+  `auth.s3_create_role`, the way Eden makes roles).
+- A plain web2py host has no uid: its roles are matched by name, case-insensitively
+  (the group `admin` is the administrators' role `ADMIN`).
+
+A peer logs in with HTTP Basic as an ordinary account of *this* instance that is
+a member of `settings.peer_group` (default "SYNC_PEER"): it may use the peer
+endpoints (identity, changes, receive, call/xmlrpc) and nothing else; members of
+`settings.admin_group` (default "ADMIN") may use them too, besides the admin pages.
 Give each peer its own account, so that one can be locked out alone.
 
 An account of the sync group speaks for one instance: its `sync_instance`
@@ -14,29 +23,83 @@ Accounts of the admin group are administrators: their files are taken like
 files an administrator imports on the Import page.
 """
 
-PEER_GROUP = "sync"
+ADMIN_GROUP = "ADMIN"
+PEER_GROUP = "SYNC_PEER"
+PEER_ROLE_NAME = "Sync Peer"  # the role's name where roles carry a uid (Eden)
+PEER_ROLE_DESCRIPTION = "Peer instances that sync with this one (plugin_sync): the peer endpoints only"
+
+
+def admin_group(settings):
+    return settings.get("admin_group") or ADMIN_GROUP
+
+
+def peer_group(settings):
+    return settings.get("peer_group") or PEER_GROUP
 
 
 def peer_groups(settings):
-    """The groups whose members may call the peer endpoints."""
-    return [g for g in (settings.get("peer_group") or PEER_GROUP, settings.get("admin_group") or "admin") if g]
+    """The roles whose members may call the peer endpoints."""
+    return [g for g in (peer_group(settings), admin_group(settings)) if g]
 
 
-def may_sync(db, user_id, settings):
-    """Is this account a member of a group that may call the peer endpoints?"""
+def role_query(db, names):
+    """auth_group rows named (uid, or role name case-insensitively) by any of `names`."""
+    group = db.auth_group
+    query = group.role.lower().belongs([n.lower() for n in names])
+    if "uuid" in group.fields:
+        query |= group.uuid.belongs(list(names))
+    if "deleted" in group.fields:
+        query &= group.deleted != True  # noqa: E712 (pydal)
+    return query
+
+
+def is_member(db, user_id, names):
+    """Is this account a member of one of these roles?"""
+    if not user_id:
+        return False
     group, member = db.auth_group, db.auth_membership
-    query = (member.user_id == user_id) & (member.group_id == group.id) & group.role.belongs(peer_groups(settings))
+    query = role_query(db, names) & (member.user_id == user_id) & (member.group_id == group.id)
+    if "deleted" in member.fields:
+        query &= member.deleted != True  # noqa: E712
     return not db(query).isempty()
 
 
+def is_admin(db, user_id, settings):
+    """May this account use the admin pages?"""
+    return is_member(db, user_id, [admin_group(settings)])
+
+
+def may_sync(db, user_id, settings):
+    """Is this account a member of a role that may call the peer endpoints?"""
+    return is_member(db, user_id, peer_groups(settings))
+
+
+def find_role(db, name):
+    row = db(role_query(db, [name])).select(db.auth_group.id, orderby=db.auth_group.id, limitby=(0, 1)).first()
+    return row.id if row else None
+
+
+def ensure_peer_role(db, settings):
+    """The peer role's id, made if missing (with its uid where roles carry one; Eden's adapter makes it first)."""
+    name = peer_group(settings)
+    found = find_role(db, name)
+    if found:
+        return found
+    group = db.auth_group
+    if "uuid" in group.fields:  # Eden: NOT NULL uid, a readable name
+        return group.insert(uuid=name, role=PEER_ROLE_NAME if name == PEER_GROUP else name,
+                            description=PEER_ROLE_DESCRIPTION)
+    return group.insert(role=name, description=PEER_ROLE_DESCRIPTION)
+
+
 def peer_account(db, settings, email, password, first_name="Sync", last_name="peer", peer=None):
-    """Create (or reset the password of) an account that peers log in with, in the sync group; its id.
+    """Create (or reset the password of) an account that peers log in with, in the peer role; its id.
 
     The engine's way to make one, for the CLI and scripts; an admin may as
-    well create the account on the usual pages and add it to the group.
+    well create the account on the usual pages and give it the role.
     `peer`: the base_uuid of the instance that logs in with it (see bind).
     """
-    user, group, member = db.auth_user, db.auth_group, db.auth_membership
+    user, member = db.auth_user, db.auth_membership
     hashed, error = user.password.validate(password)
     if error:
         raise ValueError("password refused for %s: %s" % (email, error))
@@ -46,9 +109,7 @@ def peer_account(db, settings, email, password, first_name="Sync", last_name="pe
     else:
         user_id = row.id
         db(user.id == user_id).update(password=hashed, registration_key="")
-    role = settings.get("peer_group") or PEER_GROUP
-    found = db(group.role == role).select(group.id, limitby=(0, 1)).first()
-    group_id = found.id if found else group.insert(role=role, description="Peer instances (plugin_sync)")
+    group_id = ensure_peer_role(db, settings)
     if db((member.user_id == user_id) & (member.group_id == group_id)).isempty():
         member.insert(user_id=user_id, group_id=group_id)
     if peer:
@@ -85,10 +146,3 @@ def speaks_for(db, user_id):
     table = db.sync_instance
     row = db(table.account == user_id).select(table.base_uuid, limitby=(0, 1)).first()
     return row.base_uuid if row else None
-
-
-def is_admin(db, user_id, settings):
-    group, member = db.auth_group, db.auth_membership
-    query = (member.user_id == user_id) & (member.group_id == group.id) & (
-        group.role == (settings.get("admin_group") or "admin"))
-    return not db(query).isempty()

@@ -147,12 +147,12 @@ cmd_status.arguments = lambda p: p.add_argument("--json", action="store_true")
 # -- network sync: peers, register, sync, account (replicate.py) -------------------------
 
 
-@command("peers", "List the registered peers: url, login, mode, transport, interval, checkpoints, clock offset.")
+@command("peers", "List the registered peers: url, login, mode, transport, sync interval, checkpoints, clock offset.")
 def cmd_peers(db, settings, args, stdout):
     t = db.sync_instance
     rows = db(t).select(orderby=t.id)
     peers = [dict(id=p.id, base_uuid=p.base_uuid, owner=p.owner, url=p.url, username=p.username, mode=p.mode,
-                  transport=p.transport, interval=p.interval, checkpoint_received=p.checkpoint_received,
+                  transport=p.transport, sync_interval=p.sync_interval, checkpoint_received=p.checkpoint_received,
                   checkpoint_sent=p.checkpoint_sent, clock_offset=p.clock_offset,
                   last_update=str(p.last_update or "")) for p in rows]
     if args.json:
@@ -163,7 +163,7 @@ def cmd_peers(db, settings, args, stdout):
     for p in peers:
         stdout.write("%3d %s %s\n    %s as %s, %s over %s, %s; checkpoints received %s, sent %s%s\n" % (
             p["id"], p["base_uuid"], p["owner"] or "", p["url"] or "(file only)", p["username"] or "-",
-            p["mode"], p["transport"], "every %s min" % p["interval"] if p["interval"] else "manual",
+            p["mode"], p["transport"], "every %s min" % p["sync_interval"] if p["sync_interval"] else "manual",
             p["checkpoint_received"] or 0, p["checkpoint_sent"] or 0,
             "; clock offset %ss" % p["clock_offset"] if p["clock_offset"] is not None else ""))
 
@@ -177,7 +177,7 @@ def cmd_register(db, settings, args, stdout):
     from .replicate import register_peer
 
     row = register_peer(db, settings, args.url, args.username, args.password, mode=args.mode,
-                        transport=args.transport, interval=args.interval, account=args.account)
+                        transport=args.transport, sync_interval=args.interval, account=args.account)
     stdout.write("registered %s (%s) at %s, id %d%s\n" % (row.base_uuid, row.owner or "no owner", row.url, row.id,
                                                          "; it logs in here as %s" % args.account if args.account else ""))
 
@@ -188,7 +188,8 @@ def _register_args(p):
     p.add_argument("--password", required=True)
     p.add_argument("--mode", choices=("pull", "push", "both"), help="default both")
     p.add_argument("--transport", choices=("http", "xmlrpc"), help="default http")
-    p.add_argument("--interval", type=int, help="minutes between scheduled syncs (0: manual)")
+    p.add_argument("--interval", "--sync-interval", type=int, dest="interval",
+                   help="minutes between scheduled syncs (0: manual; the column sync_interval)")
     p.add_argument("--account", help="the account HERE that the peer logs in with (see `account`): bound to it")
 
 

@@ -13,7 +13,7 @@ from . import changes
 from .csvstream import NULL, UUID, Writer
 from .gcpause import paused
 from .peers import identity_record, utcnow
-from .tables import references, synced_tables
+from .tables import references, synced_tables, travelling_fields
 from .values import bar_decode, bar_encode, column_cells, formatter, is_plain_formatter, stored_text_formatter
 
 BATCH = 5000
@@ -44,7 +44,7 @@ def annotations(db, table):
     return [a for a in out if a[2] is None or a[2] in db.tables]
 
 
-def _select_sql(db, table, notes, where="", as_text=(), seq=False):
+def _select_sql(db, table, notes, where="", as_text=(), seq=False, fields=None):
     """The export's query; the date/datetime fields named in `as_text` are read as text.
 
     With `seq`, a last column holds the seq of the row's last change (ROW_SEQ),
@@ -63,7 +63,7 @@ def _select_sql(db, table, notes, where="", as_text=(), seq=False):
             return "CAST(t.%s AS TEXT)" % f._rname
         return "to_char(t.%s, '%s')" % (f._rname, "YYYY-MM-DD HH24:MI:SS" if f.type == "datetime" else "YYYY-MM-DD")
 
-    cols = [column(f) for f in table]
+    cols = [column(table[f]) for f in (fields or travelling_fields(db, table))]
     joins = []
     for i, (_, fname, ref, kind) in enumerate(notes):
         if kind == "ref":
@@ -82,7 +82,7 @@ class TableExporter:
     def __init__(self, db, tablename):
         self.db, self.table = db, db[tablename]
         self.notes = annotations(db, self.table)
-        self.fields = list(self.table.fields)
+        self.fields = travelling_fields(db, self.table)  # secrets and local ids never travel (tables.py)
         self.columns = self.fields + [n[0] for n in self.notes]
         self.formats = [formatter(self.table[f].type) for f in self.fields]
         self.as_text = set()
@@ -102,7 +102,7 @@ class TableExporter:
         self.special = [(i, fmt) for i, fmt in enumerate(self.formats) if not is_plain_formatter(fmt)]
 
     def sql(self, where="", seq=False):
-        return _select_sql(self.db, self.table, self.notes, where, self.as_text, seq)
+        return _select_sql(self.db, self.table, self.notes, where, self.as_text, seq, self.fields)
 
     def cells(self, raw_rows, seq=False):
         """CSV rows for a batch of raw rows (field values followed by joined uuids).

@@ -58,7 +58,7 @@ from .gcpause import paused
 from .peers import find_peer, is_http_url, record_sync, this_instance, utcnow
 from .report import Report
 from .schema import unique_uuid_index
-from .tables import conflict_policy, exclusion, synced_tables
+from .tables import conflict_policy, exclusion, local_fields, synced_tables
 from .uploads import path_of, unsafe, upload_folder  # noqa: F401 (upload_folder: merge's old name for it)
 from .values import bar_encode, column_parser, copy_escape, dialect, is_canonical, is_text, normaliser, parser
 
@@ -126,7 +126,10 @@ class SectionPlan:
         self.file_id = index.get("id")
         self.seq_index = index.get(ROW_SEQ)
         self.columns = columns
-        self.fields = [f for f in table.fields if f in index and f not in ("id", "mci")]
+        # secrets and local ids never travel: ignored in any file, whoever wrote it (tables.py)
+        local = set(local_fields(db, table))
+        self.ignored = sorted(f for f in local if f in index)
+        self.fields = [f for f in table.fields if f in index and f not in ("id", "mci") and f not in local]
         self.cell_index = [index[f] for f in self.fields]
         self.parsers = [parser(table[f].type, merger.char_bool) for f in self.fields]
         self.pos = {f: i for i, f in enumerate(self.fields)}
@@ -343,6 +346,9 @@ class Merger:
                 "(a reference to a record not in the file is set to NULL)"
             )
         self.report.table(plan.tablename)
+        for column in plan.ignored:  # a secret or a local id in the file: never written here
+            self.report.warn("column ignored: %s.%s never syncs (a secret or a local id)" % (plan.tablename, column),
+                             table=plan.tablename, column=column)
         # a table empty so far whose uuid is UNIQUE: its batches are tried as all new without a lookup
         # (the index refuses one that is not); after the first refusal they are looked up
         plan.optimistic = plan.fast_ok and not self.execute("SELECT 1 FROM %s LIMIT 1" % plan.table._rname) \

@@ -125,7 +125,7 @@ def receive(db, settings, source, peer=None, name=None, sender=None):
 # ------------------------------------------------------------------ client side
 
 
-def register_peer(db, settings, url, username, password, mode=None, transport=None, interval=None, account=None,
+def register_peer(db, settings, url, username, password, mode=None, transport=None, sync_interval=None, account=None,
                   **options):
     """Register (or update) the instance at `url`: fetch its identity, create its sync_instance row.
 
@@ -144,7 +144,7 @@ def register_peer(db, settings, url, username, password, mode=None, transport=No
     table = db.sync_instance
     values = dict(url=app_url(url), username=username, password=password, owner=ident.get("owner") or None,
                   contact=ident.get("contact") or None, clock_offset=offset)
-    for key, value in (("mode", mode), ("transport", transport), ("interval", interval)):
+    for key, value in (("mode", mode), ("transport", transport), ("sync_interval", sync_interval)):
         if value is not None:
             values[key] = value
     if values.get("mode", "both") not in MODES:
@@ -342,10 +342,10 @@ def due_peers(db, now=None):
     t, lock = db.sync_instance, db.plugin_sync_lock
     started = {r.peer: r.last_started for r in db(lock).select(lock.peer, lock.last_started)}
     due = []
-    for peer in db((t.interval > 0) & (t.url != None) & (t.url != "")).select(orderby=t.id):  # noqa: E711
+    for peer in db((t.sync_interval > 0) & (t.url != None) & (t.url != "")).select(orderby=t.id):  # noqa: E711
         last = started.get(peer.base_uuid)
         # half a scheduler period of slack: a 1-minute peer is not skipped for being a second early
-        if last is None or last + datetime.timedelta(minutes=peer.interval, seconds=-30) <= now:
+        if last is None or last + datetime.timedelta(minutes=peer.sync_interval, seconds=-30) <= now:
             due.append(peer)
     db.commit()
     return due

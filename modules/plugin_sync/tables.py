@@ -1,22 +1,93 @@
 """The table policy: which tables sync, in which order, under which conflict rule.
 
-Default: every table that has a `uuid` and a `modified_on` field, minus lookup
-lists that are identical on every site, site-specific tables (settings, GIS
-keys), and never auth, sessions, the scheduler's or the plugin's own tables.
-The host app overrides it through settings (see models/plugin_sync.py).
+Default: every table that has a `uuid` and a `modified_on` field (in Sahana Eden:
+the list DEFAULT_EDEN_TABLES, see eden.py), minus lookup lists that are identical
+on every site, site-specific tables, and never -- whatever a request, a file or a
+setting asks -- the tables that hold secrets or local bookkeeping (NEVER_PREFIXES,
+NEVER_TABLES).  Within a synced table, columns that hold secrets or local ids
+never travel either (local_fields): not exported, ignored on import.
+The host app overrides the rest through settings (see models/plugin_sync.py).
 """
+import re
+
 from .errors import TableNotSynced
 
-DEFAULT_LOOKUP_TABLES = ("org_organisation_type",)
+DEFAULT_LOOKUP_TABLES = ("org_organisation_type",)  # a plain host's default (Eden: none, see eden.py)
 DEFAULT_SITE_TABLES = ("s3_setting", "gis_config")
-NEVER_PREFIXES = ("auth_", "web2py_session", "scheduler_", "plugin_sync_")
-NEVER_TABLES = ("sync_instance",)
+# Sahana Eden's shared data, parents first (what they reference is in the list, or is
+# resolved by uuid: auth_user for created_by).  Overridable: plugins.sync.tables.
+DEFAULT_EDEN_TABLES = (
+    "gis_location",  # the location hierarchy (countries share uuids between instances)
+    "org_organisation_type", "org_organisation", "org_organisation_organisation_type",
+    "org_office_type", "org_office", "org_facility_type", "org_facility",
+    "pr_person", "pr_contact", "pr_address",
+    "hrm_department", "hrm_job_title", "hrm_human_resource", "hrm_job_title_human_resource",
+    "med_hospital",  # hospitals: Eden's med module (hms_hospital in older Eden: list it in settings there)
+)
+# Never synced, whatever the settings say (hard-coded; enforced by export and import):
+NEVER_PREFIXES = (
+    "auth_",  # accounts, password hashes, roles, memberships, consent
+    "web2py_session", "scheduler_",  # sessions, the scheduler's jobs
+    "plugin_sync_",  # the plugin's own bookkeeping (the identity travels in each file's header)
+    "sync_",  # Eden's own sync: sync_repository (passwords, client secrets, tokens), sync_task...
+    "msg_",  # messaging: channels with passwords and tokens, their settings, and the messages
+    "setup_",  # Eden's deployment set-up: cloud keys, server private keys, SMTP passwords
+    "s3_",  # Eden's system tables: s3_permission (ACL), audit, import jobs, settings
+    "gis_layer_",  # GIS layers: WMS/ArcREST passwords, Bing/Google/OpenWeatherMap API keys
+)
+NEVER_TABLES = (
+    "sync_instance",  # the peers, with the logins used there (the sender's identity travels apart)
+    "pr_person_user", "org_organisation_user",  # links of records to local user accounts
+    "gis_config",  # a site's map configuration (with API keys)
+)
+# Columns that never travel, in any synced table: secrets (password-type fields and
+# names like these), and Eden's local ids (issue 12 maps them: super-entity keys such as
+# pe_id/site_id, realm_entity, owned_by_*, approved_by, gis_location.path).
+SECRET_COLUMN = re.compile(
+    r"(^|_)(password|passwd|pwd|secret|token|apikey|api_key|private_key|secret_key|access_key|auth_key|"
+    r"maps_key)($|_)")
+LOCAL_COLUMNS = ("realm_entity", "owned_by_group", "owned_by_user", "approved_by")
+LOCAL_TABLE_COLUMNS = {"gis_location": ("path",)}
+# Eden's super-entities: keyed on their own id field (pe_id, site_id...), their records made
+# by Eden's update_super; references to them are local until issue 12 maps them.
+SUPER_ENTITIES = (
+    "pr_pentity", "org_site", "doc_entity", "sit_trackable", "sit_situation", "msg_channel", "msg_message",
+    "stats_data", "stats_parameter", "stats_source", "supply_item_entity", "budget_entity",
+    "budget_cost_item", "gis_layer_entity", "setup_cloud", "setup_dns", "setup_email",
+)
 POLICIES = ("newer", "this", "other", "master")
 
 
 def is_never_synced(tablename):
-    """Tables that no setting can make sync: password hashes, sessions, our bookkeeping."""
-    return tablename.startswith(NEVER_PREFIXES) or tablename in NEVER_TABLES
+    """Tables that no setting can make sync: secrets, sessions, local links, our bookkeeping."""
+    return tablename.startswith(NEVER_PREFIXES) or tablename in NEVER_TABLES or tablename in SUPER_ENTITIES
+
+
+def is_secret_field(field):
+    return field.type == "password" or bool(SECRET_COLUMN.search(field.name.lower()))
+
+
+def super_key(db, field):
+    """Is this field a key into an Eden super-entity (pe_id, site_id, doc_id...)?"""
+    ftype = field.type
+    if not ftype.startswith("reference "):
+        return False
+    target = ftype[10:].split(".")[0].strip()
+    if target in SUPER_ENTITIES:
+        return True
+    return target in db.tables and db[target]._id.name != "id"
+
+
+def local_fields(db, table):
+    """The columns of a synced table that never travel: secrets and local ids (see above)."""
+    skip = set(LOCAL_COLUMNS) | set(LOCAL_TABLE_COLUMNS.get(table._tablename, ()))
+    return [f.name for f in table if f.name != "id" and (f.name in skip or is_secret_field(f) or super_key(db, f))]
+
+
+def travelling_fields(db, table):
+    """The columns that sync, in table order."""
+    local = set(local_fields(db, table))
+    return [f for f in table.fields if f not in local]
 
 
 def is_syncable(table):
@@ -24,9 +95,20 @@ def is_syncable(table):
     return "uuid" in table.fields and "modified_on" in table.fields
 
 
+def lookup_tables(settings):
+    """Lookup lists identical on every site (None: the default)."""
+    value = settings.get("lookup_tables")
+    return DEFAULT_LOOKUP_TABLES if value is None else value
+
+
+def site_tables(settings):
+    value = settings.get("site_tables")
+    return DEFAULT_SITE_TABLES if value is None else value
+
+
 def excluded_tables(settings):
     """Tables excluded by settings: lookups, site-specific, and explicit exclusions."""
-    return set(settings.lookup_tables or ()) | set(settings.site_tables or ()) | set(settings.exclude or ())
+    return set(lookup_tables(settings)) | set(site_tables(settings)) | set(settings.get("exclude") or ())
 
 
 def synced_tables(db, settings, only=None):
@@ -36,7 +118,7 @@ def synced_tables(db, settings, only=None):
     raises TableNotSynced rather than silently dropping or exporting it.
     """
     excluded = excluded_tables(settings)
-    if settings.tables is not None:
+    if settings.get("tables") is not None:
         names = [t for t in settings.tables if t in db.tables]
     else:
         names = [t for t in db.tables if is_syncable(db[t])]
@@ -44,7 +126,8 @@ def synced_tables(db, settings, only=None):
     if only:
         for t in only:
             if t not in names:
-                reason = "is not a table here" if t not in db.tables else "is never synced by the table policy"
+                reason = ("is never synced (secrets or local bookkeeping)" if is_never_synced(t)
+                          else "is not a table here" if t not in db.tables else "is never synced by the table policy")
                 raise TableNotSynced("table %r %s" % (t, reason), table=t)
         names = [t for t in names if t in only]
     return dependency_order(db, names)
@@ -53,7 +136,10 @@ def synced_tables(db, settings, only=None):
 def references(table):
     """(field, referenced table, is_list) for every reference of a table, by field order."""
     refs = []
+    local = set(local_fields(table._db, table))
     for field in table:
+        if field.name in local:  # never travels: no reference to resolve
+            continue
         ftype = field.type
         if ftype.startswith("reference "):
             refs.append((field.name, ftype[10:].split(".")[0].strip(), False))
@@ -78,26 +164,42 @@ def dependency_order(db, names):
     return ordered
 
 
+NEVER_REASONS = (  # (prefix or name, reason): the first match explains
+    ("auth_", "accounts, groups and password hashes are local to this instance"),
+    ("web2py_session", "sessions"),
+    ("scheduler_", "the scheduler's jobs"),
+    ("sync_instance", "sync bookkeeping (the sender's identity travels in each file)"),
+    ("plugin_sync_", "sync bookkeeping (the sender's identity travels in each file)"),
+    ("sync_", "Eden's own sync: peer passwords, client secrets, tokens"),
+    ("msg_", "messaging channels (passwords, tokens) and messages"),
+    ("setup_", "deployment set-up: cloud keys, server private keys"),
+    ("s3_", "Eden's system tables: permissions, audit, import jobs"),
+    ("gis_layer_", "GIS layers: passwords and API keys"),
+    ("gis_config", "this site's map configuration and API keys"),
+    ("pr_person_user", "links to local user accounts"),
+    ("org_organisation_user", "links to local user accounts"),
+)
+
+
 def exclusion(db, settings, tablename):
     """(kind, reason) why a table does not sync, or None if it does: for pages, CLI and reports."""
     s = settings
-    if tablename.startswith("auth_"):
-        return "never", "accounts, groups and password hashes are local to this instance"
-    if tablename.startswith("web2py_session"):
-        return "never", "sessions"
-    if tablename.startswith("scheduler_"):
-        return "never", "the scheduler's jobs"
-    if is_never_synced(tablename):
-        return "never", "sync bookkeeping (the sender's identity travels in each file)"
-    if tablename in (s.lookup_tables or ()):
+    for name, why in NEVER_REASONS:
+        if tablename.startswith(name):
+            return "never", why
+    if tablename in SUPER_ENTITIES:
+        return "never", "an Eden super-entity: its records are made by Eden itself (issue 12)"
+    if tablename in lookup_tables(s):
         return "lookup list", "identical on every site: references to it are matched by uuid"
-    if tablename in (s.site_tables or ()):
+    if tablename in site_tables(s):
         return "site-specific", "this site's configuration and API keys"
     if tablename in (s.exclude or ()):
         return "excluded", "excluded by settings (plugins.sync.exclude)"
     if tablename in db.tables and not is_syncable(db[tablename]):
         return "no identity", "no uuid or modified_on field"
-    if s.tables is not None and tablename not in s.tables:
+    if tablename not in db.tables:
+        return "not here", "not defined in this instance (an Eden module switched off?)"
+    if s.get("tables") is not None and tablename not in s.tables:
         return "not listed", "not in plugins.sync.tables"
     return None
 

@@ -237,7 +237,7 @@ class HTTPTransport(Transport):
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         return "%s/plugin_sync/%s%s" % (self.url, name, "?" + query if query else "")
 
-    def request(self, what, url, data=None, content_type=None, timeout=None, deadline=None):
+    def request(self, what, url, data=None, content_type=None, timeout=None, deadline=None, filename=None):
         """(status, headers, body file) of a request; retried on transient failures; 4xx raise PeerError.
 
         `data`: bytes or a binary file (sent from its start on every try).
@@ -245,6 +245,8 @@ class HTTPTransport(Transport):
         headers = dict(self.auth_header(), **{"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"})
         if content_type:
             headers["Content-Type"] = content_type
+        if filename:  # see body_disposition()
+            headers["Content-Disposition"] = body_disposition(filename)
         if hasattr(data, "seek"):
             data.seek(0, 2)
             headers["Content-Length"] = str(data.tell())
@@ -297,8 +299,8 @@ class HTTPTransport(Transport):
         except (OSError, EOFError) as e:
             raise Retry("cut gzip transfer: %s" % e)
 
-    def json(self, what, url, data=None, content_type=None, timeout=None, deadline=None):
-        _, _, body = self.request(what, url, data, content_type, timeout, deadline)
+    def json(self, what, url, data=None, content_type=None, timeout=None, deadline=None, filename=None):
+        _, _, body = self.request(what, url, data, content_type, timeout, deadline, filename)
         body = body.read()
         try:
             answer = json.loads(body.decode("utf-8"))
@@ -324,7 +326,8 @@ class HTTPTransport(Transport):
     def receive(self, data, fmt="gz", me=None):
         ctype = "application/zip" if fmt == "zip" else "application/gzip"
         answer = self.json("receive", self.endpoint("receive.json", peer=me), data=data, content_type=ctype,
-                           timeout=self.transfer_timeout, deadline=self.transfer_deadline)
+                           timeout=self.transfer_timeout, deadline=self.transfer_deadline,
+                           filename="changes.%s" % ("zip" if fmt == "zip" else "csv.gz"))
         return check_receipt(self, answer)
 
 
@@ -417,6 +420,7 @@ class _RPCTransport(xmlrpc.client.Transport):
 
     def send_headers(self, connection, headers):
         headers = list(headers) + list(self.owner.auth_header().items())
+        headers.append(("Content-Disposition", body_disposition("call.xml")))  # see body_disposition()
         super().send_headers(connection, headers)
 
     def parse_response(self, response):
@@ -452,6 +456,19 @@ class _Bounded:
 
 
 TRANSPORTS = {"http": HTTPTransport, "xmlrpc": XMLRPCTransport}
+
+
+def body_disposition(filename):
+    """The Content-Disposition header of every POST body we send (a pushed file, an XML-RPC call).
+
+    A web2py host that reads request.post_vars for every request (Sahana Eden
+    does, in its models) has gluon parse any POST body with cgi.FieldStorage;
+    for a body that is not a form, FieldStorage writes the raw bytes into a
+    *text* temporary file unless the part has a file name, and fails (HTTP 500
+    before any controller runs).  gluon passes this header on to FieldStorage:
+    with a file name the body is read as binary, and request.body stays intact.
+    """
+    return 'attachment; filename="%s"' % filename
 
 
 def check_identity(transport, answer):

@@ -43,6 +43,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 sys.path.insert(0, os.path.dirname(HERE))
 import eden  # noqa: E402  the launcher
+from minihost import host as minihost  # noqa: E402  the engine's fixture host
 from pgserver import PostgresServer  # noqa: E402
 
 # share of each synced table in a dataset of N rows (the rest of N goes to persons)
@@ -182,7 +183,7 @@ class Instance:
 
     def __init__(self, bench, name, triggers=True):
         bench.counter += 1
-        self.folder = eden.runtime_folder("%s-%d" % (name, bench.counter), bench.base)
+        self.folder = minihost.runtime_folder("%s-%d" % (name, bench.counter), bench.base)
         if bench.backend == "postgres":
             self.uri = bench.server.new_database("bench")
         else:
@@ -779,7 +780,7 @@ def main(argv=None):
     base = tempfile.mkdtemp(prefix="eden-bench-")
     os.chmod(base, 0o755)
     os.environ["EDEN_DB_POOL_SIZE"] = "0"
-    eden.enter(eden.runtime_folder("bench", base), "bench")
+    eden.enter(minihost.runtime_folder("bench", base), "bench")
     data_dir = os.path.join(base, "files")
     os.makedirs(data_dir)
 

@@ -1,13 +1,12 @@
 # -*- coding: utf-8 -*-
-"""plugin_sync's scheduled sync: web2py's scheduler runs one task every minute.
+"""The minihost's scheduler: gluon's Scheduler running the plugin's task every minute.
 
-Run a worker with the server (`web2py.py -K eden -X`, what `make run` does) or
-alone (`web2py.py -K eden`).  The task `plugin_sync_scheduled` syncs every
-peer whose interval (sync_instance.interval, minutes; 0 = manual) has passed
-since its last run; runs against one peer never overlap (plugin_sync_lock).
-The periodic scheduler_task row is created when a worker starts, once
-(a fixed uuid makes it idempotent even with several workers).  scheduler_*
-tables never sync (tables.py).
+Real Eden has its own scheduler (S3Task) and the plugin registers its task there
+(modules/plugin_sync/eden.py); the minihost has none, so it keeps this model.  The
+task `plugin_sync_scheduled` syncs every peer whose sync_interval (minutes; 0 =
+manual) has passed since its last run; runs against one peer never overlap
+(plugin_sync_lock).  The periodic scheduler_task row is created when a worker
+starts, once (a fixed uuid makes it idempotent).  scheduler_* tables never sync.
 """
 from gluon.scheduler import Scheduler
 

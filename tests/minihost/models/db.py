@@ -9,18 +9,6 @@ import os
 import uuid as uuidlib
 
 from gluon.tools import Auth, PluginManager, Service
-from pydal.objects import Table as _Table
-
-if not getattr(_Table._filter_fields, "_eden_compat", False):
-    # gluon 2.26.1 calls table._filter_fields(record, id=True) (Auth.login, SQLFORM), a keyword
-    # that the pinned pydal 20251012.2 names allow_id: without this every form login is a 500.
-    _pydal_filter_fields = _Table._filter_fields
-
-    def _filter_fields(self, record, allow_id=False, writable_only=False, id=False):
-        return _pydal_filter_fields(self, record, allow_id=allow_id or id, writable_only=writable_only)
-
-    _filter_fields._eden_compat = True
-    _Table._filter_fields = _filter_fields
 
 EDEN_INSTANCE = os.environ.get("EDEN_INSTANCE", "a")
 EDEN_DB_URI = os.environ.get("EDEN_DB_URI") or "sqlite://storage.sqlite"

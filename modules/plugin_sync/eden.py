@@ -1,0 +1,209 @@
+"""The Sahana Eden adapter: the one module of the plugin that reads web2py's `current`.
+
+The engine (every other module here) takes a `db` and settings and knows
+nothing of requests or of Eden.  This module is what models/plugin_sync.py and
+controllers/plugin_sync.py call to fit the engine into the host:
+
+- Eden defines its tables lazily (`current.s3db`): at model time `db.tables`
+  holds a handful.  `load_tables()` defines the synced set through
+  `s3db.table(name)`, so every request, process and the scheduler see the same
+  set.  The model only makes sure, once per process, that the schema is ready
+  (uuid indexes, change triggers, identity: `setup()`); the synced tables are
+  loaded again only where they are used (the plugin's controller, the scheduled
+  task, the CLI) through `prepare()`.
+- Roles: the peer role is made the way Eden makes roles, `auth.s3_create_role`
+  with a uid (`ensure_peer_role()`), never before Eden's first run made its own
+  (Eden skips its prepopulate when any role exists).
+- The scheduled sync is a task of Eden's own scheduler: registered in Eden's
+  task registry (`settings.tasks`, run by Eden's `settings_task`) and scheduled
+  once through `current.s3task.schedule_task` (`ensure_task()`).
+
+In a plain web2py host (no `current.s3db`) every function falls back to the
+engine's own behaviour: all defined tables, roles by name, a `scheduler_task` row.
+"""
+import threading
+
+from gluon import current
+from gluon.storage import Storage
+
+from . import database_key
+from . import setup as engine_setup
+from .accounts import PEER_GROUP, PEER_ROLE_DESCRIPTION, PEER_ROLE_NAME, ensure_peer_role as engine_peer_role
+from .accounts import find_role, peer_group
+from .replicate import LOCK_TTL, run_due
+from .tables import DEFAULT_EDEN_TABLES, references
+
+TASK = "plugin_sync_scheduled"  # the task's name in Eden's registry and in scheduler_task.task_name
+TASK_UUID = "plugin_sync_scheduled-v1"
+TASK_PERIOD = 60  # seconds: the task syncs the peers that are due (sync_instance.sync_interval)
+
+_lock = threading.Lock()
+_ready = set()  # (database, folder) whose schema this process has checked
+_roles = set()
+_tasks = set()
+
+
+def is_eden(db=None):
+    """Is the host Sahana Eden (lazy tables through current.s3db), and `db` its database in this request?
+
+    `current` is per thread, not per application: a thread that served Eden keeps
+    its current.s3db while it runs another app (or another instance, in the tests).
+    """
+    if getattr(current, "s3db", None) is None or getattr(current, "deployment_settings", None) is None:
+        return False
+    return db is None or getattr(current, "db", None) is db
+
+
+def configure(settings, db=None):
+    """The settings this instance runs with: a copy of the host's, with Eden's defaults where unset.
+
+    A copy, because gluon's PluginManager keeps one settings object per thread,
+    shared by every app (and request) that thread serves.  In Eden: the synced
+    tables (tables.DEFAULT_EDEN_TABLES) and no lookup lists.
+    """
+    settings = Storage(settings)
+    if is_eden(db):
+        if settings.get("tables") is None:
+            settings.tables = list(DEFAULT_EDEN_TABLES)
+        if settings.get("lookup_tables") is None:
+            settings.lookup_tables = []  # Eden's type lists (org_organisation_type...) sync with the rest
+    return settings
+
+
+def load_tables(db, settings):
+    """Define the synced tables (and what Eden's models define along) in this request; the names missing.
+
+    A table Eden does not have (a module switched off in the template) is
+    reported, not silently dropped: pages and status list it as not here.
+    """
+    if not is_eden(db):
+        return []
+    s3db = current.s3db
+    missing = []
+    for name in settings.get("tables") or ():
+        if name in db.tables:
+            continue
+        if getattr(current, "db", None) is not db:  # s3db defines into current.db: not this one's
+            missing.append(name)
+            continue
+        try:
+            table = s3db.table(name)
+        except AttributeError:
+            table = None
+        if table is None:
+            missing.append(name)
+    # what they reference (org_region, auth_user...): so that references travel with their uuid
+    for name in settings.get("tables") or ():
+        if name in db.tables:
+            for _, target, _ in references(db[name]):
+                if target not in db.tables:
+                    try:
+                        s3db.table(target)
+                    except AttributeError:
+                        pass
+    return missing
+
+
+def _key(db):
+    return database_key(db)
+
+
+def setup(db, settings):
+    """The model's call, every request: settings, the task's registration, and once per process the schema."""
+    if _key(db) in _ready:
+        return
+    with _lock:
+        if _key(db) in _ready:
+            return
+        load_tables(db, settings)
+        engine_setup(db, settings)  # uuid indexes, change triggers (idempotent), identity
+        _ready.add(_key(db))
+
+
+def prepare(db, settings):
+    """Before the engine runs in a request (pages, endpoints, task, CLI): the synced tables defined here."""
+    missing = load_tables(db, settings)
+    if _key(db) not in _ready:
+        setup(db, settings)
+    return missing
+
+
+def ensure_peer_role(db, settings):
+    """The peer role's id; in Eden made by auth.s3_create_role with its uid (once Eden's own roles exist)."""
+    name = peer_group(settings)
+    found = find_role(db, name)
+    if found:
+        return found
+    auth = getattr(current, "auth", None)
+    if is_eden(db) and hasattr(auth, "s3_create_role") and not db(db.auth_group).isempty():
+        role_id = auth.s3_create_role(PEER_ROLE_NAME if name == PEER_GROUP else name, PEER_ROLE_DESCRIPTION,
+                                      uid=name)
+        db.commit()
+        return role_id
+    if is_eden(db):
+        return None  # Eden's first run has not made its roles yet: do not pre-empt it
+    return engine_peer_role(db, settings)
+
+
+def scheduled(db, settings):
+    """The scheduled task: sync the peers that are due; {base_uuid: "ok" | "error: ..."}."""
+    prepare(db, settings)
+    return run_due(db, settings)
+
+
+def register_task(db, function):
+    """Put the task into Eden's task registry (deployment settings' tasks, run by Eden's `settings_task`)."""
+    if not is_eden(db):
+        return False
+    current.deployment_settings.tasks[TASK] = function
+    return True
+
+
+def task_timeout(settings):
+    """A run may take long (a first full sync); the lock outlives the scheduler's timeout."""
+    return max(60, int((settings.get("lock_ttl") or LOCK_TTL) * 0.9))
+
+
+def ensure_task(db, settings):
+    """The periodic scheduler_task row (every minute, forever, failures retried), created once.
+
+    In Eden through its S3Task (`schedule_task` of Eden's `settings_task` with
+    taskname=plugin_sync_scheduled); in a plain host a row for the task itself.
+    Returns the row's id, or None where no scheduler is defined.
+    """
+    if "scheduler_task" not in db.tables:
+        return None
+    task = db.scheduler_task
+    row = db(task.task_name == TASK).select(task.id, limitby=(0, 1)).first()
+    if row:
+        return row.id
+    s3task = getattr(current, "s3task", None)
+    if is_eden(db) and s3task is not None:
+        task_id = s3task.schedule_task(TASK, function_name="settings_task", vars={"taskname": TASK},
+                                       period=TASK_PERIOD, repeats=0, retry_failed=-1,
+                                       timeout=task_timeout(settings), ignore_duplicate=True, user_id=False)
+        db(task.id == task_id).update(uuid=TASK_UUID, prevent_drift=True)  # unique: one row, however many ask
+    else:
+        task_id = task.insert(function_name=TASK, task_name=TASK, uuid=TASK_UUID, args="[]", vars="{}",
+                              period=TASK_PERIOD, repeats=0, retry_failed=-1, timeout=task_timeout(settings),
+                              prevent_drift=True)
+    db.commit()
+    return task_id
+
+
+def once_per_process(db, settings):
+    """The controller's call: the peer role and the scheduled task, checked once per process."""
+    key = _key(db)
+    # neither may break the request it runs in: a failure is retried at the next request
+    if key not in _roles:
+        try:
+            if ensure_peer_role(db, settings):
+                _roles.add(key)
+        except Exception:
+            db.rollback()
+    if key not in _tasks:
+        try:
+            if ensure_task(db, settings):
+                _tasks.add(key)
+        except Exception:  # two processes at once: the other one inserted it (unique uuid)
+            db.rollback()

@@ -1,0 +1,289 @@
+"""Real Sahana Eden as the plugin's host: its source, and per-instance runtime folders.
+
+Source, in this order: EDEN_SRC (a user's own Eden tree, used as is), the
+shared archive ../shared/eden/sahana-eden-e1cbdd6.tar.xz next to this
+repository, else GitHub's archive of the pinned commit (checked by sha256).
+An archive is unpacked once into .runtime/src/ (git-ignored).
+
+An instance is a web2py folder .runtime/<instance>/: VERSION, routes.py and
+applications/eden = a copy of Eden (hard links for the read-only bulk, real
+copies of the folders Eden writes into, so the cache never changes), the
+plugin symlinked in by install.py (edits in the repository apply at once),
+and a generated models/000_config.py (template, prepopulate, database, public
+URL, a session cookie of its own).
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import urllib.request
+import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import install  # noqa: E402
+
+APP = "eden"
+EDEN_COMMIT = "e1cbdd6b55ac30247049c72a6f416606fdc5267d"
+SHARED_ARCHIVE = os.path.join(os.path.dirname(REPO), "shared", "eden", "sahana-eden-e1cbdd6.tar.xz")
+SHARED_SHA256 = "5a3f06180a3f285d340768e1e8e4e9bb0d270c49ef48e98995669f99ab45ecdb"
+GITHUB_ARCHIVE = "https://github.com/sahana/eden/archive/%s.tar.gz" % EDEN_COMMIT
+# GitHub's archive could not be downloaded where this was written: pin its sha256 here (or set
+# EDEN_ARCHIVE_SHA256) once computed on a machine with internet; until then the download is
+# refused rather than trusted unchecked.
+GITHUB_SHA256 = os.environ.get("EDEN_ARCHIVE_SHA256", "")
+VERSION = "Version 2.26.1-stable+timestamp.2023.10.11.00.00.00\n"
+ROUTES = "default_application = 'eden'\n"
+ADMIN_EMAIL = "admin@example.com"  # Eden's default/users prepopulate (masterUsers.csv)
+ADMIN_PASSWORD = "testing"
+# folders Eden writes into (update-check canary in models/, language files, private keys):
+# real copies, so that no write reaches a hard-linked file of the cache
+COPIED = ("models", "languages", "private", "cron", "databases", "errors", "sessions", "uploads", "cache")
+BASE_PREPOP = ("default/base", "default/users")
+
+
+def cache_dir():
+    return os.path.join(REPO, ".runtime", "src")
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _unpack(archive, expected, dest):
+    """Check the archive's sha256, unpack it, return the one top folder (an unchecked tree never runs)."""
+    got = sha256(archive)
+    if got != expected:
+        raise SystemExit("eden: %s has sha256 %s, expected %s" % (archive, got, expected))
+    tmp = dest + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp, filter="tar") if hasattr(tarfile, "data_filter") else tar.extractall(tmp)
+    (top,) = os.listdir(tmp)
+    shutil.rmtree(dest, ignore_errors=True)
+    os.rename(os.path.join(tmp, top), dest)
+    shutil.rmtree(tmp)
+    return dest
+
+
+def _download(url, path):
+    print("eden: downloading %s ..." % url, flush=True)
+    with urllib.request.urlopen(url, timeout=120) as r, open(path + ".part", "wb") as f:
+        shutil.copyfileobj(r, f)
+    os.rename(path + ".part", path)
+
+
+def eden_source():
+    """The Eden tree to copy instances from (EDEN_SRC, else the unpacked, checked archive)."""
+    own = os.environ.get("EDEN_SRC")
+    if own:
+        own = os.path.abspath(os.path.expanduser(own))
+        if not os.path.isfile(os.path.join(own, "models", "00_db.py")):
+            raise SystemExit("eden: EDEN_SRC=%s is not a Sahana Eden tree (no models/00_db.py)" % own)
+        return own
+    tree = os.path.join(cache_dir(), "eden-" + EDEN_COMMIT[:7])
+    if os.path.isfile(os.path.join(tree, "models", "00_db.py")):
+        return tree
+    os.makedirs(cache_dir(), exist_ok=True)
+    if os.path.exists(SHARED_ARCHIVE):
+        print("eden: unpacking %s (once) ..." % SHARED_ARCHIVE, flush=True)
+        return _unpack(SHARED_ARCHIVE, SHARED_SHA256, tree)
+    if not GITHUB_SHA256:
+        raise SystemExit("eden: no Eden source: set EDEN_SRC=/path/to/eden, or EDEN_ARCHIVE_SHA256 to the "
+                         "sha256 of %s to download it" % GITHUB_ARCHIVE)
+    archive = os.path.join(cache_dir(), "eden-%s.tar.gz" % EDEN_COMMIT)
+    if not os.path.exists(archive):
+        _download(GITHUB_ARCHIVE, archive)
+    return _unpack(archive, GITHUB_SHA256, tree)
+
+
+def copy_tree(src, app):
+    """Eden's tree as `app`: hard links for the read-only bulk, real copies where Eden writes."""
+    os.makedirs(app)
+    for name in sorted(os.listdir(src)):
+        s, d = os.path.join(src, name), os.path.join(app, name)
+        if name in COPIED or not os.path.isdir(s):
+            if os.path.isdir(s):
+                shutil.copytree(s, d, symlinks=True)
+            else:
+                shutil.copy2(s, d)
+        else:
+            subprocess.run(["cp", "-al", s, d], check=True)
+    for name in COPIED:
+        os.makedirs(os.path.join(app, name), exist_ok=True)
+
+
+def db_settings(db_uri):
+    """settings.database.* lines for a pydal URI (sqlite: Eden's own databases/storage.db)."""
+    if not db_uri or db_uri.startswith("sqlite"):
+        return ['settings.database.db_type = "sqlite"']
+    from urllib.parse import unquote, urlsplit
+
+    u = urlsplit(db_uri)
+    if u.scheme not in ("postgres", "postgresql", "postgres:psycopg2"):
+        raise SystemExit("eden: database %r: SQLite or postgres://user:pw@host:port/db" % db_uri)
+    return [
+        'settings.database.db_type = "postgres"',
+        "settings.database.host = %r" % (u.hostname or "127.0.0.1"),
+        "settings.database.port = %r" % str(u.port or 5432),
+        "settings.database.database = %r" % u.path.lstrip("/"),
+        "settings.database.username = %r" % unquote(u.username or "postgres"),
+        "settings.database.password = %r" % unquote(u.password or ""),
+        "settings.database.pool_size = %d" % int(os.environ.get("EDEN_DB_POOL_SIZE") or 5),
+    ]
+
+
+# After Eden's template: our prepopulate, and a session cookie per instance. web2py names the
+# file session's cookie session_id_<app> (session_id_eden for every instance), and browsers send
+# cookies by host regardless of port: two instances on 127.0.0.1 would log each other out.
+CONFIG_TAIL = '''
+settings.base.prepopulate = %(prepopulate)r
+settings.base.prepopulate_demo = 0
+# Eden's Hospitals module (off in the default template): hospitals are shared data to sync
+from gluon.storage import Storage as _Storage
+settings.modules.setdefault("med", _Storage(name_nice=T("Hospitals"), restricted=True, module_type=10))
+
+# one session cookie per instance (session_id_eden_<instance>), see scripts/edenhost.py
+_cookie = "session_id_eden_%(cookie)s"
+request.cookies.pop("session_id_eden", None)
+if _cookie in request.cookies:
+    request.cookies["session_id_eden"] = request.cookies[_cookie]
+session.connect(request, response)
+response.cookies.pop("session_id_eden", None)  # set by the connect above and by web2py's own
+response.session_id_name = _cookie
+'''
+
+
+def hmac_key(app):
+    """The instance's password-hashing key: made once, kept with the database (copies share both)."""
+    path = os.path.join(app, "databases", "plugin_sync_hmac.key")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write(path, uuid.uuid4().hex)
+    return open(path).read().strip()
+
+
+def config_text(src, instance, port, db_uri, prepopulate, key, debug=False):
+    """Eden's own 000_config.py template, finished: template default, our database and extras."""
+    text = open(os.path.join(src, "modules", "templates", "000_config.py"), encoding="utf-8").read()
+    text = text.replace("FINISHED_EDITING_CONFIG_FILE = False", "FINISHED_EDITING_CONFIG_FILE = True")
+    ours = db_settings(db_uri) + [
+        "settings.base.public_url = %r" % ("http://127.0.0.1:%d" % port),
+        "settings.base.debug = %r" % bool(debug),
+        "settings.auth.hmac_key = %r" % key,
+        "settings.mail.sender = None",
+    ]
+    marker = "settings.import_template()"
+    assert marker in text, "Eden's 000_config.py template changed: no %s" % marker
+    head = "# --- plugin_sync launcher (scripts/edenhost.py): instance %r ---\n%s\n" % (instance, "\n".join(ours))
+    cookie = "".join(c if c.isalnum() else "_" for c in instance)
+    tail = CONFIG_TAIL % {"prepopulate": list(prepopulate), "cookie": cookie}
+    text = text.replace(marker, head + marker, 1)
+    return text.replace("\nVERSION = 1", tail + "\nVERSION = 1", 1)
+
+
+def write(path, text):
+    if not os.path.exists(path) or open(path).read() != text:
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def demo_prepopulate(folder):
+    """Our prepopulate folder (in the runtime, not in Eden's tree): a tasks.cfg running eden_demo.py."""
+    path = os.path.join(folder, "prepopulate", "demo")
+    os.makedirs(path, exist_ok=True)
+    script = os.path.join(REPO, "scripts", "eden_demo.py")
+    write(os.path.join(path, "tasks.cfg"), "# plugin_sync's demo data (scripts/eden_demo.py)\n*,import_script,%s\n" % script)
+    return path
+
+
+def runtime_folder(instance, base=None, port=8000, db_uri=None, prepopulate=BASE_PREPOP, plugin="link", demo=False):
+    """Create (once) and return the web2py folder of Eden instance `instance`; the config is rewritten each time.
+
+    plugin: "link" (symlinks to this repository), "copy" (as `make install` does), None (pristine
+    Eden) or "keep" (leave the folder's plugin files as they are: the tests' copies).
+    """
+    base = base or os.path.join(REPO, ".runtime")
+    folder = os.path.abspath(os.path.join(base, instance))
+    app = os.path.join(folder, "applications", APP)
+    src = eden_source()
+    if not os.path.isfile(os.path.join(app, "models", "00_db.py")):
+        shutil.rmtree(app, ignore_errors=True)
+        copy_tree(src, app)
+    write(os.path.join(folder, "VERSION"), VERSION)
+    write(os.path.join(folder, "routes.py"), ROUTES)
+    write(os.path.join(folder, "applications", "__init__.py"), "")
+    write(os.path.join(folder, "welcome.w2p"), "")  # else gluon packs a 'welcome' app at start
+    if demo:
+        prepopulate = tuple(prepopulate) + (demo_prepopulate(folder),)
+    config = config_text(src, instance, port, db_uri, prepopulate, hmac_key(app))
+    write(os.path.join(app, "models", "000_config.py"), config)
+    if plugin in ("link", "copy"):
+        install.install(app, link=(plugin == "link"))
+    elif plugin is None:
+        install.uninstall(app)
+    return folder
+
+
+def eden_db_string(db_uri):
+    """The URI Eden builds from settings.database.* (models/00_db.py): pydal names .table files by its md5."""
+    if not db_uri or db_uri.startswith("sqlite"):
+        return "sqlite://storage.db"
+    from urllib.parse import unquote, urlsplit
+
+    u = urlsplit(db_uri)
+    return "postgres://%s:%s@%s:%s/%s" % (unquote(u.username or "postgres"), unquote(u.password or ""),
+                                          u.hostname or "127.0.0.1", u.port or 5432, u.path.lstrip("/"))
+
+
+def table_prefix(db_uri):
+    """pydal's .table file prefix for the database Eden opens for `db_uri` (md5 of the URI, base.py)."""
+    return hashlib.md5(eden_db_string(db_uri).encode("utf8")).hexdigest()
+
+
+def clone(template, instance, base, db_uri=None, template_uri=None, port=8000, plugin="link"):
+    """A new instance from a prepared one: its tree (hard links + copies) and databases/ folder.
+
+    The caller copies the database itself for PostgreSQL (CREATE DATABASE ... TEMPLATE); here
+    the migration files (*.table) are renamed to the new database's prefix, so that pydal
+    knows the tables exist instead of creating them again.
+    """
+    folder = os.path.abspath(os.path.join(base, instance))
+    app = os.path.join(folder, "applications", APP)
+    copy_tree(os.path.join(template, "applications", APP), app)
+    old, new = table_prefix(template_uri), table_prefix(db_uri)
+    dbdir = os.path.join(app, "databases")
+    if not any(name.startswith(old + "_") for name in os.listdir(dbdir)):
+        raise RuntimeError("clone: no %s_*.table files in %s: pydal's naming changed?" % (old, dbdir))
+    if old != new:
+        for name in os.listdir(dbdir):
+            if name.startswith(old + "_"):
+                os.rename(os.path.join(dbdir, name), os.path.join(dbdir, new + name[len(old):]))
+    if first_run_done(folder, template_uri):
+        mark_first_run(folder, db_uri)  # the database is a copy of the prepared one
+    return runtime_folder(instance, base, port=port, db_uri=db_uri, plugin=plugin)
+
+
+def is_eden(folder):
+    return os.path.isfile(os.path.join(folder, "applications", APP, "models", "00_db.py"))
+
+
+def _marker(folder):
+    return os.path.join(folder, "applications", APP, "databases", "plugin_sync_first_run.done")
+
+
+def first_run_done(folder, db_uri=None):
+    """True once Eden's first run finished on this database (a marker naming it, written after)."""
+    path = _marker(folder)
+    return os.path.exists(path) and open(path).read() == eden_db_string(db_uri)
+
+
+def mark_first_run(folder, db_uri=None):
+    write(_marker(folder), eden_db_string(db_uri))

@@ -1,0 +1,108 @@
+"""Helpers for the Eden tier (tests/test_eden_*.py): records made the way Eden makes them, and reads by uuid.
+
+Records are created right after their instance is loaded (while `current` is that
+instance's: Eden's update_super links each record to its super-entities, pe_id,
+site_id...), later edits are plain updates of the instance's own `db`.
+"""
+import base64
+import datetime
+import gzip
+import json
+import urllib.error
+import urllib.request
+
+from applications.eden.modules.plugin_sync.accounts import peer_account
+
+COUNTRY_UUID = "urn:iso:std:iso:3166:-1:code:AT"  # Eden's countries carry shared uuids like these
+
+
+def make(env, tablename, **values):
+    """Insert a record as Eden does (then update_super); its id.
+
+    Only for the instance loaded last: Eden's s3db works on `current.db`.
+    """
+    s3db, db = env["s3db"], env["db"]
+    from gluon import current
+
+    assert current.db is db, "make() needs the instance loaded last (current.db)"
+    table = s3db.table(tablename)
+    record_id = table.insert(**values)
+    s3db.update_super(table, dict(values, id=record_id))
+    db.commit()
+    return record_id
+
+
+def seed_org(env, prefix, country=None):
+    """An organisation with its type, an office, a person with contact, address and staff record."""
+    db = env["db"]
+    org_type = make(env, "org_organisation_type", name="%s type" % prefix)
+    org = make(env, "org_organisation", name="%s Relief" % prefix, acronym=prefix)
+    make(env, "org_organisation_organisation_type", organisation_id=org, organisation_type_id=org_type)
+    place = make(env, "gis_location", name="%s Town" % prefix, level="L1", parent=country)
+    make(env, "org_office", name="%s HQ" % prefix, organisation_id=org, location_id=place)
+    person = make(env, "pr_person", first_name="%s" % prefix, last_name="Person")
+    pe_id = db.pr_person[person].pe_id
+    make(env, "pr_contact", pe_id=pe_id, contact_method="EMAIL", value="%s@example.org" % prefix.lower())
+    make(env, "pr_address", pe_id=pe_id, type=1, location_id=place)
+    title = make(env, "hrm_job_title", name="%s Coordinator" % prefix, organisation_id=org)
+    make(env, "hrm_human_resource", person_id=person, organisation_id=org, job_title_id=title, type=1)
+    make(env, "med_hospital", name="%s Hospital" % prefix, organisation_id=org, location_id=place)
+    return org
+
+
+def country(env):
+    """The country every instance has under one shared uuid (as Eden's prepopulate gives them)."""
+    db = env["db"]
+    row = db(db.gis_location.uuid == COUNTRY_UUID).select().first()
+    if row:
+        return row.id
+    return make(env, "gis_location", name="Atlantis", level="L0", uuid=COUNTRY_UUID)
+
+
+def row(env, tablename, **where):
+    db = env["db"]
+    table = db[tablename]
+    query = table.id > 0
+    for k, v in where.items():
+        query &= table[k] == v
+    found = db(query).select().first()
+    db.commit()  # SQLite: no read transaction left open against the servers writing
+    return found
+
+
+def uuids(env, tablename):
+    db = env["db"]
+    out = {r.uuid for r in db(db[tablename]).select(db[tablename].uuid)}
+    db.commit()
+    return out
+
+
+def peer_login(env, email="peer@example.org", password="Peer-pass-1"):
+    """An account of this instance in the peer role (SYNC_PEER): what another instance logs in with."""
+    peer_account(env["db"], env["plugin_sync_settings"], email, password)
+    return email, password
+
+
+def http(method, url, data=None, auth=None, headers=None):
+    """(status, headers, body) of a request; HTTP errors are answers too."""
+    headers = dict(headers or {})
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % auth).encode()).decode()
+    req = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def gunzip(data):
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+def as_json(body):
+    return json.loads(body.decode("utf-8"))
+
+
+def later(seconds):
+    return datetime.datetime.utcnow().replace(microsecond=0) + datetime.timedelta(seconds=seconds)

@@ -1,0 +1,213 @@
+"""Installing into real Sahana Eden exactly as the README says, and uninstalling again.
+
+A pristine Eden (this session's prepared database, no plugin) gets the plugin by
+`make install EDEN=<its applications/eden>`, is served by web2py's Rocket, and
+the plugin's pages and peer endpoints answer Eden's administrator (200), a plain
+Eden user (403) and nobody (401, or Eden's login page for a browser).
+`make uninstall` then leaves Eden's tree exactly as it was before the install.
+"""
+import base64
+import hashlib
+import http.cookiejar
+import os
+import re
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from conftest import REPO, add_eden_user
+
+PLAIN = ("plain@example.com", "plain-user-pw-1")
+PAGES = ("index", "export", "import_and_sync", "instances", "log", "conflicts")
+ENDPOINTS = ("identity.json", "changes.json")
+# what Eden itself writes while it runs: state, bytecode; everything else must be as it was
+STATE = ("databases", "sessions", "errors", "cache", "uploads")
+# the deployment's own config (the launcher's: public_url names the port the test server got)
+CONFIG = os.path.join("models", "000_config.py")
+
+
+def tree(app):
+    """{relative path: sha256} of Eden's application folder, state and bytecode left out."""
+    out = {}
+    for root, dirs, files in os.walk(app):
+        rel_root = os.path.relpath(root, app)
+        if rel_root == ".":
+            dirs[:] = [d for d in dirs if d not in STATE]
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                out[os.path.relpath(path, app)] = "link:" + os.readlink(path)
+            else:
+                with open(path, "rb") as f:
+                    out[os.path.relpath(path, app)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def make(*args):
+    """The README's command line (make install / uninstall), as a user types it."""
+    r = subprocess.run(["make", "-s", "-C", REPO] + list(args), capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kw):
+        return None
+
+
+def status(url, credentials=None):
+    """(HTTP status, Location header) of a GET, redirects not followed."""
+    request = urllib.request.Request(url)
+    if credentials:
+        token = base64.b64encode(("%s:%s" % credentials).encode()).decode()
+        request.add_header("Authorization", "Basic " + token)
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(request, timeout=60) as r:
+            return r.status, r.headers.get("Location")
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Location")
+
+
+def test_make_install_serve_and_uninstall(eden_instance, eden_server, eden_admin):
+    env = eden_instance("pristine", plugin=None)
+    app = os.path.join(env["folder"], "applications", "eden")
+    assert not [p for p in os.listdir(os.path.join(app, "models")) if p.startswith("plugin_sync")]
+    add_eden_user(env, *PLAIN)
+    env["db"].commit()
+    before = tree(app)
+
+    out = make("install", "EDEN=%s" % app)
+    assert "installed plugin_sync into %s" % app in out
+    after = tree(app)
+    added = set(after) - set(before)
+    # exactly the plugin's files were added (copies, not links), and nothing of Eden's changed
+    assert {p for p in before if after[p] != before[p]} == set()
+    assert added and all(p.split(os.sep)[1].startswith("plugin_sync") for p in added), sorted(added)
+    assert {p.split(os.sep)[0] for p in added} >= {"models", "controllers", "modules", "views"}
+    for rel in added:
+        assert not os.path.islink(os.path.join(app, rel))
+        with open(os.path.join(REPO, rel), "rb") as f:
+            assert after[rel] == hashlib.sha256(f.read()).hexdigest(), rel
+    assert "models/plugin_sync.py" in added and "controllers/plugin_sync.py" in added
+
+    server = eden_server(env=env)
+    base = server.url + "/plugin_sync/"
+    wrong = (eden_admin[0], "not-the-password")
+    for page in PAGES:
+        assert status(base + page, eden_admin)[0] == 200, (page, open(server.log).read()[-3000:])
+        assert status(base + page, PLAIN)[0] == 403, page
+        assert status(base + page, wrong)[0] == 401, page
+        code, location = status(base + page)
+        # nobody: a browser is sent to Eden's own login form
+        assert code in (302, 303) and "/eden/default/user/login" in location, (page, code, location)
+    for endpoint in ENDPOINTS:
+        assert status(base + endpoint, eden_admin)[0] == 200, endpoint
+        assert status(base + endpoint, PLAIN)[0] == 403, endpoint
+        assert status(base + endpoint)[0] == 401, endpoint
+        assert status(base + endpoint, wrong)[0] == 401, endpoint
+    # Eden itself still works with the plugin in it
+    assert status(server.url + "/default/index")[0] == 200
+    server.stop()
+
+    out = make("uninstall", "EDEN=%s" % app)
+    assert "removed from %s" % app in out
+    final = tree(app)
+    assert final.pop(CONFIG) and before.pop(CONFIG)
+    assert final == before
+
+
+def test_install_refuses_what_is_not_an_application(tmp_path):
+    r = subprocess.run(["make", "-s", "-C", REPO, "install", "EDEN=%s" % tmp_path], capture_output=True, text=True)
+    assert r.returncode != 0 and "is not a web2py application" in r.stderr
+    assert os.listdir(tmp_path) == []
+    r = subprocess.run(["make", "-s", "-C", REPO, "install"], capture_output=True, text=True)
+    assert r.returncode == 2 and "usage: make install EDEN=" in r.stdout
+
+
+def test_install_copies_the_repositorys_plugin_paths_only():
+    """The list is found by name (web2py's plugin convention): every plugin_sync path, no host file."""
+    import install
+
+    paths = install.plugin_paths()
+    assert "models/plugin_sync.py" in paths and "modules/plugin_sync" in paths
+    assert all(os.path.basename(p).startswith("plugin_sync") for p in paths)
+    for host_file in ("models/db.py", "models/eden.py", "controllers/default.py", "modules/eden_demo.py"):
+        assert not os.path.exists(os.path.join(REPO, host_file)), "a host file in the plugin's paths: " + host_file
+
+
+def login(opener, url, credentials):
+    """Log in through Eden's own login form (session cookie)."""
+    page = opener.open(url + "/default/user/login", timeout=60).read().decode()
+    key = re.search(r'name="_formkey" type="hidden" value="([^"]+)"', page).group(1)
+    data = dict(email=credentials[0], password=credentials[1], _formkey=key, _formname="login")
+    opener.open(url + "/default/user/login", urllib.parse.urlencode(data).encode(), timeout=60).read()
+
+
+def logged_in(opener, url):
+    """Eden shows the profile to a logged-in user and sends anyone else to its login form."""
+    with opener.open(url + "/default/user/profile", timeout=60) as r:
+        return "/default/user/profile" in r.url
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_two_instances_on_one_host_keep_their_own_logins(eden_server, eden_admin):
+    """Browsers send cookies by host, not port: each instance names its session cookie itself."""
+    a, b = eden_server("a", plugin=None), eden_server("b", plugin=None)
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    login(browser, a.url, eden_admin)
+    assert logged_in(browser, a.url) and not logged_in(browser, b.url)
+    login(browser, b.url, eden_admin)
+    assert logged_in(browser, a.url) and logged_in(browser, b.url)
+    names = sorted(c.name for c in jar if c.name.startswith("session_id"))
+    assert names == sorted(["session_id_eden_%s" % os.path.basename(s.folder).replace("-", "_") for s in (a, b)])
+
+
+def test_eden_source_order_and_checked_download(tmp_path, monkeypatch):
+    """EDEN_SRC as is; else the shared archive; else GitHub's archive, accepted only with its sha256."""
+    import io
+    import tarfile
+
+    import edenhost
+
+    monkeypatch.setattr(edenhost, "cache_dir", lambda: str(tmp_path / "cache"))
+    monkeypatch.setattr(edenhost, "SHARED_ARCHIVE", str(tmp_path / "no-shared.tar.xz"))
+    own = tmp_path / "own-eden"
+    (own / "models").mkdir(parents=True)
+    monkeypatch.setenv("EDEN_SRC", str(own))
+    with pytest.raises(SystemExit, match="not a Sahana Eden tree"):
+        edenhost.eden_source()
+    (own / "models" / "00_db.py").write_text("# Eden\n")
+    assert edenhost.eden_source() == str(own)
+
+    monkeypatch.delenv("EDEN_SRC")
+    monkeypatch.setattr(edenhost, "GITHUB_SHA256", "")
+    with pytest.raises(SystemExit, match="EDEN_SRC"):
+        edenhost.eden_source()
+    # a stand-in for GitHub's archive: one top folder, as GitHub packs it
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        data = b"# Eden\n"
+        info = tarfile.TarInfo("eden-%s/models/00_db.py" % edenhost.EDEN_COMMIT)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    fetched = []
+
+    def download(url, path):
+        fetched.append(url)
+        open(path, "wb").write(buf.getvalue())
+
+    monkeypatch.setattr(edenhost, "_download", download)
+    monkeypatch.setattr(edenhost, "GITHUB_SHA256", "0" * 64)
+    with pytest.raises(SystemExit, match="expected 0000"):
+        edenhost.eden_source()
+    assert fetched == [edenhost.GITHUB_ARCHIVE]
+    monkeypatch.setattr(edenhost, "GITHUB_SHA256", hashlib.sha256(buf.getvalue()).hexdigest())
+    tree = edenhost.eden_source()
+    assert open(os.path.join(tree, "models", "00_db.py")).read() == "# Eden\n"
+    assert tree.startswith(str(tmp_path / "cache"))
