@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 
 from applications.eden.modules.plugin_sync.accounts import peer_account
+from applications.eden.modules.plugin_sync.peers import this_instance
 
 COUNTRY_UUID = "urn:iso:std:iso:3166:-1:code:AT"  # Eden's countries carry shared uuids like these
 
@@ -77,9 +78,14 @@ def uuids(env, tablename):
     return out
 
 
-def peer_login(env, email="peer@example.org", password="Peer-pass-1"):
-    """An account of this instance in the peer role (SYNC_PEER): what another instance logs in with."""
-    peer_account(env["db"], env["plugin_sync_settings"], email, password)
+def peer_login(env, speaks_for=None, email="peer@example.org", password="Peer-pass-1"):
+    """An account of this instance in the peer role (SYNC_PEER): what another instance logs in with.
+
+    `speaks_for`: the instance (env) that logs in with it; the account is bound to that
+    instance's base_uuid, without which it may read but not push (accounts.bind).
+    """
+    peer = this_instance(speaks_for["db"]).base_uuid if speaks_for else None
+    peer_account(env["db"], env["plugin_sync_settings"], email, password, peer=peer)
     return email, password
 
 

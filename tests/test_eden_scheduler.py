@@ -34,8 +34,8 @@ def wait_for(check, seconds=150, step=2):
 def test_eden_scheduler_runs_the_scheduled_sync(eden_instance, eden_server, eden_admin):
     b = eden_instance("b")
     seed_org(b, "Beta", country(b))
-    login = peer_login(b)
     a = eden_instance("a")
+    login = peer_login(b, speaks_for=a)
     # one scheduler: Eden's (the plugin defines no Scheduler of its own); the task is in Eden's registry
     assert a["settings"].get_task(TASK) is a[TASK]
     assert "settings_task" in a["response"].s3.tasks

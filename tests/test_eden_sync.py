@@ -31,9 +31,10 @@ def test_eden_instances_sync_over_http_xmlrpc_and_by_file(eden_instance, eden_se
     seed_org(a, "Alpha", country(a))
     b = eden_instance("b")
     beta = seed_org(b, "Beta", country(b))
-    login = peer_login(b)
     c = eden_instance("c")
     seed_org(c, "Gamma", country(c))
+    login = peer_login(b, speaks_for=a)  # A's account at B
+    login_c = peer_login(b, speaks_for=c, email="peer-c@example.org")  # C's: one instance per account
     # the synced set is Eden's default list, loaded through s3db (hms is off in the default template)
     for env in (a, b, c):
         assert synced_tables(env["db"], settings(env)) and set(synced_tables(env["db"], settings(env))) == {
@@ -90,7 +91,7 @@ def test_eden_instances_sync_over_http_xmlrpc_and_by_file(eden_instance, eden_se
     assert row(a, "org_organisation", name="Alpha Relief").pe_id == a_org_pe
 
     # C <-> B over XML-RPC: C gets A's records relayed by B, B gets C's
-    peer_c = replicate.register_peer(c["db"], settings(c), server_b.url, *login, transport="xmlrpc")
+    peer_c = replicate.register_peer(c["db"], settings(c), server_b.url, *login_c, transport="xmlrpc")
     results = replicate.sync(c["db"], settings(c), peer_c.id)
     assert results["pull"].totals()["created"] >= 20 and results["push"].totals()["created"] >= 10
     assert row(c, "org_organisation", name="Alpha Relief") is not None
