@@ -73,10 +73,13 @@ def open_bundle(source):
     if not hasattr(source, "seek") or not getattr(source, "seekable", lambda: True)():
         data = io.BytesIO(source.read())
         source = data
-    zf = zipfile.ZipFile(source)
-    if DATA not in zf.namelist():
-        from .errors import FormatError
+    from .errors import FormatError
 
+    try:
+        zf = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        raise FormatError("zip bundle is damaged or cut short: %s" % e) from None
+    if DATA not in zf.namelist():
         raise FormatError("zip bundle has no %s" % DATA)
     return zf.open(DATA), BundleFiles(zf)
 

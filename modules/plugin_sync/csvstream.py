@@ -13,6 +13,8 @@ error can say where it happened.
 import csv
 import gzip
 import io
+import zipfile
+import zlib
 
 from .errors import FormatError, TruncatedFile
 
@@ -36,7 +38,48 @@ def text_stream(source):
     raw = source if hasattr(source, "peek") else io.BufferedReader(_Readable(source))
     if raw.peek(2)[:2] == GZIP_MAGIC:
         raw = gzip.GzipFile(fileobj=raw)
-    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    # utf-8-sig: a byte-order mark at the start (spreadsheets write one) is read as nothing
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+def _no_nul(lines):
+    """The lines of a text stream, refusing a NUL character (PostgreSQL cannot store one in text)."""
+    for line in lines:
+        if "\x00" in line:
+            raise _Nul(line)
+        yield line
+
+
+class _Nul(Exception):
+    """A line holding a NUL character (turned into a FormatError where the line number is known)."""
+
+    def __init__(self, line):
+        self.text = line
+
+
+def _damaged(e, reader, section=None):
+    """The FormatError for an exception raised while reading the stream (None: not a reading error)."""
+    table = section.tablename if section is not None else None
+    line = reader.csv.line_num
+    if isinstance(e, _Nul):
+        column = None
+        if section is not None:
+            try:
+                cells = next(csv.reader([e.text]))
+                column = next((c for c, cell in zip(section.columns, cells) if "\x00" in cell), None)
+            except (csv.Error, StopIteration):
+                pass
+        return FormatError("a NUL character (byte 0) in the text: not allowed in a text value",
+                           table=table, line=line + 1, column=column)
+    if isinstance(e, UnicodeDecodeError):
+        return FormatError("file is not UTF-8 text (%s)" % e.reason, table=table, line=line + 1)
+    if isinstance(e, csv.Error):
+        return FormatError("malformed CSV: %s" % e, table=table, line=line)
+    if isinstance(e, (EOFError, gzip.BadGzipFile)) or (isinstance(e, OSError) and not isinstance(e, FileNotFoundError)):
+        return TruncatedFile("file is cut short or damaged: %s" % (e or type(e).__name__), table=table, line=line)
+    if isinstance(e, (zlib.error, zipfile.BadZipFile)):
+        return FormatError("compressed data is damaged: %s" % e, table=table, line=line)
+    return None
 
 
 class _Readable(io.RawIOBase):
@@ -90,26 +133,35 @@ class Section:
         chunk = []
         append = chunk.append
         start = csvr.line_num + 1
-        for row in csvr:
-            if len(row) != width or width == 1:  # the common case passes this one test
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    break
-                if len(row) != width:
-                    e = FormatError("row has %d cells, the header has %d" % (len(row), width),
-                                    table=self.tablename, line=start)
-                    e.partial = chunk
-                    raise e
-            append((start, row))
-            start = csvr.line_num + 1
-            if len(chunk) >= size:
-                yield chunk
-                chunk = []
-                append = chunk.append
-        else:
-            e = TruncatedFile("file ends inside a table: truncated (no END)", table=self.tablename,
-                              line=csvr.line_num)
-            e.partial = chunk
-            raise e
+        try:
+            for row in csvr:
+                if len(row) != width or width == 1:  # the common case passes this one test
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        break
+                    if len(row) != width:
+                        e = FormatError("row has %d cells, the header has %d" % (len(row), width),
+                                        table=self.tablename, line=start)
+                        e.partial = chunk
+                        raise e
+                append((start, row))
+                start = csvr.line_num + 1
+                if len(chunk) >= size:
+                    yield chunk
+                    chunk = []
+                    append = chunk.append
+            else:
+                e = TruncatedFile("file ends inside a table: truncated (no END)", table=self.tablename,
+                                  line=csvr.line_num)
+                e.partial = chunk
+                raise e
+        except (FormatError, TruncatedFile):
+            raise
+        except Exception as e:
+            damaged = _damaged(e, reader, self)
+            if damaged is None:
+                raise
+            damaged.partial = chunk
+            raise damaged from None
         self.done = True
         if chunk:
             yield chunk
@@ -120,7 +172,7 @@ class Reader:
 
     def __init__(self, source):
         self.stream = text_stream(source)
-        self.csv = csv.reader(self.stream)
+        self.csv = csv.reader(_no_nul(self.stream))
         self.ended = False
 
     def __iter__(self):
@@ -149,12 +201,13 @@ class Reader:
                 if not header:  # pydal writes an empty table as TABLE, blank line, blank line
                     section.done = True
                 yield section
-        except UnicodeDecodeError as e:
-            raise FormatError("file is not UTF-8 text (%s)" % e.reason, line=self.csv.line_num + 1)
-        except csv.Error as e:
-            raise FormatError("malformed CSV: %s" % e, line=self.csv.line_num)
-        except (EOFError, OSError) as e:  # gzip stream cut short
-            raise TruncatedFile("file is cut short: %s" % e, line=self.csv.line_num)
+        except (FormatError, TruncatedFile):
+            raise
+        except Exception as e:  # undecodable text, bad CSV, a gzip or zip stream cut short or damaged
+            damaged = _damaged(e, self, section if section is not None and not section.done else None)
+            if damaged is None:
+                raise
+            raise damaged from None
 
     def _next_nonblank(self):
         for row in self.csv:

@@ -57,6 +57,8 @@ def _select_sql(db, table, notes, where="", as_text=(), seq=False):
     second like the formatter does.
     """
     def column(f):
+        if f.type == "json" and not db._dbname.startswith("sqlite"):  # its JSON text, not the decoded value
+            return "CAST(t.%s AS TEXT)" % f._rname
         if f.name not in as_text:
             return "t.%s" % f._rname
         if db._dbname.startswith("sqlite"):

@@ -14,7 +14,7 @@ class Run:
 
     def __init__(self, db, operation, peer=None, source=None, dry_run=False):
         self.db, self.operation, self.peer, self.source, self.dry_run = db, operation, peer, source, dry_run
-        self.report, self.error, self.counts = None, None, {}
+        self.report, self.error, self.counts, self.failed = None, None, {}, False
 
     def __enter__(self):
         self.started, self.t0 = utcnow(), time.time()
@@ -22,8 +22,9 @@ class Run:
 
     def __exit__(self, kind, exc, tb):
         if exc is not None:
+            self.failed = True  # whatever the exception says: Ctrl-C and MemoryError have no message
             self.db.rollback()
-            self.error = getattr(exc, "describe", lambda: str(exc))()
+            self.error = getattr(exc, "describe", lambda: str(exc))() or type(exc).__name__
         if not self.dry_run:
             write(self.db, self)
         return False
@@ -41,9 +42,9 @@ def write(db, run):
         dry_run=run.dry_run,
         docs_read=totals.get("docs_read", 0),
         docs_written=totals.get("docs_written", 0),
-        doc_write_failures=1 if run.error else 0,
+        doc_write_failures=1 if run.failed or run.error else 0,
         conflicts=totals.get("conflicts", 0),
-        result="error" if run.error else "ok",
+        result="error" if run.failed or run.error else "ok",
         error=run.error,
         report=json.dumps(report, default=str),
     )

@@ -59,7 +59,8 @@ from .peers import find_peer, record_sync, this_instance, utcnow
 from .report import Report
 from .schema import unique_uuid_index
 from .tables import conflict_policy, exclusion, synced_tables
-from .values import bar_encode, column_parser, copy_escape, dialect, is_canonical, is_text, normaliser, parser
+from .values import (bar_encode, column_parser, copy_escape, dialect, for_plain_pydal, is_canonical, is_text, normaliser,
+                     parser)
 
 BATCH = 2000
 READ_AHEAD = True  # PostgreSQL: read and parse the next batches in a thread (see _ReadAhead)
@@ -127,6 +128,8 @@ class SectionPlan:
         self.mci_index = index.get("mci")
         notes = {n[1]: n for n in annotations(db, table)}
         self.annotated = any(c.endswith(UUID) for c in columns)
+        if not self.annotated:
+            self.parsers = [for_plain_pydal(p) for p in self.parsers]
         self.refs = []  # (position, field, target table, kind, annotation index, notnull, synced target)
         for f in self.fields:
             ftype = table[f].type
@@ -642,9 +645,10 @@ class Merger:
                 keylists = [[u for u in nt.strip("|").split("|") if u] if nt != NULL else [] for nt in notes]
                 found = self.uuid_to_id(target, {u for keys in keylists for u in keys})
                 out = []
+                cells = cols[pos]
                 for i, keys in enumerate(keylists):
                     if not keys:
-                        out.append(None)
+                        out.append(None if cells[i] is None else "||")  # an empty list stays one
                         continue
                     ids = [found.get(u) for u in keys]
                     out.append(bar_encode([x for x in ids if x is not None]))
@@ -880,7 +884,7 @@ class Merger:
                 continue
             if kind == "list":
                 if not keys:
-                    values[pos] = None
+                    values[pos] = None if row.values[pos] is None else "||"  # an empty list stays one
                     continue
                 ids = [resolved.get(target, {}).get(self.key_uuid(target, key)) for key in keys]
                 values[pos] = bar_encode([i for i in ids if i is not None])
