@@ -489,6 +489,21 @@ def write_mark(db):
     return int(_sql(db, "SELECT txid_current()")[0][0])
 
 
+def written_since(db, tablename, ids, mark):
+    """Which of these records this transaction wrote since `mark` (write_mark())."""
+    if _engine(db) == "sqlite":
+        where = "seq >= %d" % int(mark)  # one writer at a time: every change from the mark on is ours
+    else:
+        where = "seq = %d" % int(mark)  # our transaction id
+    out = set()
+    ids = [int(i) for i in ids]
+    for k in range(0, len(ids), 900):
+        rows = _sql(db, "SELECT record_id FROM %s WHERE tablename = %s AND %s AND record_id IN (%s)" % (
+            CHANGE, _literal(tablename), where, ",".join(str(i) for i in ids[k:k + 900])))
+        out.update(int(r[0]) for r in rows)
+    return out
+
+
 def tag_writes(db, mark, origin):
     """Tag every change written since `mark` in this transaction as written by `origin`."""
     if _engine(db) == "sqlite":

@@ -689,6 +689,9 @@ class Merger:
         dead = self.local_tombstones(name, [r.uuid for r in batch if r.uuid not in locals_])
         resolved_ids = self.resolve_batch(plan, batch)
         changed_here = self.unseen_later(name, [loc[0] for loc in locals_.values()])
+        # records this import wrote already: the same uuid in an earlier batch of the file
+        from_file = _Later(lambda: changes.written_since(self.db, name, [loc[0] for loc in locals_.values()],
+                                                         self.mark))
         inserts, updates, losers, back = [], [], [], []
         for row in batch:
             local = locals_.get(row.uuid)
@@ -715,6 +718,14 @@ class Merger:
                 if plan.mod_pos is not None and not row.future and row.modified_on and \
                         row.modified_on > (local_values[plan.mod_pos] or EPOCH):
                     updates.append((row, values, local_id))  # the same content, stamped later: take the stamp
+                continue
+            if local_id in from_file:  # an earlier row of this file: the two decided as if together
+                if (row.modified_on or EPOCH) > (local_values[plan.mod_pos] or EPOCH if plan.mod_pos is not None
+                                                 else EPOCH):
+                    updates.append((row, values, local_id))
+                    self.keep_references(plan, row)
+                # the record counts once (as the earlier row did), the version that lost as older
+                counts["older"] += 1
                 continue
             if self.merged_until and _row_seq(plan, row) < self.merged_until:
                 counts["older"] += 1  # a version of the sender's that we merged already: nothing new
