@@ -171,7 +171,14 @@ class Reader:
     """Iterates the sections of a pydal CSV file; raises TruncatedFile if END is missing."""
 
     def __init__(self, source):
-        self.stream = text_stream(source)
+        try:
+            self.stream = text_stream(source)  # peeks: a damaged compressed stream may fail already
+        except Exception as e:
+            self.csv = csv.reader([])
+            damaged = _damaged(e, self)
+            if damaged is None:
+                raise
+            raise damaged from None
         self.csv = csv.reader(_no_nul(self.stream))
         self.ended = False
 

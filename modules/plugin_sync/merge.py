@@ -263,7 +263,14 @@ class Merger:
 
     def read_origin(self, section):
         """The sender (first row) and what it has merged of each of its peers (the other rows)."""
-        rows = [{k: (None if v == NULL else v) for k, v in zip(section.columns, cells)} for _, cells in section.rows()]
+        rows = []
+        for line, cells in section.rows():
+            row = {k: (None if v == NULL or v == "" else v) for k, v in zip(section.columns, cells)}
+            for k in ("since@seq", "until@seq", "merged@seq"):  # checkpoints: whole numbers or nothing
+                if row.get(k) is not None and not (row[k].isascii() and row[k].strip().isdigit()):
+                    raise BadValue("%r is not a change sequence (a whole number)" % row[k][:60],
+                                   table=section.tablename, line=line, column=k)
+            rows.append(row)
         if not rows:
             return
         row = self.origin = rows[0]
@@ -297,6 +304,12 @@ class Merger:
                 "(a reference to a record not in the file is set to NULL)"
             )
         self.report.table(plan.tablename)
+        known = set(plan.table.fields) | {n[0] for n in annotations(self.db, plan.table)} | {ROW_SEQ}
+        for column in section.columns:
+            if column not in known:  # a field only the sender has, or a misspelt header: said, not silent
+                self.report.warn("column %s is not a field of %s here: its values are ignored"
+                                 % (column, plan.tablename), table=plan.tablename, line=section.line + 1,
+                                 column=column)
         # a table empty so far whose uuid is UNIQUE: its batches are tried as all new without a lookup
         # (the index refuses one that is not); after the first refusal they are looked up
         plan.optimistic = plan.fast_ok and not self.execute("SELECT 1 FROM %s LIMIT 1" % plan.table._rname) \
