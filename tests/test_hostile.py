@@ -120,7 +120,7 @@ REFUSED = [
     ("zip with a bad byte at the end of its data", flip(bundle, 0.6), (FormatError, "", ANY, ANY)),
     ("zip with a bad byte in its directory", flip(bundle, 0.9), (FormatError, "", ANY, ANY)),
     ("zip without data.csv", lambda d: b"PK\x03\x04" + b"\x00" * 40, (FormatError, "zip", None, None)),
-    ("not UTF-8", cell("org_organisation", "comments", "caf\udce9"), None),  # replaced below
+    ("not UTF-8", lambda d: d.replace(b"Ministry", b"Minist\xe9ry"), (FormatError, "not UTF-8 text (byte 0xe9)", "org_organisation", "name")),
     ("NUL in a text", nul, (FormatError, "NUL", "org_organisation", "comments")),
     ("since@seq not a number", cell("sync_instance", "since@seq", "ten", row=0),
      (BadValue, "not a change sequence", "sync_instance", "since@seq")),
@@ -150,7 +150,6 @@ REFUSED = [
     ("not a pydal CSV file", lambda d: b"name,phone\r\nAna,1\r\n", (FormatError, "expected 'TABLE", None, None)),
     ("an empty file", lambda d: b"", (TruncatedFile, "truncated", None, None)),
 ]
-REFUSED[8] = ("not UTF-8", lambda d: d.replace(b"Ministry", b"Minist\xe9ry"), (FormatError, "not UTF-8", None, None))
 
 
 def _utc_offset(b, report):

@@ -39,38 +39,47 @@ def text_stream(source):
     if raw.peek(2)[:2] == GZIP_MAGIC:
         raw = gzip.GzipFile(fileobj=raw)
     # utf-8-sig: a byte-order mark at the start (spreadsheets write one) is read as nothing
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    # surrogateescape: a byte that is not UTF-8 is refused by _checked() on its own line, not where
+    # the decoder happened to read ahead
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
-def _no_nul(lines):
-    """The lines of a text stream, refusing a NUL character (PostgreSQL cannot store one in text)."""
+def _checked(lines):
+    """The lines of a text stream, refusing a NUL character (PostgreSQL cannot store one in text)
+    and bytes that are not UTF-8 (read as lone surrogates)."""
     for line in lines:
         if "\x00" in line:
-            raise _Nul(line)
+            raise _BadLine(line, "a NUL character (byte 0) in the text: not allowed in a text value", "\x00")
+        if not line.isascii():
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError as e:
+                bad = line[e.start:e.end]
+                raise _BadLine(line, "file is not UTF-8 text (byte %s)" % " ".join(
+                    "0x%02x" % (ord(c) - 0xDC00) for c in bad[:4]), bad)
         yield line
 
 
-class _Nul(Exception):
-    """A line holding a NUL character (turned into a FormatError where the line number is known)."""
+class _BadLine(Exception):
+    """A line holding something no cell may (turned into a FormatError where the line number is known)."""
 
-    def __init__(self, line):
-        self.text = line
+    def __init__(self, line, message, bad):
+        self.text, self.message, self.bad = line, message, bad
 
 
 def _damaged(e, reader, section=None):
     """The FormatError for an exception raised while reading the stream (None: not a reading error)."""
     table = section.tablename if section is not None else None
     line = reader.csv.line_num
-    if isinstance(e, _Nul):
+    if isinstance(e, _BadLine):
         column = None
         if section is not None:
             try:
                 cells = next(csv.reader([e.text]))
-                column = next((c for c, cell in zip(section.columns, cells) if "\x00" in cell), None)
+                column = next((c for c, cell in zip(section.columns, cells) if e.bad in cell), None)
             except (csv.Error, StopIteration):
                 pass
-        return FormatError("a NUL character (byte 0) in the text: not allowed in a text value",
-                           table=table, line=line + 1, column=column)
+        return FormatError(e.message, table=table, line=line + 1, column=column)
     if isinstance(e, UnicodeDecodeError):
         return FormatError("file is not UTF-8 text (%s)" % e.reason, table=table, line=line + 1)
     if isinstance(e, csv.Error):
@@ -179,7 +188,7 @@ class Reader:
             if damaged is None:
                 raise
             raise damaged from None
-        self.csv = csv.reader(_no_nul(self.stream))
+        self.csv = csv.reader(_checked(self.stream))
         self.ended = False
 
     def __iter__(self):
