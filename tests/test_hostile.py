@@ -10,10 +10,12 @@ import csv
 import datetime
 import gzip
 import io
+import json
 import zipfile
 
 import pytest
 
+from test_pages import formkey
 from synchelpers import counts, export, instances, seed_small, settings, snapshot
 
 from applications.eden.modules.plugin_sync import cli
@@ -240,3 +242,73 @@ def test_accepted_by_design(pair, name, make, check):
     a, b = pair
     report = import_from(b["db"], settings(b), make(_base(a)))
     check(b, report)
+
+
+# -- over HTTP: JSON errors from the .json endpoints, a message on the Import page ---------------
+
+def test_http_damaged_files_get_json_errors_and_the_page_a_message(new_instance, start_server):
+    """A real server (SQLite): damaged files to import_and_sync.json and receive.json are 400 with a
+    JSON error naming what and where; the Import page shows the message; nothing is written."""
+    from test_pages import ADMIN, Client, count, synced_counts
+
+    a, = instances(new_instance, "a")
+    seed_small(a)
+    data = export(a)
+    srv = start_server("hostile")
+    admin = Client(srv, basic=ADMIN)
+    before, logs = synced_counts(srv), count(srv, "plugin_sync_log")
+    damaged = [("cut.csv.gz", cut(gz, 0.5)(data), "TruncatedFile", "cut short"),
+               ("bad.zip", cut(bundle, 0.5)(data), "FormatError", "zip bundle is damaged"),
+               ("bad.csv.gz", flip(gz, 0.6)(data), None, ""),
+               ("seq.csv", cell("sync_instance", "until@seq", "soon", row=0)(data), "BadValue", "until@seq"),
+               ("nul.csv", nul(data), "FormatError", "NUL")]
+    for name, body, kind, words in damaged:
+        for path, send in (("/plugin_sync/import_and_sync.json", lambda p, b: admin.post(p, files=dict(data=(name, b)))),
+                           ("/plugin_sync/receive.json",
+                            lambda p, b: admin.request(p, b, {"Content-Type": "application/octet-stream"}))):
+            status, headers, answer = send(path, body)
+            assert status == 400 and headers["Content-Type"].startswith("application/json"), (path, name, answer[:300])
+            error = json.loads(answer)["error"]
+            assert kind is None or error["error"] == kind, (path, name, error)
+            assert error["message"] and words in json.dumps(error), (path, name, error)
+    browser = Client(srv).login(*ADMIN)
+    for name, body, kind, words in damaged:
+        key = formkey(browser.get("/plugin_sync/import_and_sync")[2], "plugin_sync_import")
+        status, _, page = browser.post("/plugin_sync/import_and_sync", fields=dict(_formname="plugin_sync_import",
+                                                                                   _formkey=key),
+                                       files=dict(data=(name, body)))
+        assert status == 400 and b"Internal error" not in page and b"Traceback" not in page, name
+        assert b"Nothing was" in page or b"nothing was" in page or words.encode() in page, name
+    assert synced_counts(srv) == before
+    assert count(srv, "plugin_sync_log") == logs + 3 * len(damaged)  # every refused run is logged
+
+
+def test_http_parameters_mean_what_they_say(new_instance, start_server):
+    """?dry_run=1 in the URL of a form upload is a dry run; ?format= picks the format like ?fmt=;
+    conflicting or unknown parameters are 400."""
+    from test_pages import ADMIN, Client, synced_counts
+
+    a, = instances(new_instance, "a")
+    seed_small(a)
+    data = export(a)
+    srv = start_server("params")
+    admin = Client(srv, basic=ADMIN)
+    before = synced_counts(srv)
+    status, _, body = admin.post("/plugin_sync/import_and_sync.json?dry_run=1", files=dict(data=("a.csv", data)))
+    assert status == 200 and json.loads(body)["dry_run"] is True and json.loads(body)["totals"]["created"] > 0
+    assert synced_counts(srv) == before
+    for path, fields in (("/plugin_sync/import_and_sync.json?dry_run=1", dict(dry_run="0")),
+                         ("/plugin_sync/import_and_sync.json?dryrun=1", {}),
+                         ("/plugin_sync/import_and_sync.json?dry_run=maybe", {}),
+                         ("/plugin_sync/import_and_sync.json", dict(dry_run="1", force="1"))):
+        status, headers, body = admin.post(path, fields=fields, files=dict(data=("a.csv", data)))
+        assert status == 400 and json.loads(body)["error"]["error"] == "BadRequest", (path, body)
+    assert synced_counts(srv) == before
+    status, headers, body = admin.get("/plugin_sync/export?format=gz")
+    assert status == 200 and body[:2] == b"\x1f\x8b"
+    status, headers, body = admin.get("/plugin_sync/export?format=zip")
+    assert status == 200 and body[:4] == b"PK\x03\x04"
+    for path in ("/plugin_sync/export?fmt=csv&format=gz", "/plugin_sync/export.csv?format=gz",
+                 "/plugin_sync/export?formt=gz", "/plugin_sync/export?format=xml"):
+        status, headers, body = admin.get(path)
+        assert status == 400, (path, body[:200])
