@@ -52,3 +52,7 @@ class PeerError(SyncError):
 
 class Locked(SyncError):
     """Another run against the same peer is in progress."""
+
+
+class Busy(SyncError):
+    """Another import holds this database's write lock (SQLite) for longer than we wait; nothing changed."""

@@ -47,12 +47,13 @@ import hashlib
 import io
 import json
 import os
+import sqlite3
 import time
 from operator import itemgetter
 
 from . import changes
 from .csvstream import NULL, UUID, Reader
-from .errors import BadValue, FormatError, SyncError, UnresolvedReference
+from .errors import BadValue, Busy, FormatError, SyncError, UnresolvedReference
 from .export import ROW_SEQ, TOMBSTONE_COLUMNS, annotations, wire_rows
 from .gcpause import paused
 from .peers import find_peer, record_sync, this_instance, utcnow
@@ -95,6 +96,28 @@ def import_and_sync(db, source, settings, dry_run=False, files=None, batch=BATCH
         merger.abort()
     report.seconds = round(time.time() - started, 3)
     return report
+
+
+IMPORT_WAIT = 3600  # seconds an import waits for another one holding SQLite's write lock (setting import_wait)
+
+
+def begin_write(db, settings):
+    """SQLite: BEGIN IMMEDIATE, waiting up to `import_wait` seconds for a writer that holds the lock
+    (another import: it waits its turn); Busy if it is still held then."""
+    wait = getattr(settings, "import_wait", None)
+    wait = IMPORT_WAIT if wait is None else wait
+    cur = db._adapter.connection.cursor()
+    before = cur.execute("PRAGMA busy_timeout").fetchone()[0]
+    cur.execute("PRAGMA busy_timeout = %d" % int(wait * 1000))
+    try:
+        cur.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e) and "busy" not in str(e):
+            raise
+        raise Busy("another import is writing to this database (waited %s s for it): nothing was changed; "
+                   "try again when it has finished" % wait) from None
+    finally:
+        cur.execute("PRAGMA busy_timeout = %d" % before)
 
 
 class Incoming:
@@ -226,7 +249,7 @@ class Merger:
         if getattr(conn, "in_transaction", True) is False:
             # SQLite: take the write lock now (a concurrent writer waits instead of failing midway),
             # and the savepoints below must not open (and so commit) the transaction themselves
-            self.execute("BEGIN IMMEDIATE")
+            begin_write(db, settings)
         self.mark = changes.write_mark(db)
 
     # -- sections -------------------------------------------------------

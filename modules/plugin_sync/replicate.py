@@ -35,6 +35,7 @@ import uuid as uuidlib
 from . import changes as changelog
 from .bundle import upload_files
 from .errors import Locked, PeerError, SyncError
+from .export import begin_snapshot
 from .fileio import export_to, import_from
 from .log import Run
 from .peers import find_peer, this_instance, utcnow
@@ -79,6 +80,7 @@ def changes(db, settings, since, tables=None, fmt="auto", peer=None):
     since = int(since or 0)
     if since < 0:
         raise SyncError("since must be a checkpoint >= 0, not %d" % since)
+    begin_snapshot(db)  # the checkpoint and the data read in one snapshot
     until = changelog.checkpoint(db)
     if since > until:
         raise SyncError("checkpoint %d is ahead of this instance's change log (now at %d): it was taken on "
@@ -226,6 +228,7 @@ class Session:
     def push(self, run):
         db = self.db
         peer = self.reload()
+        begin_snapshot(db)  # the checkpoint and the data read in one snapshot
         until = changelog.checkpoint(db)  # before exporting: later changes go with the next push
         received = self.ident.get("received") if self.ident else None
         since = received if received is not None else int(peer.checkpoint_sent or 0)
