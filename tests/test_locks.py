@@ -217,3 +217,85 @@ def test_setup_takes_no_lock_that_writes_wait_on(pg_instance, postgres):
     elsewhere(env, lambda other: other["db"].commit())  # would raise "canceling statement due to lock timeout"
     db.commit()
     admin.close()
+
+
+# -- what held: kill -9 mid-import, two imports at once ------------------------------------------
+
+def _many(env, n=4000):
+    """n persons with human resources: an import of a few seconds."""
+    db = env["db"]
+    org = db.org_organisation.insert(name="Many")
+    people = db.pr_person.bulk_insert([dict(first_name="P%d" % i, last_name="Many") for i in range(n)])
+    db.hrm_human_resource.bulk_insert([dict(person_id=p, organisation_id=org, type="staff") for p in people])
+    db.commit()
+
+
+def _content(env):
+    db = env["db"]
+    db.commit()  # a fresh read
+    return {t: sorted(r.uuid for r in db(db[t]).select(db[t].uuid))
+            for t in ("org_organisation", "pr_person", "hrm_human_resource")}
+
+
+def test_kill_9_at_any_moment_of_an_import_leaves_it_entirely_before(new_instance, tmp_path):
+    """The CLI import killed (SIGKILL) at several moments: the database holds all of the file or none
+    of it, never a part, and the next import completes."""
+    import random
+    import signal
+    import subprocess
+    import time
+
+    from test_cli import SCRIPT
+
+    a, b = instances(new_instance)
+    _many(a)
+    path = tmp_path / "many.csv"
+    path.write_bytes(export(a))
+    before, full = _content(b), _content(a)
+    folder = b["folder"]
+    cmd = [sys.executable, SCRIPT, "sync", "--instance", os.path.basename(folder), "--runtime",
+           os.path.dirname(folder), "--db", b["uri"], "import", str(path)]
+    b["db"].close()  # SQLite: the killed process's write-ahead log is recovered by the next opener
+    rnd = random.Random(14)
+    started = time.time()
+    subprocess.run(cmd + ["--dry-run"], check=True, capture_output=True, env=dict(os.environ, EDEN_DB_POOL_SIZE="0"))
+    took = time.time() - started  # how long a run takes here: the kills are spread over it
+    states = []
+    for k in range(4):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=dict(os.environ, EDEN_DB_POOL_SIZE="0"))
+        time.sleep(took * rnd.uniform(0.4, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        check = subprocess.run(cmd[:-2] + ["status"], capture_output=True, env=dict(os.environ, EDEN_DB_POOL_SIZE="0"))
+        assert check.returncode == 0, check.stderr
+        states.append(_content_of(b))
+        assert states[-1] in (before, full), "a part of the file was left after kill -9"
+        if states[-1] == full:
+            break
+    assert states[0] == before  # the first kill, at most 0.4-1.0 of a dry run's time in, came before the end
+    done = subprocess.run(cmd, capture_output=True, env=dict(os.environ, EDEN_DB_POOL_SIZE="0"))
+    assert done.returncode == 0, done.stderr
+    assert _content_of(b) == full
+
+
+def _content_of(env):
+    """_content() through a connection of its own (the test's own is closed)."""
+    return elsewhere(env, _content)
+
+
+def test_two_imports_at_once(new_instance):
+    """The same file imported by two connections at the same moment: both succeed, each record once."""
+    a, b = instances(new_instance)
+    _many(a, 1500)
+    data = export(a)
+    go = threading.Barrier(2)
+
+    def run(other):
+        go.wait()
+        return import_from(other["db"], settings(other), data).totals()
+
+    first, second = Elsewhere(b, run), Elsewhere(b, run)
+    t1, t2 = first.result(), second.result()
+    assert t1["created"] + t2["created"] == 1500 * 2 + 1
+    assert _content_of(b) == _content(a)
