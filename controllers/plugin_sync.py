@@ -681,6 +681,9 @@ def receive():
         report = _ps_replicate.receive(db, plugin_sync_settings, request.body, peer=peer)
     except errors.SyncError as e:
         _ps_peer_error(400, e)
+    except Exception as e:  # not a failure the engine foresaw: JSON all the same, nothing written
+        _ps_peer_error(500, RuntimeError("the import failed (%s: %s); nothing was written"
+                                         % (type(e).__name__, (str(e).splitlines() or ["no message"])[0])))
     response.headers["Content-Type"] = "application/json; charset=utf-8"
     return json.dumps(dict(ok=True, report=report), default=str)
 

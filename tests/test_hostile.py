@@ -312,3 +312,24 @@ def test_http_parameters_mean_what_they_say(new_instance, start_server):
                  "/plugin_sync/export?formt=gz", "/plugin_sync/export?format=xml"):
         status, headers, body = admin.get(path)
         assert status == 400, (path, body[:200])
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, MemoryError])
+def test_an_interrupted_import_is_logged_as_an_error(pair, monkeypatch, interruption):
+    """Ctrl-C or a MemoryError (exceptions without a message) mid-import: nothing written, and the log
+    row says error, not ok."""
+    from applications.eden.modules.plugin_sync import merge
+
+    a, b = pair
+    before = _state(b)
+
+    def interrupted(self, section):
+        raise interruption()
+
+    monkeypatch.setattr(merge.Merger, "merge_table", interrupted)
+    with pytest.raises(interruption):
+        import_from(b["db"], settings(b), export(a))
+    assert _state(b) == before
+    db = b["db"]
+    last = db(db.plugin_sync_log).select(orderby=~db.plugin_sync_log.id).first()
+    assert (last.result, last.error) == ("error", interruption.__name__)

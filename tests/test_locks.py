@@ -299,3 +299,27 @@ def test_two_imports_at_once(new_instance):
     t1, t2 = first.result(), second.result()
     assert t1["created"] + t2["created"] == 1500 * 2 + 1
     assert _content_of(b) == _content(a)
+
+
+def test_a_peer_logs_in_while_an_import_writes(start_server):
+    """A real server on SQLite: while another process holds the write lock with written (spilled) pages,
+    a peer's HTTP Basic login and identity.json answer at once (it used to be a 401 after 30 s)."""
+    import sqlite3
+
+    from test_pages import ADMIN, Client
+
+    srv = start_server("busy")
+    path = srv.uri[len("sqlite://"):]
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA cache_size = 1")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.executemany("INSERT INTO org_organisation (name, uuid) VALUES (?, ?)",
+                       [("Org %d" % i, "urn:uuid:inflight-%d" % i) for i in range(3000)])
+    try:
+        status, headers, body = Client(srv, basic=ADMIN).get("/plugin_sync/identity.json")
+        assert status == 200, body[:300]
+        status, headers, body = Client(srv, basic=ADMIN).get("/plugin_sync/export.csv")
+        i = body.find(b"inflight-"); assert status == 200 and i < 0, body[max(0, i - 300):i + 100]  # the committed state
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
