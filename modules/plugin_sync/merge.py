@@ -756,8 +756,8 @@ class Merger:
                     updates.append((row, values, local_id))  # the same content, stamped later: take the stamp
                 continue
             if local_id in from_file:  # an earlier row of this file: the two decided as if together
-                if (row.modified_on or EPOCH) > (local_values[plan.mod_pos] or EPOCH if plan.mod_pos is not None
-                                                 else EPOCH):
+                earlier = local_values[plan.mod_pos] if plan.mod_pos is not None else None
+                if (row.modified_on or EPOCH) > (earlier or EPOCH):
                     updates.append((row, values, local_id))
                     self.keep_references(plan, row)
                 # the record counts once (as the earlier row did), the version that lost as older
