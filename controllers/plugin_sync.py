@@ -43,6 +43,40 @@ PS_EXPORT_TYPES = {  # format -> (Content-Type, file name suffix)
 PS_PENDING_MAX_AGE = 24 * 3600  # previewed uploads waiting for "Import for real" are kept a day
 PS_LOCAL_COLUMNS = ("id", "mci", "created_by", "modified_by")  # differ between instances by design
 PS_TRUE = ("1", "on", "true", "yes", "y")
+PS_FALSE = ("0", "off", "false", "no", "n", "")
+
+
+def _ps_only(given, allowed, where="this address"):
+    """Refuse (400) parameters this action does not take: a misspelt one must not be ignored silently."""
+    unknown = sorted(k for k in given if k not in allowed)
+    if unknown:
+        _ps_fail(400, "Unknown parameter%s %s for %s (it takes: %s)." % (
+            "s" if len(unknown) > 1 else "", ", ".join(unknown), where, ", ".join(allowed)),
+            dict(error="BadRequest"))
+
+
+def _ps_one(name, *values):
+    """The one value given for a parameter (in the URL and/or the form, or under an alias); 400 if they
+    conflict or it is given twice; None if not given."""
+    given = []
+    for v in values:
+        for x in (v if isinstance(v, (list, tuple)) else [v]):
+            if x is not None and x not in given:
+                given.append(x)
+    if len(given) > 1:
+        _ps_fail(400, "Conflicting values for %s: %s." % (name, ", ".join(repr(str(g)) for g in given)),
+                 dict(error="BadRequest"))
+    return given[0] if given else None
+
+
+def _ps_flag(name, value):
+    """A yes/no parameter: 1/true/yes/on or 0/false/no/off (400 for anything else)."""
+    text = str(value if value is not None else "").strip().lower()
+    if text in PS_TRUE:
+        return True
+    if text in PS_FALSE:
+        return False
+    _ps_fail(400, "%s=%r: use 1 or 0." % (name, str(value)), dict(error="BadRequest"))
 
 
 def _ps_wants_json():
@@ -181,8 +215,10 @@ def export():
     """
     basic = _ps_admin()
     synced = synced_tables(db, plugin_sync_settings)
-    fmt = request.vars.fmt or request.get_vars.format or (
-        request.extension if request.extension in PS_EXPORT_TYPES else None)
+    _ps_only(request.get_vars, ("fmt", "format", "tables"), "export")
+    # ?format= is the README's spelling, ?fmt= the form's: either, not two different ones
+    fmt = _ps_one("the format", request.get_vars.fmt, request.get_vars.format,
+                  request.extension if request.extension in PS_EXPORT_TYPES else None)
     if not fmt and (basic or request.vars.tables is not None):
         fmt = "csv"  # a script asking without a format gets the plain CSV
     if not fmt:
@@ -282,6 +318,11 @@ def _ps_import(stream, name, dry_run):
     except errors.SyncError as e:
         db.rollback()
         return None, dict(e.as_dict(), describe=e.describe())
+    except Exception as e:  # not a failure the engine foresaw: still one clear line, nothing written
+        db.rollback()
+        message = "the import failed (%s: %s); nothing was written" % (type(e).__name__, str(e).splitlines()[0]
+                                                                       if str(e) else "no message")
+        return None, dict(error="InternalError", message=message, describe=message)
     return report.as_dict(), None
 
 
@@ -315,6 +356,9 @@ def import_and_sync():
     if is_post:
         _ps_body_size(lambda status, message, kind: _ps_fail(status, message, dict(error=kind)))
     post = Storage(request.get_vars) if _ps_raw_post() else request.post_vars  # ?dry_run=1 with a raw body
+    _ps_only(request.get_vars, ("dry_run",), "import_and_sync")
+    if not _ps_raw_post():
+        _ps_only(post, ("data", "dry_run", "pending", "_formname", "_formkey"), "import_and_sync")
 
     if is_post and post._formname == "plugin_sync_confirm":
         # the second step of a preview: import the kept upload for real
@@ -365,7 +409,8 @@ def import_and_sync():
         response.flash = "Choose a file to import."
         response.status = 400
         return result
-    dry_run = str(post.dry_run or "").lower() in PS_TRUE
+    # ?dry_run=1 in the URL counts for a form upload too; a URL and a form that disagree are refused
+    dry_run = _ps_flag("dry_run", _ps_one("dry_run", request.get_vars.dry_run, post.dry_run))
     if dry_run and not (_ps_wants_json() or basic):
         # the preview keeps the upload (uploads/plugin_sync_pending/, keyed in the session)
         # so that "Import for real" needs no second upload
@@ -730,6 +775,9 @@ def receive():
                                        name="push from %s (account %s)" % (sender or "an administrator", user.email))
     except errors.SyncError as e:
         _ps_peer_error(400, e)
+    except Exception as e:  # not a failure the engine foresaw: JSON all the same, nothing written
+        _ps_peer_error(500, RuntimeError("the import failed (%s: %s); nothing was written"
+                                         % (type(e).__name__, (str(e).splitlines() or ["no message"])[0])))
     response.headers["Content-Type"] = "application/json; charset=utf-8"
     return json.dumps(dict(ok=True, report=report), default=str)
 

@@ -1,8 +1,12 @@
 """The merge between two independent instances: identity by uuid, newest wins, conflicts kept."""
 import datetime
+import io
+
+import pytest
 
 from synchelpers import assert_converged, concurrent_org_edit, counts, export, instances, seed_small, settings, snapshot, sync
 
+from applications.eden.modules.plugin_sync import merge
 from applications.eden.modules.plugin_sync.fileio import import_from
 
 
@@ -237,3 +241,56 @@ def test_a_file_of_some_tables_does_not_move_the_checkpoint(new_instance):
     assert rest.tables["org_organisation"]["updated"] == 1 and rest.tables["pr_person"]["updated"] == 0
     assert db_b(peers.base_uuid == base_a).select().first().checkpoint_received > checkpoint
     assert_converged(a, b)
+
+
+def _two_versions(data, newer_first, gap):
+    """The export with a second version of its first person (phone 'newer', one second later) either
+    before or after the original (phone 'older'), `gap` rows of copies of other people apart."""
+    import csv
+
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    head = [i for i, r in enumerate(rows) if r and r[0].startswith("pr_person.")][0]
+    cols = rows[head]
+    first = rows[head + 1]
+    older, newer = list(first), list(first)
+    older[cols.index("pr_person.phone")] = "older"
+    newer[cols.index("pr_person.phone")] = "newer"
+    stamp = datetime.datetime.fromisoformat(first[cols.index("pr_person.modified_on")])
+    newer[cols.index("pr_person.modified_on")] = str(stamp + datetime.timedelta(seconds=1))
+    fillers = []
+    for k in range(gap):  # other people between the two versions
+        filler = list(first)
+        filler[cols.index("pr_person.uuid")] = "urn:uuid:filler-%d" % k
+        fillers.append(filler)
+    pair = [newer] + fillers + [older] if newer_first else [older] + fillers + [newer]
+    rows[head + 1:head + 2] = pair
+    out = io.StringIO(newline="")
+    csv.writer(out).writerows(rows)
+    return out.getvalue().encode("utf-8"), first[cols.index("pr_person.uuid")]
+
+
+@pytest.mark.parametrize("newer_first", [True, False])
+@pytest.mark.parametrize("gap,batch", [(0, 2000), (5, 2), (2000, 2000)])
+@pytest.mark.parametrize("held", [False, True])
+def test_a_uuid_twice_in_one_file_is_decided_as_if_together(new_instance, newer_first, gap, batch, held):
+    """Two versions of one record in one file, in the same batch or batches apart, in either order,
+    new here or held here already: the newer one is kept, the other counts as older, no conflict."""
+    a, b = instances(new_instance)
+    seed_small(a)
+    if held:
+        sync(a, b)
+        a["db"](a["db"].pr_person).update(phone="edited")  # a version B has not merged yet
+        a["db"].commit()
+    data, uuid = _two_versions(export(a), newer_first, gap)
+    report = merge.import_and_sync(b["db"], data, settings(b), batch=batch)
+    b["db"].commit()
+    db = b["db"]
+    assert db(db.pr_person.uuid == uuid).select().first().phone == "newer"
+    counts = report.tables["pr_person"]
+    assert counts["older"] == 1
+    assert counts["conflicts_kept_local"] == counts["conflicts_took_incoming"] == 0
+    assert db(db.plugin_sync_conflict).count() == 0
+    again = merge.import_and_sync(db, data, settings(b), batch=batch)  # and the same file again: nothing
+    db.commit()
+    assert db(db.pr_person.uuid == uuid).select().first().phone == "newer"
+    assert again.totals()["updated"] == again.totals()["created"] == 0

@@ -26,6 +26,8 @@ def setup(db, settings):
     key = database_key(db)
     if key in _ready:
         return
+    if db._dbname.startswith("sqlite"):
+        use_wal(db)
     ensure_uuid_indexes(db, synced_tables(db, settings))
     install_triggers(db, synced_tables(db, settings))  # change capture (changes.py)
     me = this_instance(db, owner=settings.owner, contact=settings.contact)
@@ -33,3 +35,16 @@ def setup(db, settings):
         me.update_record(exported_until=checkpoint(db))
     db.commit()
     _ready.add(key)
+
+
+def use_wal(db):
+    """SQLite: the write-ahead log, so that readers (exports, page views, peers logging in) go on while
+    an import writes.  The mode is kept in the database file: set once, it holds for every connection,
+    whatever opened the database (the host app's DAL, the CLI, the scheduler)."""
+    if db._adapter.connection.in_transaction:
+        db.commit()
+    try:
+        if str(db.executesql("PRAGMA journal_mode")[0][0]).lower() != "wal":
+            db.executesql("PRAGMA journal_mode=WAL")
+    except Exception:  # another connection is in the middle of a transaction: the next start sets it
+        db.rollback()

@@ -97,8 +97,8 @@ def open_bundle(source, limits=None):
                               lambda: lim.too_large("the bundle", lim.max_request_size, "max_request_size"))
     try:
         zf = zipfile.ZipFile(source)
-    except zipfile.BadZipFile as e:
-        raise FormatError("not a valid zip bundle: %s" % e)
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        raise FormatError("zip bundle is damaged or cut short: %s" % e) from None
     if DATA not in zf.namelist():
         raise FormatError("zip bundle has no %s" % DATA)
     if zf.getinfo(DATA).file_size > lim.max_inflated_size:

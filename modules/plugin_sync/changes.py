@@ -191,8 +191,16 @@ def drop_triggers(db, tablenames):
 
 
 def ensure_change_indexes(db):
-    """The indexes every read and every trigger relies on (CREATE INDEX IF NOT EXISTS: idempotent)."""
+    """The indexes every read and every trigger relies on, created where missing.
+
+    The catalog is asked first: on PostgreSQL even CREATE INDEX IF NOT EXISTS takes a SHARE lock
+    on the table before it finds the index there, so a process starting during a long import
+    would queue behind the import, and every ordinary write behind it (the change log is written
+    by every write).  Once the schema is in place, setup takes no lock a write waits on.
+    """
     for name, tablename, columns, unique in INDEXES:
+        if _index_exists(db, name):
+            continue
         _sql(
             db,
             "CREATE %sINDEX IF NOT EXISTS %s ON %s (%s)"
@@ -259,6 +267,8 @@ def _replace_triggers(db, table, wanted, drop):
 
 def _sqlite_counter(db):
     """One row holding the last seq handed out; started above any seq already recorded."""
+    if _has_counter(db) and _sql(db, "SELECT 1 FROM %s WHERE id = 1" % COUNTER):
+        return  # in place: no write (a write would wait for a running import's lock)
     _sql(db, "CREATE TABLE IF NOT EXISTS %s (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)" % COUNTER)
     _sql(
         db,
@@ -270,7 +280,8 @@ def _sqlite_counter(db):
 
 def _sqlite_bulk_table(db):
     """The bulk marker: empty outside the merge's batches (and always, as seen by other connections)."""
-    _sql(db, "CREATE TABLE IF NOT EXISTS %s (tablename TEXT PRIMARY KEY)" % BULK)
+    if not _sql(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s" % _literal(BULK)):
+        _sql(db, "CREATE TABLE IF NOT EXISTS %s (tablename TEXT PRIMARY KEY)" % BULK)
 
 
 def _has_counter(db):
@@ -422,6 +433,12 @@ def _pg_install(db, table):
 # --------------------------------------------------------------------- helpers
 
 
+def _index_exists(db, name):
+    from .schema import _index_exists as exists
+
+    return exists(db, name)
+
+
 def _engine(db):
     engine = db._adapter.dbengine
     if engine not in ("sqlite", "postgres"):
@@ -487,6 +504,21 @@ def write_mark(db):
     if _engine(db) == "sqlite":
         return checkpoint(db)  # the counter + 1: the next seq a trigger hands out
     return int(_sql(db, "SELECT txid_current()")[0][0])
+
+
+def written_since(db, tablename, ids, mark):
+    """Which of these records this transaction wrote since `mark` (write_mark())."""
+    if _engine(db) == "sqlite":
+        where = "seq >= %d" % int(mark)  # one writer at a time: every change from the mark on is ours
+    else:
+        where = "seq = %d" % int(mark)  # our transaction id
+    out = set()
+    ids = [int(i) for i in ids]
+    for k in range(0, len(ids), 900):
+        rows = _sql(db, "SELECT record_id FROM %s WHERE tablename = %s AND %s AND record_id IN (%s)" % (
+            CHANGE, _literal(tablename), where, ",".join(str(i) for i in ids[k:k + 900])))
+        out.update(int(r[0]) for r in rows)
+    return out
 
 
 def tag_writes(db, mark, origin):

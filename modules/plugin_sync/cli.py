@@ -60,6 +60,14 @@ def main(db, settings, argv=None, stdout=None, stderr=None):
         db.rollback()
         stderr.write("error: %s\n" % e)
         return 2
+    except (Exception, KeyboardInterrupt) as e:  # unforeseen, or Ctrl-C: one line, never a traceback
+        db.rollback()
+        what = "interrupted" if isinstance(e, KeyboardInterrupt) else "%s: %s" % (
+            type(e).__name__, (str(e).splitlines() or ["no message"])[0])
+        if getattr(args, "json", False):
+            stdout.write(json.dumps(dict(ok=False, error=dict(error=type(e).__name__, message=what))) + "\n")
+        stderr.write("error: %s (nothing was changed)\n" % what)
+        return 1
 
 
 @command("export", "Write the synced tables (or --tables) as pydal CSV, gzip'd CSV or a zip bundle with uploads.")

@@ -13,6 +13,8 @@ error can say where it happened.
 import csv
 import gzip
 import io
+import zipfile
+import zlib
 
 from .errors import FormatError, TooLarge, TruncatedFile
 from .limits import Counted, Inflated, bounded_lines, limits_of
@@ -43,7 +45,62 @@ def text_stream(source, limits=None):
         compressed = Counted(raw, float("inf"), None)
         gz = gzip.GzipFile(fileobj=io.BufferedReader(compressed))
         raw = io.BufferedReader(Inflated(gz, compressed, limits))
-    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    # utf-8-sig: a byte-order mark at the start (spreadsheets write one) is read as nothing
+    # surrogateescape: a byte that is not UTF-8 is refused by _checked() on its own line, not where
+    # the decoder happened to read ahead
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def _checked(lines):
+    """The lines of a text stream, refusing a NUL character (PostgreSQL cannot store one in text)
+    and bytes that are not UTF-8 (read as lone surrogates)."""
+    for line in lines:
+        if "\x00" in line:
+            raise _BadLine(line, "a NUL character (byte 0) in the text: not allowed in a text value", "\x00")
+        if not line.isascii():
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError as e:
+                bad = line[e.start:e.end]
+                raise _BadLine(line, "file is not UTF-8 text (byte %s)" % " ".join(
+                    "0x%02x" % (ord(c) - 0xDC00) for c in bad[:4]), bad)
+        yield line
+
+
+class _BadLine(Exception):
+    """A line holding something no cell may (turned into a FormatError where the line number is known)."""
+
+    def __init__(self, line, message, bad):
+        self.text, self.message, self.bad = line, message, bad
+
+
+def _damaged(e, reader, section=None):
+    """The FormatError for an exception raised while reading the stream (None: not a reading error)."""
+    table = section.tablename if section is not None else None
+    line = reader.csv.line_num
+    if isinstance(e, TooLarge):
+        e.table, e.line = e.table or table, e.line or line + 1
+        return e
+    if isinstance(e, _BadLine):
+        column = None
+        if section is not None:
+            try:
+                cells = next(csv.reader([e.text]))
+                column = next((c for c, cell in zip(section.columns, cells) if e.bad in cell), None)
+            except (csv.Error, StopIteration):
+                pass
+        return FormatError(e.message, table=table, line=line + 1, column=column)
+    if isinstance(e, UnicodeDecodeError):
+        return FormatError("file is not UTF-8 text (%s)" % e.reason, table=table, line=line + 1)
+    if isinstance(e, csv.Error):
+        if "field larger than field limit" in str(e):
+            return reader.limits.too_large("a cell", reader.limits.max_cell_size, "max_cell_size", table=table, line=line + 1)
+        return FormatError("malformed CSV: %s" % e, table=table, line=line)
+    if isinstance(e, (EOFError, gzip.BadGzipFile)) or (isinstance(e, OSError) and not isinstance(e, FileNotFoundError)):
+        return TruncatedFile("file is cut short or damaged: %s" % (e or type(e).__name__), table=table, line=line)
+    if isinstance(e, (zlib.error, zipfile.BadZipFile)):
+        return FormatError("compressed data is damaged: %s" % e, table=table, line=line)
+    return None
 
 
 class _Readable(io.RawIOBase):
@@ -118,12 +175,14 @@ class Section:
                                   line=csvr.line_num)
                 e.partial = chunk
                 raise e
-        except (csv.Error, UnicodeDecodeError, EOFError, OSError, TooLarge) as e:
-            if getattr(e, "partial", None) is not None:
+        except (FormatError, TruncatedFile):
+            raise
+        except Exception as e:
+            damaged = _damaged(e, reader, self)
+            if damaged is None:
                 raise
-            e = self.reader.translate(e)
-            e.table, e.partial = e.table or self.tablename, chunk
-            raise e
+            damaged.partial = chunk
+            raise damaged from None
         self.done = True
         if chunk:
             yield chunk
@@ -134,8 +193,15 @@ class Reader:
 
     def __init__(self, source, limits=None):
         self.limits = limits_of(limits)
-        self.stream = text_stream(source, self.limits)
-        self.csv = csv.reader(bounded_lines(self.stream, self.limits))
+        try:
+            self.stream = text_stream(source, self.limits)  # peeks: a damaged compressed stream may fail already
+        except Exception as e:
+            self.csv = csv.reader([])
+            damaged = _damaged(e, self)
+            if damaged is None:
+                raise
+            raise damaged from None
+        self.csv = csv.reader(_checked(bounded_lines(self.stream, self.limits)))
         csv.field_size_limit(self.limits.max_cell_size)  # process-wide; the same setting for every import
         self.ended = False
 
@@ -165,22 +231,13 @@ class Reader:
                 if not header:  # pydal writes an empty table as TABLE, blank line, blank line
                     section.done = True
                 yield section
-        except (csv.Error, UnicodeDecodeError, EOFError, OSError, TooLarge) as e:
-            raise self.translate(e)
-
-    def translate(self, e):
-        """The SyncError (with its line) for an error of the csv module, the decoder or gzip."""
-        line = self.csv.line_num
-        if isinstance(e, TooLarge):
-            e.line = e.line or line + 1
-            return e
-        if isinstance(e, UnicodeDecodeError):
-            return FormatError("file is not UTF-8 text (%s)" % e.reason, line=line + 1)
-        if isinstance(e, csv.Error):
-            if "field larger than field limit" in str(e):
-                return self.limits.too_large("a cell", self.limits.max_cell_size, "max_cell_size", line=line + 1)
-            return FormatError("malformed CSV: %s" % e, line=line)
-        return TruncatedFile("file is cut short: %s" % e, line=line)  # gzip stream cut short
+        except (FormatError, TruncatedFile):
+            raise
+        except Exception as e:  # undecodable text, bad CSV, a gzip or zip stream cut short or damaged
+            damaged = _damaged(e, self, section if section is not None and not section.done else None)
+            if damaged is None:
+                raise
+            raise damaged from None
 
     def _next_nonblank(self):
         for row in self.csv:

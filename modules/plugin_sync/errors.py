@@ -60,3 +60,7 @@ class TooLarge(SyncError):
 
 class Refused(SyncError):
     """A file claims what its sender may not claim (another instance's state, a bad URL)."""
+
+
+class Busy(SyncError):
+    """Another import holds this database's write lock (SQLite) for longer than we wait; nothing changed."""

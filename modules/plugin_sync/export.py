@@ -57,6 +57,8 @@ def _select_sql(db, table, notes, where="", as_text=(), seq=False, fields=None):
     second like the formatter does.
     """
     def column(f):
+        if f.type == "json" and not db._dbname.startswith("sqlite"):  # its JSON text, not the decoded value
+            return "CAST(t.%s AS TEXT)" % f._rname
         if f.name not in as_text:
             return "t.%s" % f._rname
         if db._dbname.startswith("sqlite"):
@@ -248,6 +250,7 @@ def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH, 
     own versions are left out (see changes.changed_where).
     """
     names = synced_tables(db, settings, only=tables)
+    begin_snapshot(db)
     partial = bar_encode(names) if tables and set(names) != set(synced_tables(db, settings)) else NULL
     if until is None:
         until = changes.checkpoint(db)  # written into the file: the receiver's next `since`
@@ -267,6 +270,28 @@ def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH, 
     counts["tombstones"] = export_tombstones(db, writer, names, since, until)
     writer.close()
     return dict(tables=counts, since=since, until=until, base_uuid=me["base_uuid"])
+
+
+def begin_snapshot(db):
+    """Start the export's read transaction: every table it reads, and its checkpoint, come from one
+    snapshot of the database (the caller's commit, e.g. fileio.export_to's, ends it).  A caller that
+    takes its checkpoint before the export (replicate) calls it first: the same snapshot then.
+
+    PostgreSQL: a REPEATABLE READ transaction (READ COMMITTED, the default, takes a new snapshot per
+    statement: an export overlapping an import could hold the import's human resources and not their
+    persons); what the caller had open is committed first.  SQLite: one read transaction (in WAL mode
+    a snapshot that writers do not wait for); a transaction the caller holds is that snapshot already.
+    """
+    conn = db._adapter.connection
+    if db._dbname.startswith("sqlite"):
+        if not conn.in_transaction:
+            conn.execute("BEGIN")
+        return
+    if conn.info.transaction_status != 0:  # in a transaction: a snapshot already (begun here)?
+        if db.executesql("SELECT current_setting('transaction_isolation')")[0][0] == "repeatable read":
+            return
+        db.commit()
+    db.executesql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
 
 def export_table(db, writer, tablename, since=None, until=None, batch=BATCH, echo_of=None):

@@ -66,10 +66,9 @@ def import_from(db, settings, source, dry_run=False, name=None, origin_hint=None
     elif isinstance(source, str):
         name = name or source
         source = open(source, "rb")
-    head = _peek(source)
-    files = None
     with Run(db, "import", source=name, dry_run=dry_run) as run:
-        if is_bundle(head):
+        files = None
+        if is_bundle(_peek(source)):
             source, files = open_bundle(source, settings)
         run.report = import_and_sync(db, source, settings, dry_run=dry_run, files=files, origin_hint=origin_hint,
                                      sender=sender)

@@ -14,7 +14,7 @@ class Run:
 
     def __init__(self, db, operation, peer=None, source=None, dry_run=False):
         self.db, self.operation, self.peer, self.source, self.dry_run = db, operation, peer, source, dry_run
-        self.report, self.error, self.counts = None, None, {}
+        self.report, self.error, self.counts, self.failed = None, None, {}, False
 
     def __enter__(self):
         self.started, self.t0 = utcnow(), time.time()
@@ -22,14 +22,36 @@ class Run:
 
     def __exit__(self, kind, exc, tb):
         if exc is not None:
+            self.failed = True  # whatever the exception says: Ctrl-C and MemoryError have no message
             self.db.rollback()
-            self.error = getattr(exc, "describe", lambda: str(exc))()
-        if not self.dry_run:
+            self.error = getattr(exc, "describe", lambda: str(exc))() or type(exc).__name__
+        if not self.dry_run and type(exc).__name__ != "Busy":  # Busy: the log is locked by the other import too
             write(self.db, self)
         return False
 
 
+LOG_WAIT = 2  # seconds a log row waits for SQLite's write lock (an import holding it) before it is left out
+
+
 def write(db, run):
+    """The run's log row.  SQLite: while another import holds the write lock, an export's (or a page
+    view's) row waits LOG_WAIT s and is then left out rather than failing the run it records."""
+    if not db._dbname.startswith("sqlite"):
+        return _write(db, run)
+    cur = db._adapter.connection.cursor()
+    before = cur.execute("PRAGMA busy_timeout").fetchone()[0]
+    cur.execute("PRAGMA busy_timeout = %d" % (LOG_WAIT * 1000))
+    try:
+        _write(db, run)
+    except Exception as e:
+        if "locked" not in str(e) and "busy" not in str(e):
+            raise
+        db.rollback()
+    finally:
+        cur.execute("PRAGMA busy_timeout = %d" % before)
+
+
+def _write(db, run):
     report = run.report.as_dict() if run.report is not None else dict(run.counts)
     totals = report.get("totals", report)
     db.plugin_sync_log.insert(
@@ -41,9 +63,9 @@ def write(db, run):
         dry_run=run.dry_run,
         docs_read=totals.get("docs_read", 0),
         docs_written=totals.get("docs_written", 0),
-        doc_write_failures=1 if run.error else 0,
+        doc_write_failures=1 if run.failed or run.error else 0,
         conflicts=totals.get("conflicts", 0),
-        result="error" if run.error else "ok",
+        result="error" if run.failed or run.error else "ok",
         error=run.error,
         report=json.dumps(report, default=str),
     )

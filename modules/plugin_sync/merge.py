@@ -47,12 +47,13 @@ import hashlib
 import io
 import json
 import os
+import sqlite3
 import time
 from operator import itemgetter
 
 from . import changes
 from .csvstream import NULL, UUID, Reader
-from .errors import BadValue, FormatError, Refused, SyncError, UnresolvedReference
+from .errors import BadValue, Busy, FormatError, Refused, SyncError, UnresolvedReference
 from .export import ROW_SEQ, TOMBSTONE_COLUMNS, annotations, wire_rows
 from .gcpause import paused
 from .peers import find_peer, is_http_url, record_sync, this_instance, utcnow
@@ -60,7 +61,8 @@ from .report import Report
 from .schema import unique_uuid_index
 from .tables import conflict_policy, exclusion, local_fields, synced_tables
 from .uploads import path_of, unsafe, upload_folder  # noqa: F401 (upload_folder: merge's old name for it)
-from .values import bar_encode, column_parser, copy_escape, dialect, is_canonical, is_text, normaliser, parser
+from .values import (bar_encode, column_parser, copy_escape, dialect, for_plain_pydal, is_canonical, is_text, normaliser,
+                     parser)
 
 BATCH = 2000
 READ_AHEAD = True  # PostgreSQL: read and parse the next batches in a thread (see _ReadAhead)
@@ -102,6 +104,28 @@ def import_and_sync(db, source, settings, dry_run=False, files=None, batch=BATCH
     return report
 
 
+IMPORT_WAIT = 3600  # seconds an import waits for another one holding SQLite's write lock (setting import_wait)
+
+
+def begin_write(db, settings):
+    """SQLite: BEGIN IMMEDIATE, waiting up to `import_wait` seconds for a writer that holds the lock
+    (another import: it waits its turn); Busy if it is still held then."""
+    wait = getattr(settings, "import_wait", None)
+    wait = IMPORT_WAIT if wait is None else wait
+    cur = db._adapter.connection.cursor()
+    before = cur.execute("PRAGMA busy_timeout").fetchone()[0]
+    cur.execute("PRAGMA busy_timeout = %d" % int(wait * 1000))
+    try:
+        cur.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e) and "busy" not in str(e):
+            raise
+        raise Busy("another import is writing to this database (waited %s s for it): nothing was changed; "
+                   "try again when it has finished" % wait) from None
+    finally:
+        cur.execute("PRAGMA busy_timeout = %d" % before)
+
+
 class Incoming:
     """One parsed row of the file."""
 
@@ -136,6 +160,8 @@ class SectionPlan:
         self.mci_index = index.get("mci")
         notes = {n[1]: n for n in annotations(db, table)}
         self.annotated = any(c.endswith(UUID) for c in columns)
+        if not self.annotated:
+            self.parsers = [for_plain_pydal(p) for p in self.parsers]
         self.refs = []  # (position, field, target table, kind, annotation index, notnull, synced target)
         for f in self.fields:
             ftype = table[f].type
@@ -233,7 +259,7 @@ class Merger:
         if getattr(conn, "in_transaction", True) is False:
             # SQLite: take the write lock now (a concurrent writer waits instead of failing midway),
             # and the savepoints below must not open (and so commit) the transaction themselves
-            self.execute("BEGIN IMMEDIATE")
+            begin_write(db, settings)
         self.mark = changes.write_mark(db)
 
     # -- sections -------------------------------------------------------
@@ -277,8 +303,14 @@ class Merger:
         more of ours, and a larger claim would turn our unseen local edits
         into versions the sender overwrites without a conflict.
         """
-        rows = [(line, {k: (None if v == NULL else v) for k, v in zip(section.columns, cells)})
-                for line, cells in section.rows()]
+        rows = []
+        for line, cells in section.rows():
+            row = {k: (None if v == NULL or v == "" else v) for k, v in zip(section.columns, cells)}
+            for k in ("since@seq", "until@seq", "merged@seq"):  # checkpoints: whole numbers or nothing
+                if row.get(k) is not None and not (row[k].isascii() and row[k].strip().isdigit()):
+                    raise BadValue("%r is not a change sequence (a whole number)" % row[k][:60],
+                                   table=section.tablename, line=line, column=k)
+            rows.append((line, row))
         if not rows:
             return
         line, row = rows[0]
@@ -349,6 +381,12 @@ class Merger:
         for column in plan.ignored:  # a secret or a local id in the file: never written here
             self.report.warn("column ignored: %s.%s never syncs (a secret or a local id)" % (plan.tablename, column),
                              table=plan.tablename, column=column)
+        known = set(plan.table.fields) | {n[0] for n in annotations(self.db, plan.table)} | {ROW_SEQ}
+        for column in section.columns:
+            if column not in known:  # a field only the sender has, or a misspelt header: said, not silent
+                self.report.warn("column %s is not a field of %s here: its values are ignored"
+                                 % (column, plan.tablename), table=plan.tablename, line=section.line + 1,
+                                 column=column)
         # a table empty so far whose uuid is UNIQUE: its batches are tried as all new without a lookup
         # (the index refuses one that is not); after the first refusal they are looked up
         plan.optimistic = plan.fast_ok and not self.execute("SELECT 1 FROM %s LIMIT 1" % plan.table._rname) \
@@ -709,9 +747,10 @@ class Merger:
                 keylists = [[u for u in nt.strip("|").split("|") if u] if nt != NULL else [] for nt in notes]
                 found = self.uuid_to_id(target, {u for keys in keylists for u in keys})
                 out = []
+                cells = cols[pos]
                 for i, keys in enumerate(keylists):
                     if not keys:
-                        out.append(None)
+                        out.append(None if cells[i] is None else "||")  # an empty list stays one
                         continue
                     ids = [found.get(u) for u in keys]
                     out.append(bar_encode([x for x in ids if x is not None]))
@@ -752,6 +791,9 @@ class Merger:
         dead = self.local_tombstones(name, [r.uuid for r in batch if r.uuid not in locals_])
         resolved_ids = self.resolve_batch(plan, batch)
         changed_here = self.unseen_later(name, [loc[0] for loc in locals_.values()])
+        # records this import wrote already: the same uuid in an earlier batch of the file
+        from_file = _Later(lambda: changes.written_since(self.db, name, [loc[0] for loc in locals_.values()],
+                                                         self.mark))
         inserts, updates, losers, back = [], [], [], []
         for row in batch:
             local = locals_.get(row.uuid)
@@ -778,6 +820,14 @@ class Merger:
                 if plan.mod_pos is not None and not row.future and row.modified_on and \
                         row.modified_on > (local_values[plan.mod_pos] or EPOCH):
                     updates.append((row, values, local_id))  # the same content, stamped later: take the stamp
+                continue
+            if local_id in from_file:  # an earlier row of this file: the two decided as if together
+                earlier = local_values[plan.mod_pos] if plan.mod_pos is not None else None
+                if (row.modified_on or EPOCH) > (earlier or EPOCH):
+                    updates.append((row, values, local_id))
+                    self.keep_references(plan, row)
+                # the record counts once (as the earlier row did), the version that lost as older
+                counts["older"] += 1
                 continue
             if self.merged_until and _row_seq(plan, row) < self.merged_until:
                 counts["older"] += 1  # a version of the sender's that we merged already: nothing new
@@ -947,7 +997,7 @@ class Merger:
                 continue
             if kind == "list":
                 if not keys:
-                    values[pos] = None
+                    values[pos] = None if row.values[pos] is None else "||"  # an empty list stays one
                     continue
                 ids = [resolved.get(target, {}).get(self.key_uuid(target, key)) for key in keys]
                 values[pos] = bar_encode([i for i in ids if i is not None])

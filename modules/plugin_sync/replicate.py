@@ -36,6 +36,7 @@ from . import changes as changelog
 from .accounts import account_id, bind
 from .bundle import upload_files
 from .errors import Locked, PeerError, SyncError
+from .export import begin_snapshot
 from .fileio import export_to, import_from
 from .log import Run
 from .peers import find_peer, this_instance, utcnow
@@ -83,6 +84,7 @@ def changes_file(db, settings, since, tables=None, fmt="auto", peer=None):
     since = int(since or 0)
     if since < 0:
         raise SyncError("since must be a checkpoint >= 0, not %d" % since)
+    begin_snapshot(db)  # the checkpoint and the data read in one snapshot
     until = changelog.checkpoint(db)
     if since > until:
         raise SyncError("checkpoint %d is ahead of this instance's change log (now at %d): it was taken on "
@@ -248,6 +250,7 @@ class Session:
     def push(self, run):
         db = self.db
         peer = self.reload()
+        begin_snapshot(db)  # the checkpoint and the data read in one snapshot
         until = changelog.checkpoint(db)  # before exporting: later changes go with the next push
         received = self.ident.get("received") if self.ident else None
         since = received if received is not None else int(peer.checkpoint_sent or 0)

@@ -48,7 +48,8 @@ def ensure_uuid_indexes(db, tablenames):
                 db.executesql("DROP INDEX %s;" % ours)
             names.append(unique)
             continue
-        db.executesql("CREATE INDEX IF NOT EXISTS %s ON %s (%s);" % (ours, table._rname, table.uuid._rname))
+        if not _index_exists(db, ours):  # asked first: CREATE INDEX IF NOT EXISTS locks the table (PostgreSQL)
+            db.executesql("CREATE INDEX IF NOT EXISTS %s ON %s (%s);" % (ours, table._rname, table.uuid._rname))
         names.append(ours)
     return names
 

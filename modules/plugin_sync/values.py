@@ -7,12 +7,22 @@ plain `==`), and a formatter from that value to the cell pydal writes.
 The formats are pydal's own: `<NULL>`, `True`/`False`, `YYYY-MM-DD HH:MM:SS`,
 `|1|2|` for list types.
 """
+import ast
+import base64
 import datetime
+import json
+import math
 
 from .csvstream import NULL
 
 _fromisoformat = datetime.datetime.fromisoformat
 _TRUE = ("T", "True", "true", "1", "t", "TRUE", "on", "yes")
+_FALSE = ("F", "False", "false", "0", "f", "FALSE", "off", "no")
+# what a boolean cell may hold (any case): pydal writes True/False; T/F, 1/0, yes/no, on/off are
+# unambiguous too.  Anything else ('maybe') is refused: pydal would store it as True.
+_TRUE_LOWER = frozenset(c.lower() for c in _TRUE)
+_FALSE_LOWER = frozenset(c.lower() for c in _FALSE)
+_UTC = datetime.timezone.utc
 
 
 def dialect(db):
@@ -24,10 +34,15 @@ def dialect(db):
 
 def parser(ftype, char_bool):
     """A function: CSV cell -> database value for a field of type `ftype` (raises ValueError)."""
-    if ftype in ("id", "integer", "bigint") or ftype.startswith("reference"):
+    if ftype in ("id", "integer", "bigint", "big-id") or ftype.startswith("reference") \
+            or ftype.startswith("big-reference"):
         return _int
     if ftype in ("double", "float") or ftype.startswith("decimal"):
         return _float
+    if ftype == "json":
+        return _json
+    if ftype == "blob":
+        return _blob
     if ftype == "boolean":
         return _bool_char if char_bool else _bool
     if ftype == "datetime":
@@ -36,8 +51,10 @@ def parser(ftype, char_bool):
         return _date
     if ftype == "time":
         return _time
-    if ftype.startswith("list:reference") or ftype.startswith("list:integer"):
+    if ftype.startswith("list:reference"):
         return _int_list
+    if ftype.startswith("list:integer"):
+        return _int_bars
     return _text
 
 
@@ -48,25 +65,38 @@ def _text(cell):
 def _int(cell):
     if cell == NULL or not cell.strip():
         return None
+    if "_" in cell:  # int() reads 1_000 as 1000: not what a file means
+        raise ValueError(cell)
     return int(cell)
 
 
 def _float(cell):
     if cell == NULL or not cell.strip():
         return None
-    return float(cell)
+    value = float(cell)
+    if "_" in cell or not math.isfinite(value):  # 1_000, nan, inf: no database keeps them alike
+        raise ValueError(cell)
+    return value
 
 
 def _bool_char(cell):
-    if cell == NULL or cell == "":
-        return None
-    return "T" if cell in _TRUE else "F"
+    value = _bool(cell)
+    return None if value is None else "T" if value else "F"
 
 
 def _bool(cell):
     if cell == NULL or cell == "":
         return None
-    return cell in _TRUE
+    if cell in _TRUE:
+        return True
+    if cell in _FALSE:
+        return False
+    lower = cell.strip().lower()
+    if lower in _TRUE_LOWER:
+        return True
+    if lower in _FALSE_LOWER:
+        return False
+    raise ValueError(cell)
 
 
 def _datetime(cell):
@@ -77,25 +107,90 @@ def _datetime(cell):
             pass
     if cell == NULL or not cell.strip():
         return None
-    return datetime.datetime.fromisoformat(cell.strip().replace("T", " ")[:19])
+    value = _fromisoformat(cell.strip())  # ISO 8601 and nothing after it
+    if value.tzinfo is not None:  # an offset: the same instant in UTC (what modified_on holds)
+        try:
+            value = value.astimezone(_UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise ValueError(cell)
+    return value.replace(microsecond=0)  # pydal keeps seconds
 
 
 def _date(cell):
     if cell == NULL or not cell.strip():
         return None
-    return datetime.date.fromisoformat(cell.strip()[:10])
+    return datetime.date.fromisoformat(cell.strip())
 
 
 def _time(cell):
+    """A time of day as its text HH:MM:SS (what pydal stores on SQLite; PostgreSQL casts it)."""
     if cell == NULL or not cell.strip():
         return None
-    return datetime.time.fromisoformat(cell.strip()[:8])
+    value = datetime.time.fromisoformat(cell.strip())
+    if value.tzinfo is not None:
+        raise ValueError(cell)
+    return value.strftime("%H:%M:%S")
+
+
+def _blob(cell):
+    """A blob travels as the base64 text pydal stores (checked: pydal fails to read anything else)."""
+    if cell == NULL:
+        return None
+    try:
+        base64.b64decode(cell, validate=True)
+    except (ValueError, TypeError):
+        raise ValueError(cell)
+    return cell
+
+
+def _blob_pydal(cell):
+    """_blob for a plain pydal file: pydal's export writes a blob as the repr of its base64 bytes."""
+    if len(cell) >= 3 and cell[:2] == "b'" and cell[-1] == "'":
+        cell = cell[2:-1]
+    return _blob(cell)
+
+
+def _json_pydal(cell):
+    """_json for a plain pydal file: pydal writes a JSON string value as its bare text."""
+    try:
+        return _json(cell)
+    except ValueError:
+        return json.dumps(cell)
+
+
+def for_plain_pydal(parse):
+    """The parser to use instead of `parse` in a plain pydal export (pydal's own ways of writing)."""
+    return {_json: _json_pydal, _blob: _blob_pydal}.get(parse, parse)
 
 
 def _int_list(cell):
     if cell == NULL or not cell.strip("| "):
         return [] if cell != NULL else None
-    return [int(x) for x in cell.strip("|").split("|") if x.strip()]
+    return [_int(x) for x in cell.strip("|").split("|") if x.strip()]
+
+
+def _int_bars(cell):
+    """list:integer: the stored text |1|2| (checked), || for an empty list."""
+    values = _int_list(cell)
+    return None if values is None else bar_encode(values)
+
+
+def _json(cell):
+    """JSON text as it is stored (canonical: keys sorted); pydal's own export writes Python's repr
+    of the value (single quotes, True/None), which is read too."""
+    if cell == NULL or not cell.strip():
+        return None
+    try:
+        value = json.loads(cell)
+    except ValueError:
+        try:
+            value = ast.literal_eval(cell.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise ValueError(cell)
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        raise ValueError(cell)
 
 
 def bar_encode(values):
@@ -114,7 +209,7 @@ def normalise(value, ftype, char_bool):
     if value is None:
         return None
     if ftype.startswith("list:") and not str(value).strip("| "):
-        return None  # pydal stores an empty list as '||'; the merge writes NULL: the same value
+        return "||"  # an empty list, as pydal stores it (NULL stays NULL)
     if ftype == "boolean":
         truthy = value in (True, "T", "t", 1, "1")
         return ("T" if truthy else "F") if char_bool else truthy
@@ -124,8 +219,21 @@ def normalise(value, ftype, char_bool):
         return value.replace(microsecond=0)
     if ftype == "date" and isinstance(value, str):
         return _date(value)
-    if ftype in ("double", "float") and not isinstance(value, float):
+    if (ftype in ("double", "float") or ftype.startswith("decimal")) and not isinstance(value, float):
         return float(value)
+    if ftype == "time":
+        return value if isinstance(value, str) and len(value) == 8 else _time(str(value))
+    if ftype == "blob":
+        return _fmt_blob(value)
+    if ftype == "json":
+        if isinstance(value, str):
+            try:
+                return json.dumps(json.loads(value), sort_keys=True)
+            except ValueError:
+                return value
+        return json.dumps(value, sort_keys=True)
+    if ftype.startswith("list:integer"):
+        return bar_encode(bar_decode(value)) if isinstance(value, str) else bar_encode(value)
     return value
 
 
@@ -147,17 +255,20 @@ def normaliser(ftype, char_bool):
         return lambda v: v if type(v) is datetime.datetime and not v.microsecond else general(v)
     if ftype == "date":
         return lambda v: general(v) if isinstance(v, str) else v
-    if ftype in ("double", "float"):
+    if ftype in ("double", "float") or ftype.startswith("decimal"):
         return lambda v: v if type(v) is float else general(v)
+    if ftype in ("time", "json", "blob"):
+        return general
     if ftype.startswith("list:"):
         return general  # an empty list stored as '||' is NULL (the merge writes NULL): not a change
     return None
 
 
-def _iso_column(width, fromisoformat, parse):
-    """A column of canonical ISO cells (all `width` long) through the C conversion; any other, cell by cell."""
+def _iso_column(width, fromisoformat, parse, marks):
+    """A column of canonical ISO cells (all `width` long, the separators where pydal writes them)
+    through the C conversion; any other, cell by cell."""
     def column(col):
-        if set(map(len, col)) == {width}:
+        if is_canonical(col, width, marks):
             try:
                 return list(map(fromisoformat, col))
             except ValueError:
@@ -180,27 +291,33 @@ def column_parser(ftype, parse):
     if parse is _int:
         def ints(col):
             try:
-                return list(map(int, col))
+                values = list(map(int, col))
             except ValueError:  # <NULL>, blanks, or a bad value: the cell-by-cell rules
                 if nulls(col):
                     return [None] * len(col)
                 return list(map(parse, col))
+            if "_" in "".join(col):  # int() reads 1_000: the cell-by-cell rules refuse it
+                return list(map(parse, col))
+            return values
         return ints
     if parse is _float:
         def floats(col):
             try:
-                return list(map(float, col))
+                values = list(map(float, col))
             except ValueError:
                 if nulls(col):
                     return [None] * len(col)
                 return list(map(parse, col))
+            if not all(map(_isfinite, values)) or "_" in "".join(col):  # nan, inf, 1_000: refused
+                return list(map(parse, col))
+            return values
         return floats
     if parse is _datetime:
-        return _iso_column(19, _fromisoformat, parse)
+        return _iso_column(19, _fromisoformat, parse, ((4, "-"), (7, "-"), (10, " "), (13, ":"), (16, ":")))
     if parse is _date:
-        return _iso_column(10, _date_fromisoformat, parse)
+        return _iso_column(10, _date_fromisoformat, parse, ((4, "-"), (7, "-")))
     if parse in (_bool, _bool_char):
-        usual = {cell: parse(cell) for cell in _TRUE + ("F", "False", "false", "0", "f", "FALSE", NULL, "")}
+        usual = {cell: parse(cell) for cell in _TRUE + _FALSE + (NULL, "")}
 
         def booleans(col):
             if all(map(usual.__contains__, col)):
@@ -211,6 +328,7 @@ def column_parser(ftype, parse):
 
 
 _date_fromisoformat = datetime.date.fromisoformat
+_isfinite = math.isfinite
 
 
 def is_text(parse):
@@ -224,7 +342,29 @@ def formatter(ftype):
         return _fmt_bool
     if ftype in ("datetime", "date", "time"):
         return _fmt_time
+    if ftype == "json":
+        return _fmt_json
+    if ftype == "blob":
+        return _fmt_blob
     return _fmt_plain
+
+
+def _fmt_blob(value):
+    """pydal keeps a blob as its base64 text; PostgreSQL's bytea hands it back as bytes."""
+    if value is None:
+        return NULL
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("ascii")
+    return value
+
+
+def _fmt_json(value):
+    """JSON as JSON text (PostgreSQL's driver returns the decoded value; pydal's export writes its repr)."""
+    if value is None:
+        return NULL
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
 
 
 def stored_text_formatter(ftype):
