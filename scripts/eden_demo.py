@@ -90,7 +90,8 @@ def locations():
                            [("parent", "gis_location", l2.get(r["L2"]))]))
     for r in rows("locations", "TL", "TL_L4.csv"):
         parent = l3.get((r["L2"], r["L3"])) or l3_by_name.get(r["L3"])
-        out.append(element("gis_location", demo_uuid("TL", r["L2"], r["L3"], r["L4"]),
+        # by its GADM code: village names repeat within an L3 (31 of 2,819)
+        out.append(element("gis_location", demo_uuid("TL-L4", r["L4 KV:GADM4"]),
                            [("name", r["L4"]), ("level", "L4"), ("lat", r["Lat"]), ("lon", r["Lon"])],
                            [("parent", "gis_location", parent)]))
     return import_tree("gis_location", out)
@@ -119,7 +120,8 @@ def hospitals():
     for path in (("Disease", "Ebola", "hospital.csv"), ("Turkey", "Demo", "hospitals.csv")):
         for r in rows(*path):
             name = r["Name"].strip()
-            key = (path[0], r.get("Code") or name)
+            # by code, else by name and place: the Ebola file has 18 uncoded "no name" centres
+            key = (path[0], r.get("Code") or "/".join((name, r.get("L1", ""), r.get("L2", ""), r.get("L3", ""))))
             location = element("gis_location", demo_uuid("hospital-location", *key),
                                [("name", name), ("lat", r.get("Lat")), ("lon", r.get("Lon"))],
                                [("parent", "gis_location", country_uuid(r["Country"]))])

@@ -114,8 +114,10 @@ def copy_tree(src, app):
                 shutil.copytree(s, d, symlinks=True)
             else:
                 shutil.copy2(s, d)
-        else:
-            subprocess.run(["cp", "-al", s, d], check=True)
+        elif subprocess.run(["cp", "-al", s, d], stderr=subprocess.DEVNULL).returncode:
+            # another file system (no hard links across): a real copy, slower, same result
+            shutil.rmtree(d, ignore_errors=True)
+            shutil.copytree(s, d, symlinks=True)
     for name in COPIED:
         os.makedirs(os.path.join(app, name), exist_ok=True)
 

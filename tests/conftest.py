@@ -12,9 +12,9 @@ Engine tier, on the minihost (tests/minihost: a small imitation of Eden, fast):
   instance, pg_instance           one such instance (any backend / PostgreSQL only)
   start_server(name="a", uri=None, seed=True) -> Server   Rocket serving a minihost instance
 
-Eden tier, on REAL Sahana Eden (scripts/edenhost.py; module-level marker `pytest.mark.eden`
-is applied to tests/test_eden_*.py and tests/test_install.py, `make test-fast` skips that tier):
-  eden_instance(name="a") -> env  factory, per test, on the test's `backend`: a copy of this
+Eden tier, on REAL Sahana Eden (scripts/edenhost.py; the marker `pytest.mark.eden` is applied
+to tests/test_eden_*.py and tests/test_install.py, `make test-fast` skips that tier):
+  eden_instance(name="a", plugin="link") -> env   factory, per test, on the test's `backend`: a copy of this
                                   session's prepared Eden database (first run + default/base,
                                   default/users done once per backend), the plugin symlinked in,
                                   and gluon.shell.env of it with Eden's models imported:
@@ -24,12 +24,14 @@ is applied to tests/test_eden_*.py and tests/test_install.py, `make test-fast` s
                                   folder), env["uri"] (its database), env["name"].
                                   Accounts: eden_admin = ("admin@example.com", "testing") (ADMIN role);
                                   add_eden_user(env, email, password, admin=False) adds one.
-  eden_server(name="a", scheduler=False, env=None) -> EdenServer   factory: real Eden served by
+  eden_server(name="a", scheduler=False, env=None, plugin="link") -> EdenServer   real Eden served by
                                   web2py's Rocket on a free 127.0.0.1 port (its own copy of the
                                   prepared database, or the database and folder of `env` from
                                   eden_instance: commit first), optionally with Eden's scheduler
                                   worker (-K eden); .url = "http://127.0.0.1:<port>/eden",
                                   .folder, .uri, .port, .log; stopped by pid at teardown.
+  Eden envs live in this process next to the minihost's: Eden's own modules are found through an
+  extra path of applications.eden.modules (load_eden); `current` is the env loaded last.
   eden_folder(name="a", plugin="link") -> (folder, uri)   a runtime folder only (plugin "link",
                                   "copy" or None for pristine Eden), nothing loaded.
 """
