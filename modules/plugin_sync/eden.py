@@ -30,6 +30,7 @@ from . import database_key
 from . import setup as engine_setup
 from .accounts import PEER_GROUP, PEER_ROLE_DESCRIPTION, PEER_ROLE_NAME, ensure_peer_role as engine_peer_role
 from .accounts import find_role, peer_group
+from .log import briefly
 from .replicate import LOCK_TTL, run_due
 from .tables import DEFAULT_EDEN_TABLES, references
 
@@ -194,16 +195,19 @@ def ensure_task(db, settings):
 def once_per_process(db, settings):
     """The controller's call: the peer role and the scheduled task, checked once per process."""
     key = _key(db)
-    # neither may break the request it runs in: a failure is retried at the next request
-    if key not in _roles:
-        try:
-            if ensure_peer_role(db, settings):
-                _roles.add(key)
-        except Exception:
-            db.rollback()
-    if key not in _tasks:
-        try:
-            if ensure_task(db, settings):
-                _tasks.add(key)
-        except Exception:  # two processes at once: the other one inserted it (unique uuid)
-            db.rollback()
+    _once(db, key, _roles, lambda: ensure_peer_role(db, settings))
+    _once(db, key, _tasks, lambda: ensure_task(db, settings))
+
+
+def _once(db, key, done, ensure):
+    """Run `ensure` until it succeeds once for `key`.  It may not break, nor hold up, the request it
+    runs in: a failure (two processes at once), or SQLite's write lock held by an import for more
+    than a moment (log.briefly), is retried at the next request."""
+    if key in done:
+        return
+    made = []
+    try:
+        if briefly(db, lambda: made.append(ensure())) and made[0]:
+            done.add(key)
+    except Exception:
+        db.rollback()

@@ -11,7 +11,7 @@ import tempfile
 from .bundle import is_bundle, open_bundle, upload_files, write_bundle
 from .csvstream import open_output
 from .export import export
-from .log import Run
+from .log import Run, briefly
 from .merge import import_and_sync
 from .peers import mark_exported
 
@@ -41,9 +41,15 @@ def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None,
             text.detach()
             if raw is not out:
                 raw.close()
+        # at the end: SQLite's write lock is held only for this; while an import holds it, the mark
+        # is left out: a peer's later claim to have merged up to this `until` is then capped lower,
+        # so our edits since the last mark count as concurrent (conflicts kept), never overwritten
+        if not briefly(db, lambda: mark_exported(db, counts["until"])):
+            counts.setdefault("warnings", []).append(
+                "an import held the database: this export's checkpoint %s was not recorded as handed out "
+                "(a peer's claim beyond the last recorded one is treated as concurrent)" % counts["until"])
         run.counts = dict(docs_read=sum(v for k, v in counts["tables"].items() if k != "tombstones"),
                           warnings=counts.get("warnings") or [])
-        mark_exported(db, counts["until"])  # at the end: SQLite's write lock is held only for this
         db.commit()  # ends the export's read transaction (server-side cursor)
     return counts
 

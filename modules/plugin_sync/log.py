@@ -36,17 +36,29 @@ LOG_WAIT = 2  # seconds a log row waits for SQLite's write lock (an import holdi
 def write(db, run):
     """The run's log row.  SQLite: while another import holds the write lock, an export's (or a page
     view's) row waits LOG_WAIT s and is then left out rather than failing the run it records."""
+    briefly(db, lambda: _write(db, run))
+
+
+def briefly(db, write_fn, wait=LOG_WAIT):
+    """Run `write_fn`; on SQLite wait at most `wait` s for the write lock.  True if it was written.
+
+    A reader's small bookkeeping write (a log row, the export's mark) must not make the
+    reader wait for a long import, nor fail it: it is left out (rolled back) instead.
+    """
     if not db._dbname.startswith("sqlite"):
-        return _write(db, run)
+        write_fn()
+        return True
     cur = db._adapter.connection.cursor()
     before = cur.execute("PRAGMA busy_timeout").fetchone()[0]
-    cur.execute("PRAGMA busy_timeout = %d" % (LOG_WAIT * 1000))
+    cur.execute("PRAGMA busy_timeout = %d" % (wait * 1000))
     try:
-        _write(db, run)
+        write_fn()
+        return True
     except Exception as e:
         if "locked" not in str(e) and "busy" not in str(e):
             raise
         db.rollback()
+        return False
     finally:
         cur.execute("PRAGMA busy_timeout = %d" % before)
 
