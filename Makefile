@@ -5,6 +5,7 @@ PY       := $(VENV)/bin/python
 STAMP    := $(VENV)/.installed
 PORT     ?= 8000
 INSTANCE ?= a
+WORKERS  ?= 2
 
 .PHONY: run test test-fast setup install uninstall sync bench clean
 
@@ -19,13 +20,15 @@ setup: $(STAMP)
 run: setup
 	$(PY) scripts/eden.py run --instance $(INSTANCE) --port $(PORT)
 
-## the whole suite: engine tier (minihost) and Eden tier (real Eden), on SQLite and a private PostgreSQL 15
+## the whole suite: engine tier (minihost) and Eden tier (real Eden), on SQLite and a private PostgreSQL 15;
+## in WORKERS processes (pytest-xdist: most tests wait on servers); the path is absolute because the
+## harness changes directory into a web2py runtime folder before the workers collect
 test: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(WORKERS) $(CURDIR)/tests
 
 ## the engine tier only (minihost, no real Eden): a few minutes
 test-fast: setup
-	$(PY) -m pytest tests -m "not eden"
+	$(PY) -m pytest -n $(WORKERS) $(CURDIR)/tests -m "not eden"
 
 ## copy the plugin into an existing Eden application: make install EDEN=/path/to/web2py/applications/eden
 install:
