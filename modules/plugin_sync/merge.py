@@ -52,9 +52,11 @@ import time
 from operator import itemgetter
 
 from . import changes
-from .csvstream import NULL, UUID, Reader
+from .csvstream import Reader
 from .errors import BadValue, Busy, FormatError, Refused, SyncError, UnresolvedReference
-from .export import ROW_SEQ, TOMBSTONE_COLUMNS, annotations, wire_rows
+from .export import wire_rows
+from .fileformat import (CHECKPOINTS, IDENTITY_TABLE, MERGED, NULL, PARTIAL, ROW_SEQ, SINCE, TOMBSTONE_TABLE,
+                         UNTIL, UUID, annotations)
 from .gcpause import paused
 from .peers import find_peer, is_http_url, record_sync, this_instance, utcnow
 from .report import Report
@@ -267,9 +269,9 @@ class Merger:
         name = section.tablename
         if not section.columns:  # an empty table in a pydal export: no header, no rows
             return
-        if name == "sync_instance" and "until@seq" in section.columns:
+        if name == IDENTITY_TABLE and UNTIL in section.columns:
             self.read_origin(section)
-        elif name == "plugin_sync_tombstone":
+        elif name == TOMBSTONE_TABLE:
             self.read_tombstones(section)
         elif name not in self.db.tables:
             self.skip(section, "no such table here")
@@ -306,7 +308,7 @@ class Merger:
         rows = []
         for line, cells in section.rows():
             row = {k: (None if v == NULL or v == "" else v) for k, v in zip(section.columns, cells)}
-            for k in ("since@seq", "until@seq", "merged@seq"):  # checkpoints: whole numbers or nothing
+            for k in CHECKPOINTS:  # checkpoints: whole numbers or nothing
                 if row.get(k) is not None and not (row[k].isascii() and row[k].strip().isdigit()):
                     raise BadValue("%r is not a change sequence (a whole number)" % row[k][:60],
                                    table=section.tablename, line=line, column=k)
@@ -316,20 +318,20 @@ class Merger:
         line, row = rows[0]
         self.check_origin(row, line)
         self.origin = row
-        self.report.origin = dict((k, row.get(k)) for k in ("base_uuid", "owner", "contact", "url", "since@seq", "until@seq"))
+        self.report.origin = dict((k, row.get(k)) for k in ("base_uuid", "owner", "contact", "url", SINCE, UNTIL))
         if row.get("base_uuid") == self.me.base_uuid:
             self.report.note("this file was exported by this instance itself")
         peer = find_peer(self.db, row["base_uuid"]) if row.get("base_uuid") else None
         self.merged_until = (peer.checkpoint_received or 0) if peer else 0
         for line, peer in rows[1:]:
-            if peer.get("base_uuid") == self.me.base_uuid and peer.get("merged@seq"):
-                self.seen_until = self.capped_claim(peer["merged@seq"], line)
+            if peer.get("base_uuid") == self.me.base_uuid and peer.get(MERGED):
+                self.seen_until = self.capped_claim(peer[MERGED], line)
         if self.tags_writes(row):
             self.tag_origin = row["base_uuid"]  # the batch captures tag their changes at once
 
     def check_origin(self, row, line):
         """Refuse a sender row that is not the logged-in peer's, or whose URL is not http(s)."""
-        where = dict(table="sync_instance", line=line)
+        where = dict(table=IDENTITY_TABLE, line=line)
         if self.sender and row.get("base_uuid") != self.sender:
             raise Refused("the file names instance %s as its sender, but it came from instance %s: a peer may "
                           "only send its own changes" % (row.get("base_uuid"), self.sender), column="base_uuid",
@@ -337,7 +339,7 @@ class Merger:
         url = row.get("url")
         if url and not is_http_url(url):
             raise Refused("the sender's URL %r is not http(s)://...: refused" % url[:80], column="url", **where)
-        for key in ("since@seq", "until@seq"):
+        for key in (SINCE, UNTIL):
             if row.get(key) not in (None, ""):
                 try:
                     int(row[key])
@@ -349,13 +351,13 @@ class Merger:
         try:
             claim = int(claim)
         except ValueError:
-            raise BadValue("%r is not a valid checkpoint" % claim[:40], table="sync_instance", line=line,
-                           column="merged@seq")
+            raise BadValue("%r is not a valid checkpoint" % claim[:40], table=IDENTITY_TABLE, line=line,
+                           column=MERGED)
         cap = min(int(self.me.exported_until or 0), changes.checkpoint(self.db))
         if claim > cap:
             self.report.warn("the sender claims to have merged this instance's changes up to %d, beyond the %d "
                              "this instance has ever exported: taken as %d" % (claim, cap, cap),
-                             table="sync_instance", line=line, column="merged@seq")
+                             table=IDENTITY_TABLE, line=line, column=MERGED)
             return cap
         return claim
 
@@ -1385,7 +1387,7 @@ class Merger:
                 changes.tag_writes(self.db, self.mark, origin["base_uuid"])
             peer_id = record_sync(self.db, origin, when=self.now)
             self.acknowledge(peer_id, origin)
-        self.report.checkpoint = (self.origin or {}).get("until@seq")
+        self.report.checkpoint = (self.origin or {}).get(UNTIL)
 
     def tags_writes(self, origin):
         """Whether this import's writes are tagged as the sender's (see changes.tag_writes)."""
@@ -1393,17 +1395,17 @@ class Merger:
             return False
         # not after a gap: an older file of the sender's, arriving later, would be newer than
         # what the tags say the sender had seen (merged_until could not skip its rows)
-        since = origin.get("since@seq")
+        since = origin.get(SINCE)
         return since is None or int(since) <= self.merged_until
 
     def acknowledge(self, peer_id, origin):
         """Remember up to where we merged the sender's changes, if the file left no gap."""
-        since, until = origin.get("since@seq"), origin.get("until@seq")
+        since, until = origin.get(SINCE), origin.get(UNTIL)
         if until is None:
             return
-        if origin.get("tables@seq"):  # the changes of the tables left out are still to come
+        if origin.get(PARTIAL):  # the changes of the tables left out are still to come
             self.report.note("this file holds only some tables (%s): the sender's checkpoint stays at what "
-                             "a file of all tables brought" % ", ".join(t for t in origin["tables@seq"].split("|") if t))
+                             "a file of all tables brought" % ", ".join(t for t in origin[PARTIAL].split("|") if t))
             return
         peer = self.db.sync_instance(peer_id)
         have = peer.checkpoint_received or 0

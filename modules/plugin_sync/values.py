@@ -13,7 +13,7 @@ import datetime
 import json
 import math
 
-from .csvstream import NULL
+from .fileformat import NULL
 
 _fromisoformat = datetime.datetime.fromisoformat
 _TRUE = ("T", "True", "true", "1", "t", "TRUE", "on", "yes")
