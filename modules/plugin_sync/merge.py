@@ -61,7 +61,7 @@ from .gcpause import paused
 from .peers import find_peer, is_http_url, record_sync, this_instance, utcnow
 from .report import Report
 from .schema import unique_uuid_index
-from .tables import conflict_policy, exclusion, local_fields, synced_tables
+from .tables import LOCAL_META, conflict_policy, exclusion, local_fields, synced_tables
 from .uploads import path_of, unsafe, upload_folder  # noqa: F401 (upload_folder: merge's old name for it)
 from .values import (bar_encode, column_parser, copy_escape, dialect, for_plain_pydal, is_canonical, is_text, normaliser,
                      parser)
@@ -70,7 +70,7 @@ BATCH = 2000
 READ_AHEAD = True  # PostgreSQL: read and parse the next batches in a thread (see _ReadAhead)
 ID_CACHE = 100000  # uuid -> id mappings kept during an import (about 15 MB at most)
 CHUNK = 900  # ids/uuids per IN (...): under every SQLite build's variable limit
-NOT_COMPARED = ("id", "mci", "created_by", "modified_by", "modified_on")  # annotations, not content
+NOT_COMPARED = LOCAL_META + ("modified_on",)  # local, not content; modified_on is decided apart
 EPOCH = datetime.datetime(1970, 1, 1)
 
 

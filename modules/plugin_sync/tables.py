@@ -47,6 +47,10 @@ SECRET_COLUMN = re.compile(
     r"(^|_)(password|passwd|pwd|secret|token|apikey|api_key|private_key|secret_key|access_key|auth_key|"
     r"maps_key)($|_)")
 LOCAL_COLUMNS = ("realm_entity", "owned_by_group", "owned_by_user", "approved_by")
+# Columns that travel but are local, not content: the local id, the local edit counter and the
+# local accounts that wrote the record differ between instances by design.  Never compared by the
+# merge, never shown as a difference (the columns of local_fields() do not even travel).
+LOCAL_META = ("id", "mci", "created_by", "modified_by")
 LOCAL_TABLE_COLUMNS = {"gis_location": ("path",)}
 # Eden's super-entities: keyed on their own id field (pe_id, site_id...), their records made
 # by Eden's update_super; references to them are local until issue 12 maps them.
