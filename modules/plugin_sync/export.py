@@ -9,7 +9,7 @@ hard-deleted records.
 import datetime
 import json
 
-from . import changes
+from . import changes, dialect
 from .csvstream import Writer
 from .fileformat import (IDENTITY_COLUMNS, IDENTITY_TABLE, MERGED, NULL, PARTIAL, ROW_SEQ, SINCE, TOMBSTONE_COLUMNS,
                          TOMBSTONE_TABLE, UNTIL, annotations)
@@ -34,11 +34,11 @@ def _select_sql(db, table, notes, where="", as_text=(), seq=False, fields=None):
     second like the formatter does.
     """
     def column(f):
-        if f.type == "json" and not db._dbname.startswith("sqlite"):  # its JSON text, not the decoded value
+        if f.type == "json" and not dialect.is_sqlite(db):  # its JSON text, not the decoded value
             return "CAST(t.%s AS TEXT)" % f._rname
         if f.name not in as_text:
             return "t.%s" % f._rname
-        if db._dbname.startswith("sqlite"):
+        if dialect.is_sqlite(db):
             return "CAST(t.%s AS TEXT)" % f._rname
         return "to_char(t.%s, '%s')" % (f._rname, "YYYY-MM-DD HH24:MI:SS" if f.type == "datetime" else "YYYY-MM-DD")
 
@@ -65,7 +65,7 @@ class TableExporter:
         self.columns = self.fields + [n[0] for n in self.notes]
         self.formats = [formatter(self.table[f].type) for f in self.fields]
         self.as_text = set()
-        if db._dbname.startswith(("sqlite", "postgres")):
+        if dialect.is_sqlite(db) or dialect.is_postgres(db):
             # dates read as text (see _select_sql): no conversion to datetime and back to the same text
             for i, f in enumerate(self.fields):
                 fmt = stored_text_formatter(self.table[f].type)
@@ -209,7 +209,7 @@ def uuid_map_by_id(db, tablename, ids):
 def raw_cursor(db, named=True):
     """A cursor of its own (the export must not disturb pydal's); server-side on PostgreSQL."""
     conn = db._adapter.connection
-    if not db._dbname.startswith("sqlite") and named:
+    if not dialect.is_sqlite(db) and named:
         cur = conn.cursor(name="plugin_sync_export_%d" % id(conn), withhold=False)
         cur.itersize = BATCH
         return cur
@@ -260,7 +260,7 @@ def begin_snapshot(db):
     a snapshot that writers do not wait for); a transaction the caller holds is that snapshot already.
     """
     conn = db._adapter.connection
-    if db._dbname.startswith("sqlite"):
+    if dialect.is_sqlite(db):
         if not conn.in_transaction:
             conn.execute("BEGIN")
         return

@@ -2,6 +2,7 @@
 import json
 import time
 
+from . import dialect
 from .peers import utcnow
 
 
@@ -36,7 +37,7 @@ LOG_WAIT = 2  # seconds a log row waits for SQLite's write lock (an import holdi
 def write(db, run):
     """The run's log row.  SQLite: while another import holds the write lock, an export's (or a page
     view's) row waits LOG_WAIT s and is then left out rather than failing the run it records."""
-    if not db._dbname.startswith("sqlite"):
+    if not dialect.is_sqlite(db):
         return _write(db, run)
     cur = db._adapter.connection.cursor()
     before = cur.execute("PRAGMA busy_timeout").fetchone()[0]

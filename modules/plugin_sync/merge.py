@@ -51,7 +51,7 @@ import sqlite3
 import time
 from operator import itemgetter
 
-from . import changes
+from . import changes, dialect
 from .csvstream import Reader
 from .errors import BadValue, Busy, FormatError, Refused, SyncError, UnresolvedReference
 from .export import wire_rows
@@ -63,7 +63,7 @@ from .report import Report
 from .schema import unique_uuid_index
 from .tables import LOCAL_META, conflict_policy, exclusion, local_fields, synced_tables
 from .uploads import path_of, unsafe, upload_folder  # noqa: F401 (upload_folder: merge's old name for it)
-from .values import (bar_encode, column_parser, copy_escape, dialect, for_plain_pydal, is_canonical, is_text, normaliser,
+from .values import (bar_encode, column_parser, copy_escape, for_plain_pydal, is_canonical, is_text, normaliser,
                      parser)
 
 BATCH = 2000
@@ -235,7 +235,8 @@ class Merger:
     def __init__(self, db, settings, report, files=None, batch=BATCH, now=None):
         self.db, self.settings, self.report = db, settings, report
         self.files, self.batch = files or {}, batch
-        self.ph, self.char_bool = dialect(db)
+        self.sqlite = dialect.is_sqlite(db)  # else PostgreSQL: COPY, sequences, the reader thread
+        self.ph, self.char_bool = dialect.placeholder(db), dialect.char_bool(db)
         self.now = now or utcnow()
         self.future_limit = self.now + datetime.timedelta(seconds=settings.clock_tolerance or 0)
         self.synced = set(synced_tables(db, settings))
@@ -258,7 +259,7 @@ class Merger:
         self.sender = None  # the instance a peer's login speaks for (see read_origin)
         self.master = settings.master
         conn = db._adapter.connection
-        if getattr(conn, "in_transaction", True) is False:
+        if self.sqlite and not conn.in_transaction:
             # SQLite: take the write lock now (a concurrent writer waits instead of failing midway),
             # and the savepoints below must not open (and so commit) the transaction themselves
             begin_write(db, settings)
@@ -394,7 +395,7 @@ class Merger:
         plan.optimistic = plan.fast_ok and not self.execute("SELECT 1 FROM %s LIMIT 1" % plan.table._rname) \
             and unique_uuid_index(self.db, plan.table) is not None
         chunks = section.chunks(self.batch)
-        if self.ph != "?" and plan.fast_ok and READ_AHEAD:
+        if not self.sqlite and plan.fast_ok and READ_AHEAD:
             # PostgreSQL: the next batches are read and parsed in a thread while the server works on this one
             chunks = _ReadAhead(chunks, lambda raw: self.try_parse_cols(plan, raw))
         try:
@@ -692,7 +693,7 @@ class Merger:
         Of a table that others refer to, the same query reads the ids too, for the uuid -> id cache:
         the tables merged after it then resolve their references without a query of their own.
         """
-        table, sqlite = plan.table, self.ph == "?"
+        table, sqlite = plan.table, self.sqlite
         dates = {pos for pos, _, _, _ in plan.text_dates} if sqlite else ()
         cols = ", ".join(("CAST(%s AS TEXT)" if pos in dates else "%s") % table[plan.fields[pos]]._rname
                          for pos in plan.same_positions)
@@ -722,7 +723,7 @@ class Merger:
         positions = plan.same_positions
         if any(pos in positions for _, pos, _, _ in nulls):  # keep_local_unsynced would take the local value
             return False
-        if self.ph == "?":
+        if self.sqlite:
             for pos, _, _, _ in plan.text_dates:
                 if pos in positions and pos not in texts:
                     return False
@@ -902,7 +903,7 @@ class Merger:
         values = list(values)
         if not values:
             return []
-        if self.ph != "?":
+        if not self.sqlite:
             return [("%s = ANY(%%s)" % column, [values])]
         return [("%s IN (%s)" % (column, ",".join("?" * len(chunk))), chunk) for chunk in _chunks(values, CHUNK)]
 
@@ -1173,17 +1174,17 @@ class Merger:
         """
         table = plan.table
         cols = [table[f]._rname for f in plan.fields] + [table.mci._rname]
-        ids = self.new_ids(table, len(lines)) if self.ph != "?" else None
+        ids = self.new_ids(table, len(lines)) if not self.sqlite else None
         if ids is not None:
             cols = [table._id._rname] + cols
             columns = [ids] + list(columns)
             after, capture = None, dict(new_ids=ids)
         else:
             after = self.execute("SELECT coalesce(max(id), 0) FROM %s" % table._rname)[0][0]
-            capture = dict(inserted_after=after) if self.ph == "?" else dict(new_uuids=uuids)
+            capture = dict(inserted_after=after) if self.sqlite else dict(new_uuids=uuids)
         sql = "INSERT INTO %s (%s) VALUES (%s)" % (table._rname, ", ".join(cols), ",".join([self.ph] * len(cols)))
         copy = "COPY %s (%s) FROM STDIN" % (table._rname, ", ".join(cols))  # PostgreSQL
-        params = list(zip(*columns)) if self.ph == "?" else None  # PostgreSQL: COPY text made from the columns
+        params = list(zip(*columns)) if self.sqlite else None  # PostgreSQL: COPY text made from the columns
         if not self.executemany(plan, sql, params, lines, capture, copy, columns, optimistic):
             return False
         if ids is not None:
@@ -1268,7 +1269,7 @@ class Merger:
         triggers and constraints apply as for INSERT.
         """
         cur = self.db._adapter.cursor
-        if self.ph == "?":
+        if self.sqlite:
             cur.executemany(sql, params)
         elif copy:
             cur.copy_expert(copy, _copy_columns(columns) if columns is not None else _copy_text(params))
@@ -1331,7 +1332,7 @@ class Merger:
             table = self.db[tablename]
             sql = "UPDATE %s SET %s=%s WHERE %s=%s" % (table._rname, table[field]._rname, self.ph, table.uuid._rname, self.ph)
             changes.bulk_begin(self.db, tablename)  # captured set-based, as in executemany()
-            if self.ph == "?":
+            if self.sqlite:
                 self.many(sql, params)
             else:  # PostgreSQL: one UPDATE ... FROM unnest(...), the last value of a uuid as the UPDATEs in turn
                 last = {u: v for v, u in params}

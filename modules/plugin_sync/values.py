@@ -25,13 +25,6 @@ _FALSE_LOWER = frozenset(c.lower() for c in _FALSE)
 _UTC = datetime.timezone.utc
 
 
-def dialect(db):
-    """What the adapter stores: placeholder style and how booleans are kept."""
-    char_bool = db._adapter.dialect.types["boolean"].upper().startswith("CHAR")
-    placeholder = "?" if db._dbname.startswith("sqlite") else "%s"
-    return placeholder, char_bool
-
-
 def parser(ftype, char_bool):
     """A function: CSV cell -> database value for a field of type `ftype` (raises ValueError)."""
     if ftype in ("id", "integer", "bigint", "big-id") or ftype.startswith("reference") \
