@@ -50,6 +50,7 @@ import os
 import sqlite3
 import time
 from operator import itemgetter
+from typing import NamedTuple
 
 from . import changes, dialect
 from .csvstream import Reader
@@ -128,6 +129,38 @@ def begin_write(db, settings):
         cur.execute("PRAGMA busy_timeout = %d" % before)
 
 
+class Ref(NamedTuple):
+    """A reference field of a section: what it names, and where its @uuid annotation is."""
+
+    pos: int  # its position in plan.fields (and Incoming.values)
+    field: str
+    target: object  # the referenced table; None for deleted_fk (a JSON of several)
+    kind: str  # 'ref', 'list' (list:reference) or 'fk' (deleted_fk)
+    note: object  # index of its `@uuid` column in the file's rows, or None
+    notnull: bool
+    synced: bool  # the target syncs (or is this table): a record not here yet may still come
+
+
+class Deferred(NamedTuple):
+    """A reference written as NULL (a list without the id) until its target is in: see fix_deferred."""
+
+    table: str
+    uuid: str  # of the row that refers
+    field: str
+    kind: str  # 'ref' or 'list'
+    target: str
+    keys: object  # what it names: a key, or a list of keys for 'list' (see reference_keys)
+    line: int
+
+
+class Pending(NamedTuple):
+    """A row waiting for a NOT NULL reference: written by retry_pending once its target is in."""
+
+    plan: object  # its SectionPlan
+    row: object  # the Incoming row
+    local: object  # (local id, local values) of the record here, or None for a new one
+
+
 class Incoming:
     """One parsed row of the file."""
 
@@ -164,7 +197,7 @@ class SectionPlan:
         self.annotated = any(c.endswith(UUID) for c in columns)
         if not self.annotated:
             self.parsers = [for_plain_pydal(p) for p in self.parsers]
-        self.refs = []  # (position, field, target table, kind, annotation index, notnull, synced target)
+        self.refs = []  # [Ref]
         for f in self.fields:
             ftype = table[f].type
             note = notes.get(f)
@@ -172,11 +205,11 @@ class SectionPlan:
                 continue
             _, _, target, kind = note
             if kind == "fk":
-                self.refs.append((self.pos[f], f, None, "fk", index.get(f + UUID), False, False))
+                self.refs.append(Ref(self.pos[f], f, None, "fk", index.get(f + UUID), False, False))
                 continue
             synced = target in merger.synced or target == self.tablename
             self.refs.append(
-                (self.pos[f], f, target, kind, index.get(f + UUID), bool(table[f].notnull), synced)
+                Ref(self.pos[f], f, target, kind, index.get(f + UUID), bool(table[f].notnull), synced)
             )
         self.compared = [i for i, f in enumerate(self.fields) if f not in NOT_COMPARED]
         self.lengths = [
@@ -185,7 +218,7 @@ class SectionPlan:
         ]
         self.required = [
             i for i, f in enumerate(self.fields)
-            if table[f].notnull and not any(r[1] == f for r in self.refs)
+            if table[f].notnull and not any(r.field == f for r in self.refs)
         ]
         self.upload_fields = [self.pos[f] for f in self.fields if table[f].type == "upload"]
         self.types = [table[f].type for f in self.fields]
@@ -198,7 +231,7 @@ class SectionPlan:
         self.same_positions = list(self.compared) + ([self.mod_pos] if self.mod_pos is not None else [])
         # fast_batch: annotated files whose references all carry their @uuid, no uploads to store
         self.fast_ok = self.annotated and not self.upload_fields and all(
-            r[4] is not None for r in self.refs if r[3] != "fk")
+            r.note is not None for r in self.refs if r.kind != "fk")
         # date/datetime cells written as they are when canonical (SQLite stores that very text; no adapter)
         self.text_dates = [(pos, self.cell_index[pos]) + CANONICAL[t] for pos, t in enumerate(self.types)
                            if t in CANONICAL]
@@ -244,8 +277,8 @@ class Merger:
         self.seen_until = None  # our change seq up to which the sender has merged our data
         self.merged_until = 0  # the sender's change seq up to which we have merged its data
         self.file_ids = {}  # plain pydal files: {table: {file id: uuid}}
-        self.deferred = []  # (table, row uuid, field, kind, target, keys, line, notnull)
-        self.pending = []  # (plan, Incoming, is_update, local id): rows waiting for a NOT NULL reference
+        self.deferred = []  # [Deferred]: references written as NULL until their target is in
+        self.pending = []  # [Pending]: rows waiting for a NOT NULL reference
         self.tombstones = []
         self.tombstoned_tables = {}  # {table: has tombstones here}, see local_tombstones
         self.merged_tables = set()  # tables whose section is merged: a uuid of theirs not here now never will be
@@ -682,7 +715,7 @@ class Merger:
             self.report.warn("reference set to NULL: %s" % why, table=name, line=raw[i][0], column=field,
                              uuid=uuids[i])
         for i, field, kind, target, keys in defers:
-            self.deferred.append((name, uuids[i], field, kind, target, keys, raw[i][0]))
+            self.deferred.append(Deferred(name, uuids[i], field, kind, target, keys, raw[i][0]))
         self.fix_deferred(only_table=name)
         return True
 
@@ -807,7 +840,7 @@ class Merger:
                 continue
             values = self.resolved_values(plan, row, resolved_ids)
             if values is None:  # waits for a NOT NULL reference
-                self.pending.append((plan, row, local))
+                self.pending.append(Pending(plan, row, local))
                 continue
             if local is None:
                 inserts.append((row, values))
@@ -866,7 +899,7 @@ class Merger:
             self.report.warn("reference set to NULL: %s" % why, table=plan.tablename, line=row.line, column=field,
                              uuid=row.uuid)
         for field, kind, target, keys in row.defers:
-            self.deferred.append((plan.tablename, row.uuid, field, kind, target, keys, row.line))
+            self.deferred.append(Deferred(plan.tablename, row.uuid, field, kind, target, keys, row.line))
 
     def dedupe(self, plan, batch):
         """A uuid twice in one file: the newer row counts, the other is an older copy."""
@@ -1042,7 +1075,7 @@ class Merger:
         waiting) cannot resolve later in this file: it is NULL now, as at the end, so that a record
         whose only difference is such a reference compares as unchanged."""
         return (target != plan.tablename and target in self.merged_tables
-                and not any(p[0].tablename == target for p in self.pending))
+                and not any(p.plan.tablename == target for p in self.pending))
 
     def resolve_fk(self, plan, row, keys, resolved):
         """deleted_fk travels as {field: uuid}; ids that do not resolve here are dropped."""
@@ -1290,17 +1323,17 @@ class Merger:
     def fix_deferred(self, only_table=None, final=False):
         """Point NULL-ed references at their targets now that these are written."""
         keep, by_table = [], {}
-        todo = [d for d in self.deferred if only_table is None or d[4] == only_table or d[0] == only_table]
+        todo = [d for d in self.deferred if only_table is None or d.target == only_table or d.table == only_table]
         if not todo:
             return
-        rest = [d for d in self.deferred if not (only_table is None or d[4] == only_table or d[0] == only_table)]
+        rest = [d for d in self.deferred if not (only_table is None or d.target == only_table or d.table == only_table)]
         wanted = {}
         for d in todo:
-            keys = d[5] if d[3] == "list" else [d[5]]
+            keys = d.keys if d.kind == "list" else [d.keys]
             for key in keys:
-                u = self.key_uuid(d[4], key)
+                u = self.key_uuid(d.target, key)
                 if u:
-                    wanted.setdefault(d[4], set()).add(u)
+                    wanted.setdefault(d.target, set()).add(u)
         resolved = {t: self.uuid_to_id(t, us) for t, us in wanted.items()}
         for d in todo:
             tablename, row_uuid, field, kind, target, keys, line = d
@@ -1362,7 +1395,7 @@ class Merger:
                             "required reference to %s %s is neither in the file nor here"
                             % (target, self.key_uuid(target, key) or "id %s" % key[1]),
                             table=plan.tablename, line=row.line, column=f)
-                    self.pending.append((plan, row, local))
+                    self.pending.append(Pending(plan, row, local))
                     continue
                 progress = True
                 if local is not None:
@@ -1749,7 +1782,7 @@ def _hash(wire, plan):
 
 def _is_local_ref(plan, column):
     """Reference columns hold local ids: only their @uuid annotation is comparable across sites."""
-    return any(column == r[1] for r in plan.refs) or column in ("deleted_rb", "deleted_fk")
+    return any(column == r.field for r in plan.refs) or column in ("deleted_rb", "deleted_fk")
 
 
 def _fk_target(table, fname):
