@@ -73,20 +73,24 @@ ID_CACHE = 100000  # uuid -> id mappings kept during an import (about 15 MB at m
 CHUNK = 900  # ids/uuids per IN (...): under every SQLite build's variable limit
 NOT_COMPARED = LOCAL_META + ("modified_on",)  # local, not content; modified_on is decided apart
 EPOCH = datetime.datetime(1970, 1, 1)
+PATHS = ("auto", "rows")  # auto: column-wise where it can prove the outcome; rows: always row by row
 
 
 @paused
 def import_and_sync(db, source, settings, dry_run=False, files=None, batch=BATCH, now=None, origin_hint=None,
-                    sender=None):
+                    sender=None, paths="auto"):
     """Merge the CSV `source` (path, bytes or stream; gzip allowed) into `db`; return a Report.
 
     `files`: the upload files of a bundle (bundle.BundleFiles).  `sender`: the
-    instance a peer's login speaks for; the file must be its own.  Raises a
-    SyncError subclass (with table, line, column) after rolling back.
+    instance a peer's login speaks for; the file must be its own.  `paths`:
+    "auto" merges ordinary batches column by column (see Merger.fast_batch),
+    "rows" every row through the row-wise merge (the same result, slower: for
+    tests that hold the two to each other).  Raises a SyncError subclass
+    (with table, line, column) after rolling back.
     """
     report = Report(dry_run=dry_run)
     started = time.time()
-    merger = Merger(db, settings, report, files=files, batch=batch, now=now)
+    merger = Merger(db, settings, report, files=files, batch=batch, now=now, paths=paths)
     merger.sender = sender
     if sender and not origin_hint:
         origin_hint = dict(base_uuid=sender)  # a plain file from a peer is still that peer's
@@ -230,7 +234,7 @@ class SectionPlan:
         # what Merger.all_same compares: the compared fields and modified_on
         self.same_positions = list(self.compared) + ([self.mod_pos] if self.mod_pos is not None else [])
         # fast_batch: annotated files whose references all carry their @uuid, no uploads to store
-        self.fast_ok = self.annotated and not self.upload_fields and all(
+        self.fast_ok = merger.paths == "auto" and self.annotated and not self.upload_fields and all(
             r.note is not None for r in self.refs if r.kind != "fk")
         # date/datetime cells written as they are when canonical (SQLite stores that very text; no adapter)
         self.text_dates = [(pos, self.cell_index[pos]) + CANONICAL[t] for pos, t in enumerate(self.types)
@@ -265,8 +269,11 @@ class SectionPlan:
 class Merger:
     """The state of one import: caches, deferred references, pending rows, files written."""
 
-    def __init__(self, db, settings, report, files=None, batch=BATCH, now=None):
+    def __init__(self, db, settings, report, files=None, batch=BATCH, now=None, paths="auto"):
+        if paths not in PATHS:
+            raise ValueError("paths must be one of %s, not %r" % (PATHS, paths))
         self.db, self.settings, self.report = db, settings, report
+        self.paths = paths
         self.files, self.batch = files or {}, batch
         self.sqlite = dialect.is_sqlite(db)  # else PostgreSQL: COPY, sequences, the reader thread
         self.ph, self.char_bool = dialect.placeholder(db), dialect.char_bool(db)
@@ -443,7 +450,9 @@ class Merger:
                 raw, parsed = item if isinstance(chunks, _ReadAhead) else (item, None)
                 if parsed is None and plan.fast_ok:
                     parsed = self.try_parse_cols(plan, raw)
-                if not self.fast_batch(plan, raw, parsed):
+                if self.fast_batch(plan, raw, parsed):
+                    self.report.column_batches += 1
+                else:
                     self.merge_batch(plan, self.parse_batch(plan, raw, parsed))
         finally:
             if isinstance(chunks, _ReadAhead):
@@ -467,7 +476,8 @@ class Merger:
         sends the whole batch through parse(), row by row, which decides,
         warns and raises exactly as before.
         """
-        if (plan.file_id is not None and not plan.annotated) or plan.upload_fields:  # parse() checks uploads
+        if (plan.file_id is not None and not plan.annotated) or plan.upload_fields or self.paths == "rows":
+            # parse() checks uploads
             return [self.parse(plan, line, cells) for line, cells in raw]
         if parsed is _UNUSUAL:
             return [self.parse(plan, line, cells) for line, cells in raw]
