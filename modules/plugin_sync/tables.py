@@ -5,7 +5,10 @@ the list DEFAULT_EDEN_TABLES, see eden.py), minus lookup lists that are identica
 on every site, site-specific tables, and never -- whatever a request, a file or a
 setting asks -- the tables that hold secrets or local bookkeeping (NEVER_PREFIXES,
 NEVER_TABLES).  Within a synced table, columns that hold secrets or local ids
-never travel either (local_fields): not exported, ignored on import.
+never travel either (local_fields): not exported, ignored on import; and the
+columns that travel but are local, not content (LOCAL_META: id, mci,
+created_by, modified_by) are defined here once for the merge, the pages and
+the tests.
 The host app overrides the rest through settings (see models/plugin_sync.py).
 """
 import re
