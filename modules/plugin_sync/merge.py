@@ -11,7 +11,17 @@ executemany.  References whose target is not here yet (forward references,
 self references, cycles) are written as NULL and fixed after the rest is in;
 a row whose NOT NULL reference cannot be resolved yet waits until the end.
 
-Deciding a row that exists on both sides (see `decide`):
+Every incoming version is classified in one place, Merger.classify (created,
+unchanged, a later stamp, older, merged already, conflict kept local / took
+incoming, a future stamp that waits, tombstoned, waiting for a reference);
+COUNTER says what each outcome counts as.  Batches that are all new or all
+unchanged are merged column by column (fast_batch), which may only take those
+two outcomes, for whole batches it can prove so, and hands everything else to
+the row-wise merge; `paths="rows"` sends every batch row by row (the tests hold
+the two paths to each other).  References, deferred references and waiting
+rows travel as named records (Ref, Deferred, Pending).
+
+Deciding a row that exists on both sides (see `classify` and `decide`):
 - same content (modified_on aside): unchanged (a later modified_on is taken,
   so that the instances agree on it too);
 - a version the sender had sent us before (its `id@seq`, the sender's change
@@ -73,6 +83,17 @@ ID_CACHE = 100000  # uuid -> id mappings kept during an import (about 15 MB at m
 CHUNK = 900  # ids/uuids per IN (...): under every SQLite build's variable limit
 NOT_COMPARED = LOCAL_META + ("modified_on",)  # local, not content; modified_on is decided apart
 EPOCH = datetime.datetime(1970, 1, 1)
+# What the merge makes of an incoming version (Merger.classify), and the report counter of each.
+# The column-wise path (fast_batch) takes only CREATED and UNCHANGED, for whole batches it can prove so.
+CREATED, UNCHANGED, LATER_STAMP = "created", "unchanged", "later stamp"
+UPDATED, OLDER, MERGED_ALREADY = "updated", "older", "merged already"
+FILE_NEWER, FILE_OLDER = "later in the file", "earlier in the file"
+CONFLICT_KEPT, CONFLICT_TAKEN, FUTURE_WAITS = "conflict kept local", "conflict took incoming", "future waits"
+TOMBSTONED, WAITS = "tombstoned", "waits"
+COUNTER = {CREATED: "created", UNCHANGED: "unchanged", LATER_STAMP: "unchanged", UPDATED: "updated", OLDER: "older",
+           MERGED_ALREADY: "older", FILE_NEWER: "older", FILE_OLDER: "older", CONFLICT_KEPT: "conflicts_kept_local",
+           CONFLICT_TAKEN: "conflicts_took_incoming", FUTURE_WAITS: "conflicts_kept_local", TOMBSTONED: "tombstoned",
+           WAITS: None}  # a waiting row counts when it is written (retry_pending)
 PATHS = ("auto", "rows")  # auto: column-wise where it can prove the outcome; rows: always row by row
 
 
@@ -709,7 +730,7 @@ class Merger:
                 return plan.missed()
             plan.backoff = 0
             counts["read"] += n
-            counts["unchanged"] += n
+            counts[COUNTER[UNCHANGED]] += n
             self.fix_deferred(only_table=name)
             return True
         for pos, text in texts.items():
@@ -719,7 +740,7 @@ class Merger:
             plan.optimistic = False  # a uuid of the batch is here already: look them up from now on
             return self.fast_batch(plan, raw, parsed)
         counts["read"] += n
-        counts["created"] += n
+        counts[COUNTER[CREATED]] += n
         for i, pos, field, why in sorted(nulls):  # as keep_references() reports them, row by row
             self.report.count(name, "refs_nulled")
             self.report.warn("reference set to NULL: %s" % why, table=name, line=raw[i][0], column=field,
@@ -843,57 +864,27 @@ class Merger:
         inserts, updates, losers, back = [], [], [], []
         for row in batch:
             local = locals_.get(row.uuid)
-            if local is None and row.uuid in dead and dead[row.uuid] >= (row.modified_on or EPOCH):
-                counts["tombstoned"] += 1
+            outcome, values = self.classify(plan, row, local, dead, resolved_ids, changed_here, from_file)
+            counter = COUNTER[outcome]
+            if counter:
+                counts[counter] += 1
+            if outcome == TOMBSTONED:
                 if _row_seq(plan, row) >= self.merged_until:  # not merged before: it may be news to us
                     self.log_tombstoned(plan, row, dead[row.uuid])
-                continue
-            values = self.resolved_values(plan, row, resolved_ids)
-            if values is None:  # waits for a NOT NULL reference
+            elif outcome == WAITS:  # for a NOT NULL reference
                 self.pending.append(Pending(plan, row, local))
-                continue
-            if local is None:
+            elif outcome == CREATED:
                 inserts.append((row, values))
-                counts["created"] += 1
                 self.keep_references(plan, row)
                 if row.uuid in dead:  # changed elsewhere after it was deleted here: it comes back
                     back.append(row.uuid)
-                continue
-            local_id, local_values = local
-            self.keep_local_unsynced(plan, row, values, local_values)
-            if not row.defers and plan.same(values) == plan.same(local_values):  # a deferred reference differs
-                counts["unchanged"] += 1
-                if plan.mod_pos is not None and not row.future and row.modified_on and \
-                        row.modified_on > (local_values[plan.mod_pos] or EPOCH):
-                    updates.append((row, values, local_id))  # the same content, stamped later: take the stamp
-                continue
-            if local_id in from_file:  # an earlier row of this file: the two decided as if together
-                earlier = local_values[plan.mod_pos] if plan.mod_pos is not None else None
-                if (row.modified_on or EPOCH) > (earlier or EPOCH):
-                    updates.append((row, values, local_id))
-                    self.keep_references(plan, row)
-                # the record counts once (as the earlier row did), the version that lost as older
-                counts["older"] += 1
-                continue
-            if self.merged_until and _row_seq(plan, row) < self.merged_until:
-                counts["older"] += 1  # a version of the sender's that we merged already: nothing new
-                continue
-            concurrent = changed_here is None or local_id in changed_here
-            if row.future and concurrent:
-                counts["conflicts_kept_local"] += 1
-                losers.append(("kept_local", row, local_id, local_values))
-                continue
-            take = self.decide(plan, row, local_values, concurrent)
-            if take:
-                updates.append((row, values, local_id))
+            elif outcome == LATER_STAMP:  # the same content, stamped later: take the stamp
+                updates.append((row, values, local[0]))
+            elif outcome in (FILE_NEWER, UPDATED, CONFLICT_TAKEN):
+                updates.append((row, values, local[0]))
                 self.keep_references(plan, row)
-                counts["conflicts_took_incoming" if concurrent else "updated"] += 1
-                if concurrent:
-                    losers.append(("took_incoming", row, local_id, local_values))
-            else:
-                counts["conflicts_kept_local" if concurrent else "older"] += 1
-                if concurrent:
-                    losers.append(("kept_local", row, local_id, local_values))
+            if outcome in (CONFLICT_KEPT, FUTURE_WAITS, CONFLICT_TAKEN):
+                losers.append(("took_incoming" if outcome == CONFLICT_TAKEN else "kept_local", row) + tuple(local))
         self.log_conflicts(plan, losers)
         self.write(plan, inserts, updates)
         if back:  # its tombstone is stale: a later delete here must be stamped anew, not keep the old time
@@ -901,6 +892,43 @@ class Merger:
             for chunk in _chunks(back, CHUNK):
                 self.db((tomb.tablename == name) & tomb.record_uuid.belongs(chunk)).delete()
         self.fix_deferred(only_table=name)
+
+    def classify(self, plan, row, local, dead, resolved, changed_here, from_file):
+        """(outcome, values): what to make of an incoming version against the local one.
+
+        The one place where the merge decides (the column-wise path only takes
+        CREATED and UNCHANGED, for whole batches it proves so).  `local`: (id,
+        values) here or None; `dead`: {uuid: deletion time} of tombstones here;
+        `changed_here`: local ids the sender has not seen (None: all);
+        `from_file`: ids this import wrote already.  `values`, the row's values
+        as they would be written, is None for TOMBSTONED and WAITS.
+        """
+        if local is None and row.uuid in dead and dead[row.uuid] >= (row.modified_on or EPOCH):
+            return TOMBSTONED, None
+        values = self.resolved_values(plan, row, resolved)
+        if values is None:
+            return WAITS, None
+        if local is None:
+            return CREATED, values
+        local_id, local_values = local
+        self.keep_local_unsynced(plan, row, values, local_values)
+        if not row.defers and plan.same(values) == plan.same(local_values):  # a deferred reference differs
+            if plan.mod_pos is not None and not row.future and row.modified_on and \
+                    row.modified_on > (local_values[plan.mod_pos] or EPOCH):
+                return LATER_STAMP, values
+            return UNCHANGED, values
+        if local_id in from_file:  # an earlier row of this file: the two decided as if together
+            earlier = local_values[plan.mod_pos] if plan.mod_pos is not None else None
+            # the record counts once (as the earlier row did), the version that lost as older
+            return (FILE_NEWER if (row.modified_on or EPOCH) > (earlier or EPOCH) else FILE_OLDER), values
+        if self.merged_until and _row_seq(plan, row) < self.merged_until:
+            return MERGED_ALREADY, values  # a version of the sender's that we merged already: nothing new
+        concurrent = changed_here is None or local_id in changed_here
+        if row.future and concurrent:
+            return FUTURE_WAITS, values
+        if self.decide(plan, row, local_values, concurrent):
+            return (CONFLICT_TAKEN if concurrent else UPDATED), values
+        return (CONFLICT_KEPT if concurrent else OLDER), values
 
     def keep_references(self, plan, row):
         """For a row that is written: count its nulled references, queue its deferred ones."""
