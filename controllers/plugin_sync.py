@@ -32,7 +32,7 @@ import uuid as _ps_uuid
 from gluon.storage import Storage
 
 from plugin_sync.export import wire_rows
-from plugin_sync.tables import exclusion, synced_tables
+from plugin_sync.tables import LOCAL_META, exclusion, synced_tables
 
 PS_PAGE_SIZE = 25
 PS_EXPORT_TYPES = {  # format -> (Content-Type, file name suffix)
@@ -41,7 +41,7 @@ PS_EXPORT_TYPES = {  # format -> (Content-Type, file name suffix)
     "zip": ("application/zip", "zip"),
 }
 PS_PENDING_MAX_AGE = 24 * 3600  # previewed uploads waiting for "Import for real" are kept a day
-PS_LOCAL_COLUMNS = ("id", "mci", "created_by", "modified_by")  # differ between instances by design
+PS_LOCAL_COLUMNS = LOCAL_META  # differ between instances by design (the one definition: tables.py)
 PS_TRUE = ("1", "on", "true", "yes", "y")
 PS_FALSE = ("0", "off", "false", "no", "n", "")
 

@@ -4,9 +4,11 @@ import io
 
 from applications.eden.modules.plugin_sync.export import wire_rows
 from applications.eden.modules.plugin_sync.fileio import export_bytes, import_from
-from applications.eden.modules.plugin_sync.tables import references, synced_tables
+from applications.eden.modules.plugin_sync.fileformat import UUID
+from applications.eden.modules.plugin_sync.tables import LOCAL_META, references, synced_tables
 
-LOCAL = ("id", "mci", "created_by", "modified_by", "created_by@uuid", "modified_by@uuid", "deleted_fk")
+# local, not content (tables.LOCAL_META), the uuids of the local accounts, and deleted_fk (local ids)
+LOCAL = LOCAL_META + ("created_by" + UUID, "modified_by" + UUID, "deleted_fk")
 
 
 def settings(env):

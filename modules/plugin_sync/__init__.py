@@ -4,6 +4,7 @@ The engine: plain Python that takes a pydal `db` (and settings) and knows
 nothing of web2py's request/response.  The controller, the CLI and the
 scheduler task all call these same functions.
 """
+from . import dialect
 from .changes import checkpoint, install_triggers
 from .peers import this_instance
 from .schema import ensure_uuid_indexes
@@ -26,7 +27,7 @@ def setup(db, settings):
     key = database_key(db)
     if key in _ready:
         return
-    if db._dbname.startswith("sqlite"):
+    if dialect.is_sqlite(db):
         use_wal(db)
     ensure_uuid_indexes(db, synced_tables(db, settings))
     install_triggers(db, synced_tables(db, settings))  # change capture (changes.py)

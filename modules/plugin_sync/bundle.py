@@ -105,7 +105,3 @@ def open_bundle(source, limits=None):
         raise lim.too_large("the bundle's %s" % DATA, lim.max_inflated_size, "max_inflated_size")
     fail = lambda: lim.too_large("the bundle's %s" % DATA, lim.max_inflated_size, "max_inflated_size")  # noqa: E731
     return io.BufferedReader(Counted(zf.open(DATA), lim.max_inflated_size, fail)), BundleFiles(zf, lim)
-
-
-def copy_stream(src, dst):
-    shutil.copyfileobj(src, dst, 1 << 20)

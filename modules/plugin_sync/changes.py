@@ -48,6 +48,7 @@ the first install on a table records its existing rows as changes, so that
 
 import io
 
+from . import dialect
 from .values import copy_escape
 
 CHANGE = "plugin_sync_change"
@@ -83,7 +84,7 @@ def checkpoint(db):
     Store it as the next `since` only after the data read up to it is safe on
     the other side.
     """
-    if _engine(db) == "sqlite":
+    if dialect.supported(db) == dialect.SQLITE:
         rows = _sql(db, "SELECT seq FROM %s WHERE id = 1" % COUNTER) if _has_counter(db) else []
         if not rows:
             raise NotInstalled("change capture is not installed on this database (run plugin_sync.setup)")
@@ -156,11 +157,11 @@ def install_triggers(db, tablenames):
 
     Returns the tables newly captured (their existing rows were recorded as changes).
     """
-    engine = _engine(db)
-    if engine == "postgres":
+    sqlite = dialect.supported(db) == dialect.SQLITE
+    if not sqlite:
         _sql(db, "SELECT pg_advisory_xact_lock(%d)" % INSTALL_LOCK)  # concurrent starts of several processes
     ensure_change_indexes(db)
-    if engine == "sqlite":
+    if sqlite:
         _sqlite_counter(db)
         _sqlite_bulk_table(db)
         _sqlite_tombstone_seq(db)
@@ -172,7 +173,7 @@ def install_triggers(db, tablenames):
     for tablename in tablenames:
         table = db[tablename]
         _check_columns(table)
-        installed = _sqlite_install(db, table) if engine == "sqlite" else _pg_install(db, table)
+        installed = _sqlite_install(db, table) if sqlite else _pg_install(db, table)
         if installed:
             _backfill(db, table)
             captured.append(tablename)
@@ -184,7 +185,7 @@ def drop_triggers(db, tablenames):
     for tablename in tablenames:
         table = db[tablename]
         for name in _our_triggers(db, table):
-            if _engine(db) == "sqlite":
+            if dialect.is_sqlite(db):
                 _sql(db, "DROP TRIGGER IF EXISTS %s" % name)
             else:
                 _sql(db, "DROP TRIGGER IF EXISTS %s ON %s" % (name, table._rname))
@@ -217,7 +218,7 @@ def _check_columns(table):
 def _backfill(db, table):
     """Record the rows a table held before its triggers existed, so that 'since 0' is everything."""
     t = _literal(table._tablename)
-    seq = _sqlite_next_seq(db) if _engine(db) == "sqlite" else "txid_current()"
+    seq = _sqlite_next_seq(db) if dialect.is_sqlite(db) else "txid_current()"
     _sql(
         db,
         "INSERT INTO %(C)s (tablename, record_id, seq) SELECT %(t)s, r.id, %(seq)s FROM %(T)s r "
@@ -231,12 +232,12 @@ def _number_old_tombstones(db):
     tomb = db[TOMBSTONE]
     if db(tomb.seq == None).isempty():  # noqa: E711  the common case: no write at each start
         return
-    seq = _sqlite_next_seq(db) if _engine(db) == "sqlite" else "txid_current()"
+    seq = _sqlite_next_seq(db) if dialect.is_sqlite(db) else "txid_current()"
     _sql(db, "UPDATE %s SET seq = %s WHERE seq IS NULL" % (TOMBSTONE, seq))
 
 
 def _our_triggers(db, table):
-    if _engine(db) == "sqlite":
+    if dialect.is_sqlite(db):
         rows = _sql(
             db,
             "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s AND name LIKE %s"
@@ -439,13 +440,6 @@ def _index_exists(db, name):
     return exists(db, name)
 
 
-def _engine(db):
-    engine = db._adapter.dbengine
-    if engine not in ("sqlite", "postgres"):
-        raise NotImplementedError("change capture supports SQLite and PostgreSQL, not %s" % engine)
-    return engine
-
-
 def _sql(db, sql):
     return db.executesql(sql)
 
@@ -466,7 +460,7 @@ def changed_where(db, tablename, since, until, alias="t", echo_of=None):
     not resolve here, undo their value).
     """
     _range(db, db[CHANGE], since, until)  # same check of the checkpoint
-    ph = "?" if _engine(db) == "sqlite" else "%s"
+    ph = dialect.placeholder(db)
     sql = "WHERE %s.id IN (SELECT record_id FROM %s WHERE tablename = %s AND seq >= %s AND seq < %s" % (
         alias, CHANGE, ph, ph, ph)
     params = (tablename, int(since or 0), int(until))
@@ -501,14 +495,14 @@ def unseen_by(db, tablename, ids, origin, seen_until):
 
 def write_mark(db):
     """Where this transaction's next writes start: pass it to tag_writes() afterwards."""
-    if _engine(db) == "sqlite":
+    if dialect.is_sqlite(db):
         return checkpoint(db)  # the counter + 1: the next seq a trigger hands out
     return int(_sql(db, "SELECT txid_current()")[0][0])
 
 
 def written_since(db, tablename, ids, mark):
     """Which of these records this transaction wrote since `mark` (write_mark())."""
-    if _engine(db) == "sqlite":
+    if dialect.is_sqlite(db):
         where = "seq >= %d" % int(mark)  # one writer at a time: every change from the mark on is ours
     else:
         where = "seq = %d" % int(mark)  # our transaction id
@@ -523,7 +517,7 @@ def written_since(db, tablename, ids, mark):
 
 def tag_writes(db, mark, origin):
     """Tag every change written since `mark` in this transaction as written by `origin`."""
-    if _engine(db) == "sqlite":
+    if dialect.is_sqlite(db):
         where = "seq >= %d" % int(mark)  # SQLite has one writer at a time: all of them are ours
     else:
         where = "seq = %d" % int(mark)  # our transaction id
@@ -548,7 +542,7 @@ def bulk_begin(db, tablename):
     rest.  PostgreSQL: the triggers stay, a transaction-local setting makes
     them stand aside (their WHEN costs little there).
     """
-    if _engine(db) == "sqlite":
+    if dialect.is_sqlite(db):
         table = db[tablename]
         rows = _sql(
             db,
@@ -588,7 +582,7 @@ def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=(),
     (saves rewriting every change row at the end of an import).
     """
     table = db[tablename]
-    sqlite = _engine(db) == "sqlite"
+    sqlite = dialect.is_sqlite(db)
     wheres = []  # (condition on r, the target table's row, its parameters, rows just inserted)
     if sqlite:
         for k in range(0, len(ids), 900):

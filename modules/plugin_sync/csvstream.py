@@ -4,7 +4,8 @@ The format is `db.export_to_csv_file`'s: for each table a line `TABLE name`,
 a header of `table.field` names, the rows, a blank line; the file ends with
 `END`.  Our exports add columns named `table.field@uuid` that carry the uuid
 of each referenced record; pydal's importer ignores columns that are not
-fields, so the files stay readable by `db.import_from_csv_file`.
+fields, so the files stay readable by `db.import_from_csv_file`.  What the
+cells and columns mean is the file's vocabulary, in fileformat.py.
 
 The reader yields sections one at a time and rows one at a time, with the
 line number of each row, so that memory does not grow with the file and every
@@ -17,11 +18,9 @@ import zipfile
 import zlib
 
 from .errors import FormatError, TooLarge, TruncatedFile
+from .fileformat import END, NULL, UUID  # noqa: F401 (NULL, UUID: importable from here as before)
 from .limits import Counted, Inflated, bounded_lines, limits_of
 
-NULL = "<NULL>"
-UUID = "@uuid"  # suffix of the annotation columns: the uuid behind a reference
-END = "END"
 GZIP_MAGIC = b"\x1f\x8b"
 ROWS_CHUNK = 500  # rows() reads this many ahead at most
 

@@ -9,39 +9,16 @@ hard-deleted records.
 import datetime
 import json
 
-from . import changes
-from .csvstream import NULL, UUID, Writer
+from . import changes, dialect
+from .csvstream import Writer
+from .fileformat import (IDENTITY_COLUMNS, IDENTITY_TABLE, MERGED, NULL, PARTIAL, ROW_SEQ, SINCE, TOMBSTONE_COLUMNS,
+                         TOMBSTONE_TABLE, UNTIL, annotations)
 from .gcpause import paused
 from .peers import identity_record, utcnow
-from .tables import references, synced_tables, travelling_fields
+from .tables import synced_tables, travelling_fields
 from .values import bar_decode, bar_encode, column_cells, formatter, is_plain_formatter, stored_text_formatter
 
 BATCH = 5000
-IDENTITY_COLUMNS = ("base_uuid", "uuid", "owner", "contact", "url", "last_update")
-TOMBSTONE_COLUMNS = ("tablename", "record_uuid", "deleted_on", "origin")
-# identity-section annotations: the change range exported (sender's row), and for
-# each peer (further rows) the sender's checkpoint of that peer's changes it has merged
-SINCE, UNTIL, MERGED = "since@seq", "until@seq", "merged@seq"
-# the tables a partial export holds (|a|b|), NULL for all: the receiver's checkpoint of the
-# sender must not move past changes of the tables left out
-PARTIAL = "tables@seq"
-# per row: the sender's change seq of the version exported; the receiver skips a version
-# below its checkpoint of the sender (merged already: a full or stale file re-sends it)
-ROW_SEQ = "id@seq"
-
-
-def annotations(db, table):
-    """The extra `@uuid` columns of a table: one per reference, plus deleted_rb / deleted_fk.
-
-    Returns [(column name, field name, referenced table, kind)], kind in
-    'ref' (joined), 'list' (list:reference) and 'fk' (deleted_fk JSON).
-    """
-    out = [(f + UUID, f, ref, "list" if is_list else "ref") for f, ref, is_list in references(table)]
-    if "deleted_rb" in table.fields:
-        out.append(("deleted_rb" + UUID, "deleted_rb", table._tablename, "ref"))
-    if "deleted_fk" in table.fields:
-        out.append(("deleted_fk" + UUID, "deleted_fk", None, "fk"))
-    return [a for a in out if a[2] is None or a[2] in db.tables]
 
 
 def _select_sql(db, table, notes, where="", as_text=(), seq=False, fields=None):
@@ -57,11 +34,11 @@ def _select_sql(db, table, notes, where="", as_text=(), seq=False, fields=None):
     second like the formatter does.
     """
     def column(f):
-        if f.type == "json" and not db._dbname.startswith("sqlite"):  # its JSON text, not the decoded value
+        if f.type == "json" and not dialect.is_sqlite(db):  # its JSON text, not the decoded value
             return "CAST(t.%s AS TEXT)" % f._rname
         if f.name not in as_text:
             return "t.%s" % f._rname
-        if db._dbname.startswith("sqlite"):
+        if dialect.is_sqlite(db):
             return "CAST(t.%s AS TEXT)" % f._rname
         return "to_char(t.%s, '%s')" % (f._rname, "YYYY-MM-DD HH24:MI:SS" if f.type == "datetime" else "YYYY-MM-DD")
 
@@ -88,7 +65,7 @@ class TableExporter:
         self.columns = self.fields + [n[0] for n in self.notes]
         self.formats = [formatter(self.table[f].type) for f in self.fields]
         self.as_text = set()
-        if db._dbname.startswith(("sqlite", "postgres")):
+        if dialect.is_sqlite(db) or dialect.is_postgres(db):
             # dates read as text (see _select_sql): no conversion to datetime and back to the same text
             for i, f in enumerate(self.fields):
                 fmt = stored_text_formatter(self.table[f].type)
@@ -232,7 +209,7 @@ def uuid_map_by_id(db, tablename, ids):
 def raw_cursor(db, named=True):
     """A cursor of its own (the export must not disturb pydal's); server-side on PostgreSQL."""
     conn = db._adapter.connection
-    if not db._dbname.startswith("sqlite") and named:
+    if not dialect.is_sqlite(db) and named:
         cur = conn.cursor(name="plugin_sync_export_%d" % id(conn), withhold=False)
         cur.itersize = BATCH
         return cur
@@ -257,7 +234,7 @@ def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH, 
     writer = Writer(out)
     me = identity_record(db)
     me.update(url=getattr(settings, "url", None) or None, last_update=utcnow())
-    writer.begin_table("sync_instance", list(IDENTITY_COLUMNS) + [SINCE, UNTIL, MERGED, PARTIAL])
+    writer.begin_table(IDENTITY_TABLE, list(IDENTITY_COLUMNS) + [SINCE, UNTIL, MERGED, PARTIAL])
     rows = [[_cell(_fmt_any(me.get(c))) for c in IDENTITY_COLUMNS] + [_cell(since), _cell(until), NULL, partial]]
     for peer in db(db.sync_instance.checkpoint_received > 0).select(orderby=db.sync_instance.id):
         rows.append([_cell(_fmt_any(peer[c])) for c in IDENTITY_COLUMNS] + [NULL, NULL, peer.checkpoint_received,
@@ -283,7 +260,7 @@ def begin_snapshot(db):
     a snapshot that writers do not wait for); a transaction the caller holds is that snapshot already.
     """
     conn = db._adapter.connection
-    if db._dbname.startswith("sqlite"):
+    if dialect.is_sqlite(db):
         if not conn.in_transaction:
             conn.execute("BEGIN")
         return
@@ -321,7 +298,7 @@ def export_table(db, writer, tablename, since=None, until=None, batch=BATCH, ech
 def export_tombstones(db, writer, names, since=None, until=None):
     """The tombstones of hard-deleted records of the exported tables."""
     rows = changes.tombstones(db, since or 0, until, names)
-    writer.begin_table("plugin_sync_tombstone", list(TOMBSTONE_COLUMNS))
+    writer.begin_table(TOMBSTONE_TABLE, list(TOMBSTONE_COLUMNS))
     writer.writerows([[_cell(_fmt_any(r[c])) for c in TOMBSTONE_COLUMNS] for r in rows])
     writer.end_table()
     return len(rows)

@@ -2,6 +2,7 @@
 import json
 import time
 
+from . import dialect
 from .peers import utcnow
 
 
@@ -45,7 +46,7 @@ def briefly(db, write_fn, wait=LOG_WAIT):
     A reader's small bookkeeping write (a log row, the export's mark) must not make the
     reader wait for a long import, nor fail it: it is left out (rolled back) instead.
     """
-    if not db._dbname.startswith("sqlite"):
+    if not dialect.is_sqlite(db):
         write_fn()
         return True
     cur = db._adapter.connection.cursor()

@@ -11,7 +11,17 @@ executemany.  References whose target is not here yet (forward references,
 self references, cycles) are written as NULL and fixed after the rest is in;
 a row whose NOT NULL reference cannot be resolved yet waits until the end.
 
-Deciding a row that exists on both sides (see `decide`):
+Every incoming version is classified in one place, Merger.classify (created,
+unchanged, a later stamp, older, merged already, conflict kept local / took
+incoming, a future stamp that waits, tombstoned, waiting for a reference);
+COUNTER says what each outcome counts as.  Batches that are all new or all
+unchanged are merged column by column (fast_batch), which may only take those
+two outcomes, for whole batches it can prove so, and hands everything else to
+the row-wise merge; `paths="rows"` sends every batch row by row (the tests hold
+the two paths to each other).  References, deferred references and waiting
+rows travel as named records (Ref, Deferred, Pending).
+
+Deciding a row that exists on both sides (see `classify` and `decide`):
 - same content (modified_on aside): unchanged (a later modified_on is taken,
   so that the instances agree on it too);
 - a version the sender had sent us before (its `id@seq`, the sender's change
@@ -50,40 +60,58 @@ import os
 import sqlite3
 import time
 from operator import itemgetter
+from typing import NamedTuple
 
-from . import changes
-from .csvstream import NULL, UUID, Reader
+from . import changes, dialect
+from .csvstream import Reader
 from .errors import BadValue, Busy, FormatError, Refused, SyncError, UnresolvedReference
-from .export import ROW_SEQ, TOMBSTONE_COLUMNS, annotations, wire_rows
+from .export import wire_rows
+from .fileformat import (CHECKPOINTS, IDENTITY_TABLE, MERGED, NULL, PARTIAL, ROW_SEQ, SINCE, TOMBSTONE_TABLE,
+                         UNTIL, UUID, annotations)
 from .gcpause import paused
 from .peers import find_peer, is_http_url, record_sync, this_instance, utcnow
 from .report import Report
 from .schema import unique_uuid_index
-from .tables import conflict_policy, exclusion, local_fields, synced_tables
+from .tables import LOCAL_META, conflict_policy, exclusion, local_fields, synced_tables
 from .uploads import path_of, unsafe, upload_folder  # noqa: F401 (upload_folder: merge's old name for it)
-from .values import (bar_encode, column_parser, copy_escape, dialect, for_plain_pydal, is_canonical, is_text, normaliser,
+from .values import (bar_encode, column_parser, copy_escape, for_plain_pydal, is_canonical, is_text, normaliser,
                      parser)
 
 BATCH = 2000
 READ_AHEAD = True  # PostgreSQL: read and parse the next batches in a thread (see _ReadAhead)
 ID_CACHE = 100000  # uuid -> id mappings kept during an import (about 15 MB at most)
 CHUNK = 900  # ids/uuids per IN (...): under every SQLite build's variable limit
-NOT_COMPARED = ("id", "mci", "created_by", "modified_by", "modified_on")  # annotations, not content
+NOT_COMPARED = LOCAL_META + ("modified_on",)  # local, not content; modified_on is decided apart
 EPOCH = datetime.datetime(1970, 1, 1)
+# What the merge makes of an incoming version (Merger.classify), and the report counter of each.
+# The column-wise path (fast_batch) takes only CREATED and UNCHANGED, for whole batches it can prove so.
+CREATED, UNCHANGED, LATER_STAMP = "created", "unchanged", "later stamp"
+UPDATED, OLDER, MERGED_ALREADY = "updated", "older", "merged already"
+FILE_NEWER, FILE_OLDER = "later in the file", "earlier in the file"
+CONFLICT_KEPT, CONFLICT_TAKEN, FUTURE_WAITS = "conflict kept local", "conflict took incoming", "future waits"
+TOMBSTONED, WAITS = "tombstoned", "waits"
+COUNTER = {CREATED: "created", UNCHANGED: "unchanged", LATER_STAMP: "unchanged", UPDATED: "updated", OLDER: "older",
+           MERGED_ALREADY: "older", FILE_NEWER: "older", FILE_OLDER: "older", CONFLICT_KEPT: "conflicts_kept_local",
+           CONFLICT_TAKEN: "conflicts_took_incoming", FUTURE_WAITS: "conflicts_kept_local", TOMBSTONED: "tombstoned",
+           WAITS: None}  # a waiting row counts when it is written (retry_pending)
+PATHS = ("auto", "rows")  # auto: column-wise where it can prove the outcome; rows: always row by row
 
 
 @paused
 def import_and_sync(db, source, settings, dry_run=False, files=None, batch=BATCH, now=None, origin_hint=None,
-                    sender=None):
+                    sender=None, paths="auto"):
     """Merge the CSV `source` (path, bytes or stream; gzip allowed) into `db`; return a Report.
 
     `files`: the upload files of a bundle (bundle.BundleFiles).  `sender`: the
-    instance a peer's login speaks for; the file must be its own.  Raises a
-    SyncError subclass (with table, line, column) after rolling back.
+    instance a peer's login speaks for; the file must be its own.  `paths`:
+    "auto" merges ordinary batches column by column (see Merger.fast_batch),
+    "rows" every row through the row-wise merge (the same result, slower: for
+    tests that hold the two to each other).  Raises a SyncError subclass
+    (with table, line, column) after rolling back.
     """
     report = Report(dry_run=dry_run)
     started = time.time()
-    merger = Merger(db, settings, report, files=files, batch=batch, now=now)
+    merger = Merger(db, settings, report, files=files, batch=batch, now=now, paths=paths)
     merger.sender = sender
     if sender and not origin_hint:
         origin_hint = dict(base_uuid=sender)  # a plain file from a peer is still that peer's
@@ -126,6 +154,38 @@ def begin_write(db, settings):
         cur.execute("PRAGMA busy_timeout = %d" % before)
 
 
+class Ref(NamedTuple):
+    """A reference field of a section: what it names, and where its @uuid annotation is."""
+
+    pos: int  # its position in plan.fields (and Incoming.values)
+    field: str
+    target: object  # the referenced table; None for deleted_fk (a JSON of several)
+    kind: str  # 'ref', 'list' (list:reference) or 'fk' (deleted_fk)
+    note: object  # index of its `@uuid` column in the file's rows, or None
+    notnull: bool
+    synced: bool  # the target syncs (or is this table): a record not here yet may still come
+
+
+class Deferred(NamedTuple):
+    """A reference written as NULL (a list without the id) until its target is in: see fix_deferred."""
+
+    table: str
+    uuid: str  # of the row that refers
+    field: str
+    kind: str  # 'ref' or 'list'
+    target: str
+    keys: object  # what it names: a key, or a list of keys for 'list' (see reference_keys)
+    line: int
+
+
+class Pending(NamedTuple):
+    """A row waiting for a NOT NULL reference: written by retry_pending once its target is in."""
+
+    plan: object  # its SectionPlan
+    row: object  # the Incoming row
+    local: object  # (local id, local values) of the record here, or None for a new one
+
+
 class Incoming:
     """One parsed row of the file."""
 
@@ -162,7 +222,7 @@ class SectionPlan:
         self.annotated = any(c.endswith(UUID) for c in columns)
         if not self.annotated:
             self.parsers = [for_plain_pydal(p) for p in self.parsers]
-        self.refs = []  # (position, field, target table, kind, annotation index, notnull, synced target)
+        self.refs = []  # [Ref]
         for f in self.fields:
             ftype = table[f].type
             note = notes.get(f)
@@ -170,11 +230,11 @@ class SectionPlan:
                 continue
             _, _, target, kind = note
             if kind == "fk":
-                self.refs.append((self.pos[f], f, None, "fk", index.get(f + UUID), False, False))
+                self.refs.append(Ref(self.pos[f], f, None, "fk", index.get(f + UUID), False, False))
                 continue
             synced = target in merger.synced or target == self.tablename
             self.refs.append(
-                (self.pos[f], f, target, kind, index.get(f + UUID), bool(table[f].notnull), synced)
+                Ref(self.pos[f], f, target, kind, index.get(f + UUID), bool(table[f].notnull), synced)
             )
         self.compared = [i for i, f in enumerate(self.fields) if f not in NOT_COMPARED]
         self.lengths = [
@@ -183,7 +243,7 @@ class SectionPlan:
         ]
         self.required = [
             i for i, f in enumerate(self.fields)
-            if table[f].notnull and not any(r[1] == f for r in self.refs)
+            if table[f].notnull and not any(r.field == f for r in self.refs)
         ]
         self.upload_fields = [self.pos[f] for f in self.fields if table[f].type == "upload"]
         self.types = [table[f].type for f in self.fields]
@@ -195,8 +255,8 @@ class SectionPlan:
         # what Merger.all_same compares: the compared fields and modified_on
         self.same_positions = list(self.compared) + ([self.mod_pos] if self.mod_pos is not None else [])
         # fast_batch: annotated files whose references all carry their @uuid, no uploads to store
-        self.fast_ok = self.annotated and not self.upload_fields and all(
-            r[4] is not None for r in self.refs if r[3] != "fk")
+        self.fast_ok = merger.paths == "auto" and self.annotated and not self.upload_fields and all(
+            r.note is not None for r in self.refs if r.kind != "fk")
         # date/datetime cells written as they are when canonical (SQLite stores that very text; no adapter)
         self.text_dates = [(pos, self.cell_index[pos]) + CANONICAL[t] for pos, t in enumerate(self.types)
                            if t in CANONICAL]
@@ -230,10 +290,14 @@ class SectionPlan:
 class Merger:
     """The state of one import: caches, deferred references, pending rows, files written."""
 
-    def __init__(self, db, settings, report, files=None, batch=BATCH, now=None):
+    def __init__(self, db, settings, report, files=None, batch=BATCH, now=None, paths="auto"):
+        if paths not in PATHS:
+            raise ValueError("paths must be one of %s, not %r" % (PATHS, paths))
         self.db, self.settings, self.report = db, settings, report
+        self.paths = paths
         self.files, self.batch = files or {}, batch
-        self.ph, self.char_bool = dialect(db)
+        self.sqlite = dialect.is_sqlite(db)  # else PostgreSQL: COPY, sequences, the reader thread
+        self.ph, self.char_bool = dialect.placeholder(db), dialect.char_bool(db)
         self.now = now or utcnow()
         self.future_limit = self.now + datetime.timedelta(seconds=settings.clock_tolerance or 0)
         self.synced = set(synced_tables(db, settings))
@@ -241,8 +305,8 @@ class Merger:
         self.seen_until = None  # our change seq up to which the sender has merged our data
         self.merged_until = 0  # the sender's change seq up to which we have merged its data
         self.file_ids = {}  # plain pydal files: {table: {file id: uuid}}
-        self.deferred = []  # (table, row uuid, field, kind, target, keys, line, notnull)
-        self.pending = []  # (plan, Incoming, is_update, local id): rows waiting for a NOT NULL reference
+        self.deferred = []  # [Deferred]: references written as NULL until their target is in
+        self.pending = []  # [Pending]: rows waiting for a NOT NULL reference
         self.tombstones = []
         self.tombstoned_tables = {}  # {table: has tombstones here}, see local_tombstones
         self.merged_tables = set()  # tables whose section is merged: a uuid of theirs not here now never will be
@@ -256,7 +320,7 @@ class Merger:
         self.sender = None  # the instance a peer's login speaks for (see read_origin)
         self.master = settings.master
         conn = db._adapter.connection
-        if getattr(conn, "in_transaction", True) is False:
+        if self.sqlite and not conn.in_transaction:
             # SQLite: take the write lock now (a concurrent writer waits instead of failing midway),
             # and the savepoints below must not open (and so commit) the transaction themselves
             begin_write(db, settings)
@@ -267,9 +331,9 @@ class Merger:
         name = section.tablename
         if not section.columns:  # an empty table in a pydal export: no header, no rows
             return
-        if name == "sync_instance" and "until@seq" in section.columns:
+        if name == IDENTITY_TABLE and UNTIL in section.columns:
             self.read_origin(section)
-        elif name == "plugin_sync_tombstone":
+        elif name == TOMBSTONE_TABLE:
             self.read_tombstones(section)
         elif name not in self.db.tables:
             self.skip(section, "no such table here")
@@ -306,7 +370,7 @@ class Merger:
         rows = []
         for line, cells in section.rows():
             row = {k: (None if v == NULL or v == "" else v) for k, v in zip(section.columns, cells)}
-            for k in ("since@seq", "until@seq", "merged@seq"):  # checkpoints: whole numbers or nothing
+            for k in CHECKPOINTS:  # checkpoints: whole numbers or nothing
                 if row.get(k) is not None and not (row[k].isascii() and row[k].strip().isdigit()):
                     raise BadValue("%r is not a change sequence (a whole number)" % row[k][:60],
                                    table=section.tablename, line=line, column=k)
@@ -316,20 +380,20 @@ class Merger:
         line, row = rows[0]
         self.check_origin(row, line)
         self.origin = row
-        self.report.origin = dict((k, row.get(k)) for k in ("base_uuid", "owner", "contact", "url", "since@seq", "until@seq"))
+        self.report.origin = dict((k, row.get(k)) for k in ("base_uuid", "owner", "contact", "url", SINCE, UNTIL))
         if row.get("base_uuid") == self.me.base_uuid:
             self.report.note("this file was exported by this instance itself")
         peer = find_peer(self.db, row["base_uuid"]) if row.get("base_uuid") else None
         self.merged_until = (peer.checkpoint_received or 0) if peer else 0
         for line, peer in rows[1:]:
-            if peer.get("base_uuid") == self.me.base_uuid and peer.get("merged@seq"):
-                self.seen_until = self.capped_claim(peer["merged@seq"], line)
+            if peer.get("base_uuid") == self.me.base_uuid and peer.get(MERGED):
+                self.seen_until = self.capped_claim(peer[MERGED], line)
         if self.tags_writes(row):
             self.tag_origin = row["base_uuid"]  # the batch captures tag their changes at once
 
     def check_origin(self, row, line):
         """Refuse a sender row that is not the logged-in peer's, or whose URL is not http(s)."""
-        where = dict(table="sync_instance", line=line)
+        where = dict(table=IDENTITY_TABLE, line=line)
         if self.sender and row.get("base_uuid") != self.sender:
             raise Refused("the file names instance %s as its sender, but it came from instance %s: a peer may "
                           "only send its own changes" % (row.get("base_uuid"), self.sender), column="base_uuid",
@@ -337,7 +401,7 @@ class Merger:
         url = row.get("url")
         if url and not is_http_url(url):
             raise Refused("the sender's URL %r is not http(s)://...: refused" % url[:80], column="url", **where)
-        for key in ("since@seq", "until@seq"):
+        for key in (SINCE, UNTIL):
             if row.get(key) not in (None, ""):
                 try:
                     int(row[key])
@@ -349,13 +413,13 @@ class Merger:
         try:
             claim = int(claim)
         except ValueError:
-            raise BadValue("%r is not a valid checkpoint" % claim[:40], table="sync_instance", line=line,
-                           column="merged@seq")
+            raise BadValue("%r is not a valid checkpoint" % claim[:40], table=IDENTITY_TABLE, line=line,
+                           column=MERGED)
         cap = min(int(self.me.exported_until or 0), changes.checkpoint(self.db))
         if claim > cap:
             self.report.warn("the sender claims to have merged this instance's changes up to %d, beyond the %d "
                              "this instance has ever exported: taken as %d" % (claim, cap, cap),
-                             table="sync_instance", line=line, column="merged@seq")
+                             table=IDENTITY_TABLE, line=line, column=MERGED)
             return cap
         return claim
 
@@ -392,7 +456,7 @@ class Merger:
         plan.optimistic = plan.fast_ok and not self.execute("SELECT 1 FROM %s LIMIT 1" % plan.table._rname) \
             and unique_uuid_index(self.db, plan.table) is not None
         chunks = section.chunks(self.batch)
-        if self.ph != "?" and plan.fast_ok and READ_AHEAD:
+        if not self.sqlite and plan.fast_ok and READ_AHEAD:
             # PostgreSQL: the next batches are read and parsed in a thread while the server works on this one
             chunks = _ReadAhead(chunks, lambda raw: self.try_parse_cols(plan, raw))
         try:
@@ -407,7 +471,9 @@ class Merger:
                 raw, parsed = item if isinstance(chunks, _ReadAhead) else (item, None)
                 if parsed is None and plan.fast_ok:
                     parsed = self.try_parse_cols(plan, raw)
-                if not self.fast_batch(plan, raw, parsed):
+                if self.fast_batch(plan, raw, parsed):
+                    self.report.column_batches += 1
+                else:
                     self.merge_batch(plan, self.parse_batch(plan, raw, parsed))
         finally:
             if isinstance(chunks, _ReadAhead):
@@ -431,7 +497,8 @@ class Merger:
         sends the whole batch through parse(), row by row, which decides,
         warns and raises exactly as before.
         """
-        if (plan.file_id is not None and not plan.annotated) or plan.upload_fields:  # parse() checks uploads
+        if (plan.file_id is not None and not plan.annotated) or plan.upload_fields or self.paths == "rows":
+            # parse() checks uploads
             return [self.parse(plan, line, cells) for line, cells in raw]
         if parsed is _UNUSUAL:
             return [self.parse(plan, line, cells) for line, cells in raw]
@@ -663,7 +730,7 @@ class Merger:
                 return plan.missed()
             plan.backoff = 0
             counts["read"] += n
-            counts["unchanged"] += n
+            counts[COUNTER[UNCHANGED]] += n
             self.fix_deferred(only_table=name)
             return True
         for pos, text in texts.items():
@@ -673,13 +740,13 @@ class Merger:
             plan.optimistic = False  # a uuid of the batch is here already: look them up from now on
             return self.fast_batch(plan, raw, parsed)
         counts["read"] += n
-        counts["created"] += n
+        counts[COUNTER[CREATED]] += n
         for i, pos, field, why in sorted(nulls):  # as keep_references() reports them, row by row
             self.report.count(name, "refs_nulled")
             self.report.warn("reference set to NULL: %s" % why, table=name, line=raw[i][0], column=field,
                              uuid=uuids[i])
         for i, field, kind, target, keys in defers:
-            self.deferred.append((name, uuids[i], field, kind, target, keys, raw[i][0]))
+            self.deferred.append(Deferred(name, uuids[i], field, kind, target, keys, raw[i][0]))
         self.fix_deferred(only_table=name)
         return True
 
@@ -690,7 +757,7 @@ class Merger:
         Of a table that others refer to, the same query reads the ids too, for the uuid -> id cache:
         the tables merged after it then resolve their references without a query of their own.
         """
-        table, sqlite = plan.table, self.ph == "?"
+        table, sqlite = plan.table, self.sqlite
         dates = {pos for pos, _, _, _ in plan.text_dates} if sqlite else ()
         cols = ", ".join(("CAST(%s AS TEXT)" if pos in dates else "%s") % table[plan.fields[pos]]._rname
                          for pos in plan.same_positions)
@@ -720,7 +787,7 @@ class Merger:
         positions = plan.same_positions
         if any(pos in positions for _, pos, _, _ in nulls):  # keep_local_unsynced would take the local value
             return False
-        if self.ph == "?":
+        if self.sqlite:
             for pos, _, _, _ in plan.text_dates:
                 if pos in positions and pos not in texts:
                     return False
@@ -797,57 +864,27 @@ class Merger:
         inserts, updates, losers, back = [], [], [], []
         for row in batch:
             local = locals_.get(row.uuid)
-            if local is None and row.uuid in dead and dead[row.uuid] >= (row.modified_on or EPOCH):
-                counts["tombstoned"] += 1
+            outcome, values = self.classify(plan, row, local, dead, resolved_ids, changed_here, from_file)
+            counter = COUNTER[outcome]
+            if counter:
+                counts[counter] += 1
+            if outcome == TOMBSTONED:
                 if _row_seq(plan, row) >= self.merged_until:  # not merged before: it may be news to us
                     self.log_tombstoned(plan, row, dead[row.uuid])
-                continue
-            values = self.resolved_values(plan, row, resolved_ids)
-            if values is None:  # waits for a NOT NULL reference
-                self.pending.append((plan, row, local))
-                continue
-            if local is None:
+            elif outcome == WAITS:  # for a NOT NULL reference
+                self.pending.append(Pending(plan, row, local))
+            elif outcome == CREATED:
                 inserts.append((row, values))
-                counts["created"] += 1
                 self.keep_references(plan, row)
                 if row.uuid in dead:  # changed elsewhere after it was deleted here: it comes back
                     back.append(row.uuid)
-                continue
-            local_id, local_values = local
-            self.keep_local_unsynced(plan, row, values, local_values)
-            if not row.defers and plan.same(values) == plan.same(local_values):  # a deferred reference differs
-                counts["unchanged"] += 1
-                if plan.mod_pos is not None and not row.future and row.modified_on and \
-                        row.modified_on > (local_values[plan.mod_pos] or EPOCH):
-                    updates.append((row, values, local_id))  # the same content, stamped later: take the stamp
-                continue
-            if local_id in from_file:  # an earlier row of this file: the two decided as if together
-                earlier = local_values[plan.mod_pos] if plan.mod_pos is not None else None
-                if (row.modified_on or EPOCH) > (earlier or EPOCH):
-                    updates.append((row, values, local_id))
-                    self.keep_references(plan, row)
-                # the record counts once (as the earlier row did), the version that lost as older
-                counts["older"] += 1
-                continue
-            if self.merged_until and _row_seq(plan, row) < self.merged_until:
-                counts["older"] += 1  # a version of the sender's that we merged already: nothing new
-                continue
-            concurrent = changed_here is None or local_id in changed_here
-            if row.future and concurrent:
-                counts["conflicts_kept_local"] += 1
-                losers.append(("kept_local", row, local_id, local_values))
-                continue
-            take = self.decide(plan, row, local_values, concurrent)
-            if take:
-                updates.append((row, values, local_id))
+            elif outcome == LATER_STAMP:  # the same content, stamped later: take the stamp
+                updates.append((row, values, local[0]))
+            elif outcome in (FILE_NEWER, UPDATED, CONFLICT_TAKEN):
+                updates.append((row, values, local[0]))
                 self.keep_references(plan, row)
-                counts["conflicts_took_incoming" if concurrent else "updated"] += 1
-                if concurrent:
-                    losers.append(("took_incoming", row, local_id, local_values))
-            else:
-                counts["conflicts_kept_local" if concurrent else "older"] += 1
-                if concurrent:
-                    losers.append(("kept_local", row, local_id, local_values))
+            if outcome in (CONFLICT_KEPT, FUTURE_WAITS, CONFLICT_TAKEN):
+                losers.append(("took_incoming" if outcome == CONFLICT_TAKEN else "kept_local", row) + tuple(local))
         self.log_conflicts(plan, losers)
         self.write(plan, inserts, updates)
         if back:  # its tombstone is stale: a later delete here must be stamped anew, not keep the old time
@@ -856,6 +893,43 @@ class Merger:
                 self.db((tomb.tablename == name) & tomb.record_uuid.belongs(chunk)).delete()
         self.fix_deferred(only_table=name)
 
+    def classify(self, plan, row, local, dead, resolved, changed_here, from_file):
+        """(outcome, values): what to make of an incoming version against the local one.
+
+        The one place where the merge decides (the column-wise path only takes
+        CREATED and UNCHANGED, for whole batches it proves so).  `local`: (id,
+        values) here or None; `dead`: {uuid: deletion time} of tombstones here;
+        `changed_here`: local ids the sender has not seen (None: all);
+        `from_file`: ids this import wrote already.  `values`, the row's values
+        as they would be written, is None for TOMBSTONED and WAITS.
+        """
+        if local is None and row.uuid in dead and dead[row.uuid] >= (row.modified_on or EPOCH):
+            return TOMBSTONED, None
+        values = self.resolved_values(plan, row, resolved)
+        if values is None:
+            return WAITS, None
+        if local is None:
+            return CREATED, values
+        local_id, local_values = local
+        self.keep_local_unsynced(plan, row, values, local_values)
+        if not row.defers and plan.same(values) == plan.same(local_values):  # a deferred reference differs
+            if plan.mod_pos is not None and not row.future and row.modified_on and \
+                    row.modified_on > (local_values[plan.mod_pos] or EPOCH):
+                return LATER_STAMP, values
+            return UNCHANGED, values
+        if local_id in from_file:  # an earlier row of this file: the two decided as if together
+            earlier = local_values[plan.mod_pos] if plan.mod_pos is not None else None
+            # the record counts once (as the earlier row did), the version that lost as older
+            return (FILE_NEWER if (row.modified_on or EPOCH) > (earlier or EPOCH) else FILE_OLDER), values
+        if self.merged_until and _row_seq(plan, row) < self.merged_until:
+            return MERGED_ALREADY, values  # a version of the sender's that we merged already: nothing new
+        concurrent = changed_here is None or local_id in changed_here
+        if row.future and concurrent:
+            return FUTURE_WAITS, values
+        if self.decide(plan, row, local_values, concurrent):
+            return (CONFLICT_TAKEN if concurrent else UPDATED), values
+        return (CONFLICT_KEPT if concurrent else OLDER), values
+
     def keep_references(self, plan, row):
         """For a row that is written: count its nulled references, queue its deferred ones."""
         for field, why, _ in row.nulls:
@@ -863,7 +937,7 @@ class Merger:
             self.report.warn("reference set to NULL: %s" % why, table=plan.tablename, line=row.line, column=field,
                              uuid=row.uuid)
         for field, kind, target, keys in row.defers:
-            self.deferred.append((plan.tablename, row.uuid, field, kind, target, keys, row.line))
+            self.deferred.append(Deferred(plan.tablename, row.uuid, field, kind, target, keys, row.line))
 
     def dedupe(self, plan, batch):
         """A uuid twice in one file: the newer row counts, the other is an older copy."""
@@ -900,7 +974,7 @@ class Merger:
         values = list(values)
         if not values:
             return []
-        if self.ph != "?":
+        if not self.sqlite:
             return [("%s = ANY(%%s)" % column, [values])]
         return [("%s IN (%s)" % (column, ",".join("?" * len(chunk))), chunk) for chunk in _chunks(values, CHUNK)]
 
@@ -1039,7 +1113,7 @@ class Merger:
         waiting) cannot resolve later in this file: it is NULL now, as at the end, so that a record
         whose only difference is such a reference compares as unchanged."""
         return (target != plan.tablename and target in self.merged_tables
-                and not any(p[0].tablename == target for p in self.pending))
+                and not any(p.plan.tablename == target for p in self.pending))
 
     def resolve_fk(self, plan, row, keys, resolved):
         """deleted_fk travels as {field: uuid}; ids that do not resolve here are dropped."""
@@ -1171,17 +1245,17 @@ class Merger:
         """
         table = plan.table
         cols = [table[f]._rname for f in plan.fields] + [table.mci._rname]
-        ids = self.new_ids(table, len(lines)) if self.ph != "?" else None
+        ids = self.new_ids(table, len(lines)) if not self.sqlite else None
         if ids is not None:
             cols = [table._id._rname] + cols
             columns = [ids] + list(columns)
             after, capture = None, dict(new_ids=ids)
         else:
             after = self.execute("SELECT coalesce(max(id), 0) FROM %s" % table._rname)[0][0]
-            capture = dict(inserted_after=after) if self.ph == "?" else dict(new_uuids=uuids)
+            capture = dict(inserted_after=after) if self.sqlite else dict(new_uuids=uuids)
         sql = "INSERT INTO %s (%s) VALUES (%s)" % (table._rname, ", ".join(cols), ",".join([self.ph] * len(cols)))
         copy = "COPY %s (%s) FROM STDIN" % (table._rname, ", ".join(cols))  # PostgreSQL
-        params = list(zip(*columns)) if self.ph == "?" else None  # PostgreSQL: COPY text made from the columns
+        params = list(zip(*columns)) if self.sqlite else None  # PostgreSQL: COPY text made from the columns
         if not self.executemany(plan, sql, params, lines, capture, copy, columns, optimistic):
             return False
         if ids is not None:
@@ -1266,7 +1340,7 @@ class Merger:
         triggers and constraints apply as for INSERT.
         """
         cur = self.db._adapter.cursor
-        if self.ph == "?":
+        if self.sqlite:
             cur.executemany(sql, params)
         elif copy:
             cur.copy_expert(copy, _copy_columns(columns) if columns is not None else _copy_text(params))
@@ -1287,17 +1361,17 @@ class Merger:
     def fix_deferred(self, only_table=None, final=False):
         """Point NULL-ed references at their targets now that these are written."""
         keep, by_table = [], {}
-        todo = [d for d in self.deferred if only_table is None or d[4] == only_table or d[0] == only_table]
+        todo = [d for d in self.deferred if only_table is None or d.target == only_table or d.table == only_table]
         if not todo:
             return
-        rest = [d for d in self.deferred if not (only_table is None or d[4] == only_table or d[0] == only_table)]
+        rest = [d for d in self.deferred if not (only_table is None or d.target == only_table or d.table == only_table)]
         wanted = {}
         for d in todo:
-            keys = d[5] if d[3] == "list" else [d[5]]
+            keys = d.keys if d.kind == "list" else [d.keys]
             for key in keys:
-                u = self.key_uuid(d[4], key)
+                u = self.key_uuid(d.target, key)
                 if u:
-                    wanted.setdefault(d[4], set()).add(u)
+                    wanted.setdefault(d.target, set()).add(u)
         resolved = {t: self.uuid_to_id(t, us) for t, us in wanted.items()}
         for d in todo:
             tablename, row_uuid, field, kind, target, keys, line = d
@@ -1329,7 +1403,7 @@ class Merger:
             table = self.db[tablename]
             sql = "UPDATE %s SET %s=%s WHERE %s=%s" % (table._rname, table[field]._rname, self.ph, table.uuid._rname, self.ph)
             changes.bulk_begin(self.db, tablename)  # captured set-based, as in executemany()
-            if self.ph == "?":
+            if self.sqlite:
                 self.many(sql, params)
             else:  # PostgreSQL: one UPDATE ... FROM unnest(...), the last value of a uuid as the UPDATEs in turn
                 last = {u: v for v, u in params}
@@ -1359,7 +1433,7 @@ class Merger:
                             "required reference to %s %s is neither in the file nor here"
                             % (target, self.key_uuid(target, key) or "id %s" % key[1]),
                             table=plan.tablename, line=row.line, column=f)
-                    self.pending.append((plan, row, local))
+                    self.pending.append(Pending(plan, row, local))
                     continue
                 progress = True
                 if local is not None:
@@ -1385,7 +1459,7 @@ class Merger:
                 changes.tag_writes(self.db, self.mark, origin["base_uuid"])
             peer_id = record_sync(self.db, origin, when=self.now)
             self.acknowledge(peer_id, origin)
-        self.report.checkpoint = (self.origin or {}).get("until@seq")
+        self.report.checkpoint = (self.origin or {}).get(UNTIL)
 
     def tags_writes(self, origin):
         """Whether this import's writes are tagged as the sender's (see changes.tag_writes)."""
@@ -1393,17 +1467,17 @@ class Merger:
             return False
         # not after a gap: an older file of the sender's, arriving later, would be newer than
         # what the tags say the sender had seen (merged_until could not skip its rows)
-        since = origin.get("since@seq")
+        since = origin.get(SINCE)
         return since is None or int(since) <= self.merged_until
 
     def acknowledge(self, peer_id, origin):
         """Remember up to where we merged the sender's changes, if the file left no gap."""
-        since, until = origin.get("since@seq"), origin.get("until@seq")
+        since, until = origin.get(SINCE), origin.get(UNTIL)
         if until is None:
             return
-        if origin.get("tables@seq"):  # the changes of the tables left out are still to come
+        if origin.get(PARTIAL):  # the changes of the tables left out are still to come
             self.report.note("this file holds only some tables (%s): the sender's checkpoint stays at what "
-                             "a file of all tables brought" % ", ".join(t for t in origin["tables@seq"].split("|") if t))
+                             "a file of all tables brought" % ", ".join(t for t in origin[PARTIAL].split("|") if t))
             return
         peer = self.db.sync_instance(peer_id)
         have = peer.checkpoint_received or 0
@@ -1746,7 +1820,7 @@ def _hash(wire, plan):
 
 def _is_local_ref(plan, column):
     """Reference columns hold local ids: only their @uuid annotation is comparable across sites."""
-    return any(column == r[1] for r in plan.refs) or column in ("deleted_rb", "deleted_fk")
+    return any(column == r.field for r in plan.refs) or column in ("deleted_rb", "deleted_fk")
 
 
 def _fk_target(table, fname):

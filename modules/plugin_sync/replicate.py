@@ -25,7 +25,6 @@ Runs against one peer never overlap (plugin_sync_lock); every run is logged.
 The server side of the same operations (`identity`, `changes`, `receive`)
 is here too: the controller and its XML-RPC functions only wrap them.
 """
-import contextlib
 import datetime
 import os
 import socket
@@ -411,18 +410,6 @@ def release(db, peer, holder, result="ok"):
     db((lock.peer == peer) & (lock.holder == holder)).update(
         holder=None, expires_on=None, last_finished=utcnow(), last_result=result)
     db.commit()
-
-
-@contextlib.contextmanager
-def locked(db, peer, ttl=LOCK_TTL):
-    """with locked(db, base_uuid): ...  (the lock of runs against one peer)."""
-    holder = acquire(db, peer, ttl)
-    result = "error"
-    try:
-        yield holder
-        result = "ok"
-    finally:
-        release(db, peer, holder, result)
 
 
 def _holder_is_dead(holder):

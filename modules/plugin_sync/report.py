@@ -38,6 +38,7 @@ class Report:
         self.seconds = None
         self.checkpoint = None
         self.error = None
+        self.column_batches = 0  # batches merged column-wise (Merger.fast_batch): a diagnostic, not in as_dict
 
     def table(self, name):
         if name not in self.tables:

@@ -11,13 +11,14 @@ import datetime
 import io
 import json
 
-from .csvstream import END, NULL, Writer
+from .csvstream import Writer
 from .errors import SyncError
+from .fileformat import END, NULL, ROW_SEQ
 from .fileio import import_from
 from .merge import EPOCH
 from .peers import utcnow
 
-LOCAL_ONLY = ("id", "id@seq")  # the sender's local id and change seq: meaningless here
+LOCAL_ONLY = ("id", ROW_SEQ)  # the sender's local id and change seq: meaningless here
 
 
 def restore(db, settings, conflict_id, now=None):

@@ -8,6 +8,7 @@ SQLite).  So the plugin creates its own index only on a table whose uuid has
 no unique index, and drops its own where one exists (from an older version).
 Idempotent and cheap to call at every start.
 """
+from . import dialect
 
 
 def uuid_index_name(tablename):
@@ -17,7 +18,7 @@ def uuid_index_name(tablename):
 def unique_uuid_index(db, table):
     """The name of a unique index on the table's uuid column alone, or None."""
     column = table.uuid._raw_rname if hasattr(table.uuid, "_raw_rname") else "uuid"
-    if db._dbname.startswith("sqlite"):
+    if dialect.is_sqlite(db):
         for row in db.executesql("PRAGMA index_list(%s)" % table._rname):
             name, unique, partial = row[1], row[2], row[4] if len(row) > 4 else 0
             if not unique or partial:
@@ -55,7 +56,7 @@ def ensure_uuid_indexes(db, tablenames):
 
 
 def _index_exists(db, name):
-    if db._dbname.startswith("sqlite"):
+    if dialect.is_sqlite(db):
         sql, args = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
     else:
         sql, args = "SELECT 1 WHERE to_regclass(%s) IS NOT NULL", (name,)

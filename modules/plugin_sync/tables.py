@@ -5,7 +5,10 @@ the list DEFAULT_EDEN_TABLES, see eden.py), minus lookup lists that are identica
 on every site, site-specific tables, and never -- whatever a request, a file or a
 setting asks -- the tables that hold secrets or local bookkeeping (NEVER_PREFIXES,
 NEVER_TABLES).  Within a synced table, columns that hold secrets or local ids
-never travel either (local_fields): not exported, ignored on import.
+never travel either (local_fields): not exported, ignored on import; and the
+columns that travel but are local, not content (LOCAL_META: id, mci,
+created_by, modified_by) are defined here once for the merge, the pages and
+the tests.
 The host app overrides the rest through settings (see models/plugin_sync.py).
 """
 import re
@@ -47,6 +50,10 @@ SECRET_COLUMN = re.compile(
     r"(^|_)(password|passwd|pwd|secret|token|apikey|api_key|private_key|secret_key|access_key|auth_key|"
     r"maps_key)($|_)")
 LOCAL_COLUMNS = ("realm_entity", "owned_by_group", "owned_by_user", "approved_by")
+# Columns that travel but are local, not content: the local id, the local edit counter and the
+# local accounts that wrote the record differ between instances by design.  Never compared by the
+# merge, never shown as a difference (the columns of local_fields() do not even travel).
+LOCAL_META = ("id", "mci", "created_by", "modified_by")
 LOCAL_TABLE_COLUMNS = {"gis_location": ("path",)}
 # Eden's super-entities: keyed on their own id field (pe_id, site_id...), their records made
 # by Eden's update_super; references to them are local until issue 12 maps them.

@@ -13,7 +13,7 @@ import datetime
 import json
 import math
 
-from .csvstream import NULL
+from .fileformat import NULL
 
 _fromisoformat = datetime.datetime.fromisoformat
 _TRUE = ("T", "True", "true", "1", "t", "TRUE", "on", "yes")
@@ -23,13 +23,6 @@ _FALSE = ("F", "False", "false", "0", "f", "FALSE", "off", "no")
 _TRUE_LOWER = frozenset(c.lower() for c in _TRUE)
 _FALSE_LOWER = frozenset(c.lower() for c in _FALSE)
 _UTC = datetime.timezone.utc
-
-
-def dialect(db):
-    """What the adapter stores: placeholder style and how booleans are kept."""
-    char_bool = db._adapter.dialect.types["boolean"].upper().startswith("CHAR")
-    placeholder = "?" if db._dbname.startswith("sqlite") else "%s"
-    return placeholder, char_bool
 
 
 def parser(ftype, char_bool):

@@ -1,0 +1,41 @@
+"""The SQLite/PostgreSQL differences, asked in one spelling.
+
+The engine supports SQLite and PostgreSQL (change capture has triggers for
+those two only).  Wherever it must do something different on the two, it asks
+here: `is_sqlite(db)` (else PostgreSQL: COPY, sequences, server-side cursors,
+REPEATABLE READ snapshots, advisory locks) and, for raw SQL, `placeholder(db)`.
+pydal's own adapter name (`db._adapter.dbengine`) is read in this module only.
+"""
+
+SQLITE, POSTGRES = "sqlite", "postgres"
+
+
+def engine(db):
+    """pydal's name of the database: 'sqlite', 'postgres', ..."""
+    return db._adapter.dbengine
+
+
+def is_sqlite(db):
+    return engine(db) == SQLITE
+
+
+def is_postgres(db):
+    return engine(db) == POSTGRES
+
+
+def supported(db):
+    """The engine's name, or NotImplementedError for a database change capture cannot serve."""
+    name = engine(db)
+    if name not in (SQLITE, POSTGRES):
+        raise NotImplementedError("change capture supports SQLite and PostgreSQL, not %s" % name)
+    return name
+
+
+def placeholder(db):
+    """The DB-API parameter mark of raw SQL: sqlite3's `?`, psycopg2's `%s`."""
+    return "?" if is_sqlite(db) else "%s"
+
+
+def char_bool(db):
+    """Does the adapter keep booleans as CHAR(1) 'T'/'F' (pydal on SQLite and others) rather than BOOLEAN?"""
+    return db._adapter.dialect.types["boolean"].upper().startswith("CHAR")

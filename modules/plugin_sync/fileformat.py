@@ -1,0 +1,53 @@
+"""The file's own vocabulary: the names both sides of a sync agree on.
+
+A file is pydal's CSV format (see csvstream) plus these conventions, written by
+export and read by merge; both import them from here, so that neither has to
+ask the other what a column means.
+
+- `table.field@uuid` (suffix UUID): the uuid behind a reference, one annotation
+  column per reference, list:reference, `deleted_rb` and `deleted_fk`
+  (see annotations());
+- `id@seq` (ROW_SEQ), per row: the sender's change seq of the version written;
+- the header block, `TABLE sync_instance` (IDENTITY_TABLE): the sender's identity
+  (IDENTITY_COLUMNS) and the change range `since@seq`/`until@seq`, then one row
+  per peer with the sender's checkpoint of that peer (`merged@seq`), and
+  `tables@seq` for a file of some tables only;
+- the tombstone block, `TABLE plugin_sync_tombstone` (TOMBSTONE_TABLE), last:
+  the hard deletions (TOMBSTONE_COLUMNS);
+- NULL, the cell of a missing value, and END, the file's last line.
+"""
+from .tables import references
+
+NULL = "<NULL>"
+UUID = "@uuid"  # suffix of the annotation columns: the uuid behind a reference
+END = "END"
+
+IDENTITY_TABLE = "sync_instance"
+IDENTITY_COLUMNS = ("base_uuid", "uuid", "owner", "contact", "url", "last_update")
+# identity-section annotations: the change range exported (sender's row), and for
+# each peer (further rows) the sender's checkpoint of that peer's changes it has merged
+SINCE, UNTIL, MERGED = "since@seq", "until@seq", "merged@seq"
+# the tables a partial export holds (|a|b|), NULL for all: the receiver's checkpoint of the
+# sender must not move past changes of the tables left out
+PARTIAL = "tables@seq"
+CHECKPOINTS = (SINCE, UNTIL, MERGED)  # whole numbers or nothing
+# per row: the sender's change seq of the version exported; the receiver skips a version
+# below its checkpoint of the sender (merged already: a full or stale file re-sends it)
+ROW_SEQ = "id@seq"
+
+TOMBSTONE_TABLE = "plugin_sync_tombstone"
+TOMBSTONE_COLUMNS = ("tablename", "record_uuid", "deleted_on", "origin")
+
+
+def annotations(db, table):
+    """The extra `@uuid` columns of a table: one per reference, plus deleted_rb / deleted_fk.
+
+    Returns [(column name, field name, referenced table, kind)], kind in
+    'ref' (joined), 'list' (list:reference) and 'fk' (deleted_fk JSON).
+    """
+    out = [(f + UUID, f, ref, "list" if is_list else "ref") for f, ref, is_list in references(table)]
+    if "deleted_rb" in table.fields:
+        out.append(("deleted_rb" + UUID, "deleted_rb", table._tablename, "ref"))
+    if "deleted_fk" in table.fields:
+        out.append(("deleted_fk" + UUID, "deleted_fk", None, "fk"))
+    return [a for a in out if a[2] is None or a[2] in db.tables]
