@@ -114,9 +114,11 @@ REFUSED = [
     ("csv cut inside a row", lambda d: d[:d.index(b"Maria")], (FormatError, "cells, the header has", "pr_person", None)),
     ("csv.gz cut short", cut(gz, 0.5), (TruncatedFile, "cut short", None, None)),
     ("csv.gz cut in its last bytes", cut(gz, 0.98), (TruncatedFile, "cut short", None, None)),
-    ("csv.gz with a bad byte deep inside", flip(gz, 0.6), (FormatError, "", ANY, ANY)),
-    ("csv.gz with a bad byte near its end", flip(gz, 0.95), (FormatError, "", ANY, ANY)),
-    ("csv.gz with a bad byte near its start", flip(gz, 0.1), (FormatError, "", ANY, ANY)),
+    # a flipped byte inflates to garbage that a cell may refuse (BadValue, with its place) before
+    # gzip's checksum at the end does (FormatError): the file's content (random uuids) decides which
+    ("csv.gz with a bad byte deep inside", flip(gz, 0.6), ((FormatError, BadValue), "", ANY, ANY)),
+    ("csv.gz with a bad byte near its end", flip(gz, 0.95), ((FormatError, BadValue), "", ANY, ANY)),
+    ("csv.gz with a bad byte near its start", flip(gz, 0.1), ((FormatError, BadValue), "", ANY, ANY)),
     ("zip cut short", cut(bundle, 0.5), (FormatError, "zip bundle is damaged", None, None)),
     ("zip with a bad byte in its data", flip(bundle, 0.3), (FormatError, "", ANY, ANY)),
     ("zip with a bad byte at the end of its data", flip(bundle, 0.6), (FormatError, "", ANY, ANY)),
