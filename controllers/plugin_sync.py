@@ -8,6 +8,8 @@ too, for scripts); peer endpoints authenticate peers as accounts of the sync gro
 import plugin_sync
 from plugin_sync import accounts as _ps_accounts
 from plugin_sync import eden as _ps_eden
+from plugin_sync import graph as _ps_graph
+from plugin_sync import health as _ps_health
 from plugin_sync import errors, fileio
 from plugin_sync import restore as _ps_restore
 
@@ -94,6 +96,7 @@ def _ps_admin():
                  % (auth.user.email, _ps_accounts.admin_group(plugin_sync_settings)), dict(error="Forbidden"))
     response.title = "Sync"
     response.ps_unreviewed = _ps_unreviewed()  # the sub-navigation's badge
+    _ps_eden.set_options_menu(T)  # Eden's left-hand menu: the plugin's pages
     return request.ps_basic
 
 
@@ -149,15 +152,24 @@ def index():
         unreviewed=_ps_unreviewed(),
         peer_names=_ps_peer_names(),
         http_url=plugin_sync.peers.is_http_url,  # only http(s) URLs become links
+        health=_ps_health.peer_health(db, s, peers),
+        scheduler=_ps_health.scheduler_state(db),
+        age=_ps_health.age,
+        now=plugin_sync.peers.utcnow(),
     )
+    data["graph"] = XML(_ps_graph.svg(data["identity"], _ps_health.peer_health(db, s), data["now"], T))
     if _ps_wants_json():
         me = data["identity"]
         return response.json(dict(
             ok=True, identity=dict(base_uuid=me.base_uuid, owner=me.owner, contact=me.contact),
             tables={t: dict(rows=n, deleted=d) for t, n, d in tables},
             excluded={t: dict(kind=k, reason=why) for k, why, ts in data["excluded"] for t, _ in ts},
-            peers=[dict(base_uuid=p.base_uuid, owner=p.owner, url=p.url, last_update=p.last_update,
-                        sync_count=p.sync_count) for p in peers],
+            peers=[dict(base_uuid=h.peer.base_uuid, owner=h.peer.owner, url=h.peer.url, last_update=h.peer.last_update,
+                        sync_count=h.peer.sync_count, state=h.state, error=h.error, to_go=h.to_go, to_come=h.to_come,
+                        last_attempt=h.attempt.started_on if h.attempt else None,
+                        last_success=h.success.started_on if h.success else None) for h in data["health"]],
+            scheduler=dict(known=data["scheduler"].known, alive=data["scheduler"].alive,
+                           last_heartbeat=data["scheduler"].last_heartbeat),
             unreviewed_conflicts=data["unreviewed"],
         ))
     response.title = "Sync"
@@ -450,7 +462,9 @@ def instances():
     rows, pager = _ps_page(table, ~table.last_update | table.owner)
     # the "Sync now" button of peers with a URL comes with the peer endpoints (below)
     return dict(rows=rows, pager=pager, form=form, record=record, me=me, mask=_ps_mask,
-                sync_now=globals().get("_ps_sync_now_form"))
+                sync_now=globals().get("_ps_sync_now_form"), age=_ps_health.age, now=plugin_sync.peers.utcnow(),
+                health={h.peer.id: h for h in _ps_health.peer_health(
+                    db, plugin_sync_settings, [record] if record else rows)})
 
 
 # -- log and conflicts ------------------------------------------------------------
@@ -464,7 +478,16 @@ def log():
     if request.get_vars.operation:
         query &= t.operation == request.get_vars.operation
     rows, pager = _ps_page(query, ~t.id)
-    return dict(rows=rows, pager=pager, peer_names=_ps_peer_names(), pretty=_ps_pretty_json)
+    return dict(rows=rows, pager=pager, peer_names=_ps_peer_names(), pretty=_ps_pretty_json, parse=_ps_parse_report)
+
+
+def _ps_parse_report(text):
+    """A log row's JSON report as a dict (for the report table), or None when it is not a report."""
+    try:
+        report = json.loads(text or "")
+    except ValueError:
+        return None
+    return report if isinstance(report, dict) else None
 
 
 def _ps_peer_names():
@@ -675,8 +698,9 @@ def identity():
     """This instance's identity and clock, for peers (JSON); `received` only of the caller's own instance."""
     user = _ps_peer()
     response.headers["Content-Type"] = "application/json; charset=utf-8"
-    return json.dumps(_ps_replicate.identity(db, plugin_sync_settings,
-                                             peer=_ps_speaks_for(user, request.get_vars.peer)))
+    since = request.get_vars.since
+    return json.dumps(_ps_replicate.identity(db, plugin_sync_settings, peer=_ps_speaks_for(user, request.get_vars.peer),
+                                             since=int(since) if str(since or "").isdigit() else None))
 
 
 def changes():

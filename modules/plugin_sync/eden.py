@@ -207,3 +207,42 @@ def once_per_process(db, settings):
                 _tasks.add(key)
         except Exception:  # two processes at once: the other one inserted it (unique uuid)
             db.rollback()
+
+
+# ------------------------------------------------------------------ menus
+PAGES = (("index", "Dashboard"), ("export", "Export"), ("import_and_sync", "Import"), ("instances", "Peers"),
+         ("log", "Log"), ("conflicts", "Conflicts"))
+
+
+def add_main_menu(T):
+    """Eden's main menu: a "Sync (plugin)" entry under the administrator's menu (built by Eden's 00_utils model).
+
+    Only where Eden built that menu for an ADMIN (its menu_admin is None otherwise); no Eden file changes.
+    """
+    main = (getattr(current, "menu", None) or {}).get("main")
+    auth = getattr(current, "auth", None)
+    if main is None or auth is None or not hasattr(auth, "s3_has_role") or not auth.s3_has_role("ADMIN"):
+        return False
+    try:
+        from s3layouts import MM
+    except ImportError:
+        return False
+    for item in main.components:
+        if getattr(item, "controller", None) == "admin" and not any(
+                getattr(c, "controller", None) == "plugin_sync" for c in item.components):
+            item.append(MM(T("Sync (plugin_sync)"), c="plugin_sync", f="index"))
+            return True
+    return False
+
+
+def set_options_menu(T):
+    """Eden's left-hand options menu on the plugin's pages (Eden has none for an unknown controller)."""
+    menu = getattr(current, "menu", None)
+    if menu is None or "main" not in menu:
+        return False
+    try:
+        from s3layouts import M
+    except ImportError:
+        return False
+    menu.options = M(c="plugin_sync")(*[M(T(label), f=f) for f, label in PAGES])
+    return True

@@ -49,13 +49,15 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # ------------------------------------------------------------------ server side
 
 
-def identity(db, settings, peer=None):
+def identity(db, settings, peer=None, since=None):
     """What this instance tells a peer about itself (the `identity` endpoint).
 
     `peer` (the caller's base_uuid, optional) adds `received`: up to where we
     have merged the caller's changes, the start of the caller's next push.
     The controller passes only the instance the caller's account speaks for.
     Sequence numbers travel as strings (XML-RPC has no 64-bit integers).
+    `since` (the caller's checkpoint of us) adds `pending`: how many changes
+    wait for the caller, which its pages show as "to come".
     """
     me = this_instance(db)
     out = dict(
@@ -69,6 +71,11 @@ def identity(db, settings, peer=None):
     if peer:
         row = find_peer(db, peer)
         out["received"] = str(row.checkpoint_received or 0) if row else "0"
+    if since is not None:
+        try:
+            out["pending"] = changelog.change_count(db, int(since), int(out["checkpoint"]), synced_tables(db, settings))
+        except ValueError:  # a checkpoint from another database: unknown
+            pass
     db.commit()  # end the read transaction (PostgreSQL: an idle snapshot holds checkpoints back)
     return out
 
@@ -213,14 +220,14 @@ class Session:
     def hello(self):
         """Ask the peer who it is and what time it has; check it is the registered instance."""
         before = utcnow()
-        ident = self.transport.identity(me=self.me)
+        ident = self.transport.identity(me=self.me, since=int(self.peer.checkpoint_received or 0))
         after = utcnow()
         if ident["base_uuid"] != self.peer.base_uuid:
             raise PeerError("peer %s: %s now answers as instance %s, not %s; register that URL again if it "
                             "really changed" % (self.transport.name, self.transport.url, ident["base_uuid"],
                                                 self.peer.base_uuid))
         offset = _offset(ident.get("now"), before, after)
-        self.db(self.db.sync_instance.id == self.peer.id).update(clock_offset=offset)
+        self.db(self.db.sync_instance.id == self.peer.id).update(clock_offset=offset, peer_pending=ident.get("pending"))
         self.db.commit()
         tolerance = self.settings.clock_tolerance or 0
         if offset is not None and abs(offset) > tolerance:
@@ -243,6 +250,8 @@ class Session:
         for warning in self.warnings:
             report.warn(warning)
         run.report = report
+        self.db(self.db.sync_instance.id == self.peer.id).update(peer_pending=0)  # what waited has come
+        self.db.commit()
         return report
 
     def push(self, run):
