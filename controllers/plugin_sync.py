@@ -463,6 +463,7 @@ def instances():
     # the "Sync now" button of peers with a URL comes with the peer endpoints (below)
     return dict(rows=rows, pager=pager, form=form, record=record, me=me, mask=_ps_mask,
                 sync_now=globals().get("_ps_sync_now_form"), age=_ps_health.age, now=plugin_sync.peers.utcnow(),
+                scheduler=_ps_health.scheduler_state(db),
                 health={h.peer.id: h for h in _ps_health.peer_health(
                     db, plugin_sync_settings, [record] if record else rows)})
 

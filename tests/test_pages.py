@@ -470,7 +470,8 @@ def test_log_and_conflicts_pages(server):
     db.close()
     browser = Client(server).login(*ADMIN)
     log = browser.get("/plugin_sync/log")[2].decode()
-    assert "export" in log and "<details>" in log and "&quot;docs_read&quot;" in log
+    assert "export" in log and "<details>" in log and "&quot;docs_read&quot;" not in log  # a table, not raw JSON (issue 15)
+    assert re.search(r"<table class=\"table ps-kv small\"><tbody>.*<th>docs_read</th>", log)
     listing = browser.get("/plugin_sync/conflicts")[2].decode()
     assert org.uuid in listing and "kept local" in listing
     detail = browser.get("/plugin_sync/conflicts/%d" % conflict)[2].decode()
