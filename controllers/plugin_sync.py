@@ -10,6 +10,7 @@ from plugin_sync import accounts as _ps_accounts
 from plugin_sync import eden as _ps_eden
 from plugin_sync import graph as _ps_graph
 from plugin_sync import health as _ps_health
+from plugin_sync import names as _ps_names
 from plugin_sync import errors, fileio
 from plugin_sync import restore as _ps_restore
 
@@ -534,12 +535,39 @@ def conflicts():
         _ps_fail(403, "This form expired or did not come from this page: nothing changed.", dict(error="Forbidden"))
     if request.args(0):
         row = c(request.args(0, cast=int, otherwise=URL("conflicts"))) or redirect(URL("conflicts"))
-        return dict(detail=_ps_conflict_detail(row), row=row, peers=peers, review=review, restore=restore)
+        detail = _ps_conflict_detail(row)
+        return dict(detail=detail, row=row, peers=peers, review=review, restore=restore,
+                    name=_ps_conflict_names([row]).get(row.id))
     show = request.get_vars.show or "unreviewed"
     query = (c.reviewed != True) if show == "unreviewed" else (c.id > 0)  # noqa: E712
+    if request.get_vars.table:
+        query &= c.tablename == request.get_vars.table
+    if request.get_vars.peer:
+        query &= c.origin == request.get_vars.peer
     rows, pager = _ps_page(query, c.reviewed | ~c.id)
     return dict(rows=rows, pager=pager, show=show, peers=peers, unreviewed=_ps_unreviewed(),
-                total=db(c).count(), review=review, detail=None)
+                total=db(c).count(), review=review, detail=None, names=_ps_conflict_names(rows),
+                tables=[r.tablename for r in db(c).select(c.tablename, distinct=True, orderby=c.tablename)],
+                origins=[r.origin for r in db(c.origin != None).select(c.origin, distinct=True, orderby=c.origin)])  # noqa: E711
+
+
+def _ps_conflict_names(rows):
+    """{conflict id: the record's name}: the current record's (table format), else the losing version's."""
+    by_table = {}
+    for r in rows:
+        by_table.setdefault(r.tablename, set()).add(r.record_uuid)
+    current = {t: _ps_names.names_by_uuid(db, t, uuids) for t, uuids in by_table.items()}
+    out = {}
+    for r in rows:
+        name = current.get(r.tablename, {}).get(r.record_uuid)
+        if not name:
+            try:
+                loser = json.loads(r.loser or "{}")
+            except ValueError:
+                loser = {}
+            name = _ps_names.record_name(db, r.tablename, values=loser if isinstance(loser, dict) else {})
+        out[r.id] = name
+    return out
 
 
 def _ps_conflict_detail(row):

@@ -101,6 +101,7 @@ db.define_table(
     Field("winner", "text"),
     Field("created_on", "datetime"),
     Field("reviewed", "boolean", default=False),
+    Field("restored_on", "datetime"),  # its losing version was put back (restore.py): no second restore offered
 )
 
 db.define_table(
