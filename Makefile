@@ -6,7 +6,7 @@ STAMP    := $(VENV)/.installed
 PORT     ?= 8000
 INSTANCE ?= a
 
-.PHONY: run test test-fast setup install uninstall sync bench clean
+.PHONY: run test test-fast setup chromium install uninstall sync bench clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,12 @@ setup: $(STAMP)
 run: setup
 	$(PY) scripts/eden.py run --instance $(INSTANCE) --port $(PORT)
 
+## the browser tests' headless chromium (Debian's; playwright drives it, never downloads one)
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
+
 ## the whole suite: engine tier (minihost) and Eden tier (real Eden), on SQLite and a private PostgreSQL 15
-test: setup
+test: setup chromium
 	$(PY) -m pytest tests
 
 ## the engine tier only (minihost, no real Eden): a few minutes
