@@ -430,13 +430,15 @@ def instances():
     form = None
     if request.args(0):
         if record is None:
-            table.base_uuid.requires = [
-                IS_NOT_EMPTY(error_message="the peer's base UUID (its dashboard shows it)"),
+            # empty: taken from the peer's identity answer ("Test connection", or on saving)
+            table.base_uuid.requires = IS_EMPTY_OR([
+                IS_MATCH(PS_UUID_RE, error_message=T("not a UUID (the peer's dashboard shows its base UUID)")),
                 IS_NOT_IN_DB(db, table.base_uuid, error_message="this peer is already registered"),
                 IS_NOT_IN_DB(db(db.plugin_sync_identity.id > 0), db.plugin_sync_identity.base_uuid,
                              error_message="that is this instance's own base UUID"),
                 IS_LENGTH(64),
-            ]
+            ])
+            table.base_uuid.comment = T("leave empty: filled in from the peer's answer")
         else:
             table.base_uuid.writable = False  # a peer's identity is fixed once registered
         table.url.label = "URL"
@@ -448,7 +450,12 @@ def instances():
                        submit_button="Save", delete_label="Delete this peer (and its checkpoints)",
                        formstyle="table3cols")
 
+        if record is None:
+            _ps_verify_controls(form)
+
         def _onvalidation(f):
+            if record is None:
+                _ps_verify_peer(f)
             if record is None and f.vars.base_uuid:
                 f.vars.uuid = "urn:uuid:%s" % f.vars.base_uuid
             others = (table.account == f.vars.account) & (table.id != (record.id if record else 0))
@@ -458,6 +465,8 @@ def instances():
         if form.process(formname="plugin_sync_peer", onvalidation=_onvalidation).accepted:
             session.flash = "Peer deleted." if form.deleted else "Peer saved."
             redirect(URL("instances"))
+        elif form.errors.ps_test and len(form.errors) == 1:
+            response.flash = form.errors.ps_test  # the test passed: the form shows what the peer said
         elif form.errors:
             response.flash = "Please correct the highlighted fields."
     rows, pager = _ps_page(table, ~table.last_update | table.owner)
@@ -467,6 +476,88 @@ def instances():
                 scheduler=_ps_health.scheduler_state(db),
                 health={h.peer.id: h for h in _ps_health.peer_health(
                     db, plugin_sync_settings, [record] if record else rows)})
+
+
+PS_UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+def _ps_verify_controls(form):
+    """The new-peer form's "Test connection" button and "save unverified" box, beside Save."""
+    submit = form.element("input", _type="submit")
+    submit.parent.append(INPUT(_type="submit", _name="ps_test", _value=T("Test connection"), _id="ps-test",
+                               _class="btn secondary"))
+    submit.parent.append(DIV(LABEL(INPUT(_type="checkbox", _name="save_unverified", _id="ps-save-unverified"), " ",
+                                   T("Save unverified (the peer cannot be asked now; its base UUID as typed)")),
+                             _class="ps-field small"))
+
+
+def _ps_probe_password(f):
+    """The password typed for the test: after "Test connection" the form shows it masked, the session keeps it."""
+    kept = session.plugin_sync_probe or {}
+    if f.vars.password in ("", "********", None) and kept.get("url") == f.vars.url and \
+            kept.get("username") == f.vars.username:
+        f.vars.password = kept.get("password")
+    return f.vars.password
+
+
+def _ps_fill(f, name, value):
+    """Show a value the peer told us in the form (input or textarea) and take it as the form's value."""
+    f.vars[name] = value
+    el = f.element(_name=name)
+    if el is not None:
+        if el.tag == "textarea":
+            el.components = [value or ""]
+        else:
+            el["_value"] = value or ""
+
+
+def _ps_verify_peer(f):
+    """New peer: ask it who it is (identity endpoint, through the engine's transport) and fill its identity in.
+
+    Nothing is saved unverified unless "save unverified" is ticked; a typed base UUID must be the
+    one the peer answers with; "Test connection" only fills the form in.
+    """
+    test = bool(request.post_vars.ps_test)
+    unverified = str(request.post_vars.save_unverified or "").lower() in PS_TRUE
+    ident, problem = None, None
+    if unverified and not test:  # the admin's word: saved as typed (the base UUID's format is still checked)
+        if not f.vars.base_uuid:
+            f.errors.base_uuid = T("an unverified peer needs its base UUID")
+        return
+    if f.vars.url:
+        password = _ps_probe_password(f)
+        try:
+            ident = _ps_replicate.probe(db, plugin_sync_settings, f.vars.url, f.vars.username, password,
+                                        f.vars.transport, retries=1)
+        except errors.SyncError as e:
+            db.rollback()
+            problem = e.describe()
+        session.plugin_sync_probe = dict(url=f.vars.url, username=f.vars.username, password=password)
+    else:
+        problem = T("no URL: a file-only peer cannot be asked who it is")
+    if ident is not None:
+        typed = (f.vars.base_uuid or "").strip()
+        if typed and typed != ident["base_uuid"]:
+            f.errors.base_uuid = T("the peer at %s answers as %s, not %s: check the base UUID") % (
+                f.vars.url, ident["base_uuid"], typed)
+            return
+        if plugin_sync.peers.find_peer(db, ident["base_uuid"]):
+            f.errors.base_uuid = T("this peer (%s) is already registered") % ident["base_uuid"]
+            return
+        _ps_fill(f, "base_uuid", ident["base_uuid"])
+        for key in ("owner", "contact"):
+            if not f.vars[key] and ident.get(key):
+                _ps_fill(f, key, ident[key])
+        f.vars.clock_offset = ident.get("clock_offset")
+        if test:
+            response.ps_verified = ident
+            field = f.element(_name="password")
+            if field is not None:  # shown empty again (never sent back): the session keeps it for Save
+                field["_placeholder"] = T("as tested (kept)")
+            f.errors.ps_test = T("Connection OK: %s (%s). Check the details and press Save.") % (
+                ident.get("owner") or "-", ident["base_uuid"])
+        return
+    f.errors.url = T("Could not verify the peer: %s. Fix the URL or login, or tick \"save unverified\".") % problem
 
 
 # -- log and conflicts ------------------------------------------------------------

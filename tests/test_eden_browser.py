@@ -15,6 +15,7 @@ from conftest import add_eden_user
 from edenseed import country, http, later, peer_login, row, seed_org
 
 from applications.eden.modules.plugin_sync import replicate
+from applications.eden.modules.plugin_sync.peers import this_instance
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -183,3 +184,59 @@ def test_conflict_opened_by_its_record_name_and_restored(eden_instance, eden_ser
     decisions = [t.strip() for t in beta_rows.locator("td.ps-decision .badge").all_inner_texts()]
     assert sorted(decisions) == ["replaced by a restore", "took incoming"], decisions  # the restore is no conflict
     shot(page, "conflicts-after-restore", backend)
+
+
+def test_register_a_peer_by_url_with_the_identity_check(eden_instance, eden_server, eden_admin, browser, backend):
+    a = eden_instance("a")
+    b = eden_instance("b")
+    login_b = peer_login(b, speaks_for=a)
+    b_uuid = this_instance(b["db"]).base_uuid
+    b["db"].commit()
+    server_b = eden_server("b", env=b)
+    server_a = eden_server("a", env=a)
+    page = browser
+    login(page, server_a.url, *eden_admin)
+
+    def form(base_uuid="", password=login_b[1]):
+        page.goto(server_a.url + "/plugin_sync/instances/new")
+        page.fill("#sync_instance_url", server_b.url)
+        page.fill("#sync_instance_username", login_b[0])
+        page.fill("#sync_instance_password", password)
+        page.fill("#sync_instance_base_uuid", base_uuid)
+
+    def registered():
+        a["db"].commit()  # a fresh read of what the server wrote
+        return a["db"](a["db"].sync_instance.base_uuid == b_uuid).select().first()
+
+    # a mistyped base UUID is refused: the peer answers with its own
+    typo = b_uuid[:-1] + ("0" if b_uuid[-1] != "0" else "1")
+    form(base_uuid=typo)
+    page.click('#ps-peer-form input[type=submit][value="Save"]')
+    page.wait_for_load_state()
+    assert "answers as %s, not %s" % (b_uuid, typo) in page.content()
+    assert registered() is None and a["db"](a["db"].sync_instance.base_uuid == typo).isempty()
+    # a wrong password: not verified, so not saved (unless "save unverified" is ticked)
+    form(password="not-the-password")
+    page.click('#ps-peer-form input[type=submit][value="Save"]')
+    page.wait_for_load_state()
+    assert "Could not verify the peer" in page.content() and "wrong credentials" in page.content()
+    assert registered() is None
+    # Test connection: the peer's identity is filled in; Save then registers it with the login typed
+    form()
+    page.click("#ps-test")
+    page.wait_for_load_state()
+    assert b_uuid in page.locator("#ps-verified").inner_text()
+    assert page.input_value("#sync_instance_base_uuid") == b_uuid
+    assert registered() is None  # a test saves nothing
+    shot(page, "register-verified", backend)
+    page.click('#ps-peer-form input[type=submit][value="Save"]')
+    page.wait_for_load_state()
+    assert page.url.endswith("/plugin_sync/instances"), page.locator("#ps-peer-form").inner_text()
+    peer = registered()
+    assert peer is not None and peer.url == server_b.url and peer.password == login_b[1]
+    # and it syncs: the dashboard shows it healthy
+    sync_now(page, server_a.url, b_uuid)
+    tr = health_row(page, server_a.url, b_uuid)
+    assert "ps-peer-ok" in tr.get_attribute("class") and tr.locator(".ps-error-msg").count() == 0
+    assert page.locator('svg.ps-graph g.ps-edge-ok[data-peer="%s"]' % b_uuid).count() == 1
+    shot(page, "dashboard-ok", backend)

@@ -405,6 +405,7 @@ def test_peers_create_edit_and_secrets_are_masked(server):
     peer = str(uuid.uuid4())
     status, headers, _ = browser.request("/plugin_sync/instances/new", dict(
         _formname="plugin_sync_peer", _formkey=formkey(page, "plugin_sync_peer"), base_uuid=peer,
+        save_unverified="on",  # issue 15: a peer that cannot be asked (no such host) is saved only so
         owner="District office", url="http://10.0.0.2:8000/eden", username="sync@district",
         password="peer-secret-pw", mode="both", transport="http", sync_interval="15"))
     assert status == 303
@@ -427,7 +428,7 @@ def test_peers_create_edit_and_secrets_are_masked(server):
     # our own base_uuid cannot be registered as a peer
     page = browser.get("/plugin_sync/instances/new")[2]
     status, _, body = browser.request("/plugin_sync/instances/new", dict(
-        _formname="plugin_sync_peer", _formkey=formkey(page, "plugin_sync_peer"), base_uuid=base_uuid(server),
+        _formname="plugin_sync_peer", _formkey=formkey(page, "plugin_sync_peer"), base_uuid=base_uuid(server), save_unverified="on",
         mode="both", transport="http", sync_interval="0"))
     assert status == 200 and b"own base UUID" in body
 
@@ -439,6 +440,7 @@ def test_peers_page_binds_the_peers_account_and_refuses_non_http_urls(server):
     page = browser.get("/plugin_sync/instances/new")[2]
     assert b'name="account"' in page  # "Its account here"
     fields = dict(_formname="plugin_sync_peer", base_uuid=peer, owner="Camp", username="sync@camp", mode="both",
+                  save_unverified="on",
                   transport="http", sync_interval="0", account=str(admin_id))
     status, _, body = browser.request("/plugin_sync/instances/new", dict(
         fields, _formkey=formkey(page, "plugin_sync_peer"), url="javascript:alert(document.cookie)"))

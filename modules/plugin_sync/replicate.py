@@ -132,6 +132,23 @@ def receive(db, settings, source, peer=None, name=None, sender=None):
 # ------------------------------------------------------------------ client side
 
 
+def probe(db, settings, url, username, password, transport=None, **options):
+    """Ask the instance at `url` who it is (its identity endpoint, logged in as `username`); nothing is stored.
+
+    The Peers page's "Test connection" and register_peer's first step: returns the
+    identity (base_uuid, owner, contact, now, checkpoint) plus `clock_offset`;
+    raises PeerError when it cannot be reached, refuses the login, or is this instance.
+    """
+    me = this_instance(db).base_uuid
+    peer = dict(url=url, username=username, password=password, transport=transport or "http", owner=url)
+    before = utcnow()
+    ident = connect(peer, settings, **options).identity(me=me)
+    ident["clock_offset"] = _offset(ident.get("now"), before, utcnow())
+    if ident["base_uuid"] == me:
+        raise PeerError("%s is this instance itself (base_uuid %s)" % (url, me))
+    return ident
+
+
 def register_peer(db, settings, url, username, password, mode=None, transport=None, sync_interval=None, account=None,
                   **options):
     """Register (or update) the instance at `url`: fetch its identity, create its sync_instance row.
@@ -141,13 +158,8 @@ def register_peer(db, settings, url, username, password, mode=None, transport=No
     sync (or admin) group.  `account`: the e-mail of the account *here* that
     the peer logs in with (accounts.bind).  Returns the row.  Commits.
     """
-    me = this_instance(db).base_uuid
-    probe = dict(url=url, username=username, password=password, transport=transport or "http", owner=url)
-    before = utcnow()
-    ident = connect(probe, settings, **options).identity(me=me)
-    offset = _offset(ident.get("now"), before, utcnow())
-    if ident["base_uuid"] == me:
-        raise PeerError("%s is this instance itself (base_uuid %s)" % (url, me))
+    ident = probe(db, settings, url, username, password, transport, **options)
+    offset = ident["clock_offset"]
     table = db.sync_instance
     values = dict(url=app_url(url), username=username, password=password, owner=ident.get("owner") or None,
                   contact=ident.get("contact") or None, clock_offset=offset)
