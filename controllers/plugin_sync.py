@@ -465,8 +465,8 @@ def instances():
         if form.process(formname="plugin_sync_peer", onvalidation=_onvalidation).accepted:
             session.flash = "Peer deleted." if form.deleted else "Peer saved."
             redirect(URL("instances"))
-        elif form.errors.ps_test and len(form.errors) == 1:
-            response.flash = form.errors.ps_test  # the test passed: the form shows what the peer said
+        elif form.errors.ps_tested and len(form.errors) == 1:
+            response.flash = form.errors.ps_tested  # the test passed: the form shows what the peer said
         elif form.errors:
             response.flash = "Please correct the highlighted fields."
     rows, pager = _ps_page(table, ~table.last_update | table.owner)
@@ -554,7 +554,7 @@ def _ps_verify_peer(f):
             field = f.element(_name="password")
             if field is not None:  # shown empty again (never sent back): the session keeps it for Save
                 field["_placeholder"] = T("as tested (kept)")
-            f.errors.ps_test = T("Connection OK: %s (%s). Check the details and press Save.") % (
+            f.errors.ps_tested = T("Connection OK: %s (%s). Check the details and press Save.") % (
                 ident.get("owner") or "-", ident["base_uuid"])
         return
     f.errors.url = T("Could not verify the peer: %s. Fix the URL or login, or tick \"save unverified\".") % problem

@@ -56,6 +56,7 @@ from .errors import BadValue, FormatError, Refused, SyncError, UnresolvedReferen
 from .export import ROW_SEQ, TOMBSTONE_COLUMNS, annotations, wire_rows
 from .gcpause import paused
 from .peers import find_peer, is_http_url, record_sync, this_instance, utcnow
+from .names import record_name
 from .report import Report
 from .schema import unique_uuid_index
 from .tables import conflict_policy, exclusion, local_fields, synced_tables
@@ -636,6 +637,10 @@ class Merger:
             return self.fast_batch(plan, raw, parsed)
         counts["read"] += n
         counts["created"] += n
+        for line, cells in raw:
+            if not self.report.wants_sample(name, "created"):  # bounded: a dry run names the first few only
+                break
+            self.sample(plan, "created", cells)
         for i, pos, field, why in sorted(nulls):  # as keep_references() reports them, row by row
             self.report.count(name, "refs_nulled")
             self.report.warn("reference set to NULL: %s" % why, table=name, line=raw[i][0], column=field,
@@ -743,6 +748,13 @@ class Merger:
             cols[pos] = out
         return cols, defers, nulls
 
+    def sample(self, plan, kind, cells):
+        """A dry run names the record (name-like cells of the file, else its uuid): first few per table and kind."""
+        if self.report.wants_sample(plan.tablename, kind):
+            values = dict(zip(plan.columns, cells))
+            self.report.sample(plan.tablename, kind, record_name(self.db, plan.tablename, values=values)
+                               or values.get("uuid"))
+
     # -- one batch ---------------------------------------------------------
     def merge_batch(self, plan, batch):
         name, counts = plan.tablename, self.report.table(plan.tablename)
@@ -767,6 +779,7 @@ class Merger:
             if local is None:
                 inserts.append((row, values))
                 counts["created"] += 1
+                self.sample(plan, "created", row.cells)
                 self.keep_references(plan, row)
                 if row.uuid in dead:  # changed elsewhere after it was deleted here: it comes back
                     back.append(row.uuid)
@@ -785,6 +798,7 @@ class Merger:
             concurrent = changed_here is None or local_id in changed_here
             if row.future and concurrent:
                 counts["conflicts_kept_local"] += 1
+                self.sample(plan, "conflicts_kept_local", row.cells)
                 losers.append(("kept_local", row, local_id, local_values))
                 continue
             take = self.decide(plan, row, local_values, concurrent)
@@ -792,11 +806,13 @@ class Merger:
                 updates.append((row, values, local_id))
                 self.keep_references(plan, row)
                 counts["conflicts_took_incoming" if concurrent else "updated"] += 1
+                self.sample(plan, "conflicts_took_incoming" if concurrent else "updated", row.cells)
                 if concurrent:
                     losers.append(("took_incoming", row, local_id, local_values))
             else:
                 counts["conflicts_kept_local" if concurrent else "older"] += 1
                 if concurrent:
+                    self.sample(plan, "conflicts_kept_local", row.cells)
                     losers.append(("kept_local", row, local_id, local_values))
         self.log_conflicts(plan, losers)
         self.write(plan, inserts, updates)
