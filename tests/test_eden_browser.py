@@ -14,7 +14,7 @@ import pytest
 from conftest import add_eden_user
 from edenseed import country, http, later, peer_login, row, seed_org
 
-from applications.eden.modules.plugin_sync import replicate
+from applications.eden.modules.plugin_sync import fileio, replicate
 from applications.eden.modules.plugin_sync.peers import this_instance
 
 CHROMIUM = "/usr/bin/chromium"
@@ -240,3 +240,31 @@ def test_register_a_peer_by_url_with_the_identity_check(eden_instance, eden_serv
     assert "ps-peer-ok" in tr.get_attribute("class") and tr.locator(".ps-error-msg").count() == 0
     assert page.locator('svg.ps-graph g.ps-edge-ok[data-peer="%s"]' % b_uuid).count() == 1
     shot(page, "dashboard-ok", backend)
+
+
+def test_import_preview_lists_the_records_by_name(eden_instance, eden_server, eden_admin, browser, backend, tmp_path):
+    a = eden_instance("a")
+    b = eden_instance("b")
+    seed_org(b, "Gamma", country(b))
+    path = str(tmp_path / "gamma.csv.gz")
+    with open(path, "wb") as out:
+        fileio.export_to(b["db"], b["plugin_sync_settings"], out, fmt="gz")
+    server_a = eden_server("a", env=a)
+    page = browser
+    login(page, server_a.url, *eden_admin)
+    page.goto(server_a.url + "/plugin_sync/import_and_sync")
+    page.set_input_files("#ps-data", path)
+    page.check('input[name="dry_run"]')
+    page.click('#ps-import-form input[type=submit]')
+    page.wait_for_load_state()
+    created = page.locator("#ps-samples tr.ps-sample-created")
+    assert created.filter(has_text="org_organisation").filter(has_text="Gamma Relief").count() == 1
+    assert created.filter(has_text="pr_person").filter(has_text="Gamma Person").count() == 1
+    assert created.filter(has_text="med_hospital").filter(has_text="Gamma Hospital").count() == 1
+    assert row(a, "org_organisation", name="Gamma Relief") is None  # a preview writes nothing
+    shot(page, "import-preview", backend)
+    page.click('#ps-confirm-form input[type=submit]')
+    page.wait_for_load_state()
+    assert "Import report" in page.content() and page.locator("#ps-samples").count() == 0
+    a["db"].commit()
+    assert row(a, "org_organisation", name="Gamma Relief") is not None
