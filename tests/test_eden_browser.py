@@ -80,7 +80,13 @@ def test_failing_peer_is_flagged_on_the_dashboard_and_in_the_picture(
     server_a = eden_server("a", env=a)
     page = browser
     login(page, server_a.url, *eden_admin)
-    page.goto(server_a.url + "/plugin_sync/index")
+    # the pages are in Eden's menus: the administrator's main menu, and the left-hand menu on them
+    page.goto(server_a.url + "/default/index")
+    entry = page.locator('a[role=menuitem][href$="/plugin_sync/index"]')  # in the Administration drop-down
+    assert entry.count() == 1 and "Sync" in entry.text_content()
+    page.goto(server_a.url + entry.get_attribute("href")[len("/eden"):])
+    assert page.url.endswith("/plugin_sync/index")
+    assert page.locator('#menu-options a[href$="/plugin_sync/conflicts"]').count() == 1
     assert page.locator("#ps-peers tr.ps-peer-never").count() == 1  # nothing run yet: not "ok"
 
     # 1. a wrong password: the Sync now button fails, the dashboard says so with the peer's message
