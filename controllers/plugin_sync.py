@@ -98,6 +98,7 @@ def _ps_admin():
     response.title = "Sync"
     response.ps_unreviewed = _ps_unreviewed()  # the sub-navigation's badge
     _ps_eden.set_options_menu(T)  # Eden's left-hand menu: the plugin's pages
+    _ps_eden.add_translations(T, request.folder)  # languages/plugin_sync/<lang>.py
     return request.ps_basic
 
 

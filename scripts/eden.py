@@ -80,6 +80,8 @@ def prepare(folder, quiet=False):
     shutil.rmtree(kept, ignore_errors=True)
     for rel in edenhost.install.plugin_paths(app):  # Eden's first run alone: a plugin error must not
         os.renames(os.path.join(app, rel), os.path.join(kept, rel))  # break Eden's own set-up
+        # renames() prunes the folders it emptied: Eden needs them (its languages/ may hold only ours)
+        os.makedirs(os.path.dirname(os.path.join(app, rel)), exist_ok=True)
     env = app_env(folder)
     add_user(env, ADMIN_EMAIL, ADMIN_PASSWORD, admin=True)
     env["db"].commit()

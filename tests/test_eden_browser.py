@@ -122,6 +122,16 @@ def test_failing_peer_is_flagged_on_the_dashboard_and_in_the_picture(
     assert page.locator('svg.ps-graph g.ps-edge-failing[data-peer="%s"]' % peer.base_uuid).count() == 1
     shot(page, "dashboard-offline", backend)
 
+    # the pages in another language (Eden's ?_language=, kept in the session): the plugin's own Spanish file
+    page.goto(server_a.url + "/plugin_sync/index?_language=es")
+    assert page.locator("h1").first.inner_text() == "Sincronización"
+    assert page.locator("#ps-peers tr.ps-peer-failing .ps-state").inner_text() == "con fallos"
+    assert "FALLA" in page.locator("svg.ps-graph g.ps-edge-failing").text_content()
+    assert page.locator('.ps-subnav a[href$="/plugin_sync/instances"]').inner_text().strip() == "Pares"
+    shot(page, "dashboard-es", backend)
+    page.goto(server_a.url + "/plugin_sync/index?_language=en")
+    assert page.locator("h1").first.inner_text() == "Synchronisation"
+
     # 3. a non-admin: refused on every page and endpoint, in the browser and by HTTP Basic
     add_eden_user(a, "clerk@example.org", "Clerk-pass-1")
     a["db"].commit()

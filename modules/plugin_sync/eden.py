@@ -255,3 +255,29 @@ def _shown(item):
     item.check_active = lambda request=None: True
     item.check_permission = lambda: True
     return item
+
+
+# ------------------------------------------------------------------ translations
+def add_translations(T, app_folder):
+    """The plugin's own strings in the language asked for: languages/plugin_sync/<lang>.py of the application.
+
+    web2py has one language file per application (Eden's languages/es.py...), which the plugin
+    must not edit. The plugin's file is merged into a private copy of T's table for this request
+    only (with a private cache: web2py's is shared by every request of that language file), where
+    Eden has no translation of a string (or only the string itself, as web2py records unknown ones).
+    Returns the file used, or None.
+    """
+    import os
+    from gluon.languages import read_dict
+    asked = [getattr(T, "accepted_language", None)] + list(getattr(T, "requested_languages", None) or ())
+    for lang in [str(a).lower() for a in asked if a]:
+        for name in (lang, lang[:2]):
+            path = os.path.join(app_folder, "languages", "plugin_sync", "%s.py" % name)
+            if os.path.isfile(path):
+                table = dict(T.t)
+                for key, value in read_dict(path).items():
+                    if table.get(key) in (None, key):
+                        table[key] = value
+                T.t, T.cache = table, ({}, threading.RLock())
+                return path
+    return None
