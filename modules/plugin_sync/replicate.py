@@ -340,12 +340,13 @@ def summary(results):
     parts = []
     if "pull" in results:
         t = results["pull"].totals()
-        parts.append("pulled %d (created %d, updated %d, conflicts %d, deleted %d)"
-                     % (t["docs_read"], t["created"], t["updated"], t["conflicts"], t["deleted"]))
+        parts.append("pulled %d (created %d, updated %d, unchanged %d, conflicts %d, deleted %d)"
+                     % (t["docs_read"], t["created"], t["updated"], t["unchanged"], t["conflicts"], t["deleted"]))
     if "push" in results:
         p = results["push"]
         t = p.totals()
-        parts.append("pushed %d (the peer wrote %d, conflicts %d)" % (p.sent, t["docs_written"], t["conflicts"]))
+        parts.append("pushed %d (the peer wrote %d, unchanged %d, conflicts %d)"
+                     % (p.sent, t["docs_written"], t["unchanged"], t["conflicts"]))
     warnings = sum(len(r.warnings) for r in results.values())
     return "; ".join(parts) + ("; %d warnings (see the log)" % warnings if warnings else "")
 
