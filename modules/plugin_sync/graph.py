@@ -71,9 +71,10 @@ def _markers():
 
 def svg(me, health, now, T=lambda s: s):
     """The SVG text of the picture: `me` (this instance's identity row), `health` (peer_health()), `now` (UTC)."""
-    cx, cy = WIDTH // 2, HEIGHT // 2
+    height = HEIGHT if len(health) > 2 else HEIGHT * 2 // 3  # one or two peers sit above (and below): less room
+    cx, cy = WIDTH // 2, height // 2
     n = max(1, len(health))
-    rx, ry = WIDTH // 2 - NODE_W // 2 - 10, HEIGHT // 2 - NODE_H // 2 - 10
+    rx, ry = WIDTH // 2 - NODE_W // 2 - 10, height // 2 - NODE_H // 2 - 10
     edges, nodes = [], []
     for i, h in enumerate(health):
         angle = -math.pi / 2 + 2 * math.pi * i / n
@@ -89,7 +90,7 @@ def svg(me, health, now, T=lambda s: s):
         nodes.append('<text x="%d" y="%d" text-anchor="middle" font-size="12" fill="#6b7280">%s</text>'
                      % (cx, cy + 50, escape(str(T("No peers yet.")))))
     return ('<svg xmlns="http://www.w3.org/2000/svg" class="ps-graph" viewBox="0 0 %d %d" role="img" aria-label=%s>'
-            '%s%s%s</svg>' % (WIDTH, HEIGHT, quoteattr(str(T("This instance and its peers"))), _markers(),
+            '%s%s%s</svg>' % (WIDTH, height, quoteattr(str(T("This instance and its peers"))), _markers(),
                               "".join(edges), "".join(nodes)))
 
 
