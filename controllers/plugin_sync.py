@@ -464,6 +464,7 @@ def instances():
                 f.errors.account = "this account is already the login of another peer"
 
         if form.process(formname="plugin_sync_peer", onvalidation=_onvalidation).accepted:
+            session.plugin_sync_probe = None  # the tested password is in the peer's row now, not the session
             session.flash = "Peer deleted." if form.deleted else "Peer saved."
             redirect(URL("instances"))
         elif form.errors.ps_tested and len(form.errors) == 1:
