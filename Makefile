@@ -7,7 +7,7 @@ PORT     ?= 8000
 INSTANCE ?= a
 WORKERS  ?= 2
 
-.PHONY: run test test-fast setup install uninstall sync bench clean
+.PHONY: run test test-fast setup chromium install uninstall sync bench clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,14 @@ setup: $(STAMP)
 run: setup
 	$(PY) scripts/eden.py run --instance $(INSTANCE) --port $(PORT)
 
+## the browser tests' headless chromium (Debian's; playwright drives it, never downloads one)
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
+
 ## the whole suite: engine tier (minihost) and Eden tier (real Eden), on SQLite and a private PostgreSQL 15;
 ## in WORKERS processes (pytest-xdist: most tests wait on servers); the path is absolute because the
 ## harness changes directory into a web2py runtime folder before the workers collect
-test: setup
+test: setup chromium
 	$(PY) -m pytest -n $(WORKERS) $(CURDIR)/tests
 
 ## the engine tier only (minihost, no real Eden): a few minutes

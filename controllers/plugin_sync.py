@@ -8,6 +8,9 @@ too, for scripts); peer endpoints authenticate peers as accounts of the sync gro
 import plugin_sync
 from plugin_sync import accounts as _ps_accounts
 from plugin_sync import eden as _ps_eden
+from plugin_sync import graph as _ps_graph
+from plugin_sync import health as _ps_health
+from plugin_sync import names as _ps_names
 from plugin_sync import errors, fileio
 from plugin_sync import restore as _ps_restore
 
@@ -128,6 +131,8 @@ def _ps_admin():
                  % (auth.user.email, _ps_accounts.admin_group(plugin_sync_settings)), dict(error="Forbidden"))
     response.title = "Sync"
     response.ps_unreviewed = _ps_unreviewed()  # the sub-navigation's badge
+    _ps_eden.set_options_menu(T)  # Eden's left-hand menu: the plugin's pages
+    _ps_eden.add_translations(T, request.folder)  # languages/plugin_sync/<lang>.py
     return request.ps_basic
 
 
@@ -183,15 +188,24 @@ def index():
         unreviewed=_ps_unreviewed(),
         peer_names=_ps_peer_names(),
         http_url=plugin_sync.peers.is_http_url,  # only http(s) URLs become links
+        health=_ps_health.peer_health(db, s, peers),
+        scheduler=_ps_health.scheduler_state(db),
+        age=_ps_health.age,
+        now=plugin_sync.peers.utcnow(),
     )
+    data["graph"] = XML(_ps_graph.svg(data["identity"], _ps_health.peer_health(db, s), data["now"], T))
     if _ps_wants_json():
         me = data["identity"]
         return response.json(dict(
             ok=True, identity=dict(base_uuid=me.base_uuid, owner=me.owner, contact=me.contact),
             tables={t: dict(rows=n, deleted=d) for t, n, d in tables},
             excluded={t: dict(kind=k, reason=why) for k, why, ts in data["excluded"] for t, _ in ts},
-            peers=[dict(base_uuid=p.base_uuid, owner=p.owner, url=p.url, last_update=p.last_update,
-                        sync_count=p.sync_count) for p in peers],
+            peers=[dict(base_uuid=h.peer.base_uuid, owner=h.peer.owner, url=h.peer.url, last_update=h.peer.last_update,
+                        sync_count=h.peer.sync_count, state=h.state, error=h.error, to_go=h.to_go, to_come=h.to_come,
+                        last_attempt=h.attempt.started_on if h.attempt else None,
+                        last_success=h.success.started_on if h.success else None) for h in data["health"]],
+            scheduler=dict(known=data["scheduler"].known, alive=data["scheduler"].alive,
+                           last_heartbeat=data["scheduler"].last_heartbeat),
             unreviewed_conflicts=data["unreviewed"],
         ))
     response.title = "Sync"
@@ -462,13 +476,15 @@ def instances():
     form = None
     if request.args(0):
         if record is None:
-            table.base_uuid.requires = [
-                IS_NOT_EMPTY(error_message="the peer's base UUID (its dashboard shows it)"),
+            # empty: taken from the peer's identity answer ("Test connection", or on saving)
+            table.base_uuid.requires = IS_EMPTY_OR([
+                IS_MATCH(PS_UUID_RE, error_message=T("not a UUID (the peer's dashboard shows its base UUID)")),
                 IS_NOT_IN_DB(db, table.base_uuid, error_message="this peer is already registered"),
                 IS_NOT_IN_DB(db(db.plugin_sync_identity.id > 0), db.plugin_sync_identity.base_uuid,
                              error_message="that is this instance's own base UUID"),
                 IS_LENGTH(64),
-            ]
+            ])
+            table.base_uuid.comment = T("leave empty: filled in from the peer's answer")
         else:
             table.base_uuid.writable = False  # a peer's identity is fixed once registered
         table.url.label = "URL"
@@ -480,7 +496,12 @@ def instances():
                        submit_button="Save", delete_label="Delete this peer (and its checkpoints)",
                        formstyle="table3cols")
 
+        if record is None:
+            _ps_verify_controls(form)
+
         def _onvalidation(f):
+            if record is None:
+                _ps_verify_peer(f)
             if record is None and f.vars.base_uuid:
                 f.vars.uuid = "urn:uuid:%s" % f.vars.base_uuid
             others = (table.account == f.vars.account) & (table.id != (record.id if record else 0))
@@ -488,14 +509,102 @@ def instances():
                 f.errors.account = "this account is already the login of another peer"
 
         if form.process(formname="plugin_sync_peer", onvalidation=_onvalidation).accepted:
+            session.plugin_sync_probe = None  # the tested password is in the peer's row now, not the session
             session.flash = "Peer deleted." if form.deleted else "Peer saved."
             redirect(URL("instances"))
+        elif form.errors.ps_tested and len(form.errors) == 1:
+            response.flash = form.errors.ps_tested  # the test passed: the form shows what the peer said
         elif form.errors:
             response.flash = "Please correct the highlighted fields."
     rows, pager = _ps_page(table, ~table.last_update | table.owner)
     # the "Sync now" button of peers with a URL comes with the peer endpoints (below)
     return dict(rows=rows, pager=pager, form=form, record=record, me=me, mask=_ps_mask,
-                sync_now=globals().get("_ps_sync_now_form"))
+                sync_now=globals().get("_ps_sync_now_form"), age=_ps_health.age, now=plugin_sync.peers.utcnow(),
+                scheduler=_ps_health.scheduler_state(db),
+                health={h.peer.id: h for h in _ps_health.peer_health(
+                    db, plugin_sync_settings, [record] if record else rows)})
+
+
+PS_UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+def _ps_verify_controls(form):
+    """The new-peer form's "Test connection" button and "save unverified" box, beside Save."""
+    submit = form.element("input", _type="submit")
+    submit.parent.append(INPUT(_type="submit", _name="ps_test", _value=T("Test connection"), _id="ps-test",
+                               _class="btn secondary"))
+    submit.parent.append(DIV(LABEL(INPUT(_type="checkbox", _name="save_unverified", _id="ps-save-unverified"), " ",
+                                   T("Save unverified (the peer cannot be asked now; its base UUID as typed)")),
+                             _class="ps-field small"))
+
+
+def _ps_probe_password(f):
+    """The password typed for the test: after "Test connection" the form shows it masked, the session keeps it."""
+    kept = session.plugin_sync_probe or {}
+    if f.vars.password in ("", "********", None) and kept.get("url") == f.vars.url and \
+            kept.get("username") == f.vars.username:
+        f.vars.password = kept.get("password")
+    return f.vars.password
+
+
+def _ps_fill(f, name, value):
+    """Show a value the peer told us in the form (input or textarea) and take it as the form's value."""
+    f.vars[name] = value
+    el = f.element(_name=name)
+    if el is not None:
+        if el.tag == "textarea":
+            el.components = [value or ""]
+        else:
+            el["_value"] = value or ""
+
+
+def _ps_verify_peer(f):
+    """New peer: ask it who it is (identity endpoint, through the engine's transport) and fill its identity in.
+
+    Nothing is saved unverified unless "save unverified" is ticked; a typed base UUID must be the
+    one the peer answers with; "Test connection" only fills the form in.
+    """
+    test = bool(request.post_vars.ps_test)
+    unverified = str(request.post_vars.save_unverified or "").lower() in PS_TRUE
+    ident, problem = None, None
+    if unverified and not test:  # the admin's word: saved as typed (the base UUID's format is still checked)
+        if not f.vars.base_uuid:
+            f.errors.base_uuid = T("an unverified peer needs its base UUID")
+        return
+    if f.vars.url:
+        password = _ps_probe_password(f)
+        try:
+            ident = _ps_replicate.probe(db, plugin_sync_settings, f.vars.url, f.vars.username, password,
+                                        f.vars.transport, retries=1)
+        except errors.SyncError as e:
+            db.rollback()
+            problem = e.describe()
+        session.plugin_sync_probe = dict(url=f.vars.url, username=f.vars.username, password=password)
+    else:
+        problem = T("no URL: a file-only peer cannot be asked who it is")
+    if ident is not None:
+        typed = (f.vars.base_uuid or "").strip()
+        if typed and typed != ident["base_uuid"]:
+            f.errors.base_uuid = T("the peer at %s answers as %s, not %s: check the base UUID") % (
+                f.vars.url, ident["base_uuid"], typed)
+            return
+        if plugin_sync.peers.find_peer(db, ident["base_uuid"]):
+            f.errors.base_uuid = T("this peer (%s) is already registered") % ident["base_uuid"]
+            return
+        _ps_fill(f, "base_uuid", ident["base_uuid"])
+        for key in ("owner", "contact"):
+            if not f.vars[key] and ident.get(key):
+                _ps_fill(f, key, ident[key])
+        f.vars.clock_offset = ident.get("clock_offset")
+        if test:
+            response.ps_verified = ident
+            field = f.element(_name="password")
+            if field is not None:  # shown empty again (never sent back): the session keeps it for Save
+                field["_placeholder"] = T("as tested (kept)")
+            f.errors.ps_tested = T("Connection OK: %s (%s). Check the details and press Save.") % (
+                ident.get("owner") or "-", ident["base_uuid"])
+        return
+    f.errors.url = T("Could not verify the peer: %s. Fix the URL or login, or tick \"save unverified\".") % problem
 
 
 # -- log and conflicts ------------------------------------------------------------
@@ -509,7 +618,16 @@ def log():
     if request.get_vars.operation:
         query &= t.operation == request.get_vars.operation
     rows, pager = _ps_page(query, ~t.id)
-    return dict(rows=rows, pager=pager, peer_names=_ps_peer_names(), pretty=_ps_pretty_json)
+    return dict(rows=rows, pager=pager, peer_names=_ps_peer_names(), pretty=_ps_pretty_json, parse=_ps_parse_report)
+
+
+def _ps_parse_report(text):
+    """A log row's JSON report as a dict (for the report table), or None when it is not a report."""
+    try:
+        report = json.loads(text or "")
+    except ValueError:
+        return None
+    return report if isinstance(report, dict) else None
 
 
 def _ps_peer_names():
@@ -555,12 +673,39 @@ def conflicts():
         _ps_fail(403, "This form expired or did not come from this page: nothing changed.", dict(error="Forbidden"))
     if request.args(0):
         row = c(request.args(0, cast=int, otherwise=URL("conflicts"))) or redirect(URL("conflicts"))
-        return dict(detail=_ps_conflict_detail(row), row=row, peers=peers, review=review, restore=restore)
+        detail = _ps_conflict_detail(row)
+        return dict(detail=detail, row=row, peers=peers, review=review, restore=restore,
+                    name=_ps_conflict_names([row]).get(row.id))
     show = request.get_vars.show or "unreviewed"
     query = (c.reviewed != True) if show == "unreviewed" else (c.id > 0)  # noqa: E712
+    if request.get_vars.table:
+        query &= c.tablename == request.get_vars.table
+    if request.get_vars.peer:
+        query &= c.origin == request.get_vars.peer
     rows, pager = _ps_page(query, c.reviewed | ~c.id)
     return dict(rows=rows, pager=pager, show=show, peers=peers, unreviewed=_ps_unreviewed(),
-                total=db(c).count(), review=review, detail=None)
+                total=db(c).count(), review=review, detail=None, names=_ps_conflict_names(rows),
+                tables=[r.tablename for r in db(c).select(c.tablename, distinct=True, orderby=c.tablename)],
+                origins=[r.origin for r in db(c.origin != None).select(c.origin, distinct=True, orderby=c.origin)])  # noqa: E711
+
+
+def _ps_conflict_names(rows):
+    """{conflict id: the record's name}: the current record's (table format), else the losing version's."""
+    by_table = {}
+    for r in rows:
+        by_table.setdefault(r.tablename, set()).add(r.record_uuid)
+    current = {t: _ps_names.names_by_uuid(db, t, uuids) for t, uuids in by_table.items()}
+    out = {}
+    for r in rows:
+        name = current.get(r.tablename, {}).get(r.record_uuid)
+        if not name:
+            try:
+                loser = json.loads(r.loser or "{}")
+            except ValueError:
+                loser = {}
+            name = _ps_names.record_name(db, r.tablename, values=loser if isinstance(loser, dict) else {})
+        out[r.id] = name
+    return out
 
 
 def _ps_conflict_detail(row):
@@ -720,8 +865,9 @@ def identity():
     """This instance's identity and clock, for peers (JSON); `received` only of the caller's own instance."""
     user = _ps_peer()
     response.headers["Content-Type"] = "application/json; charset=utf-8"
-    return json.dumps(_ps_replicate.identity(db, plugin_sync_settings,
-                                             peer=_ps_speaks_for(user, request.get_vars.peer)))
+    since = request.get_vars.since
+    return json.dumps(_ps_replicate.identity(db, plugin_sync_settings, peer=_ps_speaks_for(user, request.get_vars.peer),
+                                             since=int(since) if str(since or "").isdigit() else None))
 
 
 def changes():

@@ -73,6 +73,8 @@ db.define_table(
     Field("transport", length=8, default="http", requires=IS_IN_SET(("http", "xmlrpc"))),
     # not "interval": a reserved word that Eden's DAL (check_reserved) refuses
     Field("sync_interval", "integer", default=0, label="Sync every (minutes, 0 = manual)"),
+    # the peer's changes waiting for us, as its last identity answer counted them (HTTP peers)
+    Field("peer_pending", "integer", readable=False, writable=False),
     format="%(owner)s (%(base_uuid)s)",
 )
 
@@ -99,6 +101,7 @@ db.define_table(
     Field("winner", "text"),
     Field("created_on", "datetime"),
     Field("reviewed", "boolean", default=False),
+    Field("restored_on", "datetime"),  # its losing version was put back (restore.py): no second restore offered
 )
 
 db.define_table(
@@ -166,6 +169,11 @@ def plugin_sync_scheduled():
 plugin_sync_eden.register_task(db, plugin_sync_scheduled)
 # once per process: the synced tables' uuid indexes and change triggers, this instance's identity
 plugin_sync_eden.setup(db, plugin_sync_settings)
+# Eden: an entry in the administrator's menu (Eden built it in its 00_utils model, before this one)
+try:
+    plugin_sync_eden.add_main_menu(T)
+except Exception:  # a host menu of another shape: the pages stay reachable by URL
+    pass
 
 
 class _PluginSyncCookies(response.cookies.__class__):

@@ -80,6 +80,8 @@ def prepare(folder, quiet=False):
     shutil.rmtree(kept, ignore_errors=True)
     for rel in edenhost.install.plugin_paths(app):  # Eden's first run alone: a plugin error must not
         os.renames(os.path.join(app, rel), os.path.join(kept, rel))  # break Eden's own set-up
+        # renames() prunes the folders it emptied: Eden needs them (its languages/ may hold only ours)
+        os.makedirs(os.path.dirname(os.path.join(app, rel)), exist_ok=True)
     env = app_env(folder)
     add_user(env, ADMIN_EMAIL, ADMIN_PASSWORD, admin=True)
     env["db"].commit()
@@ -144,7 +146,11 @@ def banner(instance, port):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cwd = os.getcwd()  # enter() changes directory: the sync CLI's file names are relative to here
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # -h/--help after "sync" is the sync command's (eden.py sync --instance a export --help), not ours
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     add_help=False)
     parser.add_argument("command", choices=("run", "serve", "prepare", "sync", "folder"))
     parser.add_argument("--instance", default=os.environ.get("EDEN_INSTANCE", "a"))
     parser.add_argument("--port", type=int, default=8000)
@@ -156,6 +162,9 @@ def main(argv=None):
     parser.add_argument("--plugin", choices=("link", "copy", "none", "keep"), default="link",
                         help="the plugin in the runtime folder: symlinks to this repository (default), "
                              "copies, none (pristine Eden), or keep what is there")
+    if "sync" not in argv and any(a in ("-h", "--help") for a in argv):
+        parser.print_help()
+        return 0
     args, rest = parser.parse_known_args(argv)
     base = args.runtime or os.path.join(REPO, ".runtime")
     folder = os.path.abspath(os.path.join(base, args.instance))
@@ -177,7 +186,7 @@ def main(argv=None):
         if edenhost.is_eden(folder):
             prepare(folder, quiet=True)
         env = app_env(folder)
-        return sync_main(env["db"], env["plugin_sync_settings"], rest)
+        return sync_main(env["db"], env["plugin_sync_settings"], rest, cwd=cwd)
     prepare(folder)
     if args.command == "prepare":
         return 0

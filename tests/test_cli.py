@@ -15,11 +15,11 @@ from applications.eden.modules.plugin_sync.cli import COMMANDS
 SCRIPT = os.path.join(REPO, "scripts", "eden.py")
 
 
-def cli(env, *args, stdin=None):
+def cli(env, *args, stdin=None, cwd=None):
     folder = env["folder"]
     cmd = [sys.executable, SCRIPT, "sync", "--instance", os.path.basename(folder), "--runtime",
            os.path.dirname(folder), "--db", env["uri"]] + list(args)
-    return subprocess.run(cmd, capture_output=True, input=stdin, env=dict(os.environ, EDEN_DB_POOL_SIZE="0"))
+    return subprocess.run(cmd, capture_output=True, input=stdin, env=dict(os.environ, EDEN_DB_POOL_SIZE="0"), cwd=cwd)
 
 
 def test_export_then_import_with_dry_run_and_json(new_instance, tmp_path):
@@ -95,3 +95,23 @@ def test_every_cli_command_is_documented_in_the_readme():
     readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
     for name in COMMANDS:
         assert re.search(r"eden\.py sync( --instance \w+)? %s\b" % name, readme), name
+
+
+def test_relative_paths_subcommand_help_and_unchanged_counts(new_instance, tmp_path):
+    """Issue 15: file names are relative to where the command runs (the launcher changes directory), each
+    sub-command has its own --help, and the summary counts what stayed unchanged."""
+    a, b = instances(new_instance)
+    seed_small(a)
+    for env in (a, b):
+        env["db"].commit()
+    r = cli(a, "export", "-o", "hq.csv.gz", "--format", "gz", cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "hq.csv.gz").exists() and not os.path.exists(os.path.join(a["folder"], "hq.csv.gz"))
+    assert cli(b, "import", "hq.csv.gz", cwd=str(tmp_path)).returncode == 0
+    again = cli(b, "import", "hq.csv.gz", cwd=str(tmp_path))
+    assert again.returncode == 0 and b"unchanged 12" in again.stdout, again.stdout
+    usage = cli(a, "export", "--help")
+    assert usage.returncode == 0 and b"usage: eden.py sync export" in usage.stdout and b"--output" in usage.stdout
+    assert b"--no-scheduler" not in usage.stdout  # not the launcher's help
+    launcher = subprocess.run([sys.executable, SCRIPT, "--help"], capture_output=True)
+    assert launcher.returncode == 0 and b"--no-scheduler" in launcher.stdout

@@ -294,3 +294,27 @@ def test_a_uuid_twice_in_one_file_is_decided_as_if_together(new_instance, newer_
     db.commit()
     assert db(db.pr_person.uuid == uuid).select().first().phone == "newer"
     assert again.totals()["updated"] == again.totals()["created"] == 0
+
+
+def test_dry_run_names_the_records_it_would_create_update_or_decide(new_instance, monkeypatch):
+    """Issue 15: the preview lists records by name, first SAMPLE_LIMIT per table and kind, the rest counted."""
+    from applications.eden.modules.plugin_sync import report as report_module
+    a, b = instances(new_instance)
+    seed_small(a)
+    for i in range(5):
+        a["db"].pr_person.insert(first_name="Extra%d" % i, last_name="Person")
+    a["db"].commit()
+    monkeypatch.setattr(report_module, "SAMPLE_LIMIT", 3)
+    dry = import_from(b["db"], settings(b), export(a), dry_run=True)
+    samples = dry.as_dict()["samples"]
+    people = samples["pr_person"]["created"]
+    assert people["names"] == ["Maria Alex", "Mariano Rodriques", "Extra0 Person"] and people["more"] == 4
+    assert samples["org_organisation"]["created"]["names"] == ["A Red Cross", "A Ministry of Health"]
+    real = import_from(b["db"], settings(b), export(a))
+    assert real.as_dict()["samples"] == {}  # a real import names nothing: no cost
+    # an edit on A: the next preview names the record it would update
+    a["db"](a["db"].org_organisation.name == "A Red Cross").update(acronym="ARC", modified_on=datetime.datetime.utcnow()
+                                                                    + datetime.timedelta(seconds=5))
+    a["db"].commit()
+    dry = import_from(b["db"], settings(b), export(a), dry_run=True)
+    assert dry.as_dict()["samples"]["org_organisation"] == {"updated": dict(names=["A Red Cross"], more=0)}

@@ -405,6 +405,7 @@ def test_peers_create_edit_and_secrets_are_masked(server):
     peer = str(uuid.uuid4())
     status, headers, _ = browser.request("/plugin_sync/instances/new", dict(
         _formname="plugin_sync_peer", _formkey=formkey(page, "plugin_sync_peer"), base_uuid=peer,
+        save_unverified="on",  # issue 15: a peer that cannot be asked (no such host) is saved only so
         owner="District office", url="http://10.0.0.2:8000/eden", username="sync@district",
         password="peer-secret-pw", mode="both", transport="http", sync_interval="15"))
     assert status == 303
@@ -427,7 +428,7 @@ def test_peers_create_edit_and_secrets_are_masked(server):
     # our own base_uuid cannot be registered as a peer
     page = browser.get("/plugin_sync/instances/new")[2]
     status, _, body = browser.request("/plugin_sync/instances/new", dict(
-        _formname="plugin_sync_peer", _formkey=formkey(page, "plugin_sync_peer"), base_uuid=base_uuid(server),
+        _formname="plugin_sync_peer", _formkey=formkey(page, "plugin_sync_peer"), base_uuid=base_uuid(server), save_unverified="on",
         mode="both", transport="http", sync_interval="0"))
     assert status == 200 and b"own base UUID" in body
 
@@ -439,6 +440,7 @@ def test_peers_page_binds_the_peers_account_and_refuses_non_http_urls(server):
     page = browser.get("/plugin_sync/instances/new")[2]
     assert b'name="account"' in page  # "Its account here"
     fields = dict(_formname="plugin_sync_peer", base_uuid=peer, owner="Camp", username="sync@camp", mode="both",
+                  save_unverified="on",
                   transport="http", sync_interval="0", account=str(admin_id))
     status, _, body = browser.request("/plugin_sync/instances/new", dict(
         fields, _formkey=formkey(page, "plugin_sync_peer"), url="javascript:alert(document.cookie)"))
@@ -470,7 +472,8 @@ def test_log_and_conflicts_pages(server):
     db.close()
     browser = Client(server).login(*ADMIN)
     log = browser.get("/plugin_sync/log")[2].decode()
-    assert "export" in log and "<details>" in log and "&quot;docs_read&quot;" in log
+    assert "export" in log and "<details>" in log and "&quot;docs_read&quot;" not in log  # a table, not raw JSON (issue 15)
+    assert re.search(r"<table class=\"table ps-kv small\"><tbody>.*<th>docs_read</th>", log)
     listing = browser.get("/plugin_sync/conflicts")[2].decode()
     assert org.uuid in listing and "kept local" in listing
     detail = browser.get("/plugin_sync/conflicts/%d" % conflict)[2].decode()

@@ -72,3 +72,19 @@ def test_restore_is_a_local_edit_whatever_the_policy_and_a_bad_id_changes_nothin
     with pytest.raises(SyncError, match="no restorable version"):
         restore(db_b, settings(b), conflict.id)
     assert db_b(db_b.org_organisation.uuid == org_uuid).select().first().phone == "111"
+
+
+def test_a_restored_conflict_is_marked_restored_and_its_replacement_is_no_took_incoming(new_instance):
+    """Issue 15: the page offers no second restore, and the replaced version is not listed as "took incoming"."""
+    a, b = instances(new_instance, "a", "b")
+    org_uuid, conflict = _conflict(a, b)
+    db_b = b["db"]
+    assert db_b.plugin_sync_conflict(conflict.id).restored_on is None
+    restore(db_b, settings(b), conflict.id)
+    assert db_b.plugin_sync_conflict(conflict.id).restored_on is not None
+    c = db_b.plugin_sync_conflict
+    replaced = db_b((c.record_uuid == org_uuid) & (c.id != conflict.id)).select().first()
+    assert replaced.resolution == "restore" and replaced.restored_on is None
+    with pytest.raises(SyncError, match="restored already"):
+        restore(db_b, settings(b), conflict.id)
+    assert db_b(db_b.org_organisation.uuid == org_uuid).select().first().phone == "111"

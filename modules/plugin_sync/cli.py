@@ -10,6 +10,7 @@ Only this layer turns exceptions into messages and exit codes: 0 done,
 and column), 2 bad usage.
 """
 import argparse
+import os
 import json
 import sys
 
@@ -40,13 +41,21 @@ def build_parser():
     return parser
 
 
-def main(db, settings, argv=None, stdout=None, stderr=None):
+PATH_ARGUMENTS = ("output", "file")  # file names given by the user: relative to where the command was run
+
+
+def main(db, settings, argv=None, stdout=None, stderr=None, cwd=None):
+    """Run one sub-command; `cwd`: the folder relative paths mean (the launcher changes directory)."""
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return 2 if e.code else 0
+    for name in PATH_ARGUMENTS:
+        value = getattr(args, name, None)
+        if cwd and value and value != "-" and not os.path.isabs(value):
+            setattr(args, name, os.path.join(cwd, os.path.expanduser(value)))
     fn = COMMANDS[args.command][0]
     try:
         return fn(db, settings, args, stdout) or 0

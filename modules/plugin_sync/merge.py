@@ -70,6 +70,7 @@ from .fileformat import (CHECKPOINTS, IDENTITY_TABLE, MERGED, NULL, PARTIAL, ROW
                          UNTIL, UUID, annotations)
 from .gcpause import paused
 from .peers import find_peer, is_http_url, record_sync, this_instance, utcnow
+from .names import record_name
 from .report import Report
 from .schema import unique_uuid_index
 from .tables import LOCAL_META, conflict_policy, exclusion, local_fields, synced_tables
@@ -90,6 +91,7 @@ UPDATED, OLDER, MERGED_ALREADY = "updated", "older", "merged already"
 FILE_NEWER, FILE_OLDER = "later in the file", "earlier in the file"
 CONFLICT_KEPT, CONFLICT_TAKEN, FUTURE_WAITS = "conflict kept local", "conflict took incoming", "future waits"
 TOMBSTONED, WAITS = "tombstoned", "waits"
+SAMPLED = ("created", "updated", "conflicts_kept_local", "conflicts_took_incoming")  # what a preview names
 COUNTER = {CREATED: "created", UNCHANGED: "unchanged", LATER_STAMP: "unchanged", UPDATED: "updated", OLDER: "older",
            MERGED_ALREADY: "older", FILE_NEWER: "older", FILE_OLDER: "older", CONFLICT_KEPT: "conflicts_kept_local",
            CONFLICT_TAKEN: "conflicts_took_incoming", FUTURE_WAITS: "conflicts_kept_local", TOMBSTONED: "tombstoned",
@@ -741,6 +743,10 @@ class Merger:
             return self.fast_batch(plan, raw, parsed)
         counts["read"] += n
         counts[COUNTER[CREATED]] += n
+        for line, cells in raw:
+            if not self.report.wants_sample(name, "created"):  # bounded: a dry run names the first few only
+                break
+            self.sample(plan, "created", cells)
         for i, pos, field, why in sorted(nulls):  # as keep_references() reports them, row by row
             self.report.count(name, "refs_nulled")
             self.report.warn("reference set to NULL: %s" % why, table=name, line=raw[i][0], column=field,
@@ -849,6 +855,13 @@ class Merger:
             cols[pos] = out
         return cols, defers, nulls
 
+    def sample(self, plan, kind, cells):
+        """A dry run names the record (name-like cells of the file, else its uuid): first few per table and kind."""
+        if self.report.wants_sample(plan.tablename, kind):
+            values = dict(zip(plan.columns, cells))
+            self.report.sample(plan.tablename, kind, record_name(self.db, plan.tablename, values=values)
+                               or values.get("uuid"))
+
     # -- one batch ---------------------------------------------------------
     def merge_batch(self, plan, batch):
         name, counts = plan.tablename, self.report.table(plan.tablename)
@@ -862,12 +875,15 @@ class Merger:
         from_file = _Later(lambda: changes.written_since(self.db, name, [loc[0] for loc in locals_.values()],
                                                          self.mark))
         inserts, updates, losers, back = [], [], [], []
+        sampling = self.report.dry_run
         for row in batch:
             local = locals_.get(row.uuid)
             outcome, values = self.classify(plan, row, local, dead, resolved_ids, changed_here, from_file)
             counter = COUNTER[outcome]
             if counter:
                 counts[counter] += 1
+                if sampling and counter in SAMPLED:  # a dry run names the first few records of each kind
+                    self.sample(plan, counter, row.cells)
             if outcome == TOMBSTONED:
                 if _row_seq(plan, row) >= self.merged_until:  # not merged before: it may be news to us
                     self.log_tombstoned(plan, row, dead[row.uuid])

@@ -49,13 +49,15 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # ------------------------------------------------------------------ server side
 
 
-def identity(db, settings, peer=None):
+def identity(db, settings, peer=None, since=None):
     """What this instance tells a peer about itself (the `identity` endpoint).
 
     `peer` (the caller's base_uuid, optional) adds `received`: up to where we
     have merged the caller's changes, the start of the caller's next push.
     The controller passes only the instance the caller's account speaks for.
     Sequence numbers travel as strings (XML-RPC has no 64-bit integers).
+    `since` (the caller's checkpoint of us) adds `pending`: how many changes
+    wait for the caller, which its pages show as "to come".
     """
     me = this_instance(db)
     out = dict(
@@ -69,6 +71,11 @@ def identity(db, settings, peer=None):
     if peer:
         row = find_peer(db, peer)
         out["received"] = str(row.checkpoint_received or 0) if row else "0"
+    if since is not None:
+        try:
+            out["pending"] = changelog.change_count(db, int(since), int(out["checkpoint"]), synced_tables(db, settings))
+        except ValueError:  # a checkpoint from another database: unknown
+            pass
     db.commit()  # end the read transaction (PostgreSQL: an idle snapshot holds checkpoints back)
     return out
 
@@ -126,6 +133,23 @@ def receive(db, settings, source, peer=None, name=None, sender=None):
 # ------------------------------------------------------------------ client side
 
 
+def probe(db, settings, url, username, password, transport=None, **options):
+    """Ask the instance at `url` who it is (its identity endpoint, logged in as `username`); nothing is stored.
+
+    The Peers page's "Test connection" and register_peer's first step: returns the
+    identity (base_uuid, owner, contact, now, checkpoint) plus `clock_offset`;
+    raises PeerError when it cannot be reached, refuses the login, or is this instance.
+    """
+    me = this_instance(db).base_uuid
+    peer = dict(url=url, username=username, password=password, transport=transport or "http", owner=url)
+    before = utcnow()
+    ident = connect(peer, settings, **options).identity(me=me)
+    ident["clock_offset"] = _offset(ident.get("now"), before, utcnow())
+    if ident["base_uuid"] == me:
+        raise PeerError("%s is this instance itself (base_uuid %s)" % (url, me))
+    return ident
+
+
 def register_peer(db, settings, url, username, password, mode=None, transport=None, sync_interval=None, account=None,
                   **options):
     """Register (or update) the instance at `url`: fetch its identity, create its sync_instance row.
@@ -135,13 +159,8 @@ def register_peer(db, settings, url, username, password, mode=None, transport=No
     sync (or admin) group.  `account`: the e-mail of the account *here* that
     the peer logs in with (accounts.bind).  Returns the row.  Commits.
     """
-    me = this_instance(db).base_uuid
-    probe = dict(url=url, username=username, password=password, transport=transport or "http", owner=url)
-    before = utcnow()
-    ident = connect(probe, settings, **options).identity(me=me)
-    offset = _offset(ident.get("now"), before, utcnow())
-    if ident["base_uuid"] == me:
-        raise PeerError("%s is this instance itself (base_uuid %s)" % (url, me))
+    ident = probe(db, settings, url, username, password, transport, **options)
+    offset = ident["clock_offset"]
     table = db.sync_instance
     values = dict(url=app_url(url), username=username, password=password, owner=ident.get("owner") or None,
                   contact=ident.get("contact") or None, clock_offset=offset)
@@ -214,14 +233,14 @@ class Session:
     def hello(self):
         """Ask the peer who it is and what time it has; check it is the registered instance."""
         before = utcnow()
-        ident = self.transport.identity(me=self.me)
+        ident = self.transport.identity(me=self.me, since=int(self.peer.checkpoint_received or 0))
         after = utcnow()
         if ident["base_uuid"] != self.peer.base_uuid:
             raise PeerError("peer %s: %s now answers as instance %s, not %s; register that URL again if it "
                             "really changed" % (self.transport.name, self.transport.url, ident["base_uuid"],
                                                 self.peer.base_uuid))
         offset = _offset(ident.get("now"), before, after)
-        self.db(self.db.sync_instance.id == self.peer.id).update(clock_offset=offset)
+        self.db(self.db.sync_instance.id == self.peer.id).update(clock_offset=offset, peer_pending=ident.get("pending"))
         self.db.commit()
         tolerance = self.settings.clock_tolerance or 0
         if offset is not None and abs(offset) > tolerance:
@@ -244,6 +263,8 @@ class Session:
         for warning in self.warnings:
             report.warn(warning)
         run.report = report
+        self.db(self.db.sync_instance.id == self.peer.id).update(peer_pending=0)  # what waited has come
+        self.db.commit()
         return report
 
     def push(self, run):
@@ -321,12 +342,13 @@ def summary(results):
     parts = []
     if "pull" in results:
         t = results["pull"].totals()
-        parts.append("pulled %d (created %d, updated %d, conflicts %d, deleted %d)"
-                     % (t["docs_read"], t["created"], t["updated"], t["conflicts"], t["deleted"]))
+        parts.append("pulled %d (created %d, updated %d, unchanged %d, conflicts %d, deleted %d)"
+                     % (t["docs_read"], t["created"], t["updated"], t["unchanged"], t["conflicts"], t["deleted"]))
     if "push" in results:
         p = results["push"]
         t = p.totals()
-        parts.append("pushed %d (the peer wrote %d, conflicts %d)" % (p.sent, t["docs_written"], t["conflicts"]))
+        parts.append("pushed %d (the peer wrote %d, unchanged %d, conflicts %d)"
+                     % (p.sent, t["docs_written"], t["unchanged"], t["conflicts"]))
     warnings = sum(len(r.warnings) for r in results.values())
     return "; ".join(parts) + ("; %d warnings (see the log)" % warnings if warnings else "")
 

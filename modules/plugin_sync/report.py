@@ -21,6 +21,8 @@ COUNTERS = (
     "future",  # modified_on further in the future than the clock tolerance
 )
 MAX_WARNINGS = 200
+SAMPLE_LIMIT = 10  # a dry run names this many records per table and kind; the rest are counted
+SAMPLED = ("created", "updated", "conflicts_kept_local", "conflicts_took_incoming")
 
 
 class Report:
@@ -39,6 +41,7 @@ class Report:
         self.checkpoint = None
         self.error = None
         self.column_batches = 0  # batches merged column-wise (Merger.fast_batch): a diagnostic, not in as_dict
+        self.samples = collections.OrderedDict()  # dry runs: {table: {kind: [names]}} (first SAMPLE_LIMIT)
 
     def table(self, name):
         if name not in self.tables:
@@ -47,6 +50,23 @@ class Report:
 
     def count(self, table, counter, n=1):
         self.table(table)[counter] += n
+
+    def wants_sample(self, table, kind):
+        """Does a dry run still name records of this table and kind? (bounded: cheap on large files)"""
+        return self.dry_run and len(self.samples.get(table, {}).get(kind, ())) < SAMPLE_LIMIT
+
+    def sample(self, table, kind, name):
+        """Name one record a dry run would create, update or decide a conflict about."""
+        if self.wants_sample(table, kind):
+            self.samples.setdefault(table, collections.OrderedDict()).setdefault(kind, []).append(name)
+
+    def sample_dict(self):
+        """{table: {kind: {"names": [...], "more": n}}}: the names and how many more the counts hold."""
+        out = collections.OrderedDict()
+        for table, kinds in self.samples.items():
+            counts = self.tables.get(table, {})
+            out[table] = {k: dict(names=names, more=max(0, counts.get(k, 0) - len(names))) for k, names in kinds.items()}
+        return out
 
     def warn(self, message, table=None, line=None, column=None, **extra):
         self.warning_count += 1
@@ -97,4 +117,5 @@ class Report:
             seconds=self.seconds,
             summary=self.summary(),
             error=self.error,
+            samples=self.sample_dict(),
         )

@@ -18,6 +18,7 @@ from .fileio import import_from
 from .merge import EPOCH
 from .peers import utcnow
 
+RESTORE = "restore"  # plugin_sync_conflict.resolution of the version a restore replaced
 LOCAL_ONLY = ("id", ROW_SEQ)  # the sender's local id and change seq: meaningless here
 
 
@@ -38,6 +39,8 @@ def restore(db, settings, conflict_id, now=None):
         loser = None
     if not isinstance(loser, dict) or not loser.get("uuid"):
         raise SyncError("conflict #%s holds no restorable version" % conflict_id, table=conflict.tablename)
+    if conflict.get("restored_on"):
+        raise SyncError("conflict #%s was restored already (%s UTC)" % (conflict_id, conflict.restored_on))
     table = db[conflict.tablename]
     current = db(table.uuid == conflict.record_uuid).select(table.modified_on).first() \
         if "modified_on" in table.fields else None
@@ -60,9 +63,10 @@ def restore(db, settings, conflict_id, now=None):
     report = import_from(db, local, _one_row_file(conflict.tablename, row),
                          name="restore of conflict #%d" % conflict.id, commit=False)
     # the version it replaced is in the conflict list now: the administrator's choice, reviewed
+    # (resolution "restore": the administrator's own edit, not an incoming version that won)
     db((c.id > last) & (c.record_uuid == conflict.record_uuid)).update(
-        reason="replaced by the restore of #%d" % conflict.id, reviewed=True)
-    conflict.update_record(reviewed=True)
+        reason="replaced by the restore of #%d" % conflict.id, resolution=RESTORE, reviewed=True)
+    conflict.update_record(reviewed=True, restored_on=utcnow())
     db.commit()
     return report
 

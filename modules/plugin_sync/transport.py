@@ -310,8 +310,8 @@ class HTTPTransport(Transport):
             raise self.bad_answer(what, "not a JSON object")
         return answer
 
-    def identity(self, me=None):
-        return check_identity(self, self.json("identity", self.endpoint("identity.json", peer=me)))
+    def identity(self, me=None, since=None):
+        return check_identity(self, self.json("identity", self.endpoint("identity.json", peer=me, since=since)))
 
     def changes(self, since, tables=None, me=None):
         url = self.endpoint("changes", since=int(since or 0), tables=",".join(tables) if tables else None, peer=me)
@@ -372,7 +372,7 @@ class XMLRPCTransport(Transport):
             raise self.bad_answer(what, "not a struct")
         return answer
 
-    def identity(self, me=None):
+    def identity(self, me=None, since=None):  # XML-RPC's identity(peer) counts no pending changes
         return check_identity(self, self.call("identity", "identity", me or ""))
 
     def changes(self, since, tables=None, me=None):
@@ -479,7 +479,7 @@ def check_identity(transport, answer):
         answer["now"] = parse_time(answer.get("now"))
     except ValueError:
         raise transport.bad_answer("identity", "bad time %r" % answer.get("now"))
-    for key in ("checkpoint", "received"):
+    for key in ("checkpoint", "received", "pending"):
         if answer.get(key) not in (None, ""):
             try:
                 answer[key] = int(answer[key])

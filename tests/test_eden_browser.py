@@ -1,0 +1,286 @@
+"""The pages in a real browser (issue 15): headless Debian chromium driven by playwright, against real Eden.
+
+Log in through Eden's login form; a failing peer (wrong password, then offline)
+is flagged on the dashboard and in the picture; a conflict is opened by its
+record's name and restored; a non-admin is refused on every page and endpoint.
+Screenshots go to test-artefacts/screenshots/ (git-ignored) for a person to look at.
+"""
+import os
+import re
+import shutil
+import tempfile
+
+import pytest
+from conftest import add_eden_user
+from edenseed import country, http, later, peer_login, row, seed_org
+
+from applications.eden.modules.plugin_sync import fileio, replicate
+from applications.eden.modules.plugin_sync.peers import this_instance
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"]
+SHOTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test-artefacts", "screenshots")
+PAGES = ("index", "index.json", "export", "export.csv", "import_and_sync", "import_and_sync.json", "instances",
+         "instances/new", "log", "conflicts", "sync_now/1", "sync_now.json")
+
+
+@pytest.fixture
+def browser():
+    """A fresh headless chromium (its own user-data-dir) with one page; closed after the test."""
+    from playwright.sync_api import sync_playwright
+    profile = tempfile.mkdtemp(prefix="ps-chromium-")
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = context.new_page()
+        page.set_default_timeout(60000)
+        page.on("dialog", lambda dialog: dialog.accept())  # "Restore this version?" confirmations
+        try:
+            yield page
+        finally:
+            context.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+def shot(page, name, backend):
+    os.makedirs(SHOTS, exist_ok=True)
+    page.screenshot(path=os.path.join(SHOTS, "%s-%s.png" % (name, backend)), full_page=True)
+
+
+def login(page, url, email, password):
+    """Eden's own login form (default/user/login)."""
+    page.goto(url + "/default/user/login")
+    page.fill("#auth_user_email", email)
+    page.fill("#auth_user_password", password)
+    page.press("#auth_user_password", "Enter")
+    page.wait_for_load_state()
+
+
+def sync_now(page, url, base_uuid):
+    """Press the peer's "Sync now" on the Peers page (a POST with the CSRF key); back on the Peers page."""
+    page.goto(url + "/plugin_sync/instances")
+    page.locator('tr[data-peer="%s"] input[type=submit][value="Sync now"]' % base_uuid).click()
+    page.wait_for_url(re.compile(r".*/plugin_sync/instances$"))
+
+
+def health_row(page, url, base_uuid):
+    page.goto(url + "/plugin_sync/index")
+    return page.locator('#ps-peers tr[data-peer="%s"]' % base_uuid)
+
+
+def test_failing_peer_is_flagged_on_the_dashboard_and_in_the_picture(
+        eden_instance, eden_server, eden_admin, browser, backend):
+    a = eden_instance("a")
+    b = eden_instance("b")
+    login_b = peer_login(b, speaks_for=a)
+    server_b = eden_server("b", env=b)
+    peer = replicate.register_peer(a["db"], a["plugin_sync_settings"], server_b.url, *login_b)
+    a["db"](a["db"].sync_instance.id == peer.id).update(password="not-the-password", sync_interval=5)
+    a["db"].commit()
+    server_a = eden_server("a", env=a)
+    page = browser
+    login(page, server_a.url, *eden_admin)
+    # the pages are in Eden's menus: the administrator's main menu, and the left-hand menu on them
+    page.goto(server_a.url + "/default/index")
+    entry = page.locator('a[role=menuitem][href$="/plugin_sync/index"]')  # in the Administration drop-down
+    assert entry.count() == 1 and "Sync" in entry.text_content()
+    page.goto(server_a.url + entry.get_attribute("href")[len("/eden"):])
+    assert page.url.endswith("/plugin_sync/index")
+    assert page.locator('#menu-options a[href$="/plugin_sync/conflicts"]').count() == 1
+    assert page.locator("#ps-peers tr.ps-peer-never").count() == 1  # nothing run yet: not "ok"
+
+    # 1. a wrong password: the Sync now button fails, the dashboard says so with the peer's message
+    sync_now(page, server_a.url, peer.base_uuid)
+    assert "failed" in page.content()
+    tr = health_row(page, server_a.url, peer.base_uuid)
+    assert "ps-peer-failing" in tr.get_attribute("class")
+    assert "wrong credentials" in tr.locator(".ps-error-msg").inner_text()
+    assert tr.locator(".badge.ok").count() == 0  # a failure never looks like a success
+    edge = page.locator('svg.ps-graph g.ps-edge-failing[data-peer="%s"]' % peer.base_uuid)
+    assert edge.count() == 1 and "FAILING" in edge.text_content()
+    assert edge.locator("line").get_attribute("stroke-dasharray") and edge.locator("line").get_attribute(
+        "stroke") == "#b91c1c"
+    assert page.locator('svg.ps-graph g.ps-edge-ok').count() == 0
+    # the Log page: the failed run in an error style, its message in full (wrapping, not cut)
+    page.goto(server_a.url + "/plugin_sync/log")
+    failed = page.locator("table.ps-log tr.ps-failed").first
+    assert "wrong credentials" in failed.locator(".ps-error-msg").inner_text()
+    assert failed.locator(".ps-error-msg").evaluate("e => getComputedStyle(e).whiteSpace") == "normal"
+    shot(page, "log-failed", backend)
+    page.goto(server_a.url + "/plugin_sync/index")
+    shot(page, "dashboard-wrong-password", backend)
+
+    # 2. the right password, the peer's server stopped: failing again, now with the connection's message
+    a["db"](a["db"].sync_instance.id == peer.id).update(password=login_b[1])
+    a["db"].commit()
+    server_b.stop()
+    sync_now(page, server_a.url, peer.base_uuid)
+    tr = health_row(page, server_a.url, peer.base_uuid)
+    assert "ps-peer-failing" in tr.get_attribute("class")
+    message = tr.locator(".ps-error-msg").inner_text()
+    assert "failed" in message and "wrong credentials" not in message and server_b.url in message
+    assert page.locator('svg.ps-graph g.ps-edge-failing[data-peer="%s"]' % peer.base_uuid).count() == 1
+    shot(page, "dashboard-offline", backend)
+
+    # the pages in another language (Eden's ?_language=, kept in the session): the plugin's own Spanish file
+    page.goto(server_a.url + "/plugin_sync/index?_language=es")
+    assert page.locator("h1").first.inner_text() == "Sincronización"
+    assert page.locator("#ps-peers tr.ps-peer-failing .ps-state").inner_text() == "con fallos"
+    assert "FALLA" in page.locator("svg.ps-graph g.ps-edge-failing").text_content()
+    assert page.locator('.ps-subnav a[href$="/plugin_sync/instances"]').inner_text().strip() == "Pares"
+    shot(page, "dashboard-es", backend)
+    page.goto(server_a.url + "/plugin_sync/index?_language=en")
+    assert page.locator("h1").first.inner_text() == "Synchronisation"
+
+    # 3. a non-admin: refused on every page and endpoint, in the browser and by HTTP Basic
+    add_eden_user(a, "clerk@example.org", "Clerk-pass-1")
+    a["db"].commit()
+    for path in PAGES:
+        method = "POST" if path.startswith("sync_now") else "GET"
+        status, _, body = http(method, "%s/plugin_sync/%s" % (server_a.url, path), data=b"" if method == "POST" else None,
+                               auth=("clerk@example.org", "Clerk-pass-1"))
+        assert status == 403, (path, status)
+        assert peer.base_uuid.encode() not in body
+    page.goto(server_a.url + "/default/user/logout")
+    login(page, server_a.url, "clerk@example.org", "Clerk-pass-1")
+    for path in ("index", "instances", "log", "conflicts"):
+        answer = page.goto("%s/plugin_sync/%s" % (server_a.url, path))
+        assert answer.status == 403, path
+        assert peer.base_uuid not in page.content()
+
+
+def test_conflict_opened_by_its_record_name_and_restored(eden_instance, eden_server, eden_admin, browser, backend):
+    a = eden_instance("a")
+    seed_org(a, "Alpha", country(a))
+    b = eden_instance("b")
+    beta = seed_org(b, "Beta", country(b))
+    login_b = peer_login(b, speaks_for=a)
+    server_b = eden_server("b", env=b)
+    peer = replicate.register_peer(a["db"], a["plugin_sync_settings"], server_b.url, *login_b)
+    replicate.sync(a["db"], a["plugin_sync_settings"], peer.id)
+    beta_uuid = row(b, "org_organisation", id=beta).uuid
+    a["db"](a["db"].org_organisation.uuid == beta_uuid).update(acronym="BETA-by-A", modified_on=later(60))
+    a["db"].commit()
+    b["db"](b["db"].org_organisation.uuid == beta_uuid).update(acronym="BETA-by-B", modified_on=later(120))
+    b["db"].commit()
+    assert replicate.sync(a["db"], a["plugin_sync_settings"], peer.id, mode="pull")["pull"].totals()["conflicts"] == 1
+    server_a = eden_server("a", env=a)
+    page = browser
+    login(page, server_a.url, *eden_admin)
+
+    page.goto(server_a.url + "/plugin_sync/conflicts")
+    link = page.locator("table.ps-conflicts a.ps-record-name", has_text="Beta Relief")
+    assert link.count() == 1
+    # the filters: by table (and by peer) narrow the list
+    page.select_option('#ps-conflict-filter select[name="table"]', "org_organisation")
+    page.click('#ps-conflict-filter input[type=submit]')
+    page.wait_for_load_state()
+    assert page.locator("table.ps-conflicts a.ps-record-name", has_text="Beta Relief").count() == 1
+    page.goto(server_a.url + "/plugin_sync/conflicts?table=pr_person")
+    assert page.locator("table.ps-conflicts a.ps-record-name").count() == 0
+    page.goto(server_a.url + "/plugin_sync/conflicts?peer=%s" % peer.base_uuid)
+    page.locator("table.ps-conflicts a.ps-record-name", has_text="Beta Relief").click()
+    page.wait_for_load_state()
+    assert "Beta Relief" in page.locator("h1 .ps-record-name").inner_text()
+    shot(page, "conflict-detail", backend)
+    page.click('input[type=submit][value="Restore this version"]')
+    page.wait_for_load_state()
+    assert "Version restored" in page.content()
+    assert row(a, "org_organisation", uuid=beta_uuid) is not None
+    a["db"].commit()  # a fresh read of what the server wrote
+    assert a["db"](a["db"].org_organisation.uuid == beta_uuid).select().first().acronym == "BETA-by-A"
+    # restored: shown as such, no second restore offered
+    assert page.locator(".ps-restored").count() == 1
+    assert page.locator('input[value="Restore this version"]').count() == 0
+    shot(page, "conflict-restored", backend)
+    page.goto(server_a.url + "/plugin_sync/conflicts?show=all")
+    listing = page.locator("table.ps-conflicts")
+    beta_rows = listing.locator("tbody tr", has_text="Beta Relief")
+    assert beta_rows.locator(".ps-restored").count() == 1
+    decisions = [t.strip() for t in beta_rows.locator("td.ps-decision .badge").all_inner_texts()]
+    assert sorted(decisions) == ["replaced by a restore", "took incoming"], decisions  # the restore is no conflict
+    shot(page, "conflicts-after-restore", backend)
+
+
+def test_register_a_peer_by_url_with_the_identity_check(eden_instance, eden_server, eden_admin, browser, backend):
+    a = eden_instance("a")
+    b = eden_instance("b")
+    login_b = peer_login(b, speaks_for=a)
+    b_uuid = this_instance(b["db"]).base_uuid
+    b["db"].commit()
+    server_b = eden_server("b", env=b)
+    server_a = eden_server("a", env=a)
+    page = browser
+    login(page, server_a.url, *eden_admin)
+
+    def form(base_uuid="", password=login_b[1]):
+        page.goto(server_a.url + "/plugin_sync/instances/new")
+        page.fill("#sync_instance_url", server_b.url)
+        page.fill("#sync_instance_username", login_b[0])
+        page.fill("#sync_instance_password", password)
+        page.fill("#sync_instance_base_uuid", base_uuid)
+
+    def registered():
+        a["db"].commit()  # a fresh read of what the server wrote
+        return a["db"](a["db"].sync_instance.base_uuid == b_uuid).select().first()
+
+    # a mistyped base UUID is refused: the peer answers with its own
+    typo = b_uuid[:-1] + ("0" if b_uuid[-1] != "0" else "1")
+    form(base_uuid=typo)
+    page.click('#ps-peer-form input[type=submit][value="Save"]')
+    page.wait_for_load_state()
+    assert "answers as %s, not %s" % (b_uuid, typo) in page.content()
+    assert registered() is None and a["db"](a["db"].sync_instance.base_uuid == typo).isempty()
+    # a wrong password: not verified, so not saved (unless "save unverified" is ticked)
+    form(password="not-the-password")
+    page.click('#ps-peer-form input[type=submit][value="Save"]')
+    page.wait_for_load_state()
+    assert "Could not verify the peer" in page.content() and "wrong credentials" in page.content()
+    assert registered() is None
+    # Test connection: the peer's identity is filled in; Save then registers it with the login typed
+    form()
+    page.click("#ps-test")
+    page.wait_for_load_state()
+    assert b_uuid in page.locator("#ps-verified").inner_text()
+    assert page.input_value("#sync_instance_base_uuid") == b_uuid
+    assert registered() is None  # a test saves nothing
+    shot(page, "register-verified", backend)
+    page.click('#ps-peer-form input[type=submit][value="Save"]')
+    page.wait_for_load_state()
+    assert page.url.endswith("/plugin_sync/instances"), page.locator("#ps-peer-form").inner_text()
+    peer = registered()
+    assert peer is not None and peer.url == server_b.url and peer.password == login_b[1]
+    # and it syncs: the dashboard shows it healthy
+    sync_now(page, server_a.url, b_uuid)
+    tr = health_row(page, server_a.url, b_uuid)
+    assert "ps-peer-ok" in tr.get_attribute("class") and tr.locator(".ps-error-msg").count() == 0
+    assert page.locator('svg.ps-graph g.ps-edge-ok[data-peer="%s"]' % b_uuid).count() == 1
+    shot(page, "dashboard-ok", backend)
+
+
+def test_import_preview_lists_the_records_by_name(eden_instance, eden_server, eden_admin, browser, backend, tmp_path):
+    a = eden_instance("a")
+    b = eden_instance("b")
+    seed_org(b, "Gamma", country(b))
+    path = str(tmp_path / "gamma.csv.gz")
+    with open(path, "wb") as out:
+        fileio.export_to(b["db"], b["plugin_sync_settings"], out, fmt="gz")
+    server_a = eden_server("a", env=a)
+    page = browser
+    login(page, server_a.url, *eden_admin)
+    page.goto(server_a.url + "/plugin_sync/import_and_sync")
+    page.set_input_files("#ps-data", path)
+    page.check('input[name="dry_run"]')
+    page.click('#ps-import-form input[type=submit]')
+    page.wait_for_load_state()
+    created = page.locator("#ps-samples tr.ps-sample-created")
+    assert created.filter(has_text="org_organisation").filter(has_text="Gamma Relief").count() == 1
+    assert created.filter(has_text="pr_person").filter(has_text="Gamma Person").count() == 1
+    assert created.filter(has_text="med_hospital").filter(has_text="Gamma Hospital").count() == 1
+    assert row(a, "org_organisation", name="Gamma Relief") is None  # a preview writes nothing
+    shot(page, "import-preview", backend)
+    page.click('#ps-confirm-form input[type=submit]')
+    page.wait_for_load_state()
+    assert "Import report" in page.content() and page.locator("#ps-samples").count() == 0
+    a["db"].commit()
+    assert row(a, "org_organisation", name="Gamma Relief") is not None
