@@ -27,7 +27,11 @@ import install  # noqa: E402
 
 APP = "eden"
 EDEN_COMMIT = "e1cbdd6b55ac30247049c72a6f416606fdc5267d"
-SHARED_ARCHIVE = os.path.join(os.path.dirname(REPO), "shared", "eden", "sahana-eden-e1cbdd6.tar.xz")
+ARCHIVE_NAME = "sahana-eden-e1cbdd6.tar.xz"
+SHARED_ARCHIVE = os.path.join(os.path.dirname(REPO), "shared", "eden", ARCHIVE_NAME)
+# where else the shared copy may be: EDEN_ARCHIVE (a path), then this workplace's shared folder (a
+# clone made elsewhere, e.g. a fresh one in a temp dir, has no ../shared beside it)
+WORKPLACE_ARCHIVE = os.path.join(os.sep, "work", "shared", "eden", ARCHIVE_NAME)
 SHARED_SHA256 = "5a3f06180a3f285d340768e1e8e4e9bb0d270c49ef48e98995669f99ab45ecdb"
 GITHUB_ARCHIVE = "https://github.com/sahana/eden/archive/%s.tar.gz" % EDEN_COMMIT
 # GitHub's archive could not be downloaded where this was written: pin its sha256 here (or set
@@ -92,9 +96,10 @@ def eden_source():
     if os.path.isfile(os.path.join(tree, "models", "00_db.py")):
         return tree
     os.makedirs(cache_dir(), exist_ok=True)
-    if os.path.exists(SHARED_ARCHIVE):
-        print("eden: unpacking %s (once) ..." % SHARED_ARCHIVE, flush=True)
-        return _unpack(SHARED_ARCHIVE, SHARED_SHA256, tree)
+    shared = shared_archive()
+    if shared:
+        print("eden: unpacking %s (once) ..." % shared, flush=True)
+        return _unpack(shared, SHARED_SHA256, tree)
     if not GITHUB_SHA256:
         raise SystemExit("eden: no Eden source: set EDEN_SRC=/path/to/eden, or EDEN_ARCHIVE_SHA256 to the "
                          "sha256 of %s to download it" % GITHUB_ARCHIVE)
@@ -102,6 +107,14 @@ def eden_source():
     if not os.path.exists(archive):
         _download(GITHUB_ARCHIVE, archive)
     return _unpack(archive, GITHUB_SHA256, tree)
+
+
+def shared_archive():
+    """The shared copy of Eden's archive, if any: EDEN_ARCHIVE, ../shared/eden/, the workplace's (checked by sha256)."""
+    for path in (os.environ.get("EDEN_ARCHIVE"), SHARED_ARCHIVE, WORKPLACE_ARCHIVE):
+        if path and os.path.isfile(path):
+            return path
+    return None
 
 
 def copy_tree(src, app):

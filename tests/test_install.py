@@ -177,6 +177,8 @@ def test_eden_source_order_and_checked_download(tmp_path, monkeypatch):
 
     monkeypatch.setattr(edenhost, "cache_dir", lambda: str(tmp_path / "cache"))
     monkeypatch.setattr(edenhost, "SHARED_ARCHIVE", str(tmp_path / "no-shared.tar.xz"))
+    monkeypatch.setattr(edenhost, "WORKPLACE_ARCHIVE", str(tmp_path / "no-workplace.tar.xz"))
+    monkeypatch.delenv("EDEN_ARCHIVE", raising=False)
     own = tmp_path / "own-eden"
     (own / "models").mkdir(parents=True)
     monkeypatch.setenv("EDEN_SRC", str(own))
