@@ -50,8 +50,12 @@ PS_FALSE = ("0", "off", "false", "no", "n", "")
 
 
 def _ps_only(given, allowed, where="this address"):
-    """Refuse (400) parameters this action does not take: a misspelt one must not be ignored silently."""
-    unknown = sorted(k for k in given if k not in allowed)
+    """Refuse (400) parameters this action does not take: a misspelt one must not be ignored silently.
+
+    Names starting with "_" are the framework's, not the action's (web2py's _formname/_formkey/_next,
+    and Sahana Eden's scripts add _timezone and _utc_offset to every form): never refused.
+    """
+    unknown = sorted(k for k in given if k not in allowed and not k.startswith("_"))
     if unknown:
         _ps_fail(400, "Unknown parameter%s %s for %s (it takes: %s)." % (
             "s" if len(unknown) > 1 else "", ", ".join(unknown), where, ", ".join(allowed)),
