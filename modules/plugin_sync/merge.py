@@ -403,20 +403,12 @@ class Merger:
         url = row.get("url")
         if url and not is_http_url(url):
             raise Refused("the sender's URL %r is not http(s)://...: refused" % url[:80], column="url", **where)
-        for key in (SINCE, UNTIL):
-            if row.get(key) not in (None, ""):
-                try:
-                    int(row[key])
-                except ValueError:
-                    raise BadValue("%r is not a valid checkpoint" % row[key][:40], column=key, **where)
 
     def capped_claim(self, claim, line):
-        """The sender's claim of how much of our change log it has merged, at most what we exported."""
-        try:
-            claim = int(claim)
-        except ValueError:
-            raise BadValue("%r is not a valid checkpoint" % claim[:40], table=IDENTITY_TABLE, line=line,
-                           column=MERGED)
+        """The sender's claim of how much of our change log it has merged, at most what we exported.
+
+        (read_origin has refused a claim that is not a whole number.)"""
+        claim = int(claim)
         cap = min(int(self.me.exported_until or 0), changes.checkpoint(self.db))
         if claim > cap:
             self.report.warn("the sender claims to have merged this instance's changes up to %d, beyond the %d "
