@@ -119,6 +119,17 @@ def new_instance(backend, request):
 
 
 @pytest.fixture
+def pair(new_instance):
+    """Two fresh instances, each seeded with its own small data set (A's and B's): a file from A meets B's data."""
+    from synchelpers import instances, seed_small
+
+    a, b = instances(new_instance)
+    seed_small(a)
+    seed_small(b, prefix="B")
+    return a, b
+
+
+@pytest.fixture
 def instance(new_instance):
     return new_instance("a")
 

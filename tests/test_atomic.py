@@ -1,7 +1,7 @@
 """One import is one transaction: a bad row anywhere leaves the database exactly as it was."""
 import pytest
 
-from synchelpers import counts, export, instances, seed_small, settings, snapshot
+from synchelpers import counts, export, settings, snapshot
 
 from applications.eden.modules.plugin_sync.errors import BadValue, FormatError, TruncatedFile
 from applications.eden.modules.plugin_sync.fileio import import_from
@@ -13,14 +13,6 @@ def _state(env):
     n = counts(env)
     n.pop("plugin_sync_log")
     return n, snapshot(env), [r.as_dict() for r in db(db.sync_instance).select()]
-
-
-@pytest.fixture
-def pair(new_instance):
-    a, b = instances(new_instance)
-    seed_small(a)
-    seed_small(b, prefix="B")
-    return a, b
 
 
 def _last_data_row_replaced(data, table, column, value):

@@ -91,10 +91,7 @@ def test_any_value_exports_the_same_both_ways(new_instance, kind):
     @hsettings(max_examples=10, deadline=None, database=None, derandomize=True)
     @given(value=st.none() | STRATEGIES[kind])
     def prop(value):
-        if kind == "reference" and value is not None:
-            value = orgs[value]
-        elif kind == "list:reference" and value is not None:
-            value = [orgs[i] for i in value]
+        value = typetable.stored(kind, value, orgs)
         table.insert(**{field: value})
         db.commit()
         _agree(env)

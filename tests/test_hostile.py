@@ -198,14 +198,6 @@ def test_the_corpus_adds_up():
     assert (len(REFUSED), len(ACCEPTED)) == (29, 6)
 
 
-@pytest.fixture
-def pair(new_instance):
-    a, b = instances(new_instance)
-    seed_small(a)
-    seed_small(b, prefix="B")
-    return a, b
-
-
 def _base(a):
     """The export, with the first person and the hospital made deterministic for the checks."""
     db = a["db"]

@@ -149,10 +149,7 @@ def test_any_value_round_trips(new_instance, kind):
     @hsettings(max_examples=10, deadline=None, database=None, derandomize=True)
     @given(value=st.none() | STRATEGIES[kind])
     def prop(value):
-        if kind == "reference" and value is not None:
-            value = orgs[value]
-        elif kind == "list:reference" and value is not None:
-            value = [orgs[i] for i in value]
+        value = typetable.stored(kind, value, orgs)
         uuid = db[typetable.TABLE].uuid.default()
         table.insert(uuid=uuid, **{field: value})
         db.commit()

@@ -63,3 +63,12 @@ def hostile_rows():
             f_list_integer=[[1, 2, 3], [], [2**40], [-5]][k % 4],
         ))
     return rows
+
+
+def stored(kind, value, orgs):
+    """A generated value as it is stored: a reference (or list of them) names the i-th of `orgs`."""
+    if kind == "reference" and value is not None:
+        return orgs[value]
+    if kind == "list:reference" and value is not None:
+        return [orgs[i] for i in value]
+    return value
