@@ -251,6 +251,20 @@ def freeze(content):
     return tuple(sorted((k, str(v)) for k, v in content.items()))
 
 
+
+def played(envs, incremental_gossip, shared_start, ops):
+    """A World on `envs` with `ops` applied; with shared_start the same few records (PRELUDE) are
+    everywhere first, so that the operations meet on them."""
+    world = World(envs, incremental_gossip)
+    if shared_start:
+        for op in PRELUDE:
+            world.apply(op)
+        for j in range(1, len(envs)):
+            world.sync(0, j, False)
+    for op in ops:
+        world.apply(op)
+    return world
+
 class World:
     """The instances, their simulated clocks, and what the test knows about every version."""
 
@@ -598,14 +612,7 @@ def test_convergence(new_instance, backend):
     def run(history):
         n, incremental_gossip, shared_start, ops = history
         reset(envs)
-        world = World(envs[:n], incremental_gossip)
-        if shared_start:  # the same few records everywhere: the operations meet on them
-            for op in PRELUDE:
-                world.apply(op)
-            for j in range(1, n):
-                world.sync(0, j, False)
-        for op in ops:
-            world.apply(op)
+        world = played(envs[:n], incremental_gossip, shared_start, ops)
         world.gossip()
         check(world)
         event("conflicts logged: %s" % min(len(world.losers()), 3))  # --hypothesis-show-statistics

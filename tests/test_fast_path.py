@@ -13,7 +13,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings as hsettings, strategies as st
 from synchelpers import LOCAL, export, instances, seed_small, settings, snapshot
-from test_convergence import OPS, PRELUDE, REGRESSIONS, World, reset
+from test_convergence import OPS, REGRESSIONS, played, reset
 
 from applications.eden.modules.plugin_sync import merge
 from applications.eden.modules.plugin_sync.changes import CHANGE, checkpoint
@@ -197,14 +197,7 @@ def test_both_paths_agree_on_every_file_of_a_history(new_instance, backend):
     def run(history):
         n, incremental_gossip, shared_start, ops, batch = history
         reset(envs + [auto_env, rows_env])
-        world = World(envs[:n], incremental_gossip)
-        if shared_start:
-            for op in PRELUDE:
-                world.apply(op)
-            for j in range(1, n):
-                world.sync(0, j, False)
-        for op in ops:
-            world.apply(op)
+        world = played(envs[:n], incremental_gossip, shared_start, ops)
         world.sync(0, 1, False)  # at least one full file
         columns = 0
         for _, data in world.files:
