@@ -462,7 +462,10 @@ def _ps_job_text(status):
 
 
 def _ps_job_shown(job_id, kinds):
-    """What a page's view needs to show a job: dict(job=status, confirm=form or None); 404 when there is none."""
+    """What a page's view needs to show a job: dict(job=status, confirm=form or None); 404 when there is none.
+
+    The confirm form is made here, not in the view, so that its CSRF key is in the session
+    of whichever request renders it (the page, or job.json's fragment)."""
     status = _ps_job_status(job_id, kinds)
     if status is None:
         _ps_fail(404, T("No such job: %s") % job_id, dict(error="NotFound"))
@@ -473,7 +476,7 @@ def _ps_job_shown(job_id, kinds):
     if status["kind"] == "preview" and status["state"] == "done" and _ps_stash.peek(session.plugin_sync_pending, key):
         confirm = FORM(INPUT(_type="submit", _value=T("Import for real")), hidden=dict(pending=key),
                        _id="ps-confirm-form", _class="ps-inline",
-                       _action=URL("plugin_sync", "import_and_sync"), _method="post")
+                       _action=URL("plugin_sync", "import_and_sync", extension=False), _method="post")
         confirm.accepts(Storage(), session, formname="plugin_sync_confirm")
     return dict(job=status, confirm=confirm)
 
@@ -487,7 +490,9 @@ def job():
     if not _ps_wants_json():
         redirect(URL(PS_JOB_PAGES[status["kind"]], vars=dict(job=status["id"])))
     if status["state"] in _ps_jobs.FINISHED:
-        status["html"] = response.render("plugin_sync/_job.html", dict(shown, job_fragment=True))
+        request.extension = "html"  # the fragment's links are pages, not .json (URL() keeps the extension)
+        status["html"] = response.render("plugin_sync/_job.html", shown)
+        request.extension = "json"
     return response.json(dict(status, ok=True))
 
 

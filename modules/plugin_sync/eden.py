@@ -171,24 +171,25 @@ def run_job(db, settings, job_id, app_folder):
 def start_job(db, settings, job_id, app_folder, worker_alive):
     """Queue a job for Eden's scheduler worker; "queued", or "ran" when it ran here and now.
 
-    With no live worker (`worker_alive`: health.scheduler_state), in a host without Eden's
-    S3Task, or where queueing fails, the job runs in the calling request: the page then
-    answers when it is done, as before jobs existed, instead of waiting for a worker that
-    is not there.
+    Queued the way Eden schedules tasks (S3Task.schedule_task: a one-off scheduler_task row of
+    Eden's `settings_task`; its run_async fails with this gluon and pydal), and the worker told
+    to pick it up at once.  With no live worker (`worker_alive`: health.scheduler_state), in a
+    host without Eden's S3Task, or where queueing fails, the job runs in the calling request:
+    the page then answers when it is done, instead of waiting for a worker that is not there.
     """
     s3task = getattr(current, "s3task", None)
-    if worker_alive and is_eden(db) and s3task is not None:
+    if worker_alive and is_eden(db) and s3task is not None and "scheduler_task" in db.tables:
         try:
-            task_id = s3task.run_async("settings_task", vars={"taskname": JOB_TASK, "job": int(job_id)},
-                                       timeout=task_timeout(settings))
-        except Exception:
-            db.rollback()
-            task_id = False
-        if task_id:
+            task_id = s3task.schedule_task(JOB_TASK, function_name="settings_task",
+                                           vars={"taskname": JOB_TASK, "job": int(job_id)}, repeats=1,
+                                           retry_failed=0, timeout=task_timeout(settings), ignore_duplicate=True,
+                                           user_id=False)
+            if "scheduler_worker" in db.tables:  # the ticker assigns it now, not at its next round
+                db(db.scheduler_worker.is_ticker == True).update(status="PICK")  # noqa: E712 (pydal)
             db.commit()
             return "queued"
-        if task_id is None:  # Eden's S3Task found no live worker after all and ran it itself
-            return "ran"
+        except Exception:  # the scheduler's tables locked or missing: run it here rather than not at all
+            db.rollback()
     run_job(db, settings, job_id, app_folder)
     return "ran"
 
