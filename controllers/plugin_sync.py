@@ -55,7 +55,7 @@ def _ps_only(given, allowed, where="this address"):
     """
     unknown = sorted(k for k in given if k not in allowed and not k.startswith("_"))
     if unknown:
-        _ps_fail(400, "Unknown parameter%s %s for %s (it takes: %s)." % (
+        _ps_fail(400, T("Unknown parameter%s %s for %s (it takes: %s).") % (
             "s" if len(unknown) > 1 else "", ", ".join(unknown), where, ", ".join(allowed)),
             dict(error="BadRequest"))
 
@@ -69,7 +69,7 @@ def _ps_one(name, *values):
             if x is not None and x not in given:
                 given.append(x)
     if len(given) > 1:
-        _ps_fail(400, "Conflicting values for %s: %s." % (name, ", ".join(repr(str(g)) for g in given)),
+        _ps_fail(400, T("Conflicting values for %s: %s.") % (name, ", ".join(repr(str(g)) for g in given)),
                  dict(error="BadRequest"))
     return given[0] if given else None
 
@@ -81,7 +81,7 @@ def _ps_flag(name, value):
         return True
     if text in PS_FALSE:
         return False
-    _ps_fail(400, "%s=%r: use 1 or 0." % (name, str(value)), dict(error="BadRequest"))
+    _ps_fail(400, T("%s=%r: use 1 or 0.") % (name, str(value)), dict(error="BadRequest"))
 
 
 def _ps_wants_json():
@@ -99,7 +99,7 @@ def _ps_fail(status, message, error=None, **context):
     if getattr(request, "ps_basic", False) or request.extension not in ("html", None):
         headers["Content-Type"] = "text/plain; charset=utf-8"
         raise HTTP(status, "%d %s\n" % (status, message), **headers)
-    response.title = "Sync: %s" % {400: "refused", 401: "login needed", 403: "not allowed"}.get(status, "error")
+    response.title = T("Sync: %s") % T({400: "refused", 401: "login needed", 403: "not allowed"}.get(status, "error"))
     page = response.render("plugin_sync/error.html", dict(status=status, message=message, error=error, **context))
     raise HTTP(status, page, **headers)
 
@@ -114,6 +114,7 @@ def _ps_admin():
     - logged in (session cookie) but not an admin -> 403.
     Refusals carry a message only, never data.
     """
+    _ps_eden.add_translations(T, request.folder)  # languages/plugin_sync/<lang>.py: refusals are translated too
     challenge = {"WWW-Authenticate": 'Basic realm="Sahana Eden %s (plugin_sync)"' % request.application}
     authorization = request.env.http_authorization or ""
     request.ps_basic = authorization[:6].lower() == "basic "
@@ -122,19 +123,18 @@ def _ps_admin():
         user = _ps_basic_login(lambda status, message, kind, headers: _ps_fail(
             status, message, dict(error=kind), headers=headers))
         if not user:
-            _ps_fail(401, "Wrong e-mail or password (HTTP Basic).", dict(error="Unauthorized"), headers=challenge)
+            _ps_fail(401, T("Wrong e-mail or password (HTTP Basic)."), dict(error="Unauthorized"), headers=challenge)
     elif not auth.user:
         if _ps_wants_json():
-            _ps_fail(401, "Log in first: send HTTP Basic credentials of an administrator.",
+            _ps_fail(401, T("Log in first: send HTTP Basic credentials of an administrator."),
                      dict(error="Unauthorized"), headers=challenge)
         redirect(URL("default", "user", args="login", vars=dict(_next=URL(args=request.args, vars=request.get_vars))))
     if not _ps_accounts.is_admin(db, auth.user.id, plugin_sync_settings):
-        _ps_fail(403, "%s is not a member of the '%s' group: only administrators may use the sync pages."
+        _ps_fail(403, T("%s is not a member of the '%s' group: only administrators may use the sync pages.")
                  % (auth.user.email, _ps_accounts.admin_group(plugin_sync_settings)), dict(error="Forbidden"))
-    response.title = "Sync"
+    response.title = T("Sync")
     response.ps_unreviewed = _ps_unreviewed()  # the sub-navigation's badge
     _ps_eden.set_options_menu(T)  # Eden's left-hand menu: the plugin's pages
-    _ps_eden.add_translations(T, request.folder)  # languages/plugin_sync/<lang>.py
     return request.ps_basic
 
 
@@ -210,7 +210,7 @@ def index():
                            last_heartbeat=data["scheduler"].last_heartbeat),
             unreviewed_conflicts=data["unreviewed"],
         ))
-    response.title = "Sync"
+    response.title = T("Sync")
     return data
 
 
@@ -238,17 +238,17 @@ def export():
     if not fmt and (basic or request.vars.tables is not None):
         fmt = "csv"  # a script asking without a format gets the plain CSV
     if not fmt:
-        response.title = "Sync: export"
+        response.title = T("Sync: export")
         return dict(synced=synced, counts={t: db(db[t]).count() for t in synced}, formats=PS_EXPORT_TYPES)
     if fmt not in PS_EXPORT_TYPES:
-        _ps_fail(400, "Unknown format %r: use csv, gz or zip." % fmt, dict(error="BadRequest"))
+        _ps_fail(400, T("Unknown format %r: use csv, gz or zip.") % fmt, dict(error="BadRequest"))
     tables = _ps_tables_asked()
     if tables is not None and not tables:
-        _ps_fail(400, "Choose at least one table to export.", dict(error="BadRequest"))
+        _ps_fail(400, T("Choose at least one table to export."), dict(error="BadRequest"))
     try:
         tables = synced_tables(db, plugin_sync_settings, only=tables) if tables else None  # refuse before writing
     except errors.TableNotSynced as e:
-        _ps_fail(400, "Refused: %s. Only synced tables can be exported: %s." % (e.message, ", ".join(synced)),
+        _ps_fail(400, T("Refused: %s. Only synced tables can be exported: %s.") % (e.message, ", ".join(synced)),
                  e.as_dict())
     me = plugin_sync.peers.this_instance(db)
     ctype, suffix = PS_EXPORT_TYPES[fmt]
@@ -260,7 +260,7 @@ def export():
         fileio.export_to(db, plugin_sync_settings, out, fmt=fmt, tables=tables)
     except errors.SyncError as e:
         out.close()
-        _ps_fail(400, "Export failed: %s" % e.describe(), e.as_dict())
+        _ps_fail(400, T("Export failed: %s") % e.describe(), e.as_dict())
     size = out.tell()
     out.seek(0)
     response.headers["Content-Type"] = ctype
@@ -501,8 +501,8 @@ def job():
 def _ps_mask(secret):
     """Never show a stored secret back: only that it is set (and the last 4 characters of a long one)."""
     if not secret:
-        return "not set"
-    return "set (\u2026%s)" % secret[-4:] if len(secret) >= 16 else "set"
+        return T("not set")
+    return T("set (\u2026%s)") % secret[-4:] if len(secret) >= 16 else T("set")
 
 
 PS_PEER_FIELDS = ["base_uuid", "owner", "contact", "url", "username", "password", "mode", "transport", "sync_interval",
@@ -512,7 +512,7 @@ PS_PEER_FIELDS = ["base_uuid", "owner", "contact", "url", "username", "password"
 def instances():
     """Peers (sync_instance): list, create (instances/new), edit (instances/<id>)."""
     _ps_admin()
-    response.title = "Sync: peers"
+    response.title = T("Sync: peers")
     table = db.sync_instance
     me = plugin_sync.peers.this_instance(db)
     record = None
@@ -524,21 +524,23 @@ def instances():
             # empty: taken from the peer's identity answer ("Test connection", or on saving)
             table.base_uuid.requires = IS_EMPTY_OR([
                 IS_MATCH(PS_UUID_RE, error_message=T("not a UUID (the peer's dashboard shows its base UUID)")),
-                IS_NOT_IN_DB(db, table.base_uuid, error_message="this peer is already registered"),
+                IS_NOT_IN_DB(db, table.base_uuid, error_message=T("this peer is already registered")),
                 IS_NOT_IN_DB(db(db.plugin_sync_identity.id > 0), db.plugin_sync_identity.base_uuid,
-                             error_message="that is this instance's own base UUID"),
+                             error_message=T("that is this instance's own base UUID")),
                 IS_LENGTH(64),
             ])
             table.base_uuid.comment = T("leave empty: filled in from the peer's answer")
         else:
             table.base_uuid.writable = False  # a peer's identity is fixed once registered
-        table.url.label = "URL"
-        table.url.comment = "e.g. http://10.0.0.2:8000/eden (empty for file-only peers)"
+        for name in PS_PEER_FIELDS:  # the model's labels, in the page's language
+            table[name].label = T(table[name].label)
+        table.url.label = T("URL")
+        table.url.comment = T("e.g. http://10.0.0.2:8000/eden (empty for file-only peers)")
         table.contact.widget = lambda f, v: SQLFORM.widgets.text.widget(f, v, _rows=3)
-        table.username.comment = "account this instance uses to log in at the peer"
-        table.account.comment = "the account here the peer logs in with: it may push only this peer's own files"
+        table.username.comment = T("account this instance uses to log in at the peer")
+        table.account.comment = T("the account here the peer logs in with: it may push only this peer's own files")
         form = SQLFORM(table, record, fields=PS_PEER_FIELDS, deletable=record is not None, showid=False,
-                       submit_button="Save", delete_label="Delete this peer (and its checkpoints)",
+                       submit_button=T("Save"), delete_label=T("Delete this peer (and its checkpoints)"),
                        formstyle="table3cols")
 
         if record is None:
@@ -551,16 +553,16 @@ def instances():
                 f.vars.uuid = "urn:uuid:%s" % f.vars.base_uuid
             others = (table.account == f.vars.account) & (table.id != (record.id if record else 0))
             if f.vars.account and not db(others).isempty():  # an account speaks for one instance
-                f.errors.account = "this account is already the login of another peer"
+                f.errors.account = T("this account is already the login of another peer")
 
         if form.process(formname="plugin_sync_peer", onvalidation=_onvalidation).accepted:
             session.plugin_sync_probe = None  # the tested password is in the peer's row now, not the session
-            session.flash = "Peer deleted." if form.deleted else "Peer saved."
+            session.flash = T("Peer deleted.") if form.deleted else T("Peer saved.")
             redirect(URL("instances"))
         elif form.errors.ps_tested and len(form.errors) == 1:
             response.flash = form.errors.ps_tested  # the test passed: the form shows what the peer said
         elif form.errors:
-            response.flash = "Please correct the highlighted fields."
+            response.flash = T("Please correct the highlighted fields.")
     rows, pager = _ps_page(table, ~table.last_update | table.owner)
     shown = _ps_job_shown(request.get_vars.job, ("sync",)) if request.get_vars.job else dict(job=None)
     busy = bool(shown["job"] and shown["job"]["state"] not in _ps_jobs.FINISHED)  # a sync runs: no second one
@@ -644,7 +646,7 @@ def _ps_verify_peer(f):
 def log():
     """The replication log, newest first; each row expands to its JSON report."""
     _ps_admin()
-    response.title = "Sync: log"
+    response.title = T("Sync: log")
     t = db.plugin_sync_log
     query = t.id > 0
     if request.get_vars.operation:
@@ -662,29 +664,29 @@ def _ps_peer_names():
 def conflicts():
     """Conflicts, unreviewed first; conflicts/<id> compares the losing version with the current record."""
     _ps_admin()
-    response.title = "Sync: conflicts"
+    response.title = T("Sync: conflicts")
     c = db.plugin_sync_conflict
     peers = _ps_peer_names()
     review = FORM(INPUT(_type="hidden", _name="id"), INPUT(_type="hidden", _name="reviewed"),
-                  INPUT(_type="submit", _value="Mark reviewed"))
-    restore = FORM(INPUT(_type="hidden", _name="id"), INPUT(_type="submit", _value="Restore this version"))
+                  INPUT(_type="submit", _value=T("Mark reviewed")))
+    restore = FORM(INPUT(_type="hidden", _name="id"), INPUT(_type="submit", _value=T("Restore this version")))
     if review.accepts(request.post_vars, session, formname="plugin_sync_review"):
         row = c(review.vars.id)
         if row:
             row.update_record(reviewed=str(review.vars.reviewed) != "0")
-            session.flash = "Conflict marked %s." % ("reviewed" if row.reviewed else "unreviewed")
+            session.flash = T("Conflict marked reviewed.") if row.reviewed else T("Conflict marked unreviewed.")
         redirect(URL("conflicts", args=request.args, vars=request.get_vars))
     elif restore.accepts(request.post_vars, session, formname="plugin_sync_restore"):
         try:
             report = _ps_restore.restore(db, plugin_sync_settings, int(restore.vars.id))
-            session.flash = "Version restored (%d record written); the version it replaced is in the list." % (
+            session.flash = T("Version restored (%d record written); the version it replaced is in the list.") % (
                 report.totals()["docs_written"])
         except errors.SyncError as e:
             db.rollback()
-            session.flash = "Nothing restored: %s" % e
+            session.flash = T("Nothing restored: %s") % e
         redirect(URL("conflicts", args=request.args, vars=request.get_vars))
     elif request.env.request_method == "POST":
-        _ps_fail(403, "This form expired or did not come from this page: nothing changed.", dict(error="Forbidden"))
+        _ps_fail(403, T("This form expired or did not come from this page: nothing changed."), dict(error="Forbidden"))
     if request.args(0):
         row = c(request.args(0, cast=int, otherwise=URL("conflicts"))) or redirect(URL("conflicts"))
         detail = _ps_review.conflict_detail(db, row)
@@ -971,16 +973,16 @@ def sync_now():
     ref = request.args(0) or request.vars.peer
     peer = table(int(ref)) if str(ref or "").isdigit() else (plugin_sync.peers.find_peer(db, ref) if ref else None)
     if peer is None:
-        _ps_fail(404, "No such peer: %s" % (ref or "(none given)"), dict(error="NotFound"))
+        _ps_fail(404, T("No such peer: %s") % (ref or T("(none given)")), dict(error="NotFound"))
     if request.env.request_method != "POST":
-        response.title = "Sync: sync now"
+        response.title = T("Sync: sync now")
         return dict(peer=peer, form=_ps_sync_now_form(peer))
     if basic:
         if _ps_cross_site():
-            _ps_fail(403, "Cross-site POST refused.", dict(error="Forbidden"))
+            _ps_fail(403, T("Cross-site POST refused."), dict(error="Forbidden"))
     elif not FORM().accepts(request.post_vars, session, formname="plugin_sync_sync_now_%d" % peer.id):
-        _ps_fail(403, "This form expired or did not come from this page (CSRF key missing or wrong): "
-                      "nothing was synced. Reload the page and try again.", dict(error="Forbidden"))
+        _ps_fail(403, T("This form expired or did not come from this page (CSRF key missing or wrong): "
+                        "nothing was synced. Reload the page and try again."), dict(error="Forbidden"))
     mode = request.vars.mode if request.vars.mode in _ps_replicate.MODES else None
     name = peer.owner or peer.base_uuid
     if not _ps_wants_json():  # the page: a job (jobs.py), its progress on the Peers page

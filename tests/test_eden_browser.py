@@ -300,11 +300,11 @@ def job_id(page):
     return int(re.search(r"[?&]job=(\d+)", page.url).group(1))
 
 
-def watch_job(page, url, number, auth, buttons):
+def watch_job(page, url, number, auth, buttons, on_midway=None):
     """Poll job.json/<number> (as a script would) until the job has finished; [(state, done, total)] seen.
 
     Whenever the job is seen midway (0 < done < total), the page's buttons (`buttons`, a selector)
-    must be disabled at that moment.
+    must be disabled at that moment (and `on_midway()` is called the first time).
     """
     seen, deadline = [], time.time() + 300
     while time.time() < deadline:
@@ -316,6 +316,9 @@ def watch_job(page, url, number, auth, buttons):
             return seen, job
         if job["total"] and 0 < job["done"] < job["total"]:
             assert all(b.is_disabled() for b in page.locator(buttons).all()), seen
+            if on_midway:
+                on_midway()
+                on_midway = None
         time.sleep(0.05)
     raise AssertionError("job %d did not finish: %s" % (number, seen[-5:]))
 
@@ -378,7 +381,8 @@ def test_jobs_sync_now_and_a_large_import_show_progress_then_the_report(
     assert page.locator("#ps-job progress").count() == 1
     assert page.locator("#ps-import-form input[type=submit]").is_disabled()
     shot(page, "job-preview-progress", backend)
-    previewed, job = watch_job(page, server_a.url, job_id(page), eden_admin, "#ps-import-form input[type=submit]")
+    previewed, job = watch_job(page, server_a.url, job_id(page), eden_admin, "#ps-import-form input[type=submit]",
+                              lambda: shot(page, "job-preview-midway", backend))
     assert job["state"] == "done" and job["report"]["dry_run"], job
     page.wait_for_selector("#ps-confirm-form")
     created = page.locator("#ps-samples tr.ps-sample-created").filter(has_text="pr_person")
@@ -389,7 +393,8 @@ def test_jobs_sync_now_and_a_large_import_show_progress_then_the_report(
     shot(page, "job-preview-report", backend)
     page.click('#ps-confirm-form input[type=submit]')
     page.wait_for_url(re.compile(r".*/plugin_sync/import_and_sync\?job=\d+$"))
-    imported, job = watch_job(page, server_a.url, job_id(page), eden_admin, "#ps-import-form input[type=submit]")
+    imported, job = watch_job(page, server_a.url, job_id(page), eden_admin, "#ps-import-form input[type=submit]",
+                             lambda: shot(page, "job-import-midway", backend))
     assert job["state"] == "done" and not job["report"]["dry_run"], job
     assert job["report"]["tables"]["pr_person"]["created"] >= 20000
     page.wait_for_selector("#ps-report")
@@ -400,6 +405,7 @@ def test_jobs_sync_now_and_a_large_import_show_progress_then_the_report(
     assert row(a, "pr_person", first_name="Gamma 00001") is not None
     # the bar was seen midway (0 < done < total), with the buttons disabled then (watch_job checked)
     assert midway(previewed + imported), (previewed, imported)
+    print("midway states seen: preview %d, import %d" % (len(midway(previewed)), len(midway(imported))))
     # the job endpoint is the administrator's alone
     add_eden_user(a, "clerk@example.org", "Clerk-pass-1")
     a["db"].commit()
