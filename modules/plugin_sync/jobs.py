@@ -149,8 +149,8 @@ def status(db, job_id, app_folder, workers_alive=True, now=None):
                report=json.loads(job.report) if job.report else None,
                error=json.loads(job.error) if job.error else None)
     out.update(progress.estimate(state, now))
-    if job.state == "done" and out["total"] is None:
-        out["total"] = out["done"]
+    if job.state == "done":  # the estimate is over: what was done is the total
+        out.update(total=out["done"], seconds_left=0)
     return out
 
 

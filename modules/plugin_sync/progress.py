@@ -76,7 +76,7 @@ class Meter:
         self.path, self.clock, self.throttle = path, clock, throttle
         self.started = clock()
         self.done, self.phase = 0, None
-        self.stream, self.size = None, None
+        self.stream, self.size, self.last_read = None, None, None
         self.base = 0  # rows done before the current file (a sync: the pull's rows, then the push)
         self.written = 0.0
 
@@ -85,21 +85,24 @@ class Meter:
         self.write()
 
     def read_from(self, stream):
-        self.stream, self.size = stream, _size(stream)
+        self.stream, self.size, self.last_read = stream, _size(stream), None
         self.base = self.done
         self.write()
 
     def add(self, rows):
         self.done += rows
+        self.position()  # remembered: the stream may be closed by the next write
         if self.clock() - self.written >= self.throttle:
             self.write()
 
     def position(self):
-        """Bytes of the current file read so far (None when the stream cannot tell)."""
+        """Bytes of the current file read so far (the last known once it is closed; None if it cannot tell)."""
         try:
-            return self.stream.tell() if self.stream is not None and not self.stream.closed else None
+            if self.stream is not None and not self.stream.closed:
+                self.last_read = self.stream.tell()
         except (OSError, ValueError, AttributeError):
-            return None
+            pass
+        return self.last_read
 
     def state(self):
         return dict(phase=self.phase, done=self.done, base=self.base, read=self.position(), size=self.size,
