@@ -305,14 +305,9 @@ def _ps_import(stream, name, dry_run):
     """(report dict, None) or (None, error dict); on failure nothing is written (engine and here)."""
     try:
         report = fileio.import_from(db, plugin_sync_settings, stream, dry_run=dry_run, name=name)
-    except errors.SyncError as e:
+    except Exception as e:  # one clear line whatever it was (errors.failure)
         db.rollback()
-        return None, dict(e.as_dict(), describe=e.describe())
-    except Exception as e:  # not a failure the engine foresaw: still one clear line, nothing written
-        db.rollback()
-        message = "the import failed (%s: %s); nothing was written" % (type(e).__name__, str(e).splitlines()[0]
-                                                                       if str(e) else "no message")
-        return None, dict(error="InternalError", message=message, describe=message)
+        return None, errors.failure(e)
     return report.as_dict(), None
 
 

@@ -20,8 +20,8 @@ import socket
 import time
 import uuid
 
-from . import progress
-from .errors import SyncError
+from . import progress, stash
+from .errors import failure
 from .fileio import import_from
 from .peers import utcnow
 from .replicate import _holder_is_dead as process_gone  # the same host:pid:nonce test as the peer locks
@@ -51,22 +51,11 @@ def create(db, kind, params, user_id=None, app_folder=None):
     if kind not in KINDS:
         raise ValueError("job kind must be one of %s, not %r" % (", ".join(KINDS), kind))
     if app_folder:
-        _sweep(folder_of(app_folder))
+        stash.sweep(folder_of(app_folder), KEEP)
     job_id = db.plugin_sync_job.insert(kind=kind, params=json.dumps(params), state="queued", started_by=user_id,
                                        created_on=utcnow())
     db.commit()
     return job_id
-
-
-def _sweep(folder, now=None):
-    now = now or time.time()
-    for name in os.listdir(folder):
-        path = os.path.join(folder, name)
-        try:
-            if now - os.path.getmtime(path) > KEEP:
-                os.remove(path)
-        except OSError:
-            pass
 
 
 def run(db, settings, job_id, app_folder):
@@ -90,17 +79,11 @@ def run(db, settings, job_id, app_folder):
     except Exception as e:  # whatever it was, the job ends failed with one clear line
         db.rollback()
         state = "failed"
-        error = dict(e.as_dict(), describe=e.describe()) if isinstance(e, SyncError) else dict(
-            error="InternalError", describe="%s: %s" % (type(e).__name__, (str(e).splitlines() or ["no message"])[0]))
+        error = failure(e, "the %s" % job.kind)
     if job.kind == "import" or state == "failed":
-        _remove(params.get("path"))  # imported, or failed: no "Import for real" follows
+        stash.discard(params.get("path"))  # imported, or failed: no "Import for real" follows
     finish(db, job_id, state, report=report, error=error)
     return state
-
-
-def _remove(path):
-    if path and os.path.exists(path):
-        os.remove(path)
 
 
 def finish(db, job_id, state, report=None, error=None):

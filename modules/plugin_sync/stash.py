@@ -17,15 +17,20 @@ def folder(app_folder, now=None):
     """The stash's folder, swept of previews nobody imported."""
     path = os.path.join(app_folder, "uploads", "plugin_sync_pending")
     os.makedirs(path, exist_ok=True)
+    sweep(path, MAX_AGE, now)
+    return path
+
+
+def sweep(path, max_age, now=None):
+    """Remove the files of a folder older than `max_age` seconds (the stash's, the jobs' progress files)."""
     now = now or time.time()
     for name in os.listdir(path):
         old = os.path.join(path, name)
         try:
-            if now - os.path.getmtime(old) > MAX_AGE:
+            if now - os.path.getmtime(old) > max_age:
                 os.remove(old)
         except OSError:  # swept by another request meanwhile
             pass
-    return path
 
 
 def keep(app_folder, pending, stream, name):
@@ -37,7 +42,7 @@ def keep(app_folder, pending, stream, name):
         shutil.copyfileobj(stream, f, 1 << 20)
     pending = dict(pending or {})
     for old in sorted(pending, key=lambda k: pending[k]["at"])[:-(KEEP - 1)]:
-        _remove(pending.pop(old)["path"])
+        discard(pending.pop(old)["path"])
     item = pending[key] = dict(path=path, name=name, size=os.path.getsize(path), at=time.time())
     return key, item, pending
 
@@ -57,6 +62,7 @@ def peek(pending, key):
     return item if item and os.path.exists(item["path"]) else None
 
 
-def _remove(path):
+def discard(path):
+    """Remove a kept upload (imported, or its preview failed)."""
     if path and os.path.exists(path):
         os.remove(path)
