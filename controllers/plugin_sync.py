@@ -13,6 +13,7 @@ from plugin_sync import health as _ps_health
 from plugin_sync import errors, fileio
 from plugin_sync import jobs as _ps_jobs
 from plugin_sync import log as _ps_log
+from plugin_sync import overview as _ps_overview
 from plugin_sync import restore as _ps_restore
 from plugin_sync import review as _ps_review
 from plugin_sync import stash as _ps_stash
@@ -35,7 +36,7 @@ import tempfile
 
 from gluon.storage import Storage
 
-from plugin_sync.tables import exclusion, synced_tables
+from plugin_sync.tables import synced_tables
 
 PS_PAGE_SIZE = 25
 PS_EXPORT_TYPES = {  # format -> (Content-Type, file name suffix)
@@ -155,61 +156,30 @@ def _ps_unreviewed():
     return db(db.plugin_sync_conflict.reviewed != True).count()  # noqa: E712 (pydal)
 
 
-def _ps_excluded():
-    """[(kind, reason, [(table, rows)])]: the tables that do not sync, grouped by why."""
-    synced = set(synced_tables(db, plugin_sync_settings))
-    out = []
-    listed = plugin_sync_settings.get("tables") or ()  # a listed table this instance lacks: "not here"
-    for t in sorted(set(db.tables) | set(listed)):
-        if t not in synced:
-            kind, why = exclusion(db, plugin_sync_settings, t)
-            out.append((t, kind, why, db(db[t]).count() if t in db.tables else 0))
-    order = ("lookup list", "site-specific", "excluded", "not listed", "not here", "no identity", "never")
-    groups = {}
-    for t, kind, why, n in out:
-        groups.setdefault((kind, why), []).append((t, n))
-    return sorted(((k, w, ts) for (k, w), ts in groups.items()), key=lambda g: (order.index(g[0]), g[2][0][0]))
-
-
 def index():
     """Dashboard: who we are, what syncs (and what never does), peers, recent runs, conflicts."""
     _ps_admin()
     s = plugin_sync_settings
-    tables = []
-    for t in synced_tables(db, s):
-        table = db[t]
-        tables.append((t, db(table).count(), db(table.deleted == True).count() if "deleted" in table.fields else 0))  # noqa: E712
     peers = db(db.sync_instance).select(orderby=~db.sync_instance.last_update | db.sync_instance.owner, limitby=(0, 10))
     data = dict(
         identity=plugin_sync.peers.this_instance(db),
-        tables=tables,
-        excluded=_ps_excluded(),
+        tables=_ps_overview.synced_counts(db, s),
+        excluded=_ps_overview.excluded(db, s),
         peers=peers,
         peer_count=db(db.sync_instance).count(),
         log=db(db.plugin_sync_log).select(orderby=~db.plugin_sync_log.id, limitby=(0, 10)),
         unreviewed=_ps_unreviewed(),
-        peer_names=_ps_peer_names(),
+        peer_names=_ps_overview.peer_names(db),
         http_url=plugin_sync.peers.is_http_url,  # only http(s) URLs become links
         health=_ps_health.peer_health(db, s, peers),
         scheduler=_ps_health.scheduler_state(db),
         age=_ps_health.age,
         now=plugin_sync.peers.utcnow(),
     )
-    data["graph"] = XML(_ps_graph.svg(data["identity"], _ps_health.peer_health(db, s), data["now"], T))
     if _ps_wants_json():
-        me = data["identity"]
-        return response.json(dict(
-            ok=True, identity=dict(base_uuid=me.base_uuid, owner=me.owner, contact=me.contact),
-            tables={t: dict(rows=n, deleted=d) for t, n, d in tables},
-            excluded={t: dict(kind=k, reason=why) for k, why, ts in data["excluded"] for t, _ in ts},
-            peers=[dict(base_uuid=h.peer.base_uuid, owner=h.peer.owner, url=h.peer.url, last_update=h.peer.last_update,
-                        sync_count=h.peer.sync_count, state=h.state, error=h.error, to_go=h.to_go, to_come=h.to_come,
-                        last_attempt=h.attempt.started_on if h.attempt else None,
-                        last_success=h.success.started_on if h.success else None) for h in data["health"]],
-            scheduler=dict(known=data["scheduler"].known, alive=data["scheduler"].alive,
-                           last_heartbeat=data["scheduler"].last_heartbeat),
-            unreviewed_conflicts=data["unreviewed"],
-        ))
+        return response.json(_ps_overview.as_json(data["identity"], data["tables"], data["excluded"], data["health"],
+                                                  data["scheduler"], data["unreviewed"]))
+    data["graph"] = XML(_ps_graph.svg(data["identity"], _ps_health.peer_health(db, s), data["now"], T))
     response.title = T("Sync")
     return data
 
@@ -647,13 +617,7 @@ def log():
     if request.get_vars.operation:
         query &= t.operation == request.get_vars.operation
     rows, pager = _ps_page(query, ~t.id)
-    return dict(rows=rows, pager=pager, peer_names=_ps_peer_names(), pretty=_ps_log.pretty, parse=_ps_log.logged_report)
-
-
-def _ps_peer_names():
-    """{base_uuid: owner} of the known peers (for log and conflict rows)."""
-    t = db.sync_instance
-    return {p.base_uuid: p.owner or p.base_uuid for p in db(t).select(t.base_uuid, t.owner)}
+    return dict(rows=rows, pager=pager, peer_names=_ps_overview.peer_names(db), pretty=_ps_log.pretty, parse=_ps_log.logged_report)
 
 
 def conflicts():
@@ -661,7 +625,7 @@ def conflicts():
     _ps_admin()
     response.title = T("Sync: conflicts")
     c = db.plugin_sync_conflict
-    peers = _ps_peer_names()
+    peers = _ps_overview.peer_names(db)
     review = FORM(INPUT(_type="hidden", _name="id"), INPUT(_type="hidden", _name="reviewed"),
                   INPUT(_type="submit", _value=T("Mark reviewed")))
     restore = FORM(INPUT(_type="hidden", _name="id"), INPUT(_type="submit", _value=T("Restore this version")))
