@@ -366,7 +366,7 @@ def import_and_sync():
         return result
     # ?dry_run=1 in the URL counts for a form upload too; a URL and a form that disagree are refused
     dry_run = _ps_flag("dry_run", _ps_one("dry_run", request.get_vars.dry_run, post.dry_run))
-    if _ps_wants_json() or basic:  # a script waits for its answer: the import runs in this request
+    if _ps_wants_json():  # a script waits for its answer: the import runs in this request
         report, error = _ps_import(stream, name, dry_run=dry_run)
         if error:
             _ps_fail(400, error["describe"], error)
@@ -374,10 +374,11 @@ def import_and_sync():
     # the page: the upload is kept (uploads/plugin_sync_pending/, keyed in the session) for the job,
     # and after a preview for "Import for real", which then needs no second upload
     key, item = _ps_keep_for_later(stream, name)
-    if dry_run:
+    if dry_run and not basic:
         return _ps_job_page(result, "preview", dict(path=item["path"], name=name, key=key))
-    _ps_take_pending(key)  # imported for real at once: no preview to confirm
-    return _ps_job_page(result, "import", dict(path=item["path"], name=name))
+    _ps_take_pending(key)  # imported (or previewed for a script) at once: no "Import for real" to wait for
+    kind = "preview" if dry_run else "import"
+    return _ps_job_page(result, kind, dict(path=item["path"], name=name), inline=basic)
 
 
 # -- jobs (long work started from a page, run by Eden's scheduler: jobs.py) -----------
@@ -385,10 +386,12 @@ def import_and_sync():
 PS_JOB_PAGES = {"preview": "import_and_sync", "import": "import_and_sync", "sync": "instances"}
 
 
-def _ps_job_page(result, kind, params):
-    """Start a job; with a live worker, off to the page that shows its progress (303), else its result now."""
+def _ps_job_page(result, kind, params, inline=False):
+    """Start a job; with a live worker, off to the page that shows its progress (303), else its result now.
+
+    `inline`: run it in this request whatever (a script's HTTP Basic call does not follow the 303)."""
     job_id = _ps_jobs.create(db, kind, params, user_id=auth.user.id, app_folder=request.folder)
-    alive = _ps_health.scheduler_state(db).alive
+    alive = not inline and _ps_health.scheduler_state(db).alive
     if _ps_eden.start_job(db, plugin_sync_settings, job_id, request.folder, alive) == "queued":
         redirect(URL(PS_JOB_PAGES[kind], vars=dict(job=job_id)))
     result.update(_ps_job_shown(job_id, (kind,)))
@@ -945,7 +948,7 @@ def sync_now():
     mode = request.vars.mode if request.vars.mode in _ps_replicate.MODES else None
     name = peer.owner or peer.base_uuid
     if not _ps_wants_json():  # the page: a job (jobs.py), its progress on the Peers page
-        shown = _ps_job_page(dict(), "sync", dict(peer=peer.id, mode=mode, name=name))["job"]
+        shown = _ps_job_page(dict(), "sync", dict(peer=peer.id, mode=mode, name=name), inline=basic)["job"]
         if shown["state"] == "done":
             session.flash = T("Synced with %s: %s.") % (name, shown["report"]["summary"])
         else:
