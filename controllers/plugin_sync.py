@@ -4,6 +4,9 @@
 The engine (modules/plugin_sync/) knows nothing of web2py's globals; everything
 here is glue.  Admin pages need a member of the admin group (HTTP Basic works
 too, for scripts); peer endpoints authenticate peers as accounts of the sync group.
+Long work started from a page (a preview, an import, a sync) is a job (jobs.py) run by
+Eden's scheduler worker; the page shows its progress and polls job.json.  Every string a
+page shows goes through T() (languages/plugin_sync/<lang>.py).
 """
 import plugin_sync
 from plugin_sync import accounts as _ps_accounts
