@@ -192,6 +192,7 @@
 'Previous': 'Anterior',
 'Problem': 'Problema',
 'pull': 'recepción',
+'Pull report': 'Informe de recepción',
 'pulled from %s': 'recibido de %s',
 'pulling': 'recibiendo',
 'push': 'envío',
