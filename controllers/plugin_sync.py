@@ -36,6 +36,7 @@ import datetime
 import json
 import os
 import tempfile
+import uuid as _ps_uuid
 
 from gluon.storage import Storage
 
@@ -204,15 +205,19 @@ def export():
     """
     basic = _ps_admin()
     synced = synced_tables(db, plugin_sync_settings)
-    _ps_only(request.get_vars, ("fmt", "format", "tables"), "export")
+    _ps_only(request.get_vars, ("fmt", "format", "tables", "job"), "export")
     # ?format= is the README's spelling, ?fmt= the form's: either, not two different ones
     fmt = _ps_one("the format", request.get_vars.fmt, request.get_vars.format,
                   request.extension if request.extension in PS_EXPORT_TYPES else None)
     if not fmt and (basic or request.vars.tables is not None):
         fmt = "csv"  # a script asking without a format gets the plain CSV
+    page = dict(synced=synced, counts={t: db(db[t]).count() for t in synced}, formats=PS_EXPORT_TYPES, job=None,
+                confirm=None)
     if not fmt:
         response.title = T("Sync: export")
-        return dict(synced=synced, counts={t: db(db[t]).count() for t in synced}, formats=PS_EXPORT_TYPES)
+        if request.get_vars.job:
+            page.update(_ps_job_shown(request.get_vars.job, ("export",)))
+        return page
     if fmt not in PS_EXPORT_TYPES:
         _ps_fail(400, T("Unknown format %r: use csv, gz or zip.") % fmt, dict(error="BadRequest"))
     tables = _ps_tables_asked()
@@ -226,6 +231,12 @@ def export():
     me = plugin_sync.peers.this_instance(db)
     ctype, suffix = PS_EXPORT_TYPES[fmt]
     filename = "eden-%s-%s.%s" % (me.base_uuid[:8], datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ"), suffix)
+    if request.get_vars.fmt and not basic and _ps_health.scheduler_state(db).alive:
+        # the page's form with a live worker: a job writes the file, the page shows its progress and then a
+        # download link (export_file/<job id>); otherwise (scripts, no worker) the file is the answer
+        path = os.path.join(_ps_jobs.folder_of(request.folder), "%s.%s" % (_ps_uuid.uuid4().hex, suffix))
+        response.title = T("Sync: export")
+        return _ps_job_page(page, "export", dict(fmt=fmt, tables=tables, name=filename, path=path))
     # spooled to disk, not memory: the connection closes when the action returns, so
     # the file is complete before the first byte is sent
     out = tempfile.TemporaryFile(prefix="plugin_sync-export-")
@@ -240,6 +251,20 @@ def export():
     response.headers["Content-Disposition"] = 'attachment; filename="%s"' % filename
     response.headers["Content-Length"] = size
     return response.stream(out, chunk_size=1 << 16, request=request)
+
+
+def export_file():
+    """export_file/<job id>: the file an export job wrote (admin only, like every page)."""
+    _ps_admin()
+    status = _ps_job_status(request.args(0), ("export",))
+    row = db.plugin_sync_job(status["id"]) if status and status["state"] == "done" else None
+    path = json.loads(row.params).get("path") if row else None
+    if not path or not os.path.exists(path):
+        _ps_fail(404, T("No such export (files are kept a day): %s") % request.args(0), dict(error="NotFound"))
+    response.headers["Content-Type"] = PS_EXPORT_TYPES[status["report"]["format"]][0]
+    response.headers["Content-Disposition"] = 'attachment; filename="%s"' % status["report"]["file"]
+    response.headers["Content-Length"] = os.path.getsize(path)
+    return response.stream(open(path, "rb"), chunk_size=1 << 16, request=request)
 
 
 # -- import ------------------------------------------------------------------
@@ -386,7 +411,7 @@ def import_and_sync():
 
 # -- jobs (long work started from a page, run by Eden's scheduler: jobs.py) -----------
 
-PS_JOB_PAGES = {"preview": "import_and_sync", "import": "import_and_sync", "sync": "instances"}
+PS_JOB_PAGES = {"preview": "import_and_sync", "import": "import_and_sync", "sync": "instances", "export": "export"}
 
 
 def _ps_job_page(result, kind, params, inline=False):
@@ -413,7 +438,8 @@ def _ps_job_status(job_id, kinds=None):
     return status
 
 
-PS_JOB_TITLES = {"preview": "Previewing %s", "import": "Importing %s", "sync": "Syncing with %s"}
+PS_JOB_TITLES = {"preview": "Previewing %s", "import": "Importing %s", "sync": "Syncing with %s",
+                 "export": "Exporting %s"}
 
 
 def _ps_job_text(status):

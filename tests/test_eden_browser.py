@@ -327,10 +327,11 @@ def midway(seen):
     return [s for s in seen if s[0] == "running" and s[2] and 0 < s[1] < s[2]]
 
 
-def test_jobs_sync_now_and_a_large_import_show_progress_then_the_report(
+def test_jobs_sync_export_and_a_large_import_show_progress_then_the_report(
         eden_instance, eden_server, eden_admin, browser, backend, tmp_path):
-    """Sync now and watch the progress bar reach the report; import a large file with preview (record names
-    listed), confirm, progress, report: both run by Eden's scheduler worker, the page polling job.json."""
+    """Sync now and watch the progress bar reach the report; export from the page and download the file;
+    import a large file with preview (record names listed), confirm, progress, report: all run by Eden's
+    scheduler worker, the page polling job.json."""
     b = eden_instance("b")
     bulk_people(b, "Beta", 3000)
     c = eden_instance("c")
@@ -372,7 +373,18 @@ def test_jobs_sync_now_and_a_large_import_show_progress_then_the_report(
     assert not page.locator(sync_button).is_disabled()
     shot(page, "job-sync-report", backend)
 
-    # 2. a large file: preview (a job), the record names listed, then Import for real (a job), the report
+    # 2. an export from the page: a job too, its file downloaded from the link that replaces the card
+    page.goto(server_a.url + "/plugin_sync/export")
+    page.click('#ps-export-form input[type=submit]')
+    page.wait_for_url(re.compile(r".*/plugin_sync/export\?job=\d+$"))
+    assert page.locator("#ps-job, #ps-job-done").count() == 1  # running, or already done
+    page.wait_for_selector("#ps-download")
+    assert not page.locator("#ps-export-form input[type=submit]").is_disabled()
+    shot(page, "job-export-ready", backend)
+    got = page.request.get(server_a.url + page.locator("#ps-download").get_attribute("href")[len("/eden"):])
+    assert got.ok and got.body().startswith(b"TABLE sync_instance") and b"Beta 00001" in got.body()
+
+    # 3. a large file: preview (a job), the record names listed, then Import for real (a job), the report
     page.goto(server_a.url + "/plugin_sync/import_and_sync")
     page.set_input_files("#ps-data", path)
     page.check('input[name="dry_run"]')

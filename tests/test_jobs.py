@@ -124,3 +124,17 @@ def test_the_stash_keeps_the_last_uploads_and_gives_each_once(tmp_path):
     item, pending = stash.take(pending, keys[-1])
     assert open(item["path"], "rb").read() == b"file %d" % (stash.KEEP + 1)
     assert stash.take(pending, keys[-1])[0] is None and stash.peek(pending, keys[-1]) is None
+
+
+def test_an_export_job_writes_the_file_with_its_rows_expected(new_instance):
+    a = new_instance("a")
+    seed_small(a)
+    path = os.path.join(jobs.folder_of(a["folder"]), "out.csv")
+    job_id, state, status = run(a, "export", dict(fmt="csv", tables=None, name="a.csv", path=path))
+    assert state == "done" and status["report"]["file"] == "a.csv"
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data.startswith(b"TABLE sync_instance") and data.rstrip().endswith(b"END")
+    assert status["report"]["bytes"] == len(data) and status["report"]["rows"] > 0
+    on_disk = progress.read(jobs.progress_path(a["folder"], job_id))
+    assert on_disk["phase"] == "export" and on_disk["expected"] == on_disk["done"] == status["report"]["rows"]

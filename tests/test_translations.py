@@ -19,7 +19,8 @@ INDIRECT = ("Dashboard", "Export", "Import", "Peers", "Log", "Conflicts", "Read"
             "References nulled", "Future", "all", "export", "import", "pull", "push", "Refused", "Login needed",
             "Not allowed", "Error", "refused", "login needed", "not allowed", "error", "Previewing %s",
             "Importing %s", "Syncing with %s", "Base UUID", "Owner", "Contact", "URL", "Login at the peer",
-            "Password at the peer", "Mode", "Transport", "Sync every (minutes, 0 = manual)", "Its account here")
+            "Password at the peer", "Mode", "Transport", "Sync every (minutes, 0 = manual)", "Its account here",
+            "Exporting %s", "Sync failed", "Import failed: nothing was written", "Preview failed", "Export failed")
 SAME = ("Error", "Total", "URL", "no", "error", "manual")  # the same word in Spanish
 LITERALS = r"""((?:(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*)+)"""
 
@@ -42,6 +43,8 @@ def bare_text(path):
             code = " " not in run and ("_" in run or "." in run)  # <code>db.import_from_csv_file</code>
             if re.search(r"[a-z]{3,}", run) and not code and not run.startswith("curl ") and "{" not in run:
                 found.append(run)
+    # attributes people read: a button's value, a tooltip, a placeholder, a label for screen readers
+    found += re.findall(r'(?:value|title|placeholder|aria-label)="([A-Z][a-z][^"{]*)"', text)
     return found
 
 

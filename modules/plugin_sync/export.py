@@ -9,7 +9,7 @@ hard-deleted records.
 import datetime
 import json
 
-from . import changes, dialect
+from . import changes, dialect, progress
 from .csvstream import Writer
 from .fileformat import (IDENTITY_COLUMNS, IDENTITY_TABLE, MERGED, NULL, PARTIAL, ROW_SEQ, SINCE, TOMBSTONE_COLUMNS,
                          TOMBSTONE_TABLE, UNTIL, annotations)
@@ -290,6 +290,7 @@ def export_table(db, writer, tablename, since=None, until=None, batch=BATCH, ech
         else:
             writer.writerows(te.cells(raw, seq=True))
         count += len(raw)
+        progress.batch(len(raw))  # a page's progress bar (progress.py): a no-op unless a job watches
     cur.close()
     writer.end_table()
     return count

@@ -1,10 +1,10 @@
-"""Long work started from a page (a preview, an import, a sync), run in the background (issue 15).
+"""Long work started from a page (a preview, an import, a sync, an export), run in the background (issue 15).
 
 A job is a plugin_sync_job row: its kind, its parameters, its state (queued ->
 running -> done | failed), the final report or the error, who started it and
 when.  Eden's scheduler worker runs it (eden.start_job queues it; with no live
 worker it runs at once, in the request that started it).  The work is the same
-engine call the page made before (fileio.import_from, replicate.sync); while it
+engine call the page made before (fileio.import_from, replicate.sync, fileio.export_to); while it
 runs, its progress goes to a small JSON file per job (progress.py), since the
 merge's one transaction hides anything it writes to the database until the end.
 
@@ -22,14 +22,15 @@ import uuid
 
 from . import progress, stash
 from .errors import failure
-from .fileio import import_from
+from .fileio import export_to, import_from
 from .peers import utcnow
 from .replicate import _holder_is_dead as process_gone  # the same host:pid:nonce test as the peer locks
 from .replicate import as_dict as sync_as_dict
 from .replicate import summary as sync_summary
 from .replicate import sync
+from .tables import synced_tables
 
-KINDS = ("preview", "import", "sync")
+KINDS = ("preview", "import", "sync", "export")
 FINISHED = ("done", "failed")
 STALE = 120  # seconds without progress after which a job whose process is gone counts as failed
 KEEP = 24 * 3600  # progress files older than this are removed
@@ -80,7 +81,7 @@ def run(db, settings, job_id, app_folder):
         db.rollback()
         state = "failed"
         error = failure(e, "the %s" % job.kind)
-    if job.kind == "import" or state == "failed":
+    if job.kind == "import" or (job.kind == "preview" and state == "failed"):
         stash.discard(params.get("path"))  # imported, or failed: no "Import for real" follows
     finish(db, job_id, state, report=report, error=error)
     return state
@@ -98,6 +99,22 @@ def _import(db, settings, params, dry_run):
     return import_from(db, settings, params["path"], dry_run=dry_run, name=params.get("name")).as_dict()
 
 
+def _export(db, settings, params):
+    """The export into the job's file (params["path"]), to be downloaded when done; its counts."""
+    tables = synced_tables(db, settings, only=params.get("tables") or None)
+    progress.expect(sum(db(db[t]).count() for t in tables))
+    try:
+        with open(params["path"], "wb") as out:
+            counts = export_to(db, settings, out, fmt=params["fmt"], tables=params.get("tables") or None)
+            size = out.tell()
+    except Exception:
+        stash.discard(params["path"])
+        raise
+    rows = sum(n for t, n in counts["tables"].items() if t != "tombstones")
+    return dict(file=params.get("name"), format=params["fmt"], bytes=size, rows=rows, tables=counts["tables"],
+                until=counts.get("until"), warnings=counts.get("warnings") or [])
+
+
 def _sync(db, settings, params):
     results = sync(db, settings, int(params["peer"]), mode=params.get("mode") or None)
     return dict(summary=sync_summary(results), **sync_as_dict(results))
@@ -107,6 +124,7 @@ RUNNERS = {
     "preview": lambda db, settings, params: _import(db, settings, params, dry_run=True),
     "import": lambda db, settings, params: _import(db, settings, params, dry_run=False),
     "sync": _sync,
+    "export": _export,
 }
 
 

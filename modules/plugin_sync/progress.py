@@ -10,7 +10,9 @@ The engine's hooks are one call each and cost nothing when no one watches:
 - `batch(rows)`: the merge, once per batch it merged;
 - `reading(stream)`: fileio, the file about to be merged (its size and position
   give the share read, hence the rows still to come);
-- `phase(name)`: log.Run, at the start of every run (import, pull, push).
+- `phase(name)`: log.Run, at the start of every run (import, pull, push, export);
+- `batch(rows)` again: the export, once per batch it wrote; `expect(rows)`: a run that
+  knows its size in advance (jobs.py, for an export).
 
 Whoever wants progress (jobs.py) wraps the work in `with watching(Meter(path)):`;
 the meter is per thread, so concurrent runs in one process never mix.
@@ -42,6 +44,14 @@ def reading(stream):
     meter = _meter()
     if meter is not None:
         meter.read_from(stream)
+
+
+def expect(rows):
+    """The run will handle about `rows` rows (an export knows its tables' counts; an import learns it from
+    the share of the file read)."""
+    meter = _meter()
+    if meter is not None:
+        meter.expected = rows
 
 
 def phase(name):
@@ -78,6 +88,7 @@ class Meter:
         self.done, self.phase = 0, None
         self.stream, self.size, self.last_read = None, None, None
         self.base = 0  # rows done before the current file (a sync: the pull's rows, then the push)
+        self.expected = None  # rows the run will handle, when known in advance (progress.expect)
         self.written = 0.0
 
     def set_phase(self, name):
@@ -106,6 +117,7 @@ class Meter:
 
     def state(self):
         return dict(phase=self.phase, done=self.done, base=self.base, read=self.position(), size=self.size,
+                    expected=self.expected,
                     started=self.started, updated=self.clock(), pid=os.getpid())
 
     def write(self):
@@ -139,8 +151,8 @@ def read(path):
 
 
 def estimate(state, now):
-    """{done, total, rate, seconds_left, fraction} from a meter's state: total rows estimated from the share
-    of the file read (rows so far in this file / its bytes read so far), the rate since the start."""
+    """{done, total, rate, seconds_left, fraction} from a meter's state: total rows as expected, else estimated
+    from the share of the file read (rows so far in this file / its bytes read so far); the rate since the start."""
     if not state:
         return dict(done=0, total=None, rate=None, seconds_left=None, fraction=None)
     done, base = state.get("done") or 0, state.get("base") or 0
@@ -150,6 +162,9 @@ def estimate(state, now):
         fraction = min(1.0, float(read_) / size)
         if done > base:
             total = max(done, base + int(round((done - base) / fraction)))
+    if state.get("expected"):
+        total = max(done, state["expected"])
+        fraction = min(1.0, float(done) / total) if total else None
     elapsed = max(1e-6, (state.get("updated") or now) - (state.get("started") or now))
     rate = done / elapsed if done else None
     left = (total - done) / rate if rate and total is not None else None

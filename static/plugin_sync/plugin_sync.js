@@ -4,7 +4,8 @@
    disabled; when it has finished, the server's fragment (the report, or the error) replaces the card.
    Without JavaScript the card has a Refresh link. */
 (function () {
-  var BUSY = "#ps-import-form, #ps-confirm-form, form.ps-inline";
+  var BUSY = "#ps-import-form, #ps-confirm-form, #ps-export-form, form.ps-inline";  // waiting for a job
+  var SENT = "#ps-import-form, #ps-confirm-form, form.ps-inline";  // waiting for an answer page (not a download)
   var POLL = 500, RETRY = 2000;  // ms between polls; after a failed poll
 
   function buttons(disabled) {
@@ -53,7 +54,7 @@
   // while a form's request is on its way (an upload), its buttons are disabled and say so
   document.addEventListener("submit", function (event) {
     var form = event.target;
-    if (!form.matches(BUSY)) { return; }
+    if (!form.matches(SENT)) { return; }
     setTimeout(function () {  // after the browser took the submitter's value
       form.querySelectorAll("input[type=submit], button").forEach(function (b) { b.disabled = true; });
       form.classList.add("ps-busy");
