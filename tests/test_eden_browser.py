@@ -370,6 +370,8 @@ def test_jobs_sync_export_and_a_large_import_show_progress_then_the_report(
     assert "pulled" in page.locator("#ps-sync-summary").inner_text()
     assert "{:,}".format(job["report"]["pull"]["tables"]["pr_person"]["created"]) in \
         page.locator("#ps-report tr", has_text="pr_person").inner_text()
+    # the peer's health, drawn before the sync ran, is drawn again: now synced
+    page.wait_for_selector('table.ps-health tr.ps-peer-ok[data-peer="%s"]' % peer.base_uuid)
     assert not page.locator(sync_button).is_disabled()
     shot(page, "job-sync-report", backend)
 

@@ -30,6 +30,20 @@
     while (holder.firstChild) { parent.insertBefore(holder.firstChild, card); }
     parent.removeChild(card);
     buttons(false);
+    if (job.kind === "sync") { refresh(["table.ps-health", "table.ps-peers"]); }
+  }
+
+  // after a sync, the page's peer tables (drawn before it ran) are drawn again from the page itself
+  function refresh(selectors) {
+    fetch(location.pathname, {credentials: "same-origin"})
+      .then(function (r) { return r.text(); })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        selectors.forEach(function (sel) {
+          var old = document.querySelector(sel), now = fresh.querySelector(sel);
+          if (old && now) { old.replaceWith(now); }
+        });
+      });
   }
 
   function poll(card) {
