@@ -11,7 +11,7 @@ with the tombstones of hard-deleted records.
 import datetime
 import json
 
-from . import changes, dialect
+from . import changes, dialect, progress
 from .csvstream import Writer
 from .fileformat import (IDENTITY_COLUMNS, IDENTITY_TABLE, MERGED, NULL, PARTIAL, ROW_SEQ, SINCE, TOMBSTONE_COLUMNS,
                          TOMBSTONE_TABLE, UNTIL, annotations)
@@ -262,6 +262,7 @@ def export_table(db, writer, tablename, since=None, until=None, batch=BATCH, ech
             break
         writer.writelines(te.lines(raw, seq=True))
         count += len(raw)
+        progress.batch(len(raw))  # a page's progress bar (progress.py): a no-op unless a job watches
     cur.close()
     writer.end_table()
     return count

@@ -56,7 +56,7 @@ import sqlite3
 import time
 from operator import itemgetter
 
-from . import changes
+from . import changes, progress
 from .conflictlog import ConflictLog
 from .context import CHUNK, EPOCH, Context  # noqa: F401 (CHUNK, EPOCH: the merge's old names)
 from .csvstream import Reader
@@ -312,6 +312,7 @@ class Merger:
                     self.report.column_batches += 1
                 else:
                     self.merge_batch(plan, self.parser.parse_batch(plan, raw, parsed))
+                progress.batch(len(raw))  # a page's progress bar (progress.py): a no-op unless a job watches
         finally:
             if isinstance(chunks, ReadAhead):
                 chunks.close()
