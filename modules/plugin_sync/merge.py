@@ -531,6 +531,8 @@ class Merger:
         if not row.defers and plan.same(values) == plan.same(local_values):  # a deferred reference differs
             if plan.mod_pos is not None and not row.future and row.modified_on and \
                     row.modified_on > (local_values[plan.mod_pos] or EPOCH):
+                if plan.created_pos is not None:  # the stamp only: the record keeps its own created_on
+                    values[plan.created_pos] = local_values[plan.created_pos]
                 return LATER_STAMP, values
             return UNCHANGED, values
         if local_id in from_file:  # an earlier row of this file: the two decided as if together
