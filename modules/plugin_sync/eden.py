@@ -317,7 +317,7 @@ def matcher(tablename, rows, resolve):
     ids = {f: resolve(target, {r.get(f + UUID) for r in rows} - {None, NULL, ""}) for f, target in refs}
     found = {}
     for row in rows:
-        data = {f: (None if v == NULL else v) for f, v in row.items() if f in table.fields}
+        data = _typed(table, row)
         for f, _ in refs:
             data[f] = ids[f].get(row.get(f + UUID))
         item = _Item(table, data)
@@ -329,4 +329,23 @@ def matcher(tablename, rows, resolve):
     here = current.db(table._id.belongs(set(found.values()))).select(table._id, table.uuid)
     uuids = {r[table._id.name]: r.uuid for r in here}
     return {u: uuids[i] for u, i in found.items() if i in uuids}
+
+
+def _typed(table, row):
+    """The cells of a file's row as the values a deduplicate rule compares (dates as dates...); a cell
+    that does not read is left out (the merge itself reports it)."""
+    from .dialect import char_bool
+    from .fileformat import NULL
+    from .values import is_text, parser
+
+    data = {}
+    for f, cell in row.items():
+        if f not in table.fields:
+            continue
+        read = parser(table[f].type, char_bool(table._db))
+        try:
+            data[f] = None if cell == NULL else cell if is_text(read) else read(cell)
+        except ValueError:
+            pass
+    return data
 
