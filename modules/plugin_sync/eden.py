@@ -26,7 +26,7 @@ import threading
 from gluon import current
 from gluon.storage import Storage
 
-from . import database_key
+from . import database_key, entities
 from . import setup as engine_setup
 from .accounts import PEER_GROUP, PEER_ROLE_DESCRIPTION, PEER_ROLE_NAME, ensure_peer_role as engine_peer_role
 from .accounts import find_role, peer_group
@@ -93,16 +93,76 @@ def load_tables(db, settings):
             table = None
         if table is None:
             missing.append(name)
-    # what they reference (org_region, auth_user...): so that references travel with their uuid
-    for name in settings.get("tables") or ():
-        if name in db.tables:
-            for _, target, _ in references(db[name]):
-                if target not in db.tables:
-                    try:
-                        s3db.table(target)
-                    except AttributeError:
-                        pass
+    names = [name for name in settings.get("tables") or () if name in db.tables]
+    entities.attach(db, entity_model(db, names))
+    # what they reference (org_region, auth_user, pr_pentity...): so that references travel with their uuid
+    for name in names:
+        for _, target, _ in references(db[name]):
+            if target not in db.tables:
+                try:
+                    s3db.table(target)
+                except AttributeError:
+                    pass
     return missing
+
+
+def entity_model(db, names):
+    """Eden's data model for the merge (entities.Model), read from s3db's configuration of the synced tables.
+
+    Super-entities and the fields update_super copies into them (as update_super
+    decides: the instance's `<super>_fields` mapping, else the fields both have,
+    minus the super key and the super table's `no_shared_fields`); users named
+    by email and roles by uuid (Eden's S3XML maps them so); realms of the
+    tables with a realm_entity; gis_location's path.
+    """
+    s3db = current.s3db
+    get_config = s3db.get_config
+    supers = {}
+    for name in names:
+        found = get_config(name, "super_entity") or ()
+        table = db[name]
+        for sname in found if isinstance(found, (list, tuple)) else [found]:
+            stable = s3db.table(sname) if isinstance(sname, str) else sname
+            if stable is None:
+                continue
+            tn, key = stable._tablename, stable._id.name
+            protected = {key, "instance_type"} | set(get_config(tn, "no_shared_fields") or ())
+            mapping = get_config(name, "%s_fields" % tn)
+            if mapping:
+                shared = {sf: f for sf, f in mapping.items() if sf not in protected and sf in stable.fields
+                          and f in table.fields}
+            else:
+                shared = {f: f for f in stable.fields if f not in protected and f in table.fields}
+            if "deleted" in stable.fields and "deleted" in table.fields:
+                shared["deleted"] = "deleted"
+            supers.setdefault(name, []).append(entities.Super(tn, key, shared))
+    realms = [name for name in names if "realm_entity" in db[name].fields]
+    paths = {"gis_location": ("parent", "path")} if "gis_location" in names and {"parent", "path"} <= set(
+        db.gis_location.fields) else {}
+    keys = {"auth_user": "email"} if "auth_user" in db.tables and "email" in db.auth_user.fields else {}
+    ownership = {"owned_by_group": "auth_group"} if "auth_group" in db.tables else {}
+    return entities.Model(supers=supers, keys=keys, realms=realms, realm_rule=_realm_rule(db, realms),
+                          paths=paths, ownership=ownership)
+
+
+def _realm_rule(db, realms):
+    """Eden's own realm function for the tables whose realm a template decides in Python (the deployment's
+    `auth.realm_entity`, a table's `realm_entity` hook): None where Eden's default cascade holds everywhere
+    (entities.set_realms computes that one set-based)."""
+    settings, get_config = current.deployment_settings, current.s3db.get_config
+    deployment = callable(settings.get_auth_realm_entity())
+    custom = {name for name in realms if deployment or callable(get_config(name, "realm_entity"))}
+    if not custom:
+        return None
+
+    def rule(tablename, uuids):
+        if tablename not in custom or not is_eden(db):
+            return False
+        table = db[tablename]
+        for k in range(0, len(uuids), 900):
+            current.auth.set_realm_entity(table, table.uuid.belongs(uuids[k:k + 900]), force_update=True)
+        return True
+    return rule
 
 
 def _key(db):

@@ -62,8 +62,9 @@ import time
 from operator import itemgetter
 from typing import NamedTuple
 
-from . import changes, dialect
+from . import changes, dialect, entities
 from .csvstream import Reader
+from .entities import is_super_table, key_of
 from .errors import BadValue, Busy, FormatError, Refused, SyncError, UnresolvedReference
 from .export import wire_rows
 from .fileformat import (CHECKPOINTS, IDENTITY_TABLE, MERGED, NULL, PARTIAL, ROW_SEQ, SINCE, TOMBSTONE_TABLE,
@@ -234,9 +235,10 @@ class SectionPlan:
             if kind == "fk":
                 self.refs.append(Ref(self.pos[f], f, None, "fk", index.get(f + UUID), False, False))
                 continue
-            synced = target in merger.synced or target == self.tablename
+            # a super record (pr_pentity, org_site...) comes with its instance record: may still come
+            synced = target in merger.synced or target == self.tablename or is_super_table(db, target)
             self.refs.append(
-                Ref(self.pos[f], f, target, kind, index.get(f + UUID), bool(table[f].notnull), synced)
+                Ref(self.pos[f], f, target, kind, index.get(note[0]), bool(table[f].notnull), synced)
             )
         self.compared = [i for i, f in enumerate(self.fields) if f not in NOT_COMPARED]
         self.lengths = [
@@ -327,6 +329,8 @@ class Merger:
             # and the savepoints below must not open (and so commit) the transaction themselves
             begin_write(db, settings)
         self.mark = changes.write_mark(db)
+        # issue 12: the host's data model (super-entities, realms, paths); does nothing without one
+        self.entities = entities.Hooks(db, lambda: self.tag_origin)
 
     # -- sections -------------------------------------------------------
     def section(self, section):
@@ -993,8 +997,8 @@ class Merger:
         ID_CACHE entries): a uuid keeps its id until a record is deleted, and
         the merge deletes only at the end (apply_tombstones drops the cache).
         """
-        table, out = self.db[tablename], {}
-        if "uuid" not in table.fields:
+        table, out, key = self.db[tablename], {}, key_of(self.db, tablename)  # uuid; a user's email (Eden)
+        if key is None:
             return out
         cache = self.id_cache.get(tablename)
         if cache:
@@ -1002,8 +1006,8 @@ class Merger:
             hits = uuids & cache.keys()
             out = {u: cache[u] for u in hits}
             uuids -= hits
-        for where, params in self.in_list(table.uuid._rname, uuids):
-            sql = "SELECT %s, id FROM %s WHERE %s" % (table.uuid._rname, table._rname, where)
+        for where, params in self.in_list(table[key]._rname, uuids):
+            sql = "SELECT %s, %s FROM %s WHERE %s" % (table[key]._rname, table._id._rname, table._rname, where)
             found = dict(self.execute(sql, params))
             out.update(found)
             self.cache_ids(tablename, found)
@@ -1271,6 +1275,7 @@ class Merger:
                 self.cache_ids(table._tablename, dict(zip(uuids, ids)))
         else:
             self.learn_inserted(table, after)
+        self.entities.written(table._tablename, uuids=uuids)  # issue 12: super records made and linked
         return True
 
     def new_ids(self, table, n):
@@ -1290,6 +1295,7 @@ class Merger:
         sets = ", ".join("%s=%s" % (table[f]._rname, self.ph) for f in plan.fields + ["mci"])
         sql = "UPDATE %s SET %s WHERE id=%s" % (table._rname, sets, self.ph)
         self.executemany(plan, sql, params, lines, dict(ids=[p[-1] for p in params]))
+        self.entities.written(table._tablename, ids=[p[-1] for p in params])  # issue 12: super records kept
 
     def store_upload(self, plan, fieldname, filename, row):
         """Write an uploaded file that travelled in the bundle, unless it is here already."""
@@ -1460,6 +1466,7 @@ class Merger:
         if self.pending:
             self.retry_pending(final=True)
         self.fix_deferred(final=True)
+        self.entities.finish()  # issue 12: realms, super records' shared fields, location paths
         self.apply_tombstones()
         origin = self.origin or origin_hint
         if origin and origin.get("base_uuid") and origin["base_uuid"] != self.me.base_uuid:
