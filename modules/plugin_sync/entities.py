@@ -250,6 +250,7 @@ def rebuild_paths(db, tablename, fields, uuids, origin=None):
     for chunk in _chunks(list(uuids), CHUNK):
         todo += [r[0] for r in db.executesql("SELECT id FROM %s WHERE %s IN (%s)" % (
             rname, table.uuid._rname, ",".join([ph] * len(chunk))), placeholders=chunk)]
+    todo += _pathless_ancestors(db, table, t_parent, t_path, todo)
     for _ in range(MAX_DEPTH):
         if not todo:
             return
@@ -276,3 +277,20 @@ def rebuild_paths(db, tablename, fields, uuids, origin=None):
 
 def _chunks(seq, n):
     return [seq[k:k + n] for k in range(0, len(seq), n)]
+
+
+def _pathless_ancestors(db, table, t_parent, t_path, ids):
+    """The ancestors of these rows that have no path yet (a parent made without Eden's hooks): done first."""
+    out, seen, frontier = [], set(ids), list(ids)
+    for _ in range(MAX_DEPTH):
+        found = []
+        for chunk in _chunks(frontier, CHUNK):
+            found += [r[0] for r in db.executesql(
+                "SELECT p.id FROM %s t JOIN %s p ON p.id = t.%s WHERE t.id IN (%s) AND p.%s IS NULL" % (
+                    table._rname, table._rname, t_parent, ",".join(map(str, chunk)), t_path))]
+        frontier = [i for i in set(found) if i not in seen]
+        if not frontier:
+            break
+        seen.update(frontier)
+        out += frontier
+    return out
