@@ -15,6 +15,7 @@ chain of B's ids; and Eden's own pages for these records answer 200 to B's admin
 import http.cookiejar
 import io
 import os
+import urllib.error
 import urllib.request
 
 from conftest import add_eden_user
@@ -71,6 +72,8 @@ def seed_b(b):
     add_eden_user(b, "clerk@example.org", "Clerk-pass-1")
     role(b, "B_FIRST", "B first")
     role(b, "FIELD_TEAM", "Field Team")
+    # Eden's person form lists nationalities: its countries with an ISO2 code (none: the form fails)
+    make(b, "gis_location_tag", location_id=country(b), tag="ISO2", value="AT")
     place = make(b, "gis_location", name="Beta Town", level="L1", parent=country(b))
     for k in range(3):
         make(b, "gis_location", name="Beta hamlet %d" % k, level="L2", parent=place)
@@ -148,6 +151,18 @@ def snapshot(env, tables):
     return out
 
 
+def ticket(folder, body):
+    """The traceback of Eden's error ticket named in a 500 answer (web2py keeps it in the app's errors/)."""
+    import pickle
+    import re
+
+    found = re.search(rb"Ticket issued: <a [^>]*>eden/([^<]+)</a>", body)
+    if not found:
+        return body[:2000]
+    with open(os.path.join(folder, "applications", "eden", "errors", found.group(1).decode()), "rb") as f:
+        return pickle.load(f).get("traceback")
+
+
 def test_eden_data_model_survives_a_sync(eden_instance, eden_server, eden_admin):
     a = eden_instance("a")
     tables = {t for t, _ in PAGES} | {"pr_contact", "pr_address"}
@@ -189,5 +204,9 @@ def test_eden_data_model_survives_a_sync(eden_instance, eden_server, eden_admin)
     for tablename, page in PAGES:
         for uuid in uuids_of(a, tablename):
             record_id = on_b(b, tablename, uuid=uuid).id
-            with browser.open("%s/%s/%d" % (server_b.url, page, record_id), timeout=120) as answer:
-                assert answer.status == 200 and "/default/user/login" not in answer.url, (page, record_id)
+            url = "%s/%s/%d" % (server_b.url, page, record_id)
+            try:
+                with browser.open(url, timeout=120) as answer:
+                    assert answer.status == 200 and "/default/user/login" not in answer.url, url
+            except urllib.error.HTTPError as e:
+                raise AssertionError("%s: %s %s" % (url, e.code, ticket(b["folder"], e.read()))) from None
