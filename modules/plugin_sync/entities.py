@@ -103,6 +103,7 @@ class Hooks:
         self.db, self.model = db, model(db)
         self.tag_origin = tag_origin  # the merge's origin tag for the changes these writes make
         self.touched = {}  # {table: set of uuids written by this import}
+        self.missing_users = {}  # {(table, field): [count, an example]}: accounts not here (see unmapped)
 
     def written(self, tablename, uuids=(), ids=()):
         """A batch of `tablename` was just inserted or updated (its rows named by uuids or local ids)."""
@@ -114,8 +115,21 @@ class Hooks:
         if tablename in m.supers:
             link_supers(self.db, tablename, m.supers[tablename], uuids, self.tag_origin())
 
-    def finish(self):
+    def unmapped(self, table, field, why):
+        """A reference to a user account that is not here was set to NULL: counted, and said once per table and
+        field (at finish) rather than per row; False for any other reference (the merge says it itself)."""
+        target = table[field].type[10:].split(".")[0].strip() if table[field].type.startswith("reference ") else None
+        if self.model is None or target not in self.db.tables or key_of(self.db, target) != "email":
+            return False
+        tally = self.missing_users.setdefault((table._tablename, field), [0, why])
+        tally[0] += 1
+        return True
+
+    def finish(self, report):
         """Realms, then the super records' copies of the instance fields (realm_entity among them), then paths."""
+        for (tablename, field), (n, example) in sorted(self.missing_users.items()):
+            report.warn("%d references to user accounts that are not here set to NULL (e.g. %s): no account "
+                        "with that email here" % (n, example), table=tablename, column=field)
         m = self.model
         if m is None:
             return

@@ -744,9 +744,7 @@ class Merger:
                 break
             self.sample(plan, "created", cells)
         for i, pos, field, why in sorted(nulls):  # as keep_references() reports them, row by row
-            self.report.count(name, "refs_nulled")
-            self.report.warn("reference set to NULL: %s" % why, table=name, line=raw[i][0], column=field,
-                             uuid=uuids[i])
+            self.nulled(plan, field, why, raw[i][0], uuids[i])
         for i, field, kind, target, keys in defers:
             self.deferred.append(Deferred(name, uuids[i], field, kind, target, keys, raw[i][0]))
         self.fix_deferred(only_table=name)
@@ -945,11 +943,17 @@ class Merger:
     def keep_references(self, plan, row):
         """For a row that is written: count its nulled references, queue its deferred ones."""
         for field, why, _ in row.nulls:
-            self.report.count(plan.tablename, "refs_nulled")
-            self.report.warn("reference set to NULL: %s" % why, table=plan.tablename, line=row.line, column=field,
-                             uuid=row.uuid)
+            self.nulled(plan, field, why, row.line, row.uuid)
         for field, kind, target, keys in row.defers:
             self.deferred.append(Deferred(plan.tablename, row.uuid, field, kind, target, keys, row.line))
+
+    def nulled(self, plan, field, why, line, uuid):
+        """Count a reference set to NULL and say so; user accounts missing here are said once per table and
+        field, with their count (entities.Hooks.unmapped: Eden's created_by, owned_by_user...)."""
+        self.report.count(plan.tablename, "refs_nulled")
+        if not self.entities.unmapped(plan.table, field, why):
+            self.report.warn("reference set to NULL: %s" % why, table=plan.tablename, line=line, column=field,
+                             uuid=uuid)
 
     def dedupe(self, plan, batch):
         """A uuid twice in one file: the newer row counts, the other is an older copy."""
@@ -1466,7 +1470,7 @@ class Merger:
         if self.pending:
             self.retry_pending(final=True)
         self.fix_deferred(final=True)
-        self.entities.finish()  # issue 12: realms, super records' shared fields, location paths
+        self.entities.finish(self.report)  # issue 12: realms, super records' shared fields, location paths
         self.apply_tombstones()
         origin = self.origin or origin_hint
         if origin and origin.get("base_uuid") and origin["base_uuid"] != self.me.base_uuid:
