@@ -67,6 +67,12 @@ def own_super_keys(db, table):
     return [s.key for s in m.supers.get(table._tablename, ()) if s.key in table.fields]
 
 
+def super_tables(db):
+    """The super-entity tables of the db's model that are defined here (their uuid wants an index)."""
+    m = model(db)
+    return sorted(t for t in m.super_tables if t in db.tables) if m else []
+
+
 def is_super_table(db, tablename):
     m = model(db)
     return bool(m) and tablename in m.super_tables
@@ -133,6 +139,9 @@ class Hooks:
         m = self.model
         if m is None:
             return
+        for tablename in self.touched:
+            if tablename in m.supers:  # rows of earlier merges without their super records: linked now
+                self.touched[tablename].update(unlinked(self.db, tablename, m.supers[tablename]))
         for tablename, uuids in self.touched.items():
             uuids = sorted(uuids)
             if tablename in m.realms:
@@ -169,10 +178,11 @@ def link_supers(db, tablename, supers, uuids, origin=None):
             same = "s.%s = t.%s AND s.%s = %s" % (st.uuid._rname, table.uuid._rname, st.instance_type._rname, ph)
             cols = [st.uuid._rname, st.instance_type._rname] + [c for c, _ in shared]
             vals = ["t.%s" % table.uuid._rname, ph] + ["t.%s" % i for _, i in shared]
+            # (a record deleted at the sender: Eden removes its super records, so none is made for it)
             db.executesql(
-                "INSERT INTO %s (%s) SELECT %s FROM %s t WHERE t.%s IN (%s) AND NOT EXISTS "
+                "INSERT INTO %s (%s) SELECT %s FROM %s t WHERE t.%s IN (%s) AND %s AND NOT EXISTS "
                 "(SELECT 1 FROM %s s WHERE %s)" % (st._rname, ", ".join(cols), ", ".join(vals), table._rname,
-                                                   table.uuid._rname, marks, st._rname, same),
+                                                   table.uuid._rname, marks, _alive(db, table), st._rname, same),
                 placeholders=[tablename] + chunk + [tablename])
             if shared:
                 sets = ", ".join("%s = (SELECT t.%s FROM %s t WHERE t.%s = %s.%s)" % (
@@ -186,6 +196,25 @@ def link_supers(db, tablename, supers, uuids, origin=None):
                                 "t.%s IN (%s) AND (t.%s IS NULL OR t.%s <> %s)" % (
                                     table.uuid._rname, marks, table[s.key]._rname, table[s.key]._rname, found),
                                 chunk + [tablename], origin)
+
+
+def _alive(db, table):
+    """SQL: the row `t` is not deleted (booleans are 'T'/'F' where pydal stores them as characters)."""
+    if "deleted" not in table.fields:
+        return "1 = 1"
+    return "(t.%s IS NULL OR t.%s <> %s)" % (table.deleted._rname, table.deleted._rname,
+                                            "'T'" if dialect.char_bool(db) else "TRUE")
+
+
+def unlinked(db, tablename, supers):
+    """uuids of live rows of `tablename` without one of their super records (linked by nothing so far: e.g.
+    merged before the plugin made super records): the merge links them too."""
+    table, out = db[tablename], set()
+    for s in supers:
+        if s.key in table.fields:
+            out.update(r[0] for r in db.executesql("SELECT t.%s FROM %s t WHERE t.%s IS NULL AND %s" % (
+                table.uuid._rname, table._rname, table[s.key]._rname, _alive(db, table))))
+    return out
 
 
 def _update_tracked(db, table, sets, set_params, where, where_params, origin):
