@@ -162,8 +162,9 @@ def test_eden_super_entity_keys_in_a_file_are_ignored(eden_instance):
     fileio.export_to(a["db"], settings(a), data, fmt="csv", tables=["org_organisation"])
     text = data.getvalue().decode("utf-8")
     header = [line for line in text.splitlines() if line.startswith("org_organisation.id,")][0]
-    for local in ("pe_id", "realm_entity", "owned_by_group", "approved_by"):
+    for local in ("pe_id", "realm_entity", "approved_by"):
         assert "org_organisation.%s," % local not in header + ","
+    assert "org_organisation.owned_by_group@uuid," in header  # a role travels as its uuid
     fileio.import_from(b["db"], settings(b), data.getvalue(), name="a.csv")
     arrived = row(b, "org_organisation", name="Linked Org")
     linked = arrived.pe_id  # B's own person entity of the record, made on arrival
