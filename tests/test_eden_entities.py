@@ -114,6 +114,11 @@ def check_model(a, b):
     assert on_b(b, "pr_address", location_id=on_b(b, "gis_location", name="Alpha Village").id).pe_id == person.pe_id
     hr = on_b(b, "hrm_human_resource", person_id=person.id)
     assert hr.site_id == on_b(b, "org_office", name="Alpha HQ").site_id
+    # affiliations (Eden's own functions): each site and the staff member under the organisation
+    for tablename in SITES:
+        for uuid in uuids_of(a, tablename):
+            assert org.pe_id in affiliations(b, on_b(b, tablename, uuid=uuid).pe_id), tablename
+    assert org.pe_id in affiliations(b, person.pe_id)
     # realms: what Eden's own rule gives on B, and never a pe_id of an unrelated record
     for tablename in ENTITIES + ("pr_contact", "pr_address", "hrm_human_resource"):
         table = db[tablename]
@@ -137,6 +142,16 @@ def check_model(a, b):
             chain.insert(0, str(place.id))
             place = on_b(b, "gis_location", id=place.parent) if place.parent else None
         assert on_b(b, "gis_location", uuid=uuid).path == "/".join(chain), uuid
+
+
+def affiliations(env, pe_id):
+    """The person entities whose OU roles `pe_id` is affiliated with (Eden's pr_affiliation, pr_role)."""
+    s3db, db = env["s3db"], env["db"]
+    atable, rtable = s3db.table("pr_affiliation"), s3db.table("pr_role")
+    query = (atable.pe_id == pe_id) & (atable.deleted == False) & (rtable.id == atable.role_id)  # noqa: E712
+    out = {r.pe_id for r in db(query).select(rtable.pe_id)}
+    db.commit()
+    return out
 
 
 def uuids_of(env, tablename):

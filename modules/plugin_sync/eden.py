@@ -142,7 +142,29 @@ def entity_model(db, names):
     keys = {"auth_user": "email"} if "auth_user" in db.tables and "email" in db.auth_user.fields else {}
     ownership = {"owned_by_group": "auth_group"} if "auth_group" in db.tables else {}
     return entities.Model(supers=supers, keys=keys, realms=realms, realm_rule=_realm_rule(db, realms),
-                          paths=paths, ownership=ownership)
+                          paths=paths, ownership=ownership, after=_affiliations(db, names))
+
+
+def _affiliations(db, names):
+    """Eden's organisational affiliations (pr_affiliation: a site's and a staff member's place under their
+    organisation, which realm hierarchies and the organisation's pages read), kept by Eden's own functions
+    (what the tables' onaccept calls), per record of the tables that have them, for what the import wrote."""
+    auth, s3db = current.auth, current.s3db
+    sites = {name for name in names if name in (getattr(auth, "org_site_types", None) or ())}
+    staff = {"hrm_human_resource"} & set(names)
+
+    def upkeep(tablename, uuids):
+        if not is_eden(db) or tablename not in sites | staff:
+            return
+        table = db[tablename]
+        for k in range(0, len(uuids), 900):
+            for record in db(table.uuid.belongs(uuids[k:k + 900])).select(table.id):
+                if tablename in staff:
+                    s3db.pr_update_affiliations(table, record.id)
+                else:
+                    s3db.org_update_affiliations(tablename, {"id": record.id})
+    upkeep.tables = sites | staff
+    return upkeep
 
 
 def _realm_rule(db, realms):

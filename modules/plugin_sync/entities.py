@@ -40,7 +40,8 @@ class Super:
 class Model:
     """What the host tells the engine about its data model (see eden.entity_model)."""
 
-    def __init__(self, supers=None, keys=None, realms=(), realm_rule=None, paths=None, ownership=None):
+    def __init__(self, supers=None, keys=None, realms=(), realm_rule=None, paths=None, ownership=None,
+                 after=None):
         self.supers = supers or {}  # {instance table: [Super]}
         self.super_tables = {s.table for ss in self.supers.values() for s in ss}
         self.keys = keys or {}  # {table: the column that names its records across instances, e.g. email}
@@ -48,6 +49,8 @@ class Model:
         self.realm_rule = realm_rule  # callable(tablename, uuids): the host's own realm rule, or None
         self.paths = paths or {}  # {table: (parent field, path field)}: paths of local ids, rebuilt
         self.ownership = ownership or {}  # {integer field: table it names}: e.g. owned_by_group -> auth_group
+        self.upkept = set(getattr(after, "tables", ()))  # the tables `after` looks after
+        self.after = after  # callable(tablename, uuids): the host's own per-record upkeep, last (Eden: affiliations)
 
 
 def model(db):
@@ -114,7 +117,8 @@ class Hooks:
     def written(self, tablename, uuids=(), ids=()):
         """A batch of `tablename` was just inserted or updated (its rows named by uuids or local ids)."""
         m = self.model
-        if m is None or not (tablename in m.supers or tablename in m.realms or tablename in m.paths):
+        if m is None or not (tablename in m.supers or tablename in m.realms or tablename in m.paths
+                             or tablename in m.upkept):
             return
         uuids = list(uuids) or self.uuids_of(tablename, ids)
         self.touched.setdefault(tablename, set()).update(uuids)
@@ -139,7 +143,7 @@ class Hooks:
         m = self.model
         if m is None:
             return
-        for tablename in self.touched:
+        for tablename in list(self.touched):
             if tablename in m.supers:  # rows of earlier merges without their super records: linked now
                 self.touched[tablename].update(unlinked(self.db, tablename, m.supers[tablename]))
         for tablename, uuids in self.touched.items():
@@ -150,6 +154,9 @@ class Hooks:
                 link_supers(self.db, tablename, m.supers[tablename], uuids, self.tag_origin())
             if tablename in m.paths:
                 rebuild_paths(self.db, tablename, m.paths[tablename], uuids, self.tag_origin())
+        if m.after is not None:
+            for tablename, uuids in self.touched.items():
+                m.after(tablename, sorted(uuids))
 
     def uuids_of(self, tablename, ids):
         table, out = self.db[tablename], []
