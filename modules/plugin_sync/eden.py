@@ -26,7 +26,7 @@ import threading
 from gluon import current
 from gluon.storage import Storage
 
-from . import database_key, entities
+from . import database_key, dialect, entities
 from . import setup as engine_setup
 from .accounts import PEER_GROUP, PEER_ROLE_DESCRIPTION, PEER_ROLE_NAME, ensure_peer_role as engine_peer_role
 from .accounts import find_role, peer_group
@@ -158,13 +158,34 @@ def _affiliations(db, names):
             return
         table = db[tablename]
         for k in range(0, len(uuids), 900):
-            for record in db(table.uuid.belongs(uuids[k:k + 900])).select(table.id):
+            for record_id in _unaffiliated(db, table, uuids[k:k + 900], tablename in staff):
                 if tablename in staff:
-                    s3db.pr_update_affiliations(table, record.id)
+                    s3db.pr_update_affiliations(table, record_id)
                 else:
-                    s3db.org_update_affiliations(tablename, {"id": record.id})
+                    s3db.org_update_affiliations(tablename, {"id": record_id})
     upkeep.tables = sites | staff
     return upkeep
+
+
+def _unaffiliated(db, table, uuids, staff):
+    """ids of these records whose entity (a site's; a staff record's person's) has no affiliation with their
+    organisation yet: one query, so that Eden's per-record functions run only where there is work (new
+    records, a changed organisation), not for every record a re-sync updates."""
+    s3db = current.s3db
+    atable, rtable, otable = s3db.table("pr_affiliation"), s3db.table("pr_role"), db.org_organisation
+    if staff:
+        ptable = db.pr_person
+        entity = "(SELECT p.pe_id FROM %s p WHERE p.id = t.person_id)" % ptable._rname
+    else:
+        entity = "t.pe_id"
+    live = "'F'" if dialect.char_bool(db) else "FALSE"
+    ph = dialect.placeholder(db)
+    sql = ("SELECT t.id FROM %(t)s t WHERE t.uuid IN (%(marks)s) AND t.organisation_id IS NOT NULL AND NOT EXISTS "
+           "(SELECT 1 FROM %(a)s a JOIN %(r)s r ON r.id = a.role_id JOIN %(o)s o ON o.pe_id = r.pe_id "
+           "WHERE a.pe_id = %(entity)s AND o.id = t.organisation_id AND a.deleted = %(live)s AND r.deleted = %(live)s)"
+           % dict(t=table._rname, marks=",".join([ph] * len(uuids)), a=atable._rname, r=rtable._rname,
+                  o=otable._rname, entity=entity, live=live))
+    return [r[0] for r in db.executesql(sql, placeholders=list(uuids))]
 
 
 def _realm_rule(db, realms):

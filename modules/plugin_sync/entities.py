@@ -122,8 +122,8 @@ class Hooks:
             return
         uuids = list(uuids) or self.uuids_of(tablename, ids)
         self.touched.setdefault(tablename, set()).update(uuids)
-        if tablename in m.supers:
-            link_supers(self.db, tablename, m.supers[tablename], uuids, self.tag_origin())
+        if tablename in m.supers:  # updated rows (named by ids) refresh the super records they had
+            link_supers(self.db, tablename, m.supers[tablename], uuids, self.tag_origin(), refresh=bool(ids))
 
     def unmapped(self, table, field, why):
         """A reference to a user account that is not here was set to NULL: counted, and said once per table and
@@ -145,13 +145,15 @@ class Hooks:
             return
         for tablename in list(self.touched):
             if tablename in m.supers:  # rows of earlier merges without their super records: linked now
-                self.touched[tablename].update(unlinked(self.db, tablename, m.supers[tablename]))
+                heal = unlinked(self.db, tablename, m.supers[tablename])
+                link_supers(self.db, tablename, m.supers[tablename], sorted(heal), self.tag_origin(), refresh=True)
+                self.touched[tablename].update(heal)
         for tablename, uuids in self.touched.items():
             uuids = sorted(uuids)
             if tablename in m.realms:
                 set_realms(self.db, tablename, uuids, m.realm_rule, self.tag_origin())
-            if tablename in m.supers:
-                link_supers(self.db, tablename, m.supers[tablename], uuids, self.tag_origin())
+                if tablename in m.supers:  # the super records' copy of it (org_site.realm_entity)
+                    copy_shared(self.db, tablename, m.supers[tablename], uuids, only=("realm_entity",))
             if tablename in m.paths:
                 rebuild_paths(self.db, tablename, m.paths[tablename], uuids, self.tag_origin())
         if m.after is not None:
@@ -167,21 +169,30 @@ class Hooks:
 
 
 # ------------------------------------------------------------------ super-entities
-def link_supers(db, tablename, supers, uuids, origin=None):
-    """Make the missing super records of these rows, refresh their shared fields, and link the rows to them.
+def _shared(db, table, s, only=None):
+    """[(super column, instance column)] that update_super copies (all, or those named in `only`)."""
+    st = db[s.table]
+    return [(st[sf]._rname, table[inf]._rname) for sf, inf in s.shared.items()
+            if sf not in ("uuid", "instance_type", s.key) and (only is None or sf in only)]
+
+
+def link_supers(db, tablename, supers, uuids, origin=None, refresh=False):
+    """Make the missing super records of these rows, link the rows to them, and with `refresh` (rows that
+    were here already: updated) copy their shared fields into the super records that were there.
 
     What s3db.update_super does per record, per batch: one INSERT ... SELECT of
     the rows without a super record (same uuid, instance_type), one UPDATE of
-    the shared fields, one UPDATE of the instance's key, per super-entity.
+    the instance's key, and (refresh) one UPDATE of the shared fields, per super-entity.
     """
     table, ph = db[tablename], dialect.placeholder(db)
+    if refresh:
+        copy_shared(db, tablename, supers, uuids)
     for chunk in _chunks(list(uuids), CHUNK):
         marks = ",".join([ph] * len(chunk))
         for s in supers:
             st = db[s.table]
             key = st[s.key]._rname
-            shared = [(st[sf]._rname, table[inf]._rname) for sf, inf in s.shared.items()
-                      if sf not in ("uuid", "instance_type", s.key)]
+            shared = _shared(db, table, s)
             same = "s.%s = t.%s AND s.%s = %s" % (st.uuid._rname, table.uuid._rname, st.instance_type._rname, ph)
             cols = [st.uuid._rname, st.instance_type._rname] + [c for c, _ in shared]
             vals = ["t.%s" % table.uuid._rname, ph] + ["t.%s" % i for _, i in shared]
@@ -191,18 +202,28 @@ def link_supers(db, tablename, supers, uuids, origin=None):
                 "(SELECT 1 FROM %s s WHERE %s)" % (st._rname, ", ".join(cols), ", ".join(vals), table._rname,
                                                    table.uuid._rname, marks, _alive(db, table), st._rname, same),
                 placeholders=[tablename] + chunk + [tablename])
-            if shared:
-                sets = ", ".join("%s = (SELECT t.%s FROM %s t WHERE t.%s = %s.%s)" % (
-                    c, i, table._rname, table.uuid._rname, st._rname, st.uuid._rname) for c, i in shared)
-                db.executesql("UPDATE %s SET %s WHERE %s IN (%s) AND %s = %s" % (
-                    st._rname, sets, st.uuid._rname, marks, st.instance_type._rname, ph),
-                    placeholders=chunk + [tablename])
             if s.key in table.fields:
                 found = "(SELECT s.%s FROM %s s WHERE %s)" % (key, st._rname, same)
                 _update_tracked(db, table, "%s = %s" % (table[s.key]._rname, found), [tablename],
                                 "t.%s IN (%s) AND (t.%s IS NULL OR t.%s <> %s)" % (
                                     table.uuid._rname, marks, table[s.key]._rname, table[s.key]._rname, found),
                                 chunk + [tablename], origin)
+
+
+def copy_shared(db, tablename, supers, uuids, only=None):
+    """The instance rows' shared fields (or those in `only`) into their super records: one UPDATE per
+    super-entity and chunk (a correlated subquery per field: SQLite before 3.33 has no UPDATE ... FROM)."""
+    table, ph = db[tablename], dialect.placeholder(db)
+    for s in supers:
+        st, shared = db[s.table], _shared(db, table, s, only)
+        if not shared:
+            continue
+        sets = ", ".join("%s = (SELECT t.%s FROM %s t WHERE t.%s = %s.%s)" % (
+            c, i, table._rname, table.uuid._rname, st._rname, st.uuid._rname) for c, i in shared)
+        for chunk in _chunks(list(uuids), CHUNK):
+            db.executesql("UPDATE %s SET %s WHERE %s IN (%s) AND %s = %s" % (
+                st._rname, sets, st.uuid._rname, ",".join([ph] * len(chunk)), st.instance_type._rname, ph),
+                placeholders=chunk + [tablename])
 
 
 def _alive(db, table):
