@@ -8,10 +8,13 @@ prepared template, tests/conftest.py), instance A holds N/20 organisations, N/10
 offices, N persons each with a contact and an address, a location hierarchy; its
 full export is merged into instance B as a dry run (every write made, then rolled
 back: the same work each run), R times with Eden's data model attached (super
-records made and linked per batch, realms, paths: what issue 12 adds) and R times
-without it (the plugin before issue 12: super keys and owners stay home).  Medians.
+records made and linked per batch, realms, paths, and Eden's own per-record
+affiliation functions: what issue 12 adds), R times with the set-based part only,
+and R times without it (the plugin before issue 12: super keys and owners stay
+home).  Medians.
 """
 import argparse
+import copy
 import io
 import os
 import statistics
@@ -89,10 +92,13 @@ def run(backend, people, runs):
             files[kind] = out.getvalue()
         b = load(backend, "b", made)
         model = entities.model(b["db"])
-        times = {"with": [], "without": []}
+        set_based = copy.copy(model)  # the same without Eden's per-record affiliation functions
+        set_based.after, set_based.upkept = None, set()
+        variants = (("with", "with", model), ("set-based", "with", set_based), ("without", "without", None))
+        times = {kind: [] for kind, _, _ in variants}
         for _ in range(runs):
-            for kind, m in (("with", model), ("without", None)):
-                seconds, created = timed_merge(b, files[kind], m)
+            for kind, file_kind, m in variants:
+                seconds, created = timed_merge(b, files[file_kind], m)
                 times[kind].append(seconds)
         entities.attach(b["db"], model)
         return {k: statistics.median(v) for k, v in times.items()}, created
@@ -114,13 +120,15 @@ def main():
     parser.add_argument("--backend", default="both", choices=("sqlite", "postgres", "both"))
     args = parser.parse_args()
     backends = ("sqlite", "postgres") if args.backend == "both" else (args.backend,)
-    print("| backend | records merged | with Eden's data model (s) | without (s) | ratio |")
-    print("|---|---|---|---|---|")
+    print("| backend | records merged | with Eden's data model (s) | of it without affiliations (s) | without (s) "
+          "| ratio | ratio without affiliations |")
+    print("|---|---|---|---|---|---|---|")
     try:
         for backend in backends:
             times, created = run(backend, args.people, args.runs)
-            print("| %s | %d | %.2f | %.2f | %.2f |" % (backend, created, times["with"], times["without"],
-                                                       times["with"] / times["without"]), flush=True)
+            print("| %s | %d | %.2f | %.2f | %.2f | %.2f | %.2f |" % (
+                backend, created, times["with"], times["set-based"], times["without"],
+                times["with"] / times["without"], times["set-based"] / times["without"]), flush=True)
     finally:
         if Request.server is not None:
             Request.server.stop()
