@@ -2,6 +2,8 @@
 import datetime
 import io
 
+import pytest
+
 from synchelpers import assert_converged, export, instances, seed_small, settings, snapshot, sync
 
 from applications.eden.modules.plugin_sync.fileio import import_from
@@ -169,3 +171,38 @@ def test_a_lookup_reference_nulled_on_a_peer_is_not_wiped_on_the_way_back(new_in
     assert back.totals()["updated"] == 0 and back.totals()["conflicts"] == 0
     dba = a["db"]
     assert dba(dba.org_organisation.acronym == "RC").select().first().organisation_type_id is not None
+
+
+@pytest.mark.parametrize("incoming_newer", [False, True])
+def test_a_row_waiting_for_its_required_reference_is_decided_like_any_other(new_instance, incoming_newer):
+    """A's edit of a record B changed too, whose NOT NULL reference names a person further on in the file:
+    the row waits for the person, and is then decided against B's version (a conflict, the newer wins),
+    not written over it."""
+    a, b = instances(new_instance)
+    seed_small(a)
+    sync(a, b)
+    db_a, db_b = a["db"], b["db"]
+    t0 = datetime.datetime.utcnow().replace(microsecond=0)
+    hr_uuid = db_a(db_a.hrm_human_resource.job_title == "Nurse").select().first().uuid
+    newcomer = db_a.pr_person.insert(first_name="Newcomer", modified_on=t0)
+    a_stamp, b_stamp = (t0, t0 - datetime.timedelta(minutes=5))[::1 if incoming_newer else -1]
+    db_a(db_a.hrm_human_resource.uuid == hr_uuid).update(person_id=newcomer, job_title="Nurse (A)",
+                                                         modified_on=a_stamp)
+    db_b(db_b.hrm_human_resource.uuid == hr_uuid).update(job_title="Head nurse (B)", modified_on=b_stamp)
+    db_a.commit(); db_b.commit()
+    data = _reorder(export(a), ["hrm_human_resource"])
+    assert data.decode().index("TABLE hrm_human_resource") < data.decode().index("TABLE pr_person")
+    report = import_from(db_b, settings(b), data)
+    db_b.commit()
+    hr = db_b(db_b.hrm_human_resource.uuid == hr_uuid).select().first()
+    conflict = db_b(db_b.plugin_sync_conflict.record_uuid == hr_uuid).select().first()
+    counted = report.tables["hrm_human_resource"]
+    assert conflict is not None, "the two versions met: one of them is kept in the conflict log"
+    if incoming_newer:
+        assert hr.job_title == "Nurse (A)" and db_b.pr_person(hr.person_id).first_name == "Newcomer"
+        assert conflict.resolution == "took_incoming" and "Head nurse (B)" in conflict.loser
+        assert counted["conflicts_took_incoming"] == 1, counted
+    else:
+        assert hr.job_title == "Head nurse (B)" and db_b.pr_person(hr.person_id).first_name == "Maria"
+        assert conflict.resolution == "kept_local" and "Nurse (A)" in conflict.loser
+        assert counted["conflicts_kept_local"] == 1, counted

@@ -114,16 +114,17 @@ class Hooks:
         self.touched = {}  # {table: set of uuids written by this import}
         self.missing_users = {}  # {(table, field): [count, an example]}: accounts not here (see unmapped)
 
-    def written(self, tablename, uuids=(), ids=()):
-        """A batch of `tablename` was just inserted or updated (its rows named by uuids or local ids)."""
+    def written(self, tablename, written):
+        """A batch of `tablename` was just written (the merge's Written: the ids it created and updated)."""
         m = self.model
         if m is None or not (tablename in m.supers or tablename in m.realms or tablename in m.paths
                              or tablename in m.upkept):
             return
-        uuids = list(uuids) or self.uuids_of(tablename, ids)
+        uuids = self.uuids_of(tablename, list(written.created_ids) + list(written.updated))
         self.touched.setdefault(tablename, set()).update(uuids)
-        if tablename in m.supers:  # updated rows (named by ids) refresh the super records they had
-            link_supers(self.db, tablename, m.supers[tablename], uuids, self.tag_origin(), refresh=bool(ids))
+        if tablename in m.supers:  # updated rows refresh the super records they had
+            link_supers(self.db, tablename, m.supers[tablename], uuids, self.tag_origin(),
+                        refresh=bool(written.updated))
 
     def unmapped(self, table, field, why):
         """A reference to a user account that is not here was set to NULL: counted, and said once per table and

@@ -230,9 +230,9 @@ class Instance:
             sql = "INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), ",".join("?" * len(columns)))
             cur.executemany(sql, rows)
         else:  # COPY (text format): the fastest way in, the floor
-            from applications.eden.modules.plugin_sync.merge import _copy_text
+            from applications.eden.modules.plugin_sync.write import copy_text
 
-            cur.copy_expert("COPY %s (%s) FROM STDIN" % (table, ", ".join(columns)), _copy_text(rows))
+            cur.copy_expert("COPY %s (%s) FROM STDIN" % (table, ", ".join(columns)), copy_text(rows))
 
     def close(self, drop=True):
         try:

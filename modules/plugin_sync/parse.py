@@ -1,0 +1,379 @@
+"""Reading a table's section: one row's cells into values, and what each reference names.
+
+`SectionPlan` says which cell feeds which field and which fields are
+references (`Ref`); `Parser` turns a batch of (line, cells) into `Incoming`
+rows, column by column when the batch is ordinary (`parse_cols`), else row by
+row (`parse`), which checks every cell and names table, line and column.
+The one reference rule is `reference_keys` (and its column form
+`key_column`): a reference names ('u', uuid) from its `@uuid` annotation,
+('f', file id) in a plain pydal file, ('dangling', id) when the sender's own
+reference pointed nowhere, a list of these, or None.  Nothing here reads or
+writes the database but the upload check.
+"""
+import datetime
+import json
+from operator import itemgetter
+from typing import NamedTuple
+
+from .entities import is_super_table
+from .errors import BadValue, FormatError
+from .fileformat import NULL, ROW_SEQ, UUID, annotations
+from .tables import LOCAL_META, local_fields
+from .uploads import path_of, unsafe
+from .values import column_parser, for_plain_pydal, is_canonical, is_text, normaliser, parser
+
+NOT_COMPARED = LOCAL_META + ("modified_on",)  # local, not content; modified_on is decided apart
+
+
+class Ref(NamedTuple):
+    """A reference field of a section: what it names, and where its @uuid annotation is."""
+
+    pos: int  # its position in plan.fields (and Incoming.values)
+    field: str
+    target: object  # the referenced table; None for deleted_fk (a JSON of several)
+    kind: str  # 'ref', 'list' (list:reference) or 'fk' (deleted_fk)
+    note: object  # index of its `@uuid` column in the file's rows, or None
+    notnull: bool
+    synced: bool  # the target syncs (or is this table): a record not here yet may still come
+
+
+class Incoming:
+    """One parsed row of the file."""
+
+    __slots__ = ("line", "uuid", "values", "refs", "mci", "modified_on", "cells", "nulls", "defers", "missing",
+                 "future")
+
+    def __init__(self, line, uuid, values, refs, mci, modified_on, cells):
+        self.line, self.uuid, self.values, self.refs = line, uuid, values, refs
+        self.mci, self.modified_on, self.cells = mci, modified_on, cells
+        self.nulls, self.defers, self.missing, self.future = [], [], None, None
+
+
+class SectionPlan:
+    """How to read one table's section: which cell feeds which field, which are references."""
+
+    def __init__(self, ctx, table, columns, paths="auto"):
+        db = ctx.db
+        self.table, self.tablename = table, table._tablename
+        index = {c: i for i, c in enumerate(columns)}
+        if "uuid" not in index:
+            raise FormatError("no uuid column: records cannot be merged by identity", table=self.tablename, column="uuid")
+        self.file_id = index.get("id")
+        self.seq_index = index.get(ROW_SEQ)
+        self.columns = columns
+        # secrets and local ids never travel: ignored in any file, whoever wrote it (tables.py)
+        local = set(local_fields(db, table))
+        self.ignored = sorted(f for f in local if f in index)
+        self.fields = [f for f in table.fields if f in index and f not in ("id", "mci") and f not in local]
+        self.cell_index = [index[f] for f in self.fields]
+        self.parsers = [parser(table[f].type, ctx.char_bool) for f in self.fields]
+        self.pos = {f: i for i, f in enumerate(self.fields)}
+        self.mci_index = index.get("mci")
+        notes = {n[1]: n for n in annotations(db, table)}
+        self.annotated = any(c.endswith(UUID) for c in columns)
+        if not self.annotated:
+            self.parsers = [for_plain_pydal(p) for p in self.parsers]
+        self.refs = []  # [Ref]
+        for f in self.fields:
+            ftype = table[f].type
+            note = notes.get(f)
+            if note is None:
+                continue
+            _, _, target, kind = note
+            if kind == "fk":
+                self.refs.append(Ref(self.pos[f], f, None, "fk", index.get(f + UUID), False, False))
+                continue
+            # a super record (pr_pentity, org_site...) comes with its instance record: may still come
+            synced = target in ctx.synced or target == self.tablename or is_super_table(db, target)
+            self.refs.append(  # its annotation: `@uuid`, or `@email` for a user account (fileformat)
+                Ref(self.pos[f], f, target, kind, index.get(note[0]), bool(table[f].notnull), synced)
+            )
+        self.compared = [i for i, f in enumerate(self.fields) if f not in NOT_COMPARED]
+        self.lengths = [
+            (i, table[f].length) for i, f in enumerate(self.fields)
+            if table[f].type in ("string", "password") and table[f].length
+        ]
+        self.required = [
+            i for i, f in enumerate(self.fields)
+            if table[f].notnull and not any(r.field == f for r in self.refs)
+        ]
+        self.upload_fields = [self.pos[f] for f in self.fields if table[f].type == "upload"]
+        self.types = [table[f].type for f in self.fields]
+        self.uuid_pos = self.pos["uuid"]
+        self.mod_pos = self.pos.get("modified_on")
+        self.compile(ctx.char_bool)
+        self.optimistic = False  # see Merger.merge_table
+        self.skip = self.backoff = 0  # see missed()
+        # what Merger.all_same compares: the compared fields and modified_on
+        self.same_positions = list(self.compared) + ([self.mod_pos] if self.mod_pos is not None else [])
+        # fast_batch: annotated files whose references all carry their @uuid, no uploads to store
+        self.fast_ok = paths == "auto" and self.annotated and not self.upload_fields and all(
+            r.note is not None for r in self.refs if r.kind != "fk")
+        # date/datetime cells written as they are when canonical (SQLite stores that very text; no adapter)
+        self.text_dates = [(pos, self.cell_index[pos]) + CANONICAL[t] for pos, t in enumerate(self.types)
+                           if t in CANONICAL]
+
+    def missed(self):
+        """The column-wise path looked a batch up in vain (rows differ, or some are new): skip it for
+        the next 1, 2, 4... (at most 32) batches of the table, as long as it keeps missing; False."""
+        self.backoff = min(self.backoff * 2 or 1, 32)
+        self.skip = self.backoff
+        return False
+
+    def compile(self, char_bool):
+        """Per-section shortcuts for the per-row work (parse, lookup, compare): no per-cell dispatch.
+
+        Text cells only turn <NULL> into None; only typed cells call a parser,
+        only stored values of a type that needs it are normalised, and the
+        compared fields are fetched by one itemgetter.
+        """
+        self.typed = [(pos, p) for pos, p in enumerate(self.parsers) if not is_text(p)]
+        self.fast = [None if is_text(p) else column_parser(t, p) for p, t in zip(self.parsers, self.types)]
+        self.texts = [pos for pos, p in enumerate(self.parsers) if is_text(p)]
+        self.normalisers = [(i, fn) for i, fn in ((i, normaliser(t, char_bool)) for i, t in enumerate(self.types)) if fn]
+        if "deleted_fk" in self.pos:  # JSON written by the application in any key order; the merge sorts
+            self.normalisers.append((self.pos["deleted_fk"], _sorted_json))
+        if len(self.compared) > 1:
+            self.same = itemgetter(*self.compared)
+        else:
+            self.same = lambda values: [values[i] for i in self.compared]
+
+
+class Parser:
+    """Parses the batches of one import: cells to values, references to keys."""
+
+    def __init__(self, ctx, file_ids, paths="auto"):
+        self.db, self.report, self.settings, self.now = ctx.db, ctx.report, ctx.settings, ctx.now
+        self.future_limit = ctx.now + datetime.timedelta(seconds=ctx.settings.clock_tolerance or 0)
+        self.file_ids = file_ids  # plain pydal files: {table: {file id: uuid}}, shared with the resolver
+        self.paths = paths
+
+    def try_parse_cols(self, plan, raw):
+        """parse_cols(), or _UNUSUAL for a batch it leaves to the row-wise parse."""
+        try:
+            return self.parse_cols(plan, raw)
+        except _Unusual:
+            return _UNUSUAL
+
+    def parse_batch(self, plan, raw, parsed=None):
+        """Incoming rows for a batch of (line, cells): column by column when the batch is ordinary.
+
+        Each column goes through its parser in one map() (and a datetime or an
+        integer column through the C conversion itself): far less Python per
+        cell than parse().  Anything out of the ordinary (a bad or missing
+        value, a text too long, a suspect modified_on, a plain pydal file)
+        sends the whole batch through parse(), row by row, which decides,
+        warns and raises exactly as before.
+        """
+        if (plan.file_id is not None and not plan.annotated) or plan.upload_fields or self.paths == "rows":
+            # parse() checks uploads
+            return [self.parse(plan, line, cells) for line, cells in raw]
+        if parsed is _UNUSUAL:
+            return [self.parse(plan, line, cells) for line, cells in raw]
+        try:
+            return self.parse_columns(plan, raw, parsed)
+        except _Unusual:
+            return [self.parse(plan, line, cells) for line, cells in raw]
+
+    def parse_columns(self, plan, raw, parsed=None):
+        """Incoming rows from parse_cols() (given as `parsed` when the column-wise path tried the batch)."""
+        cols, columns, uuids, mods, mcis = parsed if parsed is not None else self.parse_cols(plan, raw)
+        keycols = [(pos, self.key_column(plan, pos, kind, cols[pos], columns, note_index, raw, f))
+                   for pos, f, target, kind, note_index, notnull, synced in plan.refs]
+        ref_pos = [pos for pos, _ in keycols]
+        keyrows = zip(*[keys for _, keys in keycols]) if keycols else [()] * len(raw)
+        return [Incoming(line, uuid, list(values), dict(zip(ref_pos, keyrow)), mci, mod, cells)
+                for (line, cells), values, keyrow, uuid, mci, mod in zip(raw, zip(*cols), keyrows, uuids, mcis, mods)]
+
+    def parse_cols(self, plan, raw):
+        """The batch parsed column by column: (columns of values in plan.fields order, the file's
+        columns of cells, uuids, modified_on, mci); raises _Unusual for anything out of the ordinary."""
+        columns = list(zip(*[cells for _, cells in raw]))
+        cols = []
+        for pos, i in enumerate(plan.cell_index):
+            col = columns[i]
+            fast = plan.fast[pos]
+            try:
+                if fast is None:  # text: only <NULL> to map
+                    if NULL in col:
+                        col = [None if c == NULL else c for c in col]
+                else:
+                    col = fast(col)
+            except (ValueError, TypeError):
+                raise _Unusual()
+            cols.append(col)
+        for pos in plan.required:
+            if None in cols[pos]:
+                raise _Unusual()
+        for pos, length in plan.lengths:
+            col = cols[pos]
+            if max(map(len, columns[plan.cell_index[pos]])) > length and any(
+                    v is not None and len(v) > length for v in col):
+                raise _Unusual()
+        uuids = cols[plan.uuid_pos]
+        if None in uuids or "" in uuids:
+            raise _Unusual()
+        mods = cols[plan.mod_pos] if plan.mod_pos is not None else [None] * len(raw)
+        if plan.mod_pos is not None and None not in mods:
+            if max(mods) > self.future_limit:
+                raise _Unusual()
+        else:
+            known = [m for m in mods if m is not None]
+            if known and max(known) > self.future_limit:
+                raise _Unusual()
+        if plan.mci_index is not None:
+            try:
+                mcis = list(map(int, columns[plan.mci_index]))
+            except ValueError:
+                raise _Unusual()
+        else:
+            mcis = [0] * len(raw)
+        return cols, columns, uuids, mods, mcis
+
+    def key_column(self, plan, pos, kind, values, columns, note_index, raw, field):
+        """reference_keys() for a whole column (the annotated reference inline)."""
+        if kind == "ref" and note_index is not None:
+            notes = columns[note_index]
+            return [None if v is None else ("dangling", v) if n == NULL else ("u", n) for v, n in zip(values, notes)]
+        return [self.reference_keys(plan, kind, v, cells, note_index, line, field)
+                for v, (line, cells) in zip(values, raw)]
+
+    def parse(self, plan, line, cells):
+        values = [cells[i] for i in plan.cell_index]
+        has_null = NULL in values
+        try:
+            for pos, parse in plan.typed:
+                values[pos] = parse(values[pos])
+        except (ValueError, TypeError):
+            self.bad_cell(plan, line, cells)
+        if has_null:
+            for pos in plan.texts:
+                if values[pos] == NULL:
+                    values[pos] = None
+        for i in plan.required:
+            if values[i] is None:
+                raise BadValue("a value is required", table=plan.tablename, line=line, column=plan.fields[i])
+        for i, length in plan.lengths:
+            if values[i] is not None and len(values[i]) > length:
+                raise BadValue("text longer than %d characters" % length, table=plan.tablename, line=line,
+                               column=plan.fields[i])
+        for i in plan.upload_fields:
+            self.check_upload(plan, line, i, values[i])
+        uuid = values[plan.uuid_pos]
+        if not uuid:
+            raise BadValue("empty uuid", table=plan.tablename, line=line, column="uuid")
+        modified_on = values[plan.mod_pos] if plan.mod_pos is not None else None
+        future = None
+        if modified_on is not None and modified_on > self.future_limit:
+            self.report.count(plan.tablename, "future")
+            self.report.warn(
+                "modified_on %s is ahead of this instance's clock by more than %ss: stamped %s here; "
+                "it does not win against a concurrent local version" % (modified_on, self.settings.clock_tolerance, self.now),
+                table=plan.tablename, line=line, column="modified_on", uuid=uuid,
+            )
+            future, modified_on = modified_on, self.now
+            values[plan.mod_pos] = modified_on
+        mci = 0
+        if plan.mci_index is not None:
+            try:
+                mci = int(cells[plan.mci_index]) if cells[plan.mci_index] not in (NULL, "") else 0
+            except ValueError:
+                raise BadValue("%r is not a valid integer" % cells[plan.mci_index], table=plan.tablename,
+                               line=line, column="mci")
+        if plan.file_id is not None and not plan.annotated:
+            try:
+                self.file_ids.setdefault(plan.tablename, {})[int(cells[plan.file_id])] = uuid
+            except ValueError:
+                raise BadValue("%r is not a valid id" % cells[plan.file_id], table=plan.tablename, line=line,
+                               column="id")
+        refs = {}
+        for pos, f, target, kind, note_index, notnull, synced in plan.refs:
+            value = values[pos]
+            if kind == "ref" and note_index is not None and value is not None:  # the common case, inline
+                note = cells[note_index]
+                refs[pos] = ("dangling", value) if note == NULL else ("u", note)
+            else:
+                refs[pos] = self.reference_keys(plan, kind, value, cells, note_index, line, f)
+        row = Incoming(line, uuid, values, refs, mci, modified_on, cells)
+        row.future = future
+        return row
+
+    def check_upload(self, plan, line, pos, value):
+        """Refuse an upload value that is not a plain file name inside the field's upload folder."""
+        if not value:
+            return
+        field = plan.table[plan.fields[pos]]
+        why = unsafe(value) or (None if path_of(self.db, field, value) else "resolves outside the folder")
+        if why:
+            raise BadValue("upload value %r %s: only a plain file name inside %s's upload folder is accepted"
+                           % (value[:80], why, field), table=plan.tablename, line=line, column=plan.fields[pos])
+
+    def bad_cell(self, plan, line, cells):
+        """Raise BadValue for the first cell of the row that does not parse (the slow path of parse)."""
+        for pos, (i, parse) in enumerate(zip(plan.cell_index, plan.parsers)):
+            try:
+                parse(cells[i])
+            except (ValueError, TypeError):
+                raise BadValue(
+                    "%r is not a valid %s" % (cells[i][:60], plan.types[pos]),
+                    table=plan.tablename, line=line, column=plan.fields[pos],
+                )
+
+    def reference_keys(self, plan, kind, value, cells, note_index, line, field):
+        """What a reference names: ('u', uuid) or ('f', file id), a list of them, or None."""
+        note = cells[note_index] if note_index is not None else None
+        if kind == "fk":
+            if note in (None, NULL, ""):
+                return None
+            try:
+                data = json.loads(note)
+            except ValueError:
+                raise BadValue("deleted_fk annotation is not JSON", table=plan.tablename, line=line, column=field + UUID)
+            return {k: ("u", v) for k, v in data.items() if v}
+        if kind == "list":
+            if note is not None:
+                if note == NULL or not note.strip("|"):
+                    return []
+                return [("u", u) for u in note.strip("|").split("|") if u]
+            return [("f", i) for i in (value or [])]
+        if value is None:
+            return None
+        if note is not None:
+            if note == NULL:  # the sender's reference was already dangling
+                return ("dangling", value)
+            return ("u", note)
+        return ("f", value)
+
+
+class _Unusual(Exception):
+    """A batch that the column-wise parse leaves to the row-wise one."""
+
+
+_UNUSUAL = object()
+
+
+def _sorted_json(text):
+    try:
+        return json.dumps(json.loads(text), sort_keys=True)
+    except (TypeError, ValueError):
+        return text
+
+
+# the text pydal stores for a date/datetime (and SQLite keeps as it is): width, separators at their places
+CANONICAL = {
+    "datetime": (19, ((4, "-"), (7, "-"), (10, " "), (13, ":"), (16, ":"))),
+    "date": (10, ((4, "-"), (7, "-"))),
+}
+
+
+def _canonical_text(cells, width, marks):
+    """The cells (already parsed fine) with <NULL> as None, if all others have exactly the canonical
+    form (then they are what pydal stores, and compare as values do); else None."""
+    if NULL in cells:
+        cells = [None if c == NULL else c for c in cells]
+        given = [c for c in cells if c is not None]
+    else:
+        given = cells
+    if given and not is_canonical(given, width, marks):
+        return None
+    return cells

@@ -1,0 +1,358 @@
+"""References: resolve, defer, null.
+
+A reference names its target by uuid (parse.py's one rule); here it becomes
+the target's local id.  `IdCache` maps uuids to ids (one query per table and
+batch, cached for the import).  `Resolver` decides each reference once:
+resolved (the target is here), deferred (written as NULL until its target
+is in: `Deferred`, fixed by `fix_deferred`), waiting (a NOT NULL reference
+whose target is not in yet: the row is `Pending` until `Merger.retry_pending`),
+or nulled (the target is not in the file and not here, or the sender's own
+reference dangled), with a warning that names table, line and field.
+"""
+import json
+from typing import NamedTuple
+
+from .entities import key_of
+from .errors import UnresolvedReference
+from .fileformat import NULL
+from .tables import references
+from .values import bar_encode
+
+ID_CACHE = 100000  # uuid -> id mappings kept during an import (about 15 MB at most)
+
+
+class Deferred(NamedTuple):
+    """A reference written as NULL (a list without the id) until its target is in: see fix_deferred."""
+
+    table: str
+    uuid: str  # of the row that refers
+    field: str
+    kind: str  # 'ref' or 'list'
+    target: str
+    keys: object  # what it names: a key, or a list of keys for 'list' (see reference_keys)
+    line: int
+
+
+class Pending(NamedTuple):
+    """A row waiting for a NOT NULL reference: written by retry_pending once its target is in."""
+
+    plan: object  # its SectionPlan
+    row: object  # the Incoming row
+    local: object  # (local id, local values) of the record here when it first waited, or None
+
+
+class IdCache:
+    """{table: {uuid: local id}} learnt during the import (bounded by ID_CACHE entries)."""
+
+    def __init__(self, ctx):
+        self.ctx, self.db = ctx, ctx.db
+        self.cache, self.cached = {}, 0
+        self.referenced = None  # tables some synced table refers to (computed at the first insert)
+
+    def clear(self):
+        """Forget every mapping: records are about to be deleted (see tombstones.py)."""
+        self.cache, self.cached = {}, 0
+
+    def uuid_to_id(self, tablename, uuids):
+        """{uuid: local id} for records of a table here.
+
+        Mappings read or written during the import are cached (bounded by
+        ID_CACHE entries): a uuid keeps its id until a record is deleted, and
+        the merge deletes only at the end (Tombstones.apply clears the cache).
+        """
+        table, out, key = self.db[tablename], {}, key_of(self.db, tablename)  # uuid; a user's email (Eden)
+        if key is None:
+            return out
+        cache = self.cache.get(tablename)
+        if cache:
+            uuids = set(uuids)
+            hits = uuids & cache.keys()
+            out = {u: cache[u] for u in hits}
+            uuids -= hits
+        for where, params in self.ctx.in_list(table[key]._rname, uuids):  # a super table's key: pe_id...
+            sql = "SELECT %s, %s FROM %s WHERE %s" % (table[key]._rname, table._id._rname, table._rname, where)
+            found = dict(self.ctx.execute(sql, params))
+            out.update(found)
+            self.cache_ids(tablename, found)
+        return out
+
+    def cache_ids(self, tablename, found):
+        if found and self.cached + len(found) <= ID_CACHE:
+            self.cache.setdefault(tablename, {}).update(found)
+            self.cached += len(found)
+
+    def is_referenced(self, table):
+        """Whether a synced table refers to this one (its uuid -> id mappings are worth caching)."""
+        if self.referenced is None:
+            self.referenced = {ref for name in self.ctx.synced for _, ref, _ in references(self.db[name])}
+        return table._tablename in self.referenced and self.cached < ID_CACHE
+
+    def inserted_after(self, table, after):
+        """SQLite: the ids of the rows just inserted (those above `after`: one writer)."""
+        return [r[0] for r in self.ctx.execute("SELECT id FROM %s WHERE id > %d ORDER BY id" % (table._rname, int(after)))]
+
+    def learn_inserted(self, table, after):
+        """Cache uuid -> id of the rows just inserted (ids above `after`), if other records refer to them."""
+        if not self.is_referenced(table):
+            return
+        self.cache_ids(table._tablename, dict(self.ctx.execute("SELECT %s, id FROM %s WHERE id > %d" % (
+            table.uuid._rname, table._rname, int(after)))))
+
+
+class Resolver:
+    """The references of one import: resolved now, deferred, waiting or nulled."""
+
+    def __init__(self, ctx, ids, file_ids, writer):
+        self.ctx, self.db, self.report = ctx, ctx.db, ctx.report
+        self.ids, self.file_ids, self.writer = ids, file_ids, writer
+        self.deferred = []  # [Deferred]: references written as NULL until their target is in
+        self.pending = []  # [Pending]: rows waiting for a NOT NULL reference
+        self.merged_tables = set()  # tables whose section is merged: a uuid of theirs not here now never will be
+
+    def resolve_columns(self, plan, cols, columns):
+        """(cols with references as local ids, [(row index, field, kind, target, keys)] deferred,
+        [(row index, position, field, why)] nulled), or None when a reference waits for a NOT NULL
+        target or dangled at the sender (the row-wise merge does these)."""
+        cols, defers, nulls, n = list(cols), [], [], len(cols[0]) if cols else 0
+        for pos, f, target, kind, note_index, notnull, synced in plan.refs:
+            if kind == "fk":  # deleted_fk: {field: uuid}; mostly empty
+                notes = columns[note_index] if note_index is not None else ()
+                if any(nt != NULL and nt for nt in notes):
+                    return None
+                cols[pos] = [None] * n
+                continue
+            notes = columns[note_index]
+            if kind == "list":
+                keylists = [[u for u in nt.strip("|").split("|") if u] if nt != NULL else [] for nt in notes]
+                found = self.ids.uuid_to_id(target, {u for keys in keylists for u in keys})
+                out = []
+                cells = cols[pos]
+                for i, keys in enumerate(keylists):
+                    if not keys:
+                        out.append(None if cells[i] is None else "||")  # an empty list stays one
+                        continue
+                    ids = [found.get(u) for u in keys]
+                    out.append(bar_encode([x for x in ids if x is not None]))
+                    if None in ids:
+                        defers.append((i, f, "list", target, [("u", u) for u in keys]))
+                cols[pos] = out
+                continue
+            values = cols[pos]
+            if None in values:
+                wanted = {nt for v, nt in zip(values, notes) if v is not None}
+            else:
+                wanted = set(notes)
+            if NULL in wanted or "" in wanted:  # the sender's own reference dangled
+                return None
+            found = self.ids.uuid_to_id(target, wanted) if wanted else {}
+            get = found.get
+            if None in values:
+                out = [None if v is None else get(nt) for v, nt in zip(values, notes)]
+            else:
+                out = [get(nt) for nt in notes]
+            if len(found) < len(wanted):  # not here (yet)
+                if notnull:
+                    return None
+                missing = [(i, nt) for i, (v, nt) in enumerate(zip(values, notes)) if v is not None and nt not in found]
+                if synced:
+                    defers.extend((i, f, "ref", target, ("u", nt)) for i, nt in missing)
+                else:  # not in this file by policy: nulled (a record here keeps its own value)
+                    nulls.extend((i, pos, f, "%s %s is not here" % (target, nt)) for i, nt in missing)
+            cols[pos] = out
+        return cols, defers, nulls
+
+    def keep_references(self, plan, row):
+        """For a row that is written: count its nulled references, queue its deferred ones."""
+        for field, why, _ in row.nulls:
+            self.nulled(plan, field, why, row.line, row.uuid)
+        for field, kind, target, keys in row.defers:
+            self.deferred.append(Deferred(plan.tablename, row.uuid, field, kind, target, keys, row.line))
+
+    def nulled(self, plan, field, why, line, uuid):
+        """Count a reference set to NULL and say so; user accounts missing here are said once per table and
+        field, with their count (entities.Hooks.unmapped: Eden's created_by, owned_by_user...)."""
+        self.report.count(plan.tablename, "refs_nulled")
+        if not self.ctx.entities.unmapped(plan.table, field, why):
+            self.report.warn("reference set to NULL: %s" % why, table=plan.tablename, line=line, column=field,
+                             uuid=uuid)
+
+    def resolve_batch(self, plan, batch):
+        """{target table: {uuid: local id}} for every reference in the batch that resolves now."""
+        wanted = {}
+        for pos, f, target, kind, _, _, _ in plan.refs:
+            if kind == "ref":  # the common case: one key per row, mostly ('u', uuid)
+                uuids = wanted.setdefault(target, set())
+                for row in batch:
+                    key = row.refs.get(pos)
+                    if key:
+                        u = key[1] if key[0] == "u" else self.key_uuid(target, key)
+                        if u:
+                            uuids.add(u)
+                continue
+            for row in batch:
+                keys = row.refs.get(pos)
+                if not keys:
+                    continue
+                if kind == "fk":
+                    for fk_field, key in keys.items():
+                        t = _fk_target(plan.table, fk_field)
+                        if t:
+                            wanted.setdefault(t, set()).add(key[1])
+                    continue
+                for key in keys:
+                    u = self.key_uuid(target, key)
+                    if u:
+                        wanted.setdefault(target, set()).add(u)
+        return {t: self.ids.uuid_to_id(t, uuids) for t, uuids in wanted.items() if uuids}
+
+    def key_uuid(self, target, key):
+        if key[0] == "u":
+            return key[1]
+        if key[0] == "f":
+            return self.file_ids.get(target, {}).get(key[1])
+        return None
+
+    def resolved_values(self, plan, row, resolved):
+        """The row's values with references turned into local ids; None if it must wait.
+
+        References nulled or deferred are noted on the row; they count only if it is written.
+        """
+        values = list(row.values)
+        row.nulls, row.defers, row.missing = [], [], None
+        for pos, f, target, kind, _, notnull, synced in plan.refs:
+            keys = row.refs.get(pos)
+            if kind == "fk":
+                values[pos] = self.resolve_fk(plan, row, keys, resolved)
+                continue
+            if kind == "list":
+                if not keys:
+                    values[pos] = None if row.values[pos] is None else "||"  # an empty list stays one
+                    continue
+                ids = [resolved.get(target, {}).get(self.key_uuid(target, key)) for key in keys]
+                values[pos] = bar_encode([i for i in ids if i is not None])
+                if None in ids:
+                    if not self.final_now(plan, target):
+                        row.defers.append((f, "list", target, keys))
+                        continue
+                    for key, i in zip(keys, ids):
+                        if i is None:
+                            self.null_ref(plan, row, f, "%s %s is neither in the file nor here (dropped from the list)"
+                                          % (target, self.key_uuid(target, key) or key[1]))
+                continue
+            if keys is None:
+                continue
+            if keys[0] == "dangling":
+                values[pos] = None
+                self.null_ref(plan, row, f, "the sender's own reference (id %s) pointed nowhere" % keys[1], notnull)
+                continue
+            local = resolved.get(target, {}).get(self.key_uuid(target, keys))
+            if local is not None:
+                values[pos] = local
+                continue
+            values[pos] = None
+            if not synced:  # not in this file by policy: resolve by uuid here or null it
+                self.null_ref(plan, row, f, "%s %s is not here" % (target, keys[1]), notnull, pos)
+                continue
+            if notnull:
+                row.missing = (f, target, keys)
+                return None
+            if self.final_now(plan, target):
+                self.null_ref(plan, row, f, "%s %s is neither in the file nor here" % (target, self.key_uuid(target, keys)
+                                                                                     or "id %s" % keys[1]))
+                continue
+            row.defers.append((f, "ref", target, keys))
+        return values
+
+    def refuse_missing(self, plan, row):
+        """A row's NOT NULL reference still names nothing after the last row: UnresolvedReference."""
+        f, target, key = row.missing
+        raise UnresolvedReference("required reference to %s %s is neither in the file nor here"
+                                  % (target, self.key_uuid(target, key) or "id %s" % key[1]),
+                                  table=plan.tablename, line=row.line, column=f)
+
+    def final_now(self, plan, target):
+        """An unresolved reference into a table whose section is merged (none of its rows still
+        waiting) cannot resolve later in this file: it is NULL now, as at the end, so that a record
+        whose only difference is such a reference compares as unchanged."""
+        return (target != plan.tablename and target in self.merged_tables
+                and not any(p.plan.tablename == target for p in self.pending))
+
+    def resolve_fk(self, plan, row, keys, resolved):
+        """deleted_fk travels as {field: uuid}; ids that do not resolve here are dropped."""
+        if not keys:
+            return None
+        out = {}
+        for fk_field, key in keys.items():
+            t = _fk_target(plan.table, fk_field)
+            local = resolved.get(t, {}).get(key[1]) if t else None
+            if local is not None:
+                out[fk_field] = local
+        return json.dumps(out, sort_keys=True) if out else None
+
+    def null_ref(self, plan, row, field, why, notnull=False, pos=None):
+        """`pos` marks a reference into an unsynced table: an existing record keeps its own value."""
+        if notnull:
+            raise UnresolvedReference(
+                "required reference cannot be resolved: %s" % why, table=plan.tablename, line=row.line, column=field
+            )
+        row.nulls.append((field, why, pos))
+
+    def keep_local_unsynced(self, plan, row, values, local_values):
+        """A reference into an unsynced table (a lookup list, auth_user) that is empty or does not
+        resolve here says nothing about the record (the sender may just lack that lookup row):
+        keep what the local record points to rather than null it."""
+        for pos, f, target, kind, _, _, synced in plan.refs:
+            if not synced and kind == "ref" and values[pos] is None:
+                values[pos] = local_values[pos]
+        row.nulls = [n for n in row.nulls if n[2] is None]
+
+    def fix_deferred(self, only_table=None, final=False):
+        """Point NULL-ed references at their targets now that these are written."""
+        keep, by_table = [], {}
+        todo = [d for d in self.deferred if only_table is None or d.target == only_table or d.table == only_table]
+        if not todo:
+            return
+        rest = [d for d in self.deferred if not (only_table is None or d.target == only_table or d.table == only_table)]
+        wanted = {}
+        for d in todo:
+            keys = d.keys if d.kind == "list" else [d.keys]
+            for key in keys:
+                u = self.key_uuid(d.target, key)
+                if u:
+                    wanted.setdefault(d.target, set()).add(u)
+        resolved = {t: self.ids.uuid_to_id(t, us) for t, us in wanted.items()}
+        for d in todo:
+            tablename, row_uuid, field, kind, target, keys, line = d
+            if kind == "list":
+                ids = [resolved.get(target, {}).get(self.key_uuid(target, k)) for k in keys]
+                if None in ids and not final:
+                    keep.append(d)
+                    continue
+                for k, i in zip(keys, ids):
+                    if i is None:
+                        self.report.count(tablename, "refs_nulled")
+                        self.report.warn("list reference dropped: %s %s is neither in the file nor here"
+                                         % (target, self.key_uuid(target, k) or k[1]), table=tablename, line=line,
+                                         column=field, uuid=row_uuid)
+                by_table.setdefault((tablename, field), []).append((bar_encode([i for i in ids if i is not None]), row_uuid))
+                continue
+            local = resolved.get(target, {}).get(self.key_uuid(target, keys))
+            if local is None:
+                if not final:
+                    keep.append(d)
+                    continue
+                self.report.count(tablename, "refs_nulled")
+                self.report.warn("reference set to NULL: %s %s is neither in the file nor here"
+                                 % (target, self.key_uuid(target, keys) or "id %s" % keys[1]),
+                                 table=tablename, line=line, column=field, uuid=row_uuid)
+                continue
+            by_table.setdefault((tablename, field), []).append((local, row_uuid))
+        for (tablename, field), params in by_table.items():
+            self.writer.set_references(tablename, field, params)
+        self.deferred = rest + keep
+
+
+def _fk_target(table, fname):
+    if fname in table.fields and table[fname].type.startswith("reference "):
+        return table[fname].type[10:].strip()
+    return None

@@ -1,0 +1,166 @@
+"""Hard deletes: the file's tombstones applied at the end, and the tombstones here.
+
+The later of two deletions of a uuid is the one kept.  A record changed
+here after the deletion stays, and so does one that refers to the deleted
+record (its reference set to NULL) where the database would cascade; a
+local version the deleter never saw goes to the conflict log; the deleted
+ids leave the list:references here.  While the rows merge, `local()` says
+which incoming uuids were deleted here (see Merger.classify), and `revive()`
+drops the tombstone of a record that comes back.
+"""
+from .context import CHUNK, EPOCH, chunks
+from .errors import BadValue
+from .fileformat import NULL
+from .tables import references
+from .values import bar_decode, bar_encode, parser
+
+
+class Tombstones:
+    """The tombstones of one import: the file's, applied by apply(), and those here."""
+
+    def __init__(self, ctx, ids, conflicts, writer):
+        self.ctx, self.db, self.report = ctx, ctx.db, ctx.report
+        self.ids, self.conflicts, self.writer = ids, conflicts, writer
+        self.rows = []  # the file's: (table, uuid, deleted_on, origin, line)
+        self.tombstoned_tables = {}  # {table: has tombstones here}, see local()
+
+    def read(self, section):
+        """The file's tombstone block."""
+        for line, cells in section.rows():
+            row = dict(zip(section.columns, cells))
+            try:
+                deleted_on = parser("datetime", False)(row.get("deleted_on", NULL)) or EPOCH
+            except ValueError:
+                raise BadValue("bad date %r" % row.get("deleted_on"), table=section.tablename, line=line, column="deleted_on")
+            self.rows.append((row.get("tablename"), row.get("record_uuid"), deleted_on, row.get("origin"), line))
+
+    def apply(self):
+        """Hard-delete what the sender hard-deleted, unless it changed here afterwards; remember the uuid."""
+        self.ids.clear()  # deleted records' uuids must not resolve any more
+        me, gone = self.ctx.me.base_uuid, False
+        for tablename, uuid, deleted_on, origin, line in self.rows:
+            if tablename not in self.ctx.synced or not uuid:
+                continue
+            table = self.db[tablename]
+            row = self.db(table.uuid == uuid).select(table.id, table.modified_on).first()
+            if row is not None and (row.modified_on or EPOCH) > deleted_on:
+                self.report.warn("kept: changed here after it was deleted elsewhere", table=tablename, line=line,
+                                 uuid=uuid)
+                continue
+            tomb = self.db.plugin_sync_tombstone
+            mine = self.db((tomb.tablename == tablename) & (tomb.record_uuid == uuid))
+            old = mine.select(tomb.deleted_on).first()
+            if old is not None and (old.deleted_on or EPOCH) < deleted_on:
+                mine.delete()  # the later deletion is the one to keep (and to pass on, with a new seq)
+                old = None
+            if old is None:
+                # first, so that the delete trigger keeps the sender's origin and time
+                tomb.insert(tablename=tablename, record_uuid=uuid, deleted_on=deleted_on, origin=origin or me)
+            if row is not None:
+                unseen = self.ctx.unseen(tablename, [row.id])
+                if unseen is None or row.id in unseen:  # changed here, unknown to the deleter: a conflict
+                    self.conflicts.deleted(tablename, uuid, row, deleted_on)
+                else:
+                    self.report.count(tablename, "deleted")
+                self.before_cascade(tablename, row.id, deleted_on, origin or me, line)
+                self.db(table.id == row.id).delete()
+                gone = True
+        if gone:
+            self.drop_from_lists({t[0] for t in self.rows})
+
+    def before_cascade(self, tablename, record_id, deleted_on, origin, line):
+        """The synced records the database would delete along (ON DELETE CASCADE), recursively.
+
+        One changed here after the deletion is kept, like the deleted record
+        itself would be: its reference is set to NULL, so that the cascade
+        passes it by.  One the deleter never saw goes, into the conflict log.
+        The tombstone of one that goes carries the deletion's time and origin
+        (written first: the delete trigger keeps it), as on the deleter, not
+        this instance's clock: every instance then dates the deletion alike.
+        """
+        todo, fate = [(tablename, {record_id})], {(tablename, record_id): "gone"}
+        while todo:
+            target, ids = todo.pop()
+            for name in self.ctx.synced:
+                table = self.db[name]
+                for field, ref, is_list in references(table):
+                    if is_list or ref != target or (table[field].ondelete or "").upper() != "CASCADE":
+                        continue
+                    doomed = set()
+                    for r in self.db(table[field].belongs(ids)).select(table.id, table.uuid, table.modified_on):
+                        kept = fate.get((name, r.id)) == "kept"
+                        if (name, r.id) not in fate:
+                            kept = (r.modified_on or EPOCH) > deleted_on and not table[field].notnull
+                            fate[(name, r.id)] = "kept" if kept else "gone"
+                            if not kept:
+                                doomed.add(r.id)
+                                self.tombstone_first(name, r.uuid, deleted_on, origin)
+                                unseen = self.ctx.unseen(name, [r.id])
+                                if unseen is None or r.id in unseen:
+                                    self.conflicts.deleted(name, r.uuid, r, deleted_on)
+                        if kept:
+                            self.ctx.execute("UPDATE %s SET %s = NULL WHERE id = %d" % (
+                                table._rname, table[field]._rname, r.id))
+                            self.report.warn("kept: changed here after the %s it refers to was deleted elsewhere "
+                                             "(%s set to NULL)" % (target, field), table=name, line=line, uuid=r.uuid)
+                    if doomed:
+                        todo.append((name, doomed))
+
+    def tombstone_first(self, tablename, uuid, deleted_on, origin):
+        """The tombstone of a record about to be deleted here for a deletion elsewhere (replacing a stale one)."""
+        tomb = self.db.plugin_sync_tombstone
+        self.db((tomb.tablename == tablename) & (tomb.record_uuid == uuid)).delete()
+        tomb.insert(tablename=tablename, record_uuid=uuid, deleted_on=deleted_on, origin=origin)
+
+    def drop_from_lists(self, tablenames):
+        """Take the ids just hard-deleted out of the list:references to these tables.
+
+        The database cascades plain references, not lists; left in, a deleted id
+        would dangle here, while the sender's export of the same version no longer
+        names it.  The record's modified_on stays: its version is the sender's.
+        """
+        for name in self.ctx.synced:
+            table = self.db[name]
+            for field, target, is_list in references(table):
+                if not is_list or target not in tablenames:
+                    continue
+                rows = [(r[0], bar_decode(r[1])) for r in self.ctx.execute(
+                    "SELECT id, %s FROM %s WHERE %s IS NOT NULL" % (table[field]._rname, table._rname, table[field]._rname))]
+                listed = {i for _, ids in rows for i in ids}
+                here = set()
+                for chunk in chunks(listed, CHUNK):
+                    here.update(r[0] for r in self.ctx.execute("SELECT id FROM %s WHERE id IN (%s)" % (
+                        self.db[target]._rname, ",".join(str(int(i)) for i in chunk))))
+                fixes = [(bar_encode([i for i in ids if i in here]) if here & set(ids) else None, rid)
+                         for rid, ids in rows if set(ids) - here]
+                if fixes:
+                    self.writer.many("UPDATE %s SET %s=%s WHERE id=%s" % (table._rname, table[field]._rname, self.ctx.ph, self.ctx.ph),
+                              fixes)
+
+    def local(self, tablename, uuids):
+        """{uuid: deleted_on} for incoming uuids that were hard-deleted here.
+
+        Raw SQL (pydal's belongs() renders each uuid in Python), and none at all
+        for a table without tombstones: the merge writes tombstones only in finish().
+        """
+        out, t = {}, self.db.plugin_sync_tombstone
+        if tablename not in self.tombstoned_tables:
+            rows = self.ctx.execute("SELECT 1 FROM %s WHERE %s = %s" % (t._rname, t.tablename._rname, self.ctx.ph)
+                                + " LIMIT 1", (tablename,))
+            self.tombstoned_tables[tablename] = bool(rows)
+        if not self.tombstoned_tables[tablename]:
+            return out
+        for chunk in chunks(uuids, CHUNK):
+            sql = "SELECT %s, %s FROM %s WHERE %s = %s AND %s IN (%s)" % (
+                t.record_uuid._rname, t.deleted_on._rname, t._rname, t.tablename._rname, self.ctx.ph,
+                t.record_uuid._rname, ",".join([self.ctx.ph] * len(chunk)))
+            for record_uuid, deleted_on in self.ctx.execute(sql, [tablename] + list(chunk)):
+                out[record_uuid] = deleted_on or EPOCH
+        return out
+
+    def revive(self, tablename, uuids):
+        """Records changed elsewhere after their deletion here came back: their tombstones are stale
+        (a later delete here must be stamped anew, not keep the old time)."""
+        tomb = self.db.plugin_sync_tombstone
+        for chunk in chunks(uuids, CHUNK):
+            self.db((tomb.tablename == tablename) & tomb.record_uuid.belongs(chunk)).delete()
