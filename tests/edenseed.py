@@ -9,7 +9,9 @@ import datetime
 import gzip
 import json
 import os
+import re
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from applications.eden.modules.plugin_sync.accounts import peer_account
@@ -143,3 +145,11 @@ def as_json(body):
 
 def later(seconds):
     return datetime.datetime.utcnow().replace(microsecond=0) + datetime.timedelta(seconds=seconds)
+
+
+def eden_login(opener, url, credentials):
+    """Log in through Eden's own login form (the session cookie goes into `opener`'s jar)."""
+    page = opener.open(url + "/default/user/login", timeout=60).read().decode()
+    key = re.search(r'name="_formkey" type="hidden" value="([^"]+)"', page).group(1)
+    data = dict(email=credentials[0], password=credentials[1], _formkey=key, _formname="login")
+    opener.open(url + "/default/user/login", urllib.parse.urlencode(data).encode(), timeout=60).read()

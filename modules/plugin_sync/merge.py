@@ -405,9 +405,7 @@ class Merger:
                 break
             self.sample(plan, "created", cells)
         for i, pos, field, why in sorted(nulls):  # as keep_references() reports them, row by row
-            self.report.count(name, "refs_nulled")
-            self.report.warn("reference set to NULL: %s" % why, table=name, line=raw[i][0], column=field,
-                             uuid=uuids[i])
+            self.resolver.nulled(plan, field, why, raw[i][0], uuids[i])
         for i, field, kind, target, keys in defers:
             self.resolver.deferred.append(Deferred(name, uuids[i], field, kind, target, keys, raw[i][0]))
         self.after_write(plan, written)
@@ -522,7 +520,10 @@ class Merger:
 
     def after_write(self, plan, written):
         """The one place after each batch of a table is merged (`written`: what Writer.write wrote,
-        None for a batch all unchanged): references deferred to its records are fixed now."""
+        None for a batch all unchanged): references deferred to its records are fixed now.  Issue 12:
+        the super records of what it wrote are made and linked first (entities.Hooks)."""
+        if written is not None:
+            self.ctx.entities.written(plan.tablename, written)
         self.resolver.fix_deferred(only_table=plan.tablename)
 
     def classify(self, plan, row, local, dead, resolved, changed_here, from_file):
@@ -659,6 +660,7 @@ class Merger:
         if self.resolver.pending:
             self.retry_pending(final=True)
         self.resolver.fix_deferred(final=True)
+        self.ctx.entities.finish(self.report)  # issue 12: realms, super records' shared fields, paths
         self.tombstones.apply()
         origin = self.ctx.origin or origin_hint
         if origin and origin.get("base_uuid") and origin["base_uuid"] != self.me.base_uuid:

@@ -15,6 +15,7 @@ import json
 from operator import itemgetter
 from typing import NamedTuple
 
+from .entities import is_super_table
 from .errors import BadValue, FormatError
 from .fileformat import NULL, ROW_SEQ, UUID, annotations
 from .tables import LOCAL_META, local_fields
@@ -84,9 +85,10 @@ class SectionPlan:
             if kind == "fk":
                 self.refs.append(Ref(self.pos[f], f, None, "fk", index.get(f + UUID), False, False))
                 continue
-            synced = target in ctx.synced or target == self.tablename
-            self.refs.append(
-                Ref(self.pos[f], f, target, kind, index.get(f + UUID), bool(table[f].notnull), synced)
+            # a super record (pr_pentity, org_site...) comes with its instance record: may still come
+            synced = target in ctx.synced or target == self.tablename or is_super_table(db, target)
+            self.refs.append(  # its annotation: `@uuid`, or `@email` for a user account (fileformat)
+                Ref(self.pos[f], f, target, kind, index.get(note[0]), bool(table[f].notnull), synced)
             )
         self.compared = [i for i, f in enumerate(self.fields) if f not in NOT_COMPARED]
         self.lengths = [
