@@ -13,7 +13,7 @@ deduplicate rules (match = "eden"), A by uuid only (the default).
 import io
 import uuid
 
-from edenseed import prepopulate, row
+from edenseed import make, prepopulate, row
 
 from applications.eden.modules.plugin_sync import eden as plugin_eden
 from applications.eden.modules.plugin_sync import fileio
@@ -56,6 +56,8 @@ def stamps(env, tablename, uid):
 
 def test_first_sync_of_instances_prepopulated_from_one_template_has_no_conflicts(eden_instance):
     a = prepopulated(eden_instance, "a")
+    a_admin_pe = row(a, "pr_person", first_name="Admin").pe_id
+    make(a, "pr_contact", pe_id=a_admin_pe, contact_method="SMS", value="+670 7000 0001")  # A's own, later
     b = prepopulated(eden_instance, "b")
     b_admin = own_default_person(b)
     a_admin = row(a, "pr_person", first_name="Admin").uuid
@@ -81,6 +83,8 @@ def test_first_sync_of_instances_prepopulated_from_one_template_has_no_conflicts
     alias = row(b, "plugin_sync_alias", alias_uuid=a_admin)
     assert alias.tablename == "pr_person" and alias.local_uuid == b_admin
     assert row(b, "pr_person", uuid=a_admin) is None
+    # a record of A's referring to A's default person (its entity) refers, at B, to B's default person's
+    assert row(b, "pr_contact", value="+670 7000 0001").pe_id == row(b, "pr_person", uuid=b_admin).pe_id
     assert stamps(b, "gis_location", tl) == b_stamps  # B keeps its own, later stamp
     assert row(b, "plugin_sync_conflict") is None
 

@@ -38,9 +38,10 @@ class Aliases:
         return cls(db, matcher)
 
     def of_table(self, tablename):
-        if tablename not in self.known:
+        if tablename not in self.known:  # None: the aliases of every table
             a = self.db.plugin_sync_alias
-            rows = self.db(a.tablename == tablename).select(a.alias_uuid, a.local_uuid)
+            query = (a.tablename == tablename) if tablename else (a.id > 0)
+            rows = self.db(query).select(a.alias_uuid, a.local_uuid)
             self.known[tablename] = {r.alias_uuid: r.local_uuid for r in rows}
         return self.known[tablename]
 
@@ -82,8 +83,18 @@ class Aliases:
     def add(self, tablename, alias, local, origin=None):
         self.db.plugin_sync_alias.insert(tablename=tablename, alias_uuid=alias, local_uuid=local, origin=origin)
         self.of_table(tablename)[alias] = local
+        self.known.get(None, {})[alias] = local
 
     def local_uuids(self, tablename, uuids):
-        """{incoming uuid: local uuid} for those of `uuids` that are aliases here."""
+        """{incoming uuid: local uuid} for those of `uuids` that are aliases here.
+
+        An alias of another table counts too: a super record (pr_pentity, org_site) shares its
+        uuid with its instance record (pr_person...), so a reference to the super record by the
+        person's alias is a reference to the local person's super record.
+        """
         known = self.of_table(tablename)
-        return {u: known[u] for u in uuids if u in known}
+        out = {u: known[u] for u in uuids if u in known}
+        if len(out) < len(uuids):
+            anywhere = self.of_table(None)
+            out.update((u, anywhere[u]) for u in uuids if u not in out and u in anywhere)
+        return out
