@@ -8,7 +8,10 @@ import base64
 import datetime
 import gzip
 import json
+import os
+import re
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from applications.eden.modules.plugin_sync.accounts import peer_account
@@ -31,6 +34,36 @@ def make(env, tablename, **values):
     s3db.update_super(table, dict(values, id=record_id))
     db.commit()
     return record_id
+
+
+DEMO_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "eden_demo.py")
+
+
+def prepopulate(env, people=25):
+    """Eden's prepopulate of make run's demo data (scripts/eden_demo.py, Sahana's template CSVs) into
+    this instance, through Eden's own bulk importer and S3XML import: what a fresh instance holds.
+
+    Only for the instance loaded last (Eden's importer works on `current`).
+    """
+    from gluon import current
+    from applications.eden.modules.s3.s3import import S3BulkImporter
+
+    assert current.db is env["db"], "prepopulate() needs the instance loaded last (current.db)"
+    current.request.env.request_method = "GET"  # as zzz_1st_run does for shell imports
+    current.auth.override = True  # as zzz_1st_run does during prepopulate
+    before = os.environ.get("EDEN_DEMO_PEOPLE")
+    os.environ["EDEN_DEMO_PEOPLE"] = str(people)
+    try:
+        S3BulkImporter.import_script(DEMO_SCRIPT)
+    except Exception as e:
+        raise AssertionError(getattr(e, "output", e) or getattr(e, "traceback", e))
+    finally:
+        current.auth.override = False
+        if before is None:
+            os.environ.pop("EDEN_DEMO_PEOPLE")
+        else:
+            os.environ["EDEN_DEMO_PEOPLE"] = before
+    env["db"].commit()
 
 
 def seed_org(env, prefix, country=None):
@@ -112,3 +145,11 @@ def as_json(body):
 
 def later(seconds):
     return datetime.datetime.utcnow().replace(microsecond=0) + datetime.timedelta(seconds=seconds)
+
+
+def eden_login(opener, url, credentials):
+    """Log in through Eden's own login form (the session cookie goes into `opener`'s jar)."""
+    page = opener.open(url + "/default/user/login", timeout=60).read().decode()
+    key = re.search(r'name="_formkey" type="hidden" value="([^"]+)"', page).group(1)
+    data = dict(email=credentials[0], password=credentials[1], _formkey=key, _formname="login")
+    opener.open(url + "/default/user/login", urllib.parse.urlencode(data).encode(), timeout=60).read()

@@ -7,9 +7,10 @@ address and staff record (Eden's update_super links them to their
 super-entities); A syncs with B's server over HTTP (pull, then push), C with B's
 over XML-RPC, A takes C's changes by file.  Records created and edited on each
 side arrive; a concurrent edit is decided by the newest version on both sides
-and the losing version is kept (plugin_sync_conflict); super-entity keys and
-other local ids (pe_id, site_id, realm_entity...) never travel, so the receiver's
-own links stay as they are.
+and the losing version is kept (plugin_sync_conflict); a record's own super-entity
+keys and other local ids (pe_id, site_id, realm_entity...) never travel: the receiver
+links what arrives to super records of its own (test_eden_entities.py checks them all),
+and its own links stay as they are.
 """
 import io
 
@@ -61,10 +62,12 @@ def test_eden_instances_sync_over_http_xmlrpc_and_by_file(eden_instance, eden_se
     assert row(b, "pr_contact", value="alpha@example.org") is not None
     hospital = row(b, "med_hospital", name="Alpha Hospital")
     assert row(b, "org_organisation", id=hospital.organisation_id).name == "Alpha Relief"
-    assert hospital.site_id is None  # A's org_site id never travels (issue 12 makes B's own)
-    # super-entity keys are A's local ids: they never travel (issue 12 links them on arrival)
+    # super-entity keys are A's local ids: they never travel, B links what arrives to its own
     alpha_at_b = row(b, "org_organisation", name="Alpha Relief")
-    assert alpha_at_b.pe_id is None and ana.pe_id is None
+    assert row(b, "org_site", site_id=hospital.site_id).uuid == hospital.uuid
+    for record in (alpha_at_b, ana):
+        assert row(b, "pr_pentity", pe_id=record.pe_id).uuid == record.uuid
+    assert row(b, "pr_contact", value="alpha@example.org").pe_id == ana.pe_id
     assert row(b, "org_organisation", name="Beta Relief").pe_id  # B's own links untouched
     # the country both have under one uuid stays one record
     assert len([u for u in uuids(b, "gis_location") if u.endswith(":AT")]) == 1
@@ -149,7 +152,8 @@ def forge_pe_id(text, value):
 
 
 def test_eden_super_entity_keys_in_a_file_are_ignored(eden_instance):
-    """pe_id is a local id: never exported, and ignored in any file, so the receiver's own link stays."""
+    """A record's own pe_id is a local id: never exported, and ignored in any file; the receiver links the
+    record to a person entity of its own, and keeps that link whatever a later file says."""
     a = eden_instance("a")
     org = make(a, "org_organisation", name="Linked Org")
     assert row(a, "org_organisation", id=org).pe_id
@@ -158,15 +162,13 @@ def test_eden_super_entity_keys_in_a_file_are_ignored(eden_instance):
     fileio.export_to(a["db"], settings(a), data, fmt="csv", tables=["org_organisation"])
     text = data.getvalue().decode("utf-8")
     header = [line for line in text.splitlines() if line.startswith("org_organisation.id,")][0]
-    for local in ("pe_id", "realm_entity", "owned_by_group", "approved_by"):
+    for local in ("pe_id", "realm_entity", "approved_by"):
         assert "org_organisation.%s," % local not in header + ","
+    assert "org_organisation.owned_by_group@uuid," in header  # a role travels as its uuid
     fileio.import_from(b["db"], settings(b), data.getvalue(), name="a.csv")
     arrived = row(b, "org_organisation", name="Linked Org")
-    assert arrived.pe_id is None  # not A's id; Eden's own link is made by B (issue 12 does it on arrival)
-    b["s3db"].update_super(b["db"].org_organisation, dict(id=arrived.id))
-    b["db"].commit()
-    linked = row(b, "org_organisation", id=arrived.id).pe_id
-    assert linked
+    linked = arrived.pe_id  # B's own person entity of the record, made on arrival
+    assert linked and row(b, "pr_pentity", pe_id=linked).uuid == arrived.uuid
     # A edits the record; the file that brings the edit also carries a pe_id (a foreign exporter's)
     a["db"](a["db"].org_organisation.id == org).update(name="Linked Org (renamed)", modified_on=later(60))
     a["db"].commit()

@@ -19,6 +19,7 @@ import urllib.request
 import pytest
 
 from conftest import REPO, add_eden_user
+from edenseed import eden_login
 
 PLAIN = ("plain@example.com", "plain-user-pw-1")
 PAGES = ("index", "export", "import_and_sync", "instances", "log", "conflicts")
@@ -140,14 +141,6 @@ def test_install_copies_the_repositorys_plugin_paths_only():
         assert not os.path.exists(os.path.join(REPO, host_file)), "a host file in the plugin's paths: " + host_file
 
 
-def login(opener, url, credentials):
-    """Log in through Eden's own login form (session cookie)."""
-    page = opener.open(url + "/default/user/login", timeout=60).read().decode()
-    key = re.search(r'name="_formkey" type="hidden" value="([^"]+)"', page).group(1)
-    data = dict(email=credentials[0], password=credentials[1], _formkey=key, _formname="login")
-    opener.open(url + "/default/user/login", urllib.parse.urlencode(data).encode(), timeout=60).read()
-
-
 def logged_in(opener, url):
     """Eden shows the profile to a logged-in user and sends anyone else to its login form."""
     with opener.open(url + "/default/user/profile", timeout=60) as r:
@@ -160,9 +153,9 @@ def test_two_instances_on_one_host_keep_their_own_logins(eden_server, eden_admin
     a, b = eden_server("a", plugin=None), eden_server("b", plugin=None)
     jar = http.cookiejar.CookieJar()
     browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    login(browser, a.url, eden_admin)
+    eden_login(browser, a.url, eden_admin)
     assert logged_in(browser, a.url) and not logged_in(browser, b.url)
-    login(browser, b.url, eden_admin)
+    eden_login(browser, b.url, eden_admin)
     assert logged_in(browser, a.url) and logged_in(browser, b.url)
     names = sorted(c.name for c in jar if c.name.startswith("session_id"))
     assert names == sorted(["session_id_eden_%s" % os.path.basename(s.folder).replace("-", "_") for s in (a, b)])

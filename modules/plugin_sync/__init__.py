@@ -7,6 +7,7 @@ scheduler task all call these same functions.
 from . import dialect
 from .changes import checkpoint, install_triggers
 from .peers import this_instance
+from .entities import super_tables
 from .schema import ensure_uuid_indexes
 from .tables import synced_tables
 
@@ -29,7 +30,8 @@ def setup(db, settings):
         return
     if dialect.is_sqlite(db):
         use_wal(db)
-    ensure_uuid_indexes(db, synced_tables(db, settings))
+    # and the super-entity tables the merge makes rows of, by uuid (Eden's have no index on it: entities.py)
+    ensure_uuid_indexes(db, synced_tables(db, settings) + super_tables(db))
     install_triggers(db, synced_tables(db, settings))  # change capture (changes.py)
     me = this_instance(db, owner=settings.owner, contact=settings.contact)
     if me.exported_until is None:  # upgraded from before exported_until: what it exported is unknown, all may be

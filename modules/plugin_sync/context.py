@@ -8,7 +8,7 @@ sender row said (`origin`, the checkpoints), which Merger.read_origin sets.
 """
 import datetime
 
-from . import changes, dialect
+from . import changes, dialect, entities
 from .peers import this_instance, utcnow
 from .tables import synced_tables
 
@@ -31,6 +31,8 @@ class Context:
         self.merged_until = 0  # the sender's change seq up to which we have merged its data
         self.tag_origin = None  # the sender's base_uuid, when its writes here are tagged as its own
         self.sender = None  # the instance a peer's login speaks for (see Merger.check_origin)
+        # issue 12: the host's data model (super-entities, realms, paths); does nothing without one
+        self.entities = entities.Hooks(db, lambda: self.tag_origin)
 
     @property
     def origin_uuid(self):

@@ -26,7 +26,7 @@ import threading
 from gluon import current
 from gluon.storage import Storage
 
-from . import database_key, jobs
+from . import database_key, dialect, entities, jobs
 from . import setup as engine_setup
 from .accounts import PEER_GROUP, PEER_ROLE_DESCRIPTION, PEER_ROLE_NAME, ensure_peer_role as engine_peer_role
 from .accounts import find_role, peer_group
@@ -69,6 +69,8 @@ def configure(settings, db=None):
             settings.tables = list(DEFAULT_EDEN_TABLES)
         if settings.get("lookup_tables") is None:
             settings.lookup_tables = []  # Eden's type lists (org_organisation_type...) sync with the rest
+        if settings.get("match") == "eden" and settings.get("matcher") is None:
+            settings.matcher = matcher
     return settings
 
 
@@ -94,16 +96,119 @@ def load_tables(db, settings):
             table = None
         if table is None:
             missing.append(name)
-    # what they reference (org_region, auth_user...): so that references travel with their uuid
-    for name in settings.get("tables") or ():
-        if name in db.tables:
-            for _, target, _ in references(db[name]):
-                if target not in db.tables:
-                    try:
-                        s3db.table(target)
-                    except AttributeError:
-                        pass
+    names = [name for name in settings.get("tables") or () if name in db.tables]
+    entities.attach(db, entity_model(db, names))
+    # what they reference (org_region, auth_user, pr_pentity...): so that references travel with their uuid
+    for name in names:
+        for _, target, _ in references(db[name]):
+            if target not in db.tables:
+                try:
+                    s3db.table(target)
+                except AttributeError:
+                    pass
     return missing
+
+
+def entity_model(db, names):
+    """Eden's data model for the merge (entities.Model), read from s3db's configuration of the synced tables.
+
+    Super-entities and the fields update_super copies into them (as update_super
+    decides: the instance's `<super>_fields` mapping, else the fields both have,
+    minus the super key and the super table's `no_shared_fields`); users named
+    by email and roles by uuid (Eden's S3XML maps them so); realms of the
+    tables with a realm_entity; gis_location's path.
+    """
+    s3db = current.s3db
+    get_config = s3db.get_config
+    supers = {}
+    for name in names:
+        found = get_config(name, "super_entity") or ()
+        table = db[name]
+        for sname in found if isinstance(found, (list, tuple)) else [found]:
+            stable = s3db.table(sname) if isinstance(sname, str) else sname
+            if stable is None:
+                continue
+            tn, key = stable._tablename, stable._id.name
+            protected = {key, "instance_type"} | set(get_config(tn, "no_shared_fields") or ())
+            mapping = get_config(name, "%s_fields" % tn)
+            if mapping:
+                shared = {sf: f for sf, f in mapping.items() if sf not in protected and sf in stable.fields
+                          and f in table.fields}
+            else:
+                shared = {f: f for f in stable.fields if f not in protected and f in table.fields}
+            if "deleted" in stable.fields and "deleted" in table.fields:
+                shared["deleted"] = "deleted"
+            supers.setdefault(name, []).append(entities.Super(tn, key, shared))
+    realms = [name for name in names if "realm_entity" in db[name].fields]
+    paths = {"gis_location": ("parent", "path")} if "gis_location" in names and {"parent", "path"} <= set(
+        db.gis_location.fields) else {}
+    keys = {"auth_user": "email"} if "auth_user" in db.tables and "email" in db.auth_user.fields else {}
+    ownership = {"owned_by_group": "auth_group"} if "auth_group" in db.tables else {}
+    return entities.Model(supers=supers, keys=keys, realms=realms, realm_rule=_realm_rule(db, realms),
+                          paths=paths, ownership=ownership, after=_affiliations(db, names))
+
+
+def _affiliations(db, names):
+    """Eden's organisational affiliations (pr_affiliation: a site's and a staff member's place under their
+    organisation, which realm hierarchies and the organisation's pages read), kept by Eden's own functions
+    (what the tables' onaccept calls), per record of the tables that have them, for what the import wrote."""
+    auth, s3db = current.auth, current.s3db
+    sites = {name for name in names if name in (getattr(auth, "org_site_types", None) or ())}
+    staff = {"hrm_human_resource"} & set(names)
+
+    def upkeep(tablename, uuids):
+        if not is_eden(db) or tablename not in sites | staff:
+            return
+        table = db[tablename]
+        for k in range(0, len(uuids), 900):
+            for record_id in _unaffiliated(db, table, uuids[k:k + 900], tablename in staff):
+                if tablename in staff:
+                    s3db.pr_update_affiliations(table, record_id)
+                else:
+                    s3db.org_update_affiliations(tablename, {"id": record_id})
+    upkeep.tables = sites | staff
+    return upkeep
+
+
+def _unaffiliated(db, table, uuids, staff):
+    """ids of these records whose entity (a site's; a staff record's person's) has no affiliation with their
+    organisation yet: one query, so that Eden's per-record functions run only where there is work (new
+    records, a changed organisation), not for every record a re-sync updates."""
+    s3db = current.s3db
+    atable, rtable, otable = s3db.table("pr_affiliation"), s3db.table("pr_role"), db.org_organisation
+    if staff:
+        ptable = db.pr_person
+        entity = "(SELECT p.pe_id FROM %s p WHERE p.id = t.person_id)" % ptable._rname
+    else:
+        entity = "t.pe_id"
+    live = "'F'" if dialect.char_bool(db) else "FALSE"
+    ph = dialect.placeholder(db)
+    sql = ("SELECT t.id FROM %(t)s t WHERE t.uuid IN (%(marks)s) AND t.organisation_id IS NOT NULL AND NOT EXISTS "
+           "(SELECT 1 FROM %(a)s a JOIN %(r)s r ON r.id = a.role_id JOIN %(o)s o ON o.pe_id = r.pe_id "
+           "WHERE a.pe_id = %(entity)s AND o.id = t.organisation_id AND a.deleted = %(live)s AND r.deleted = %(live)s)"
+           % dict(t=table._rname, marks=",".join([ph] * len(uuids)), a=atable._rname, r=rtable._rname,
+                  o=otable._rname, entity=entity, live=live))
+    return [r[0] for r in db.executesql(sql, placeholders=list(uuids))]
+
+
+def _realm_rule(db, realms):
+    """Eden's own realm function for the tables whose realm a template decides in Python (the deployment's
+    `auth.realm_entity`, a table's `realm_entity` hook): None where Eden's default cascade holds everywhere
+    (entities.set_realms computes that one set-based)."""
+    settings, get_config = current.deployment_settings, current.s3db.get_config
+    deployment = callable(settings.get_auth_realm_entity())
+    custom = {name for name in realms if deployment or callable(get_config(name, "realm_entity"))}
+    if not custom:
+        return None
+
+    def rule(tablename, uuids):
+        if tablename not in custom or not is_eden(db):
+            return False
+        table = db[tablename]
+        for k in range(0, len(uuids), 900):
+            current.auth.set_realm_entity(table, table.uuid.belongs(uuids[k:k + 900]), force_update=True)
+        return True
+    return rule
 
 
 def _key(db):
@@ -319,3 +424,65 @@ def add_translations(T, app_folder):
                 T.t, T.cache = table, ({}, threading.RLock())
                 return path
     return None
+
+
+METHOD = Storage(CREATE="create", UPDATE="update", DELETE="delete", MERGE="merge")  # S3ImportItem.METHOD
+
+
+class _Item(object):
+    """What a deduplicate rule reads of Eden's S3ImportItem (table, data, components) and sets (id, method)."""
+
+    METHOD = METHOD
+
+    def __init__(self, table, data):
+        self.table, self.tablename, self.data = table, table._tablename, Storage(data)
+        self.components, self.id, self.method, self.skip, self.original = [], None, METHOD.CREATE, False, None
+        self.uid = data.get("uuid")
+
+
+def matcher(tablename, rows, resolve):
+    """{incoming uuid: local uuid} of the rows ({column: cell}) that the table's own `deduplicate` rule
+    (the one Eden's S3XML import asks, often S3Duplicate) matches with a record here (match = "eden")."""
+    from .fileformat import NULL, UUID
+
+    s3db = current.s3db
+    rule = s3db.get_config(tablename, "deduplicate")
+    if not rule:
+        return {}
+    table = s3db.table(tablename)
+    refs = [(f, target) for f, target, is_list in references(table) if not is_list]
+    ids = {f: resolve(target, {r.get(f + UUID) for r in rows} - {None, NULL, ""}) for f, target in refs}
+    found = {}
+    for row in rows:
+        data = _typed(table, row)
+        for f, _ in refs:
+            data[f] = ids[f].get(row.get(f + UUID))
+        item = _Item(table, data)
+        rule(item)
+        if item.id:
+            found[row["uuid"]] = item.id
+    if not found:
+        return {}
+    here = current.db(table._id.belongs(set(found.values()))).select(table._id, table.uuid)
+    uuids = {r[table._id.name]: r.uuid for r in here}
+    return {u: uuids[i] for u, i in found.items() if i in uuids}
+
+
+def _typed(table, row):
+    """The cells of a file's row as the values a deduplicate rule compares (dates as dates...); a cell
+    that does not read is left out (the merge itself reports it)."""
+    from .dialect import char_bool
+    from .fileformat import NULL
+    from .values import is_text, parser
+
+    data = {}
+    for f, cell in row.items():
+        if f not in table.fields:
+            continue
+        read = parser(table[f].type, char_bool(table._db))
+        try:
+            data[f] = None if cell == NULL else cell if is_text(read) else read(cell)
+        except ValueError:
+            pass
+    return data
+

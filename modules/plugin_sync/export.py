@@ -13,6 +13,7 @@ import json
 
 from . import changes, dialect, progress
 from .csvstream import Writer
+from .entities import key_of
 from .fileformat import (IDENTITY_COLUMNS, IDENTITY_TABLE, MERGED, NULL, PARTIAL, ROW_SEQ, SINCE, TOMBSTONE_COLUMNS,
                          TOMBSTONE_TABLE, UNTIL, annotations)
 from .gcpause import paused
@@ -48,9 +49,9 @@ def _select_sql(db, table, notes, where="", as_text=(), seq=False, fields=None):
     joins = []
     for i, (_, fname, ref, kind) in enumerate(notes):
         if kind == "ref":
-            rt = db[ref]
-            cols.append("r%d.%s" % (i, rt.uuid._rname if "uuid" in rt.fields else "id"))
-            joins.append("LEFT JOIN %s r%d ON r%d.id = t.%s" % (rt._rname, i, i, table[fname]._rname))
+            rt, key = db[ref], key_of(db, ref)  # a super-entity's key is its own (pe_id...), not id
+            cols.append("r%d.%s" % (i, rt[key]._rname if key else rt._id._rname))
+            joins.append("LEFT JOIN %s r%d ON r%d.%s = t.%s" % (rt._rname, i, i, rt._id._rname, table[fname]._rname))
     if seq:  # a probe of the change log's (tablename, record_id) index per row, whatever the statistics say
         cols.append("(SELECT c.seq FROM %s c WHERE c.tablename = %s AND c.record_id = t.id)" % (
             changes.CHANGE, changes._literal(table._tablename)))
@@ -169,14 +170,13 @@ def _fk_target(table, fname):
 
 def uuid_map_by_id(db, tablename, ids):
     """{local id: uuid} for the given ids of a table, in chunks."""
-    table, out, ids = db[tablename], {}, list(ids)
-    if "uuid" not in table.fields:
+    table, out, ids, key = db[tablename], {}, list(ids), key_of(db, tablename)
+    if key is None:
         return out
     for k in range(0, len(ids), 900):
         chunk = ids[k:k + 900]
-        rows = db.executesql(
-            "SELECT id, %s FROM %s WHERE id IN (%s)" % (table.uuid._rname, table._rname, ",".join(str(int(i)) for i in chunk))
-        )
+        rows = db.executesql("SELECT %s, %s FROM %s WHERE %s IN (%s)" % (
+            table._id._rname, table[key]._rname, table._rname, table._id._rname, ",".join(str(int(i)) for i in chunk)))
         out.update(dict(rows))
     return out
 

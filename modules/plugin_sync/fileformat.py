@@ -6,7 +6,11 @@ ask the other what a column means.
 
 - `table.field@uuid` (suffix UUID): the uuid behind a reference, one annotation
   column per reference, list:reference, `deleted_rb` and `deleted_fk`
-  (see annotations());
+  (see annotations()); a reference to a super-entity (pe_id, site_id...) carries
+  the super record's uuid, `owned_by_group` (an integer in Eden) its role's uuid;
+- `table.field@email` (suffix EMAIL): a reference to a user account (created_by,
+  modified_by, owned_by_user) where the host names users by email (Eden;
+  entities.key_of): the receiver maps it to its own account of that email;
 - `id@seq` (ROW_SEQ), per row: the sender's change seq of the version written;
 - the header block, `TABLE sync_instance` (IDENTITY_TABLE): the sender's identity
   (IDENTITY_COLUMNS) and the change range `since@seq`/`until@seq`, then one row
@@ -16,10 +20,12 @@ ask the other what a column means.
   the hard deletions (TOMBSTONE_COLUMNS);
 - NULL, the cell of a missing value, and END, the file's last line.
 """
+from .entities import key_of
 from .tables import references
 
 NULL = "<NULL>"
 UUID = "@uuid"  # suffix of the annotation columns: the uuid behind a reference
+EMAIL = "@email"  # ... the email behind a reference to a user account (entities.key_of)
 END = "END"
 
 IDENTITY_TABLE = "sync_instance"
@@ -45,9 +51,14 @@ def annotations(db, table):
     Returns [(column name, field name, referenced table, kind)], kind in
     'ref' (joined), 'list' (list:reference) and 'fk' (deleted_fk JSON).
     """
-    out = [(f + UUID, f, ref, "list" if is_list else "ref") for f, ref, is_list in references(table)]
+    out = [(f + _suffix(db, ref), f, ref, "list" if is_list else "ref") for f, ref, is_list in references(table)]
     if "deleted_rb" in table.fields:
         out.append(("deleted_rb" + UUID, "deleted_rb", table._tablename, "ref"))
     if "deleted_fk" in table.fields:
         out.append(("deleted_fk" + UUID, "deleted_fk", None, "fk"))
     return [a for a in out if a[2] is None or a[2] in db.tables]
+
+
+def _suffix(db, tablename):
+    """@uuid, or @email for a table whose records are named by email (users, in Eden)."""
+    return EMAIL if tablename in db.tables and key_of(db, tablename) == "email" else UUID

@@ -57,6 +57,7 @@ import time
 from operator import itemgetter
 
 from . import changes, progress
+from .aliases import Aliases
 from .conflictlog import ConflictLog
 from .context import CHUNK, EPOCH, Context  # noqa: F401 (CHUNK, EPOCH: the merge's old names)
 from .csvstream import Reader
@@ -175,6 +176,8 @@ class Merger:
         self.resolver = Resolver(ctx, self.ids, self.file_ids, self.writer)
         self.conflicts = ConflictLog(ctx)
         self.tombstones = Tombstones(ctx, self.ids, self.conflicts, self.writer)
+        # None: uuids only, and no alias here (aliases.py); else the ids resolve aliases too
+        self.aliases = self.ids.aliases = Aliases.for_import(db, settings)
         conn = db._adapter.connection
         if self.sqlite and not conn.in_transaction:
             # SQLite: take the write lock now (a concurrent writer waits instead of failing midway),
@@ -306,6 +309,8 @@ class Merger:
                 if item is None:
                     break
                 raw, parsed = item if isinstance(chunks, ReadAhead) else (item, None)
+                if self.aliases is not None and self.translate(plan, raw):
+                    parsed = None  # parsed before its uuids were translated
                 if parsed is None and plan.fast_ok:
                     parsed = self.parser.try_parse_cols(plan, raw)
                 if self.fast_batch(plan, raw, parsed):
@@ -317,6 +322,17 @@ class Merger:
             if isinstance(chunks, ReadAhead):
                 chunks.close()
         self.resolver.merged_tables.add(plan.tablename)
+
+    def translate(self, plan, raw):
+        """Incoming uuids that are aliases of local records (or that the host's matcher matches) become
+        the local records' uuids in the batch's cells (aliases.py); True if any did."""
+        name = plan.tablename
+
+        def here(uuids):
+            return set(self.ids.uuid_to_id(name, uuids)) | set(self.tombstones.local(name, uuids))
+
+        return self.aliases.translate(name, plan.columns, raw, here, self.ids.uuid_to_id,
+                                      origin=(self.ctx.origin or {}).get("base_uuid"))
 
     def fast_batch(self, plan, raw, parsed=None):
         """Merge a batch column by column, without a Python object per row; False if it cannot.
@@ -388,9 +404,7 @@ class Merger:
                 break
             self.sample(plan, "created", cells)
         for i, pos, field, why in sorted(nulls):  # as keep_references() reports them, row by row
-            self.report.count(name, "refs_nulled")
-            self.report.warn("reference set to NULL: %s" % why, table=name, line=raw[i][0], column=field,
-                             uuid=uuids[i])
+            self.resolver.nulled(plan, field, why, raw[i][0], uuids[i])
         for i, field, kind, target, keys in defers:
             self.resolver.deferred.append(Deferred(name, uuids[i], field, kind, target, keys, raw[i][0]))
         self.after_write(plan, written)
@@ -505,7 +519,10 @@ class Merger:
 
     def after_write(self, plan, written):
         """The one place after each batch of a table is merged (`written`: what Writer.write wrote,
-        None for a batch all unchanged): references deferred to its records are fixed now."""
+        None for a batch all unchanged): references deferred to its records are fixed now.  Issue 12:
+        the super records of what it wrote are made and linked first (entities.Hooks)."""
+        if written is not None:
+            self.ctx.entities.written(plan.tablename, written)
         self.resolver.fix_deferred(only_table=plan.tablename)
 
     def classify(self, plan, row, local, dead, resolved, changed_here, from_file):
@@ -530,6 +547,8 @@ class Merger:
         if not row.defers and plan.same(values) == plan.same(local_values):  # a deferred reference differs
             if plan.mod_pos is not None and not row.future and row.modified_on and \
                     row.modified_on > (local_values[plan.mod_pos] or EPOCH):
+                if plan.created_pos is not None:  # the stamp only: the record keeps its own created_on
+                    values[plan.created_pos] = local_values[plan.created_pos]
                 return LATER_STAMP, values
             return UNCHANGED, values
         if local_id in from_file:  # an earlier row of this file: the two decided as if together
@@ -640,6 +659,7 @@ class Merger:
         if self.resolver.pending:
             self.retry_pending(final=True)
         self.resolver.fix_deferred(final=True)
+        self.ctx.entities.finish(self.report)  # issue 12: realms, super records' shared fields, paths
         self.tombstones.apply()
         origin = self.ctx.origin or origin_hint
         if origin and origin.get("base_uuid") and origin["base_uuid"] != self.me.base_uuid:

@@ -15,13 +15,16 @@ import json
 from operator import itemgetter
 from typing import NamedTuple
 
+from .entities import is_super_table
 from .errors import BadValue, FormatError
 from .fileformat import NULL, ROW_SEQ, UUID, annotations
 from .tables import LOCAL_META, local_fields
 from .uploads import path_of, unsafe
 from .values import column_parser, for_plain_pydal, is_canonical, is_text, normaliser, parser
 
-NOT_COMPARED = LOCAL_META + ("modified_on",)  # local, not content; modified_on is decided apart
+# local, not content: modified_on is decided apart; created_on is each copy's own (two instances prepopulated
+# from one template hold the same records created seconds apart: the same content, not a conflict)
+NOT_COMPARED = LOCAL_META + ("created_on", "modified_on")
 
 
 class Ref(NamedTuple):
@@ -82,9 +85,10 @@ class SectionPlan:
             if kind == "fk":
                 self.refs.append(Ref(self.pos[f], f, None, "fk", index.get(f + UUID), False, False))
                 continue
-            synced = target in ctx.synced or target == self.tablename
-            self.refs.append(
-                Ref(self.pos[f], f, target, kind, index.get(f + UUID), bool(table[f].notnull), synced)
+            # a super record (pr_pentity, org_site...) comes with its instance record: may still come
+            synced = target in ctx.synced or target == self.tablename or is_super_table(db, target)
+            self.refs.append(  # its annotation: `@uuid`, or `@email` for a user account (fileformat)
+                Ref(self.pos[f], f, target, kind, index.get(note[0]), bool(table[f].notnull), synced)
             )
         self.compared = [i for i, f in enumerate(self.fields) if f not in NOT_COMPARED]
         self.lengths = [
@@ -99,6 +103,7 @@ class SectionPlan:
         self.types = [table[f].type for f in self.fields]
         self.uuid_pos = self.pos["uuid"]
         self.mod_pos = self.pos.get("modified_on")
+        self.created_pos = self.pos.get("created_on")
         self.compile(ctx.char_bool)
         self.optimistic = False  # see Merger.merge_table
         self.skip = self.backoff = 0  # see missed()

@@ -12,6 +12,7 @@ reference dangled), with a warning that names table, line and field.
 import json
 from typing import NamedTuple
 
+from .entities import key_of
 from .errors import UnresolvedReference
 from .fileformat import NULL
 from .tables import references
@@ -47,6 +48,7 @@ class IdCache:
         self.ctx, self.db = ctx, ctx.db
         self.cache, self.cached = {}, 0
         self.referenced = None  # tables some synced table refers to (computed at the first insert)
+        self.aliases = None  # aliases.Aliases, when the import has any (set by the Merger)
 
     def clear(self):
         """Forget every mapping: records are about to be deleted (see tombstones.py)."""
@@ -59,20 +61,25 @@ class IdCache:
         ID_CACHE entries): a uuid keeps its id until a record is deleted, and
         the merge deletes only at the end (Tombstones.apply clears the cache).
         """
-        table, out = self.db[tablename], {}
-        if "uuid" not in table.fields:
+        table, out, key = self.db[tablename], {}, key_of(self.db, tablename)  # uuid; a user's email (Eden)
+        if key is None:
             return out
+        wanted = uuids = set(uuids) if self.aliases is not None else uuids
         cache = self.cache.get(tablename)
         if cache:
             uuids = set(uuids)
             hits = uuids & cache.keys()
             out = {u: cache[u] for u in hits}
             uuids -= hits
-        for where, params in self.ctx.in_list(table.uuid._rname, uuids):
-            sql = "SELECT %s, id FROM %s WHERE %s" % (table.uuid._rname, table._rname, where)
+        for where, params in self.ctx.in_list(table[key]._rname, uuids):  # a super table's key: pe_id...
+            sql = "SELECT %s, %s FROM %s WHERE %s" % (table[key]._rname, table._id._rname, table._rname, where)
             found = dict(self.ctx.execute(sql, params))
             out.update(found)
             self.cache_ids(tablename, found)
+        if self.aliases is not None and len(out) < len(wanted):  # a uuid not here may be an alias
+            local = self.aliases.local_uuids(tablename, wanted - out.keys())
+            ids = self.uuid_to_id(tablename, set(local.values())) if local else {}
+            out.update((u, ids[lu]) for u, lu in local.items() if lu in ids)
         return out
 
     def cache_ids(self, tablename, found):
@@ -163,11 +170,17 @@ class Resolver:
     def keep_references(self, plan, row):
         """For a row that is written: count its nulled references, queue its deferred ones."""
         for field, why, _ in row.nulls:
-            self.report.count(plan.tablename, "refs_nulled")
-            self.report.warn("reference set to NULL: %s" % why, table=plan.tablename, line=row.line, column=field,
-                             uuid=row.uuid)
+            self.nulled(plan, field, why, row.line, row.uuid)
         for field, kind, target, keys in row.defers:
             self.deferred.append(Deferred(plan.tablename, row.uuid, field, kind, target, keys, row.line))
+
+    def nulled(self, plan, field, why, line, uuid):
+        """Count a reference set to NULL and say so; user accounts missing here are said once per table and
+        field, with their count (entities.Hooks.unmapped: Eden's created_by, owned_by_user...)."""
+        self.report.count(plan.tablename, "refs_nulled")
+        if not self.ctx.entities.unmapped(plan.table, field, why):
+            self.report.warn("reference set to NULL: %s" % why, table=plan.tablename, line=line, column=field,
+                             uuid=uuid)
 
     def resolve_batch(self, plan, batch):
         """{target table: {uuid: local id}} for every reference in the batch that resolves now."""

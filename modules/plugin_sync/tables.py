@@ -13,6 +13,8 @@ The host app overrides the rest through settings (see models/plugin_sync.py).
 """
 import re
 
+from . import entities
+from .entities import own_super_keys
 from .errors import TableNotSynced
 
 DEFAULT_LOOKUP_TABLES = ("org_organisation_type",)  # a plain host's default (Eden: none, see eden.py)
@@ -44,19 +46,23 @@ NEVER_TABLES = (
     "gis_config",  # a site's map configuration (with API keys)
 )
 # Columns that never travel, in any synced table: secrets (password-type fields and
-# names like these), and Eden's local ids (issue 12 maps them: super-entity keys such as
-# pe_id/site_id, realm_entity, owned_by_*, approved_by, gis_location.path).
+# names like these), and Eden's local ids that the receiver makes itself (entities.py):
+# a record's own super-entity keys (pe_id, site_id... of an organisation, an office),
+# realm_entity (recomputed), approved_by (left out, as Eden's S3XML does), gis_location.path
+# (rebuilt).  owned_by_user travels as the user's email, owned_by_group as its role's uuid.
 SECRET_COLUMN = re.compile(
     r"(^|_)(password|passwd|pwd|secret|token|apikey|api_key|private_key|secret_key|access_key|auth_key|"
     r"maps_key)($|_)")
-LOCAL_COLUMNS = ("realm_entity", "owned_by_group", "owned_by_user", "approved_by")
+LOCAL_COLUMNS = ("realm_entity", "approved_by")
+MAPPED_COLUMNS = ("owned_by_group", "owned_by_user")  # local too where the host describes no model to map them
 # Columns that travel but are local, not content: the local id, the local edit counter and the
-# local accounts that wrote the record differ between instances by design.  Never compared by the
+# local accounts that wrote or own the record differ between instances by design.  Never compared by the
 # merge, never shown as a difference (the columns of local_fields() do not even travel).
-LOCAL_META = ("id", "mci", "created_by", "modified_by")
+LOCAL_META = ("id", "mci", "created_by", "modified_by", "owned_by_user", "owned_by_group")
 LOCAL_TABLE_COLUMNS = {"gis_location": ("path",)}
 # Eden's super-entities: keyed on their own id field (pe_id, site_id...), their records made
-# by Eden's update_super; references to them are local until issue 12 maps them.
+# by the receiver (entities.py, as Eden's update_super); never synced as tables: a reference
+# to one travels as the super record's uuid (its instance record's).
 SUPER_ENTITIES = (
     "pr_pentity", "org_site", "doc_entity", "sit_trackable", "sit_situation", "msg_channel", "msg_message",
     "stats_data", "stats_parameter", "stats_source", "supply_item_entity", "budget_entity",
@@ -75,7 +81,11 @@ def is_secret_field(field):
 
 
 def super_key(db, field):
-    """Is this field a key into an Eden super-entity (pe_id, site_id, doc_id...)?"""
+    """Is this field a key into an Eden super-entity (pe_id, site_id, doc_id...)?
+
+    Where the host describes its super-entities (entities.Model: Eden), only a
+    record's own super keys are local (the receiver links its own); without
+    that description every super key stays home, as no one could link it."""
     ftype = field.type
     if not ftype.startswith("reference "):
         return False
@@ -87,8 +97,12 @@ def super_key(db, field):
 
 def local_fields(db, table):
     """The columns of a synced table that never travel: secrets and local ids (see above)."""
-    skip = set(LOCAL_COLUMNS) | set(LOCAL_TABLE_COLUMNS.get(table._tablename, ()))
-    return [f.name for f in table if f.name != "id" and (f.name in skip or is_secret_field(f) or super_key(db, f))]
+    skip = set(LOCAL_COLUMNS) | set(LOCAL_TABLE_COLUMNS.get(table._tablename, ())) | set(own_super_keys(db, table))
+    described = entities.model(db) is not None
+    if not described:
+        skip |= set(MAPPED_COLUMNS)
+    return [f.name for f in table if f.name != "id" and (
+        f.name in skip or is_secret_field(f) or (not described and super_key(db, f)))]
 
 
 def travelling_fields(db, table):
@@ -152,6 +166,7 @@ def references(table):
             refs.append((field.name, ftype[10:].split(".")[0].strip(), False))
         elif ftype.startswith("list:reference "):
             refs.append((field.name, ftype[15:].split(".")[0].strip(), True))
+    refs += [(f, target, False) for f, target in entities.ownership_refs(table._db, table) if f not in local]
     return refs
 
 

@@ -1,0 +1,368 @@
+"""The host's data model in the sync: super-entities, realms, owners, users, location paths.
+
+Sahana Eden keeps part of a record's meaning outside the record: its person
+entity (`pr_pentity.pe_id`), its site (`org_site.site_id`) and other
+super-entity rows, made by `s3db.update_super`; its realm (`realm_entity`, a
+local `pe_id`); the ids of its owners (`owned_by_user`, `owned_by_group`) and
+writers (`created_by`, `modified_by`); a location's `path` of local ids.  None
+of these ids means anything on another instance.  What travels instead:
+
+- a reference to any table travels as the referenced record's key
+  (`key_of`): its uuid, a user's email (Eden's S3XML maps users by email);
+  a reference to a super-entity as the super record's uuid, which is its
+  instance record's uuid;
+- `owned_by_group` (an integer, not a reference, in Eden) as its role's uuid
+  (`auth_group.uuid`, Eden's role uid: "ADMIN"...);
+- nothing of an instance's own super keys, `realm_entity`, `approved_by` and
+  `path`: the receiver makes them, per batch and set-based (Hooks).
+
+The host describes its model once per request (Model, made by eden.py from
+s3db's configuration and attached to the `db`); a host without one (the
+minihost, a plain web2py app) has no super-entities, no realms and no paths,
+and every hook here does nothing.  The engine stays plain: this module reads
+the Model and writes SQL, nothing of web2py's `current`, except through a
+realm rule the host hands over (Model.realm_rule).
+"""
+from . import changes, dialect
+
+MODEL = "_plugin_sync_model"  # the attribute of the db that holds its Model (set by the host adapter)
+CHUNK = 900
+MAX_DEPTH = 64  # passes of the path rebuild: deeper chains (or a loop of parents) are left as they are
+
+
+class Super:
+    """One super-entity of an instance table: the super table, its key, and the fields update_super copies."""
+
+    def __init__(self, table, key, shared):
+        self.table, self.key, self.shared = table, key, shared  # shared: {super field: instance field}
+
+
+class Model:
+    """What the host tells the engine about its data model (see eden.entity_model)."""
+
+    def __init__(self, supers=None, keys=None, realms=(), realm_rule=None, paths=None, ownership=None,
+                 after=None):
+        self.supers = supers or {}  # {instance table: [Super]}
+        self.super_tables = {s.table for ss in self.supers.values() for s in ss}
+        self.keys = keys or {}  # {table: the column that names its records across instances, e.g. email}
+        self.realms = set(realms)  # tables with a realm_entity the receiver computes
+        self.realm_rule = realm_rule  # callable(tablename, uuids): the host's own realm rule, or None
+        self.paths = paths or {}  # {table: (parent field, path field)}: paths of local ids, rebuilt
+        self.ownership = ownership or {}  # {integer field: table it names}: e.g. owned_by_group -> auth_group
+        self.upkept = set(getattr(after, "tables", ()))  # the tables `after` looks after
+        self.after = after  # callable(tablename, uuids): the host's own per-record upkeep, last (Eden: affiliations)
+
+
+def model(db):
+    """The db's Model, or None (a host without super-entities)."""
+    return getattr(db, MODEL, None)
+
+
+def attach(db, host_model):
+    setattr(db, MODEL, host_model)
+
+
+def own_super_keys(db, table):
+    """The fields of `table` that link it to its own super records: made by the receiver, never sent."""
+    m = model(db)
+    if m is None:
+        return []
+    return [s.key for s in m.supers.get(table._tablename, ()) if s.key in table.fields]
+
+
+def super_tables(db):
+    """The super-entity tables of the db's model that are defined here (their uuid wants an index)."""
+    m = model(db)
+    return sorted(t for t in m.super_tables if t in db.tables) if m else []
+
+
+def is_super_table(db, tablename):
+    m = model(db)
+    return bool(m) and tablename in m.super_tables
+
+
+def key_of(db, tablename):
+    """The column that names a record of `tablename` across instances: uuid, or the host's choice
+    (Eden: a user's email); None if it has neither (the id, local, is all there is)."""
+    m = model(db)
+    table = db[tablename]
+    key = (m.keys.get(tablename) if m else None) or "uuid"
+    return key if key in table.fields else None
+
+
+def ownership_refs(db, table):
+    """(field, target table) of the integer fields that name a record of another table (owned_by_group)."""
+    m = model(db)
+    if m is None:
+        return []
+    return [(f, t) for f, t in m.ownership.items() if f in table.fields and t in db.tables]
+
+
+class Hooks:
+    """What the merge calls: after each batch written (`written`) and before it commits (`finish`).
+
+    After each batch: the super records of the batch's rows exist and the rows
+    point at them (so that later tables' references to them resolve).  At the
+    end, once every deferred reference is in: realms, the super records' shared
+    fields (realm included), location paths.  Set-based: a few statements per
+    batch and table, whatever the number of rows.
+    """
+
+    def __init__(self, db, tag_origin=lambda: None):
+        self.db, self.model = db, model(db)
+        self.tag_origin = tag_origin  # the merge's origin tag for the changes these writes make
+        self.touched = {}  # {table: set of uuids written by this import}
+        self.missing_users = {}  # {(table, field): [count, an example]}: accounts not here (see unmapped)
+
+    def written(self, tablename, written):
+        """A batch of `tablename` was just written (the merge's Written: the ids it created and updated)."""
+        m = self.model
+        if m is None or not (tablename in m.supers or tablename in m.realms or tablename in m.paths
+                             or tablename in m.upkept):
+            return
+        uuids = self.uuids_of(tablename, list(written.created_ids) + list(written.updated))
+        self.touched.setdefault(tablename, set()).update(uuids)
+        if tablename in m.supers:  # updated rows refresh the super records they had
+            link_supers(self.db, tablename, m.supers[tablename], uuids, self.tag_origin(),
+                        refresh=bool(written.updated))
+
+    def unmapped(self, table, field, why):
+        """A reference to a user account that is not here was set to NULL: counted, and said once per table and
+        field (at finish) rather than per row; False for any other reference (the merge says it itself)."""
+        target = table[field].type[10:].split(".")[0].strip() if table[field].type.startswith("reference ") else None
+        if self.model is None or target not in self.db.tables or key_of(self.db, target) != "email":
+            return False
+        tally = self.missing_users.setdefault((table._tablename, field), [0, why])
+        tally[0] += 1
+        return True
+
+    def finish(self, report):
+        """Realms, then the super records' copies of the instance fields (realm_entity among them), then paths."""
+        for (tablename, field), (n, example) in sorted(self.missing_users.items()):
+            report.warn("%d references to user accounts that are not here set to NULL (e.g. %s): no account "
+                        "with that email here" % (n, example), table=tablename, column=field)
+        m = self.model
+        if m is None:
+            return
+        for tablename in list(self.touched):
+            if tablename in m.supers:  # rows of earlier merges without their super records: linked now
+                heal = unlinked(self.db, tablename, m.supers[tablename])
+                link_supers(self.db, tablename, m.supers[tablename], sorted(heal), self.tag_origin(), refresh=True)
+                self.touched[tablename].update(heal)
+        for tablename, uuids in self.touched.items():
+            uuids = sorted(uuids)
+            if tablename in m.realms:
+                set_realms(self.db, tablename, uuids, m.realm_rule, self.tag_origin())
+                if tablename in m.supers:  # the super records' copy of it (org_site.realm_entity)
+                    copy_shared(self.db, tablename, m.supers[tablename], uuids, only=("realm_entity",))
+            if tablename in m.paths:
+                rebuild_paths(self.db, tablename, m.paths[tablename], uuids, self.tag_origin())
+        if m.after is not None:
+            for tablename, uuids in self.touched.items():
+                m.after(tablename, sorted(uuids))
+
+    def uuids_of(self, tablename, ids):
+        table, out = self.db[tablename], []
+        for chunk in _chunks([int(i) for i in ids], CHUNK):
+            out += [r[0] for r in self.db.executesql("SELECT %s FROM %s WHERE id IN (%s)" % (
+                table.uuid._rname, table._rname, ",".join(map(str, chunk))))]
+        return out
+
+
+# ------------------------------------------------------------------ super-entities
+def _shared(db, table, s, only=None):
+    """[(super column, instance column)] that update_super copies (all, or those named in `only`)."""
+    st = db[s.table]
+    return [(st[sf]._rname, table[inf]._rname) for sf, inf in s.shared.items()
+            if sf not in ("uuid", "instance_type", s.key) and (only is None or sf in only)]
+
+
+def link_supers(db, tablename, supers, uuids, origin=None, refresh=False):
+    """Make the missing super records of these rows, link the rows to them, and with `refresh` (rows that
+    were here already: updated) copy their shared fields into the super records that were there.
+
+    What s3db.update_super does per record, per batch: one INSERT ... SELECT of
+    the rows without a super record (same uuid, instance_type), one UPDATE of
+    the instance's key, and (refresh) one UPDATE of the shared fields, per super-entity.
+    """
+    table, ph = db[tablename], dialect.placeholder(db)
+    if refresh:
+        copy_shared(db, tablename, supers, uuids)
+    for chunk in _chunks(list(uuids), CHUNK):
+        marks = ",".join([ph] * len(chunk))
+        for s in supers:
+            st = db[s.table]
+            key = st[s.key]._rname
+            shared = _shared(db, table, s)
+            same = "s.%s = t.%s AND s.%s = %s" % (st.uuid._rname, table.uuid._rname, st.instance_type._rname, ph)
+            cols = [st.uuid._rname, st.instance_type._rname] + [c for c, _ in shared]
+            vals = ["t.%s" % table.uuid._rname, ph] + ["t.%s" % i for _, i in shared]
+            # (a record deleted at the sender: Eden removes its super records, so none is made for it)
+            db.executesql(
+                "INSERT INTO %s (%s) SELECT %s FROM %s t WHERE t.%s IN (%s) AND %s AND NOT EXISTS "
+                "(SELECT 1 FROM %s s WHERE %s)" % (st._rname, ", ".join(cols), ", ".join(vals), table._rname,
+                                                   table.uuid._rname, marks, _alive(db, table), st._rname, same),
+                placeholders=[tablename] + chunk + [tablename])
+            if s.key in table.fields:
+                found = "(SELECT s.%s FROM %s s WHERE %s)" % (key, st._rname, same)
+                _update_tracked(db, table, "%s = %s" % (table[s.key]._rname, found), [tablename],
+                                "t.%s IN (%s) AND (t.%s IS NULL OR t.%s <> %s)" % (
+                                    table.uuid._rname, marks, table[s.key]._rname, table[s.key]._rname, found),
+                                chunk + [tablename], origin)
+
+
+def copy_shared(db, tablename, supers, uuids, only=None):
+    """The instance rows' shared fields (or those in `only`) into their super records: one UPDATE per
+    super-entity and chunk (a correlated subquery per field: SQLite before 3.33 has no UPDATE ... FROM)."""
+    table, ph = db[tablename], dialect.placeholder(db)
+    for s in supers:
+        st, shared = db[s.table], _shared(db, table, s, only)
+        if not shared:
+            continue
+        sets = ", ".join("%s = (SELECT t.%s FROM %s t WHERE t.%s = %s.%s)" % (
+            c, i, table._rname, table.uuid._rname, st._rname, st.uuid._rname) for c, i in shared)
+        for chunk in _chunks(list(uuids), CHUNK):
+            db.executesql("UPDATE %s SET %s WHERE %s IN (%s) AND %s = %s" % (
+                st._rname, sets, st.uuid._rname, ",".join([ph] * len(chunk)), st.instance_type._rname, ph),
+                placeholders=chunk + [tablename])
+
+
+def _alive(db, table):
+    """SQL: the row `t` is not deleted (booleans are 'T'/'F' where pydal stores them as characters)."""
+    if "deleted" not in table.fields:
+        return "1 = 1"
+    return "(t.%s IS NULL OR t.%s <> %s)" % (table.deleted._rname, table.deleted._rname,
+                                            "'T'" if dialect.char_bool(db) else "TRUE")
+
+
+def unlinked(db, tablename, supers):
+    """uuids of live rows of `tablename` without one of their super records (linked by nothing so far: e.g.
+    merged before the plugin made super records): the merge links them too."""
+    table, out = db[tablename], set()
+    for s in supers:
+        if s.key in table.fields:
+            out.update(r[0] for r in db.executesql("SELECT t.%s FROM %s t WHERE t.%s IS NULL AND %s" % (
+                table.uuid._rname, table._rname, table[s.key]._rname, _alive(db, table))))
+    return out
+
+
+def _update_tracked(db, table, sets, set_params, where, where_params, origin):
+    """UPDATE rows of a synced table, their changes captured set-based like the merge's own (changes.bulk_*).
+
+    `sets` and `where` speak of the row as `t` (correlated subqueries may).
+    """
+    name = table._tablename
+    ids = [r[0] for r in db.executesql("SELECT t.id FROM %s t WHERE %s" % (table._rname, where),
+                                       placeholders=list(where_params))]
+    if not ids:
+        return 0
+    changes.bulk_begin(db, name)
+    for chunk in _chunks(ids, CHUNK):
+        db.executesql("UPDATE %s AS t SET %s WHERE t.id IN (%s)" % (table._rname, sets, ",".join(map(str, chunk))),
+                      placeholders=list(set_params))
+    changes.bulk_end(db, name, ids=ids, origin=origin)
+    return len(ids)
+
+
+# ------------------------------------------------------------------ realms
+def set_realms(db, tablename, uuids, rule=None, origin=None):
+    """realm_entity of these rows, by the host's rule if it has one (Eden's handlers), else Eden's default.
+
+    Eden's default cascade (AuthS3.get_realm_entity): the record's own pe_id
+    (but for persons), else its organisation's pe_id, else its site's person
+    entity, else its group's; NULL otherwise.  Set-based: one UPDATE per batch.
+    """
+    if rule is not None and rule(tablename, uuids):
+        return
+    table, ph = db[tablename], dialect.placeholder(db)
+    realm = default_realm_sql(db, table)
+    for chunk in _chunks(list(uuids), CHUNK):
+        marks = ",".join([ph] * len(chunk))
+        if realm is None:
+            _update_tracked(db, table, "realm_entity = NULL", [], "t.%s IN (%s) AND t.realm_entity IS NOT NULL" % (
+                table.uuid._rname, marks), chunk, origin)
+            continue
+        _update_tracked(db, table, "realm_entity = %s" % realm, [],
+                        "t.%s IN (%s) AND (t.realm_entity IS NULL AND %s IS NOT NULL OR t.realm_entity <> %s)" % (
+                            table.uuid._rname, marks, realm, realm), chunk, origin)
+
+
+def default_realm_sql(db, table):
+    """Eden's default realm of a row `t` of `table` as an SQL expression (None: no realm)."""
+    fields, name = table.fields, table._tablename
+    if "pe_id" in fields and name not in ("pr_person", "dvi_body"):
+        return "t.pe_id"
+    if "organisation_id" in fields and "org_organisation" in db.tables:
+        return "(SELECT o.pe_id FROM %s o WHERE o.id = t.organisation_id)" % db.org_organisation._rname
+    if "site_id" in fields and "org_site" in db.tables and "pr_pentity" in db.tables:
+        # the site's instance record is a person entity of the same uuid
+        return ("(SELECT p.pe_id FROM %s s JOIN %s p ON p.uuid = s.uuid WHERE s.site_id = t.site_id)"
+                % (db.org_site._rname, db.pr_pentity._rname))
+    if "group_id" in fields and "pr_group" in db.tables:
+        return "(SELECT g.pe_id FROM %s g WHERE g.id = t.group_id)" % db.pr_group._rname
+    return None
+
+
+# ------------------------------------------------------------------ location paths
+def rebuild_paths(db, tablename, fields, uuids, origin=None):
+    """Each written row's path (and its descendants') is its own chain of local ids: "1/5/42".
+
+    What Eden's gis.update_location_tree keeps, set-based: each pass computes
+    the path of the rows to do from their parents' paths in one query and
+    writes the changed ones in one statement; the next pass does the children
+    of what changed (and rows whose parent changed in the same pass), until
+    nothing changes.
+    """
+    parent, path = fields
+    table, ph = db[tablename], dialect.placeholder(db)
+    t_parent, t_path, rname = table[parent]._rname, table[path]._rname, table._rname
+    concat = "p.%s || '/' || CAST(t.id AS VARCHAR(20))" % t_path
+    computed = "CASE WHEN t.%s IS NULL THEN CAST(t.id AS VARCHAR(20)) ELSE %s END" % (t_parent, concat)
+    todo = []
+    for chunk in _chunks(list(uuids), CHUNK):
+        todo += [r[0] for r in db.executesql("SELECT id FROM %s WHERE %s IN (%s)" % (
+            rname, table.uuid._rname, ",".join([ph] * len(chunk))), placeholders=chunk)]
+    todo += _pathless_ancestors(db, table, t_parent, t_path, todo)
+    for _ in range(MAX_DEPTH):
+        if not todo:
+            return
+        changed = []
+        for chunk in _chunks(sorted(set(todo)), CHUNK):
+            rows = db.executesql(
+                "SELECT t.id, %s FROM %s t LEFT JOIN %s p ON p.id = t.%s WHERE t.id IN (%s) AND "
+                "(t.%s IS NULL OR p.%s IS NOT NULL) " % (computed, rname, rname, t_parent, ",".join(map(str, chunk)),
+                                                         t_parent, t_path) +
+                "AND (t.%s IS NULL OR t.%s <> %s)" % (t_path, t_path, computed))
+            changed += rows
+        if not changed:
+            return
+        changes.bulk_begin(db, tablename)
+        sql = "UPDATE %s SET %s = %s WHERE id = %s" % (rname, t_path, ph, ph)
+        db._adapter.cursor.executemany(sql, [(p, i) for i, p in changed])
+        changes.bulk_end(db, tablename, ids=[i for i, _ in changed], origin=origin)
+        ids = [i for i, _ in changed]
+        todo = []
+        for chunk in _chunks(ids, CHUNK):
+            todo += [r[0] for r in db.executesql("SELECT id FROM %s WHERE %s IN (%s)" % (
+                rname, t_parent, ",".join(map(str, chunk))))]
+
+
+def _chunks(seq, n):
+    return [seq[k:k + n] for k in range(0, len(seq), n)]
+
+
+def _pathless_ancestors(db, table, t_parent, t_path, ids):
+    """The ancestors of these rows that have no path yet (a parent made without Eden's hooks): done first."""
+    out, seen, frontier = [], set(ids), list(ids)
+    for _ in range(MAX_DEPTH):
+        found = []
+        for chunk in _chunks(frontier, CHUNK):
+            found += [r[0] for r in db.executesql(
+                "SELECT p.id FROM %s t JOIN %s p ON p.id = t.%s WHERE t.id IN (%s) AND p.%s IS NULL" % (
+                    table._rname, table._rname, t_parent, ",".join(map(str, chunk)), t_path))]
+        frontier = [i for i in set(found) if i not in seen]
+        if not frontier:
+            break
+        seen.update(frontier)
+        out += frontier
+    return out

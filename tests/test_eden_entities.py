@@ -1,0 +1,237 @@
+"""Eden's data model survives a sync (issue 12): super-entities, realms, owners, users, location paths.
+
+Instance A holds an organisation with an office, a facility and a hospital (sites), a person
+with contact and address (hanging off the person's entity) and a staff record at the office,
+and a chain of locations under a country; owners and writers are A's accounts and roles.
+B, whose own records came first (so that every local id differs from A's), takes A's file,
+later A's edit over HTTP (merged inside B's Eden server), under Eden's realm-based security
+policy 6.  On B then: every synced office, facility and hospital is a site, every
+organisation, person and site a person entity, linked both ways under the same uuid;
+contacts and addresses hang off B's entity of the person; the staff record's site is B's
+office; realms are what Eden's own rule computes on B (never one of A's ids); owners map by
+role uuid and users by email (or NULL, said once per table); each location's path is its
+chain of B's ids; and Eden's own pages for these records answer 200 to B's administrator.
+"""
+import http.cookiejar
+import io
+import os
+import urllib.error
+import urllib.request
+
+from conftest import add_eden_user
+from edenseed import country, eden_login, later, make, peer_login, row
+
+from applications.eden.modules.plugin_sync import fileio, replicate
+
+PAGES = (("org_organisation", "org/organisation"), ("org_office", "org/office"), ("org_facility", "org/facility"),
+         ("med_hospital", "med/hospital"), ("pr_person", "pr/person"), ("hrm_human_resource", "hrm/staff"),
+         ("gis_location", "gis/location"))
+SITES = ("org_office", "org_facility", "med_hospital")
+ENTITIES = ("org_organisation", "pr_person", "org_office", "org_facility", "med_hospital")
+
+
+def settings(env):
+    return env["plugin_sync_settings"]
+
+
+def role(env, uid, name):
+    """A role of Eden's, by uid (Eden's auth.s3_create_role): its local id."""
+    found = env["db"](env["db"].auth_group.uuid == uid).select().first()
+    return found.id if found else env["auth"].s3_create_role(name, uid=uid)
+
+
+def seed_a(a):
+    """A's records, made the Eden way (update_super), and A's owners and writers on them."""
+    db = a["db"]
+    clerk = add_eden_user(a, "clerk@example.org", "Clerk-pass-1")
+    stranger = add_eden_user(a, "only-at-a@example.org", "Only-pass-1")
+    team, own = role(a, "FIELD_TEAM", "Field Team"), role(a, "ALPHA_ONLY", "Alpha only")
+    l0 = country(a)
+    l1 = make(a, "gis_location", name="Alpha Province", level="L1", parent=l0)
+    l2 = make(a, "gis_location", name="Alpha District", level="L2", parent=l1)
+    l3 = make(a, "gis_location", name="Alpha Village", level="L3", parent=l2)
+    org = make(a, "org_organisation", name="Alpha Relief", acronym="AR")
+    office = make(a, "org_office", name="Alpha HQ", organisation_id=org, location_id=l2)
+    make(a, "org_facility", name="Alpha Depot", organisation_id=org, location_id=l3)
+    make(a, "med_hospital", name="Alpha Hospital", organisation_id=org, location_id=l2)
+    person = make(a, "pr_person", first_name="Ana", last_name="Alpha")
+    pe_id = db.pr_person[person].pe_id
+    make(a, "pr_contact", pe_id=pe_id, contact_method="EMAIL", value="ana@alpha.example.org")
+    make(a, "pr_address", pe_id=pe_id, type=1, location_id=l3)
+    make(a, "hrm_human_resource", person_id=person, organisation_id=org, type=1,
+         site_id=db.org_office[office].site_id)
+    db(db.org_organisation.id == org).update(owned_by_group=team, created_by=clerk)
+    db(db.org_office.id == office).update(owned_by_group=own, owned_by_user=stranger)
+    db(db.pr_person.id == person).update(created_by=clerk, modified_by=stranger)
+    db.commit()
+
+
+def seed_b(b):
+    """B's own records first: its ids for the same kinds of things are all different from A's."""
+    add_eden_user(b, "someone@example.org", "Someone-pass-1")
+    add_eden_user(b, "clerk@example.org", "Clerk-pass-1")
+    role(b, "B_FIRST", "B first")
+    role(b, "FIELD_TEAM", "Field Team")
+    # Eden's person form lists nationalities: its countries with an ISO2 code (none: the form fails)
+    make(b, "gis_location_tag", location_id=country(b), tag="ISO2", value="AT")
+    place = make(b, "gis_location", name="Beta Town", level="L1", parent=country(b))
+    for k in range(3):
+        make(b, "gis_location", name="Beta hamlet %d" % k, level="L2", parent=place)
+    org = make(b, "org_organisation", name="Beta Relief")
+    make(b, "org_office", name="Beta HQ", organisation_id=org, location_id=place)
+    make(b, "org_facility", name="Beta Depot", organisation_id=org)
+    person = make(b, "pr_person", first_name="Ben", last_name="Beta")
+    make(b, "pr_contact", pe_id=b["db"].pr_person[person].pe_id, contact_method="EMAIL", value="ben@b.example.org")
+
+
+def on_b(b, tablename, **where):
+    return row(b, tablename, **where)
+
+
+def super_of(b, tablename, record, key="pe_id", supertable="pr_pentity"):
+    """The super record `record` points at: it must be there, of this instance type, with the record's uuid."""
+    found = on_b(b, supertable, **{key: record[key]}) if record[key] else None
+    assert found is not None, "%s %s has no %s" % (tablename, record.uuid, supertable)
+    assert found.uuid == record.uuid and found.instance_type == tablename
+    return found
+
+
+def check_model(a, b):
+    """Every synced record on B is whole in Eden's terms (see the module docstring)."""
+    db, auth = b["db"], b["auth"]
+    org = on_b(b, "org_organisation", name="Alpha Relief")
+    for tablename in ENTITIES:
+        for uuid in uuids_of(a, tablename):
+            super_of(b, tablename, on_b(b, tablename, uuid=uuid))
+    for tablename in SITES:
+        for uuid in uuids_of(a, tablename):
+            record = on_b(b, tablename, uuid=uuid)
+            site = super_of(b, tablename, record, "site_id", "org_site")
+            assert site.name == record.name and site.organisation_id == org.id
+            assert site.realm_entity == record.realm_entity  # update_super's shared fields
+    person = on_b(b, "pr_person", first_name="Ana")
+    assert on_b(b, "pr_contact", value="ana@alpha.example.org").pe_id == person.pe_id
+    assert on_b(b, "pr_address", location_id=on_b(b, "gis_location", name="Alpha Village").id).pe_id == person.pe_id
+    hr = on_b(b, "hrm_human_resource", person_id=person.id)
+    assert hr.site_id == on_b(b, "org_office", name="Alpha HQ").site_id
+    # affiliations (Eden's own functions): each site and the staff member under the organisation
+    for tablename in SITES:
+        for uuid in uuids_of(a, tablename):
+            assert org.pe_id in affiliations(b, on_b(b, tablename, uuid=uuid).pe_id), tablename
+    assert org.pe_id in affiliations(b, person.pe_id)
+    # realms: what Eden's own rule gives on B, and never a pe_id of an unrelated record
+    for tablename in ENTITIES + ("pr_contact", "pr_address", "hrm_human_resource"):
+        table = db[tablename]
+        for uuid in uuids_of(a, tablename):
+            record = on_b(b, tablename, uuid=uuid)
+            assert record.realm_entity == auth.get_realm_entity(table, record), (tablename, record.realm_entity)
+    assert org.realm_entity == org.pe_id and hr.realm_entity == org.pe_id
+    assert on_b(b, "pr_contact", value="ana@alpha.example.org").realm_entity == person.pe_id
+    # owners by role uuid, users by email; an account B lacks is NULL
+    assert org.owned_by_group == role(b, "FIELD_TEAM", "Field Team") != role(a, "FIELD_TEAM", "Field Team")
+    clerk_b = on_b(b, "auth_user", email="clerk@example.org").id
+    assert org.created_by == clerk_b and person.created_by == clerk_b
+    assert clerk_b != on_b(a, "auth_user", email="clerk@example.org").id
+    office = on_b(b, "org_office", name="Alpha HQ")
+    assert office.owned_by_group is None and office.owned_by_user is None and person.modified_by is None
+    # location paths: each its own chain of B's ids
+    for uuid in uuids_of(a, "gis_location"):
+        place = on_b(b, "gis_location", uuid=uuid)
+        chain = []
+        while place:
+            chain.insert(0, str(place.id))
+            place = on_b(b, "gis_location", id=place.parent) if place.parent else None
+        assert on_b(b, "gis_location", uuid=uuid).path == "/".join(chain), uuid
+
+
+def affiliations(env, pe_id):
+    """The person entities whose OU roles `pe_id` is affiliated with (Eden's pr_affiliation, pr_role)."""
+    s3db, db = env["s3db"], env["db"]
+    atable, rtable = s3db.table("pr_affiliation"), s3db.table("pr_role")
+    query = (atable.pe_id == pe_id) & (atable.deleted == False) & (rtable.id == atable.role_id)  # noqa: E712
+    out = {r.pe_id for r in db(query).select(rtable.pe_id)}
+    db.commit()
+    return out
+
+
+def uuids_of(env, tablename):
+    """The uuids of the records seed_a made in `tablename` (see test: env["made"])."""
+    return env["made"][tablename]
+
+
+def snapshot(env, tables):
+    db = env["db"]
+    out = {t: {r.uuid for r in db(db[t]).select(db[t].uuid)} for t in tables}
+    db.commit()
+    return out
+
+
+def strangers(a):
+    """(table, field) of A's records whose writer or owner is A's account that B lacks."""
+    db = a["db"]
+    stranger = db(db.auth_user.email == "only-at-a@example.org").select().first().id
+    out = {(t, f) for t, made in a["made"].items() for f in ("created_by", "modified_by", "owned_by_user")
+           if not db(db[t].uuid.belongs(made) & (db[t][f] == stranger)).isempty()}
+    db.commit()
+    return sorted(out)
+
+
+def ticket(folder, body):
+    """The traceback of Eden's error ticket named in a 500 answer (web2py keeps it in the app's errors/)."""
+    import pickle
+    import re
+
+    found = re.search(rb"Ticket issued: <a [^>]*>eden/([^<]+)</a>", body)
+    if not found:
+        return body[:2000]
+    with open(os.path.join(folder, "applications", "eden", "errors", found.group(1).decode()), "rb") as f:
+        return pickle.load(f).get("traceback")
+
+
+def test_eden_data_model_survives_a_sync(eden_instance, eden_server, eden_admin):
+    a = eden_instance("a")
+    tables = {t for t, _ in PAGES} | {"pr_contact", "pr_address"}
+    before = snapshot(a, tables)
+    seed_a(a)
+    a["made"] = {t: sorted(u - before[t]) for t, u in snapshot(a, tables).items()}
+    b = eden_instance("b")  # loaded last: B's Eden is `current` for the in-process import
+    seed_b(b)
+    config = os.path.join(b["folder"], "applications", "eden", "models", "000_config.py")
+    with open(config, "a") as f:  # B's server runs Eden's realm-based security policy
+        f.write("\nsettings.security.policy = 6\n")
+
+    data = io.BytesIO()
+    fileio.export_to(a["db"], settings(a), data, fmt="csv")
+    text = data.getvalue().decode("utf-8")
+    assert "pr_contact.pe_id@uuid" in text and "org_organisation.created_by@email" in text
+    assert "org_organisation.pe_id," not in text and "realm_entity" not in text and ".path," not in text
+    report = fileio.import_from(b["db"], settings(b), data.getvalue(), name="a.csv")
+    assert report.totals()["created"] >= 15, report.summary()
+    unmapped = [(w["table"], w["column"]) for w in report.warnings if "only-at-a@example.org" in w["message"]]
+    assert sorted(unmapped) == strangers(a) and ("org_office", "owned_by_user") in unmapped  # once per field
+    check_model(a, b)
+
+    # again: nothing changes; then A's edit goes to B's server (merged in an Eden request under policy 6)
+    again = fileio.import_from(b["db"], settings(b), data.getvalue(), name="a.csv")
+    assert again.totals()["created"] == again.totals()["updated"] == again.totals()["conflicts"] == 0
+    server_b = eden_server("b", env=b)
+    a["db"](a["db"].org_office.name == "Alpha HQ").update(name="Alpha Head Office", modified_on=later(60))
+    a["db"].commit()
+    peer = replicate.register_peer(a["db"], settings(a), server_b.url, *peer_login(b, speaks_for=a))
+    results = replicate.sync(a["db"], settings(a), peer.id, mode="push")
+    assert results["push"].totals()["conflicts"] == 0
+    office = on_b(b, "org_office", name="Alpha Head Office")
+    assert super_of(b, "org_office", office, "site_id", "org_site").name == "Alpha Head Office"
+
+    # Eden's own pages of what arrived, as B's administrator
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    eden_login(browser, server_b.url, eden_admin)
+    for tablename, page in PAGES:
+        for uuid in uuids_of(a, tablename):
+            record_id = on_b(b, tablename, uuid=uuid).id
+            url = "%s/%s/%d" % (server_b.url, page, record_id)
+            try:
+                with browser.open(url, timeout=120) as answer:
+                    assert answer.status == 200 and "/default/user/login" not in answer.url, url
+            except urllib.error.HTTPError as e:
+                raise AssertionError("%s: %s %s" % (url, e.code, ticket(b["folder"], e.read()))) from None
