@@ -192,6 +192,7 @@ def link_supers(db, tablename, supers, uuids, origin=None, refresh=False):
     if refresh:
         copy_shared(db, tablename, supers, uuids)
     for chunk in _chunks(list(uuids), CHUNK):
+        links = {}  # {instance field: {uuid: super key}}: all of a row's super keys in one UPDATE
         for s in supers:
             st = db[s.table]
             shared = _shared(db, table, s)
@@ -206,7 +207,9 @@ def link_supers(db, tablename, supers, uuids, origin=None, refresh=False):
                     ",".join([ph] * len(missing)), _alive(db, table)), placeholders=[tablename] + missing)
                 keys.update(_super_keys(db, st, s.key, tablename, missing))
             if s.key in table.fields:
-                _set_keys(db, table, s.key, keys, chunk, origin)
+                links[s.key] = keys
+        if links:
+            _set_keys(db, table, links, chunk, origin)
 
 
 def _super_keys(db, st, key, tablename, uuids):
@@ -217,23 +220,30 @@ def _super_keys(db, st, key, tablename, uuids):
         st.instance_type._rname, ph), placeholders=list(uuids) + [tablename]))
 
 
-def _set_keys(db, table, field, keys, uuids, origin):
-    """Point the rows at their super records ({uuid: key}), writing only the rows whose key differs."""
-    ph = dialect.placeholder(db)
+def _set_keys(db, table, links, uuids, origin):
+    """Point the rows at their super records ({field: {uuid: key}}), writing only the rows where a key differs
+    (each such row keeps the keys it has where no super record is named)."""
+    ph, fields = dialect.placeholder(db), list(links)
     rows = db.executesql("SELECT id, %s, %s FROM %s WHERE %s IN (%s)" % (
-        table.uuid._rname, table[field]._rname, table._rname, table.uuid._rname, ",".join([ph] * len(uuids))),
-        placeholders=list(uuids))
-    todo = [(keys[u], i) for i, u, k in rows if u in keys and k != keys[u]]
+        table.uuid._rname, ", ".join(table[f]._rname for f in fields), table._rname, table.uuid._rname,
+        ",".join([ph] * len(uuids))), placeholders=list(uuids))
+    todo = []
+    for row in rows:
+        wanted = [links[f].get(row[1], have) for f, have in zip(fields, row[2:])]
+        if wanted != list(row[2:]):
+            todo.append(wanted + [row[0]])
     if not todo:
         return
     changes.bulk_begin(db, table._tablename)
     if dialect.is_sqlite(db):
-        db._adapter.cursor.executemany("UPDATE %s SET %s = ? WHERE id = ?" % (table._rname, table[field]._rname), todo)
+        db._adapter.cursor.executemany("UPDATE %s SET %s WHERE id = ?" % (
+            table._rname, ", ".join("%s = ?" % table[f]._rname for f in fields)), todo)
     else:  # one statement (psycopg2's executemany is a round trip per row)
-        db.executesql("UPDATE %s AS t SET %s = v.k FROM unnest(%%s::bigint[], %%s::bigint[]) AS v(k, i) "
-                      "WHERE t.id = v.i" % (table._rname, table[field]._rname),
-                      placeholders=[[k for k, _ in todo], [i for _, i in todo]])
-    changes.bulk_end(db, table._tablename, ids=[i for _, i in todo], origin=origin)
+        db.executesql("UPDATE %s AS t SET %s FROM unnest(%s) AS v(%s, i) WHERE t.id = v.i" % (
+            table._rname, ", ".join("%s = v.k%d" % (table[f]._rname, n) for n, f in enumerate(fields)),
+            ", ".join(["%s::bigint[]"] * (len(fields) + 1)), ", ".join("k%d" % n for n in range(len(fields)))),
+            placeholders=[list(col) for col in zip(*todo)])
+    changes.bulk_end(db, table._tablename, ids=[t[-1] for t in todo], origin=origin)
 
 
 def copy_shared(db, tablename, supers, uuids, only=None):
