@@ -4,15 +4,23 @@
 The engine (modules/plugin_sync/) knows nothing of web2py's globals; everything
 here is glue.  Admin pages need a member of the admin group (HTTP Basic works
 too, for scripts); peer endpoints authenticate peers as accounts of the sync group.
+Long work started from a page (a preview, an import, a sync) is a job (jobs.py) run by
+Eden's scheduler worker; the page shows its progress and polls job.json.  Every string a
+page shows goes through T() (languages/plugin_sync/<lang>.py).
 """
 import plugin_sync
 from plugin_sync import accounts as _ps_accounts
 from plugin_sync import eden as _ps_eden
 from plugin_sync import graph as _ps_graph
 from plugin_sync import health as _ps_health
-from plugin_sync import names as _ps_names
 from plugin_sync import errors, fileio
+from plugin_sync import jobs as _ps_jobs
+from plugin_sync import log as _ps_log
+from plugin_sync import overview as _ps_overview
 from plugin_sync import restore as _ps_restore
+from plugin_sync import review as _ps_review
+from plugin_sync import stash as _ps_stash
+from plugin_sync import verify as _ps_verify
 
 # The host's tables for this request: in Sahana Eden the synced tables are defined on
 # demand (current.s3db); the peer role and the scheduled task are checked once per process.
@@ -27,15 +35,12 @@ _ps_eden.once_per_process(db, plugin_sync_settings)
 import datetime
 import json
 import os
-import shutil
 import tempfile
-import time
 import uuid as _ps_uuid
 
 from gluon.storage import Storage
 
-from plugin_sync.export import wire_rows
-from plugin_sync.tables import LOCAL_META, exclusion, synced_tables
+from plugin_sync.tables import synced_tables
 
 PS_PAGE_SIZE = 25
 PS_EXPORT_TYPES = {  # format -> (Content-Type, file name suffix)
@@ -43,8 +48,6 @@ PS_EXPORT_TYPES = {  # format -> (Content-Type, file name suffix)
     "gz": ("application/gzip", "csv.gz"),
     "zip": ("application/zip", "zip"),
 }
-PS_PENDING_MAX_AGE = 24 * 3600  # previewed uploads waiting for "Import for real" are kept a day
-PS_LOCAL_COLUMNS = LOCAL_META  # differ between instances by design (the one definition: tables.py)
 PS_TRUE = ("1", "on", "true", "yes", "y")
 PS_FALSE = ("0", "off", "false", "no", "n", "")
 
@@ -57,7 +60,7 @@ def _ps_only(given, allowed, where="this address"):
     """
     unknown = sorted(k for k in given if k not in allowed and not k.startswith("_"))
     if unknown:
-        _ps_fail(400, "Unknown parameter%s %s for %s (it takes: %s)." % (
+        _ps_fail(400, T("Unknown parameter%s %s for %s (it takes: %s).") % (
             "s" if len(unknown) > 1 else "", ", ".join(unknown), where, ", ".join(allowed)),
             dict(error="BadRequest"))
 
@@ -71,7 +74,7 @@ def _ps_one(name, *values):
             if x is not None and x not in given:
                 given.append(x)
     if len(given) > 1:
-        _ps_fail(400, "Conflicting values for %s: %s." % (name, ", ".join(repr(str(g)) for g in given)),
+        _ps_fail(400, T("Conflicting values for %s: %s.") % (name, ", ".join(repr(str(g)) for g in given)),
                  dict(error="BadRequest"))
     return given[0] if given else None
 
@@ -83,7 +86,7 @@ def _ps_flag(name, value):
         return True
     if text in PS_FALSE:
         return False
-    _ps_fail(400, "%s=%r: use 1 or 0." % (name, str(value)), dict(error="BadRequest"))
+    _ps_fail(400, T("%s=%r: use 1 or 0.") % (name, str(value)), dict(error="BadRequest"))
 
 
 def _ps_wants_json():
@@ -101,7 +104,7 @@ def _ps_fail(status, message, error=None, **context):
     if getattr(request, "ps_basic", False) or request.extension not in ("html", None):
         headers["Content-Type"] = "text/plain; charset=utf-8"
         raise HTTP(status, "%d %s\n" % (status, message), **headers)
-    response.title = "Sync: %s" % {400: "refused", 401: "login needed", 403: "not allowed"}.get(status, "error")
+    response.title = T("Sync: %s") % T({400: "refused", 401: "login needed", 403: "not allowed"}.get(status, "error"))
     page = response.render("plugin_sync/error.html", dict(status=status, message=message, error=error, **context))
     raise HTTP(status, page, **headers)
 
@@ -116,6 +119,7 @@ def _ps_admin():
     - logged in (session cookie) but not an admin -> 403.
     Refusals carry a message only, never data.
     """
+    _ps_eden.add_translations(T, request.folder)  # languages/plugin_sync/<lang>.py: refusals are translated too
     challenge = {"WWW-Authenticate": 'Basic realm="Sahana Eden %s (plugin_sync)"' % request.application}
     authorization = request.env.http_authorization or ""
     request.ps_basic = authorization[:6].lower() == "basic "
@@ -124,19 +128,18 @@ def _ps_admin():
         user = _ps_basic_login(lambda status, message, kind, headers: _ps_fail(
             status, message, dict(error=kind), headers=headers))
         if not user:
-            _ps_fail(401, "Wrong e-mail or password (HTTP Basic).", dict(error="Unauthorized"), headers=challenge)
+            _ps_fail(401, T("Wrong e-mail or password (HTTP Basic)."), dict(error="Unauthorized"), headers=challenge)
     elif not auth.user:
         if _ps_wants_json():
-            _ps_fail(401, "Log in first: send HTTP Basic credentials of an administrator.",
+            _ps_fail(401, T("Log in first: send HTTP Basic credentials of an administrator."),
                      dict(error="Unauthorized"), headers=challenge)
         redirect(URL("default", "user", args="login", vars=dict(_next=URL(args=request.args, vars=request.get_vars))))
     if not _ps_accounts.is_admin(db, auth.user.id, plugin_sync_settings):
-        _ps_fail(403, "%s is not a member of the '%s' group: only administrators may use the sync pages."
+        _ps_fail(403, T("%s is not a member of the '%s' group: only administrators may use the sync pages.")
                  % (auth.user.email, _ps_accounts.admin_group(plugin_sync_settings)), dict(error="Forbidden"))
-    response.title = "Sync"
+    response.title = T("Sync")
     response.ps_unreviewed = _ps_unreviewed()  # the sub-navigation's badge
     _ps_eden.set_options_menu(T)  # Eden's left-hand menu: the plugin's pages
-    _ps_eden.add_translations(T, request.folder)  # languages/plugin_sync/<lang>.py
     return request.ps_basic
 
 
@@ -157,62 +160,31 @@ def _ps_unreviewed():
     return db(db.plugin_sync_conflict.reviewed != True).count()  # noqa: E712 (pydal)
 
 
-def _ps_excluded():
-    """[(kind, reason, [(table, rows)])]: the tables that do not sync, grouped by why."""
-    synced = set(synced_tables(db, plugin_sync_settings))
-    out = []
-    listed = plugin_sync_settings.get("tables") or ()  # a listed table this instance lacks: "not here"
-    for t in sorted(set(db.tables) | set(listed)):
-        if t not in synced:
-            kind, why = exclusion(db, plugin_sync_settings, t)
-            out.append((t, kind, why, db(db[t]).count() if t in db.tables else 0))
-    order = ("lookup list", "site-specific", "excluded", "not listed", "not here", "no identity", "never")
-    groups = {}
-    for t, kind, why, n in out:
-        groups.setdefault((kind, why), []).append((t, n))
-    return sorted(((k, w, ts) for (k, w), ts in groups.items()), key=lambda g: (order.index(g[0]), g[2][0][0]))
-
-
 def index():
     """Dashboard: who we are, what syncs (and what never does), peers, recent runs, conflicts."""
     _ps_admin()
     s = plugin_sync_settings
-    tables = []
-    for t in synced_tables(db, s):
-        table = db[t]
-        tables.append((t, db(table).count(), db(table.deleted == True).count() if "deleted" in table.fields else 0))  # noqa: E712
     peers = db(db.sync_instance).select(orderby=~db.sync_instance.last_update | db.sync_instance.owner, limitby=(0, 10))
     data = dict(
         identity=plugin_sync.peers.this_instance(db),
-        tables=tables,
-        excluded=_ps_excluded(),
+        tables=_ps_overview.synced_counts(db, s),
+        excluded=_ps_overview.excluded(db, s),
         peers=peers,
         peer_count=db(db.sync_instance).count(),
         log=db(db.plugin_sync_log).select(orderby=~db.plugin_sync_log.id, limitby=(0, 10)),
         unreviewed=_ps_unreviewed(),
-        peer_names=_ps_peer_names(),
+        peer_names=_ps_overview.peer_names(db),
         http_url=plugin_sync.peers.is_http_url,  # only http(s) URLs become links
         health=_ps_health.peer_health(db, s, peers),
         scheduler=_ps_health.scheduler_state(db),
         age=_ps_health.age,
         now=plugin_sync.peers.utcnow(),
     )
-    data["graph"] = XML(_ps_graph.svg(data["identity"], _ps_health.peer_health(db, s), data["now"], T))
     if _ps_wants_json():
-        me = data["identity"]
-        return response.json(dict(
-            ok=True, identity=dict(base_uuid=me.base_uuid, owner=me.owner, contact=me.contact),
-            tables={t: dict(rows=n, deleted=d) for t, n, d in tables},
-            excluded={t: dict(kind=k, reason=why) for k, why, ts in data["excluded"] for t, _ in ts},
-            peers=[dict(base_uuid=h.peer.base_uuid, owner=h.peer.owner, url=h.peer.url, last_update=h.peer.last_update,
-                        sync_count=h.peer.sync_count, state=h.state, error=h.error, to_go=h.to_go, to_come=h.to_come,
-                        last_attempt=h.attempt.started_on if h.attempt else None,
-                        last_success=h.success.started_on if h.success else None) for h in data["health"]],
-            scheduler=dict(known=data["scheduler"].known, alive=data["scheduler"].alive,
-                           last_heartbeat=data["scheduler"].last_heartbeat),
-            unreviewed_conflicts=data["unreviewed"],
-        ))
-    response.title = "Sync"
+        return response.json(_ps_overview.as_json(data["identity"], data["tables"], data["excluded"], data["health"],
+                                                  data["scheduler"], data["unreviewed"]))
+    data["graph"] = XML(_ps_graph.svg(data["identity"], _ps_health.peer_health(db, s), data["now"], T))
+    response.title = T("Sync")
     return data
 
 
@@ -233,28 +205,38 @@ def export():
     """
     basic = _ps_admin()
     synced = synced_tables(db, plugin_sync_settings)
-    _ps_only(request.get_vars, ("fmt", "format", "tables"), "export")
+    _ps_only(request.get_vars, ("fmt", "format", "tables", "job"), "export")
     # ?format= is the README's spelling, ?fmt= the form's: either, not two different ones
     fmt = _ps_one("the format", request.get_vars.fmt, request.get_vars.format,
                   request.extension if request.extension in PS_EXPORT_TYPES else None)
     if not fmt and (basic or request.vars.tables is not None):
         fmt = "csv"  # a script asking without a format gets the plain CSV
+    page = dict(synced=synced, counts={t: db(db[t]).count() for t in synced}, formats=PS_EXPORT_TYPES, job=None,
+                confirm=None)
     if not fmt:
-        response.title = "Sync: export"
-        return dict(synced=synced, counts={t: db(db[t]).count() for t in synced}, formats=PS_EXPORT_TYPES)
+        response.title = T("Sync: export")
+        if request.get_vars.job:
+            page.update(_ps_job_shown(request.get_vars.job, ("export",)))
+        return page
     if fmt not in PS_EXPORT_TYPES:
-        _ps_fail(400, "Unknown format %r: use csv, gz or zip." % fmt, dict(error="BadRequest"))
+        _ps_fail(400, T("Unknown format %r: use csv, gz or zip.") % fmt, dict(error="BadRequest"))
     tables = _ps_tables_asked()
     if tables is not None and not tables:
-        _ps_fail(400, "Choose at least one table to export.", dict(error="BadRequest"))
+        _ps_fail(400, T("Choose at least one table to export."), dict(error="BadRequest"))
     try:
         tables = synced_tables(db, plugin_sync_settings, only=tables) if tables else None  # refuse before writing
     except errors.TableNotSynced as e:
-        _ps_fail(400, "Refused: %s. Only synced tables can be exported: %s." % (e.message, ", ".join(synced)),
+        _ps_fail(400, T("Refused: %s. Only synced tables can be exported: %s.") % (e.message, ", ".join(synced)),
                  e.as_dict())
     me = plugin_sync.peers.this_instance(db)
     ctype, suffix = PS_EXPORT_TYPES[fmt]
     filename = "eden-%s-%s.%s" % (me.base_uuid[:8], datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ"), suffix)
+    if request.get_vars.fmt and not basic and _ps_health.scheduler_state(db).alive:
+        # the page's form with a live worker: a job writes the file, the page shows its progress and then a
+        # download link (export_file/<job id>); otherwise (scripts, no worker) the file is the answer
+        path = os.path.join(_ps_jobs.folder_of(request.folder), "%s.%s" % (_ps_uuid.uuid4().hex, suffix))
+        response.title = T("Sync: export")
+        return _ps_job_page(page, "export", dict(fmt=fmt, tables=tables, name=filename, path=path))
     # spooled to disk, not memory: the connection closes when the action returns, so
     # the file is complete before the first byte is sent
     out = tempfile.TemporaryFile(prefix="plugin_sync-export-")
@@ -262,7 +244,7 @@ def export():
         fileio.export_to(db, plugin_sync_settings, out, fmt=fmt, tables=tables)
     except errors.SyncError as e:
         out.close()
-        _ps_fail(400, "Export failed: %s" % e.describe(), e.as_dict())
+        _ps_fail(400, T("Export failed: %s") % e.describe(), e.as_dict())
     size = out.tell()
     out.seek(0)
     response.headers["Content-Type"] = ctype
@@ -271,42 +253,30 @@ def export():
     return response.stream(out, chunk_size=1 << 16, request=request)
 
 
+def export_file():
+    """export_file/<job id>: the file an export job wrote (admin only, like every page)."""
+    _ps_admin()
+    status = _ps_job_status(request.args(0), ("export",))
+    row = db.plugin_sync_job(status["id"]) if status and status["state"] == "done" else None
+    path = json.loads(row.params).get("path") if row else None
+    if not path or not os.path.exists(path):
+        _ps_fail(404, T("No such export (files are kept a day): %s") % request.args(0), dict(error="NotFound"))
+    response.headers["Content-Type"] = PS_EXPORT_TYPES[status["report"]["format"]][0]
+    response.headers["Content-Disposition"] = 'attachment; filename="%s"' % status["report"]["file"]
+    response.headers["Content-Length"] = os.path.getsize(path)
+    return response.stream(open(path, "rb"), chunk_size=1 << 16, request=request)
+
+
 # -- import ------------------------------------------------------------------
 
-def _ps_pending_folder():
-    folder = os.path.join(request.folder, "uploads", "plugin_sync_pending")
-    os.makedirs(folder, exist_ok=True)
-    now = time.time()
-    for name in os.listdir(folder):  # forget previews nobody imported
-        path = os.path.join(folder, name)
-        if now - os.path.getmtime(path) > PS_PENDING_MAX_AGE:
-            os.remove(path)
-    return folder
-
-
 def _ps_keep_for_later(stream, name):
-    """Keep a previewed upload until the admin presses "Import for real"; return its key (in the session)."""
-    key = _ps_uuid.uuid4().hex
-    path = os.path.join(_ps_pending_folder(), key)
-    stream.seek(0)
-    with open(path, "wb") as f:
-        shutil.copyfileobj(stream, f, 1 << 20)
-    pending = dict(session.plugin_sync_pending or {})
-    for old in sorted(pending, key=lambda k: pending[k]["at"])[:-4]:  # keep the last few previews
-        if os.path.exists(pending[old]["path"]):
-            os.remove(pending[old]["path"])
-        del pending[old]
-    pending[key] = dict(path=path, name=name, size=os.path.getsize(path), at=time.time())
-    session.plugin_sync_pending = pending
-    return key
+    """Keep an upload on the server (stash.py) for the job that previews or imports it; (key, item)."""
+    key, item, session.plugin_sync_pending = _ps_stash.keep(request.folder, session.plugin_sync_pending, stream, name)
+    return key, item
 
 
 def _ps_take_pending(key):
-    pending = dict(session.plugin_sync_pending or {})
-    item = pending.pop(key or "", None)
-    session.plugin_sync_pending = pending
-    if not item or not os.path.exists(item["path"]):
-        return None
+    item, session.plugin_sync_pending = _ps_stash.take(session.plugin_sync_pending, key)
     return item
 
 
@@ -333,14 +303,9 @@ def _ps_import(stream, name, dry_run):
     """(report dict, None) or (None, error dict); on failure nothing is written (engine and here)."""
     try:
         report = fileio.import_from(db, plugin_sync_settings, stream, dry_run=dry_run, name=name)
-    except errors.SyncError as e:
+    except Exception as e:  # one clear line whatever it was (errors.failure)
         db.rollback()
-        return None, dict(e.as_dict(), describe=e.describe())
-    except Exception as e:  # not a failure the engine foresaw: still one clear line, nothing written
-        db.rollback()
-        message = "the import failed (%s: %s); nothing was written" % (type(e).__name__, str(e).splitlines()[0]
-                                                                       if str(e) else "no message")
-        return None, dict(error="InternalError", message=message, describe=message)
+        return None, errors.failure(e)
     return report.as_dict(), None
 
 
@@ -355,48 +320,43 @@ def _ps_cross_site():
 def import_and_sync():
     """Upload a file (field `data`), preview it (dry run) or import it, and show the report.
 
-    import_and_sync.json answers scripts with report.as_dict(); errors are 400
-    with {"ok": false, "error": {...}}.
+    From the page, the work is a job (jobs.py) run by Eden's scheduler worker: the page
+    answers at once with import_and_sync?job=<id>, a progress bar polling job.json, and
+    the report in its place when done (no live worker: the job runs in this request and
+    the page answers with its report).  import_and_sync.json answers scripts with
+    report.as_dict() when done; errors are 400 with {"ok": false, "error": {...}}.
     """
     basic = _ps_admin()
-    response.title = "Sync: import"
+    response.title = T("Sync: import")
     form = FORM(
-        DIV(LABEL("File to import", _for="ps-data"),
+        DIV(LABEL(T("File to import"), _for="ps-data"),
             INPUT(_type="file", _name="data", _id="ps-data", _accept=".csv,.gz,.zip,text/csv,application/gzip,application/zip"),
             _class="ps-field"),
-        DIV(LABEL(INPUT(_type="checkbox", _name="dry_run", value=True), " Dry run (preview): show what would change, write nothing"),
-            _class="ps-field"),
-        DIV(INPUT(_type="submit", _value="Upload"), _class="ps-field"),
+        DIV(LABEL(INPUT(_type="checkbox", _name="dry_run", value=True), " ",
+                  T("Dry run (preview): show what would change, write nothing")), _class="ps-field"),
+        DIV(INPUT(_type="submit", _value=T("Upload")), _class="ps-field"),
         _enctype="multipart/form-data", _id="ps-import-form",
     )
-    result = dict(form=form, confirm=None, report=None, error=None, name=None)
+    result = dict(form=form, job=None, confirm=None)
     is_post = request.env.request_method == "POST"
     if is_post:
         _ps_body_size(lambda status, message, kind: _ps_fail(status, message, dict(error=kind)))
     post = Storage(request.get_vars) if _ps_raw_post() else request.post_vars  # ?dry_run=1 with a raw body
-    _ps_only(request.get_vars, ("dry_run",), "import_and_sync")
+    _ps_only(request.get_vars, ("dry_run", "job"), "import_and_sync")
     if not _ps_raw_post():
         _ps_only(post, ("data", "dry_run", "pending", "_formname", "_formkey"), "import_and_sync")
 
     if is_post and post._formname == "plugin_sync_confirm":
         # the second step of a preview: import the kept upload for real
         if not FORM().accepts(post, session, formname="plugin_sync_confirm"):
-            _ps_fail(403, "This form expired or did not come from this page: nothing was imported. "
-                          "Upload the file again.", dict(error="Forbidden"))
+            _ps_fail(403, T("This form expired or did not come from this page: nothing was imported. "
+                            "Upload the file again."), dict(error="Forbidden"))
         form.accepts(Storage(), session, formname="plugin_sync_import")  # a fresh key for the upload form
         item = _ps_take_pending(post.pending)
         if item is None:
-            response.flash = "That preview has expired: upload the file again."
+            response.flash = T("That preview has expired: upload the file again.")
             return result
-        try:
-            with open(item["path"], "rb") as f:
-                result["report"], result["error"] = _ps_import(f, item["name"], dry_run=False)
-        finally:
-            os.remove(item["path"])
-        result["name"] = item["name"]
-        if result["error"]:
-            response.status = 400
-        return result
+        return _ps_job_page(result, "import", dict(path=item["path"], name=item["name"]))
 
     if is_post and basic:
         # HTTP Basic callers (scripts, curl) cannot hold web2py's per-session form key.
@@ -404,55 +364,133 @@ def import_and_sync():
         # credentials too (once typed into its prompt), so a cross-site POST is refused
         # by its Origin header.  Session-cookie callers always need the form key, below.
         if _ps_cross_site():
-            _ps_fail(403, "Cross-site POST refused.", dict(error="Forbidden"))
+            _ps_fail(403, T("Cross-site POST refused."), dict(error="Forbidden"))
         accepted = True
     elif is_post:
         accepted = form.accepts(post, session, formname="plugin_sync_import")
         if not accepted and not form.errors:
-            _ps_fail(403, "This form expired or did not come from this page (CSRF key missing or wrong): "
-                          "nothing was imported. Reload the page and upload again.", dict(error="Forbidden"))
+            _ps_fail(403, T("This form expired or did not come from this page (CSRF key missing or wrong): "
+                            "nothing was imported. Reload the page and upload again."), dict(error="Forbidden"))
     else:
         form.accepts(Storage(), session, formname="plugin_sync_import")
         accepted = False
 
     if not accepted:
         if _ps_wants_json():
-            _ps_fail(405, "POST a file in the field 'data' (multipart/form-data).", dict(error="MethodNotAllowed"))
+            _ps_fail(405, T("POST a file in the field 'data' (multipart/form-data)."), dict(error="MethodNotAllowed"))
+        if request.get_vars.job:
+            result.update(_ps_job_shown(request.get_vars.job, ("preview", "import")))
+            if result["job"]["state"] not in _ps_jobs.FINISHED:  # one at a time: the buttons wait for this one
+                for button in form.elements("input[type=submit]"):
+                    button["_disabled"] = "disabled"
         return result
 
     stream, name = _ps_upload(post)
     if stream is None:
         if _ps_wants_json() or basic:
-            _ps_fail(400, "No file: send it in the field 'data'.", dict(error="BadRequest"))
-        response.flash = "Choose a file to import."
+            _ps_fail(400, T("No file: send it in the field 'data'."), dict(error="BadRequest"))
+        response.flash = T("Choose a file to import.")
         response.status = 400
         return result
     # ?dry_run=1 in the URL counts for a form upload too; a URL and a form that disagree are refused
     dry_run = _ps_flag("dry_run", _ps_one("dry_run", request.get_vars.dry_run, post.dry_run))
-    if dry_run and not (_ps_wants_json() or basic):
-        # the preview keeps the upload (uploads/plugin_sync_pending/, keyed in the session)
-        # so that "Import for real" needs no second upload
-        key = _ps_keep_for_later(stream, name)
-        item = session.plugin_sync_pending[key]
-        with open(item["path"], "rb") as f:
-            result["report"], result["error"] = _ps_import(f, name, dry_run=True)
-        if result["error"]:
-            os.remove(_ps_take_pending(key)["path"])
-        else:
-            confirm = FORM(INPUT(_type="submit", _value="Import for real"), hidden=dict(pending=key),
-                           _id="ps-confirm-form", _class="ps-inline")
-            confirm.accepts(Storage(), session, formname="plugin_sync_confirm")
-            result["confirm"] = confirm
-    else:
-        result["report"], result["error"] = _ps_import(stream, name, dry_run=dry_run)
-    result["name"] = name
-    if _ps_wants_json():
-        if result["error"]:
-            _ps_fail(400, result["error"]["describe"], result["error"])
-        return response.json(result["report"])
-    if result["error"]:
+    if _ps_wants_json():  # a script waits for its answer: the import runs in this request
+        report, error = _ps_import(stream, name, dry_run=dry_run)
+        if error:
+            _ps_fail(400, error["describe"], error)
+        return response.json(report)
+    # the page: the upload is kept (uploads/plugin_sync_pending/, keyed in the session) for the job,
+    # and after a preview for "Import for real", which then needs no second upload
+    key, item = _ps_keep_for_later(stream, name)
+    if dry_run and not basic:
+        return _ps_job_page(result, "preview", dict(path=item["path"], name=name, key=key))
+    _ps_take_pending(key)  # imported (or previewed for a script) at once: no "Import for real" to wait for
+    kind = "preview" if dry_run else "import"
+    return _ps_job_page(result, kind, dict(path=item["path"], name=name), inline=basic)
+
+
+# -- jobs (long work started from a page, run by Eden's scheduler: jobs.py) -----------
+
+PS_JOB_PAGES = {"preview": "import_and_sync", "import": "import_and_sync", "sync": "instances", "export": "export"}
+
+
+def _ps_job_page(result, kind, params, inline=False):
+    """Start a job; with a live worker, off to the page that shows its progress (303), else its result now.
+
+    `inline`: run it in this request whatever (a script's HTTP Basic call does not follow the 303)."""
+    job_id = _ps_jobs.create(db, kind, params, user_id=auth.user.id, app_folder=request.folder)
+    alive = not inline and _ps_health.scheduler_state(db).alive
+    if _ps_eden.start_job(db, plugin_sync_settings, job_id, request.folder, alive) == "queued":
+        redirect(URL(PS_JOB_PAGES[kind], vars=dict(job=job_id)))
+    result.update(_ps_job_shown(job_id, (kind,)))
+    if result["job"]["state"] == "failed":
         response.status = 400
     return result
+
+
+def _ps_job_status(job_id, kinds=None):
+    """A job's status (jobs.status) for this page, or None (no such job, or not of these kinds)."""
+    if not str(job_id or "").isdigit():
+        return None
+    status = _ps_jobs.status(db, int(job_id), request.folder, workers_alive=_ps_health.scheduler_state(db).alive)
+    if status is None or (kinds and status["kind"] not in kinds):
+        return None
+    return status
+
+
+PS_JOB_TITLES = {"preview": "Previewing %s", "import": "Importing %s", "sync": "Syncing with %s",
+                 "export": "Exporting %s"}
+
+
+def _ps_job_text(status):
+    """The progress line under the bar, in the page's language: rows done (of about N), rate, time left."""
+    if status["state"] == "queued":
+        return T("Waiting for Eden's scheduler worker to start it...")
+    n = lambda v: "{:,}".format(int(v))  # noqa: E731
+    parts = [T("%s of about %s rows") % (n(status["done"]), n(status["total"])) if status["total"]
+             else T("%s rows") % n(status["done"])]
+    if status["rate"]:
+        parts.append(T("%s rows/s") % n(status["rate"]))
+    if status["seconds_left"] is not None and status["state"] == "running":
+        parts.append(T("about %s left") % _ps_health.age(datetime.timedelta(seconds=status["seconds_left"])))
+    if status["phase"] and status["kind"] == "sync":
+        parts.insert(0, {"pull": T("pulling"), "push": T("pushing")}.get(status["phase"], status["phase"]))
+    return " \u00b7 ".join(str(p) for p in parts)
+
+
+def _ps_job_shown(job_id, kinds):
+    """What a page's view needs to show a job: dict(job=status, confirm=form or None); 404 when there is none.
+
+    The confirm form is made here, not in the view, so that its CSRF key is in the session
+    of whichever request renders it (the page, or job.json's fragment)."""
+    status = _ps_job_status(job_id, kinds)
+    if status is None:
+        _ps_fail(404, T("No such job: %s") % job_id, dict(error="NotFound"))
+    status["title"] = str(T(PS_JOB_TITLES[status["kind"]]) % status["params"].get("name", ""))
+    status["text"] = str(_ps_job_text(status))
+    confirm = None
+    key = status["params"].get("key")
+    if status["kind"] == "preview" and status["state"] == "done" and _ps_stash.peek(session.plugin_sync_pending, key):
+        confirm = FORM(INPUT(_type="submit", _value=T("Import for real")), hidden=dict(pending=key),
+                       _id="ps-confirm-form", _class="ps-inline",
+                       _action=URL("plugin_sync", "import_and_sync", extension=False), _method="post")
+        confirm.accepts(Storage(), session, formname="plugin_sync_confirm")
+    return dict(job=status, confirm=confirm)
+
+
+def job():
+    """job.json/<id>: a job's state, rows done, total, rate, seconds left; when finished its report and,
+    for the page, the fragment that replaces the progress bar.  job/<id>: the page that shows the job."""
+    _ps_admin()
+    shown = _ps_job_shown(request.args(0), None)
+    status = shown["job"]
+    if not _ps_wants_json():
+        redirect(URL(PS_JOB_PAGES[status["kind"]], vars=dict(job=status["id"])))
+    if status["state"] in _ps_jobs.FINISHED:
+        request.extension = "html"  # the fragment's links are pages, not .json (URL() keeps the extension)
+        status["html"] = response.render("plugin_sync/_job.html", shown)
+        request.extension = "json"
+    return response.json(dict(status, ok=True))
 
 
 # -- peers -------------------------------------------------------------------
@@ -460,8 +498,8 @@ def import_and_sync():
 def _ps_mask(secret):
     """Never show a stored secret back: only that it is set (and the last 4 characters of a long one)."""
     if not secret:
-        return "not set"
-    return "set (\u2026%s)" % secret[-4:] if len(secret) >= 16 else "set"
+        return T("not set")
+    return T("set (\u2026%s)") % secret[-4:] if len(secret) >= 16 else T("set")
 
 
 PS_PEER_FIELDS = ["base_uuid", "owner", "contact", "url", "username", "password", "mode", "transport", "sync_interval",
@@ -471,7 +509,7 @@ PS_PEER_FIELDS = ["base_uuid", "owner", "contact", "url", "username", "password"
 def instances():
     """Peers (sync_instance): list, create (instances/new), edit (instances/<id>)."""
     _ps_admin()
-    response.title = "Sync: peers"
+    response.title = T("Sync: peers")
     table = db.sync_instance
     me = plugin_sync.peers.this_instance(db)
     record = None
@@ -483,21 +521,23 @@ def instances():
             # empty: taken from the peer's identity answer ("Test connection", or on saving)
             table.base_uuid.requires = IS_EMPTY_OR([
                 IS_MATCH(PS_UUID_RE, error_message=T("not a UUID (the peer's dashboard shows its base UUID)")),
-                IS_NOT_IN_DB(db, table.base_uuid, error_message="this peer is already registered"),
+                IS_NOT_IN_DB(db, table.base_uuid, error_message=T("this peer is already registered")),
                 IS_NOT_IN_DB(db(db.plugin_sync_identity.id > 0), db.plugin_sync_identity.base_uuid,
-                             error_message="that is this instance's own base UUID"),
+                             error_message=T("that is this instance's own base UUID")),
                 IS_LENGTH(64),
             ])
             table.base_uuid.comment = T("leave empty: filled in from the peer's answer")
         else:
             table.base_uuid.writable = False  # a peer's identity is fixed once registered
-        table.url.label = "URL"
-        table.url.comment = "e.g. http://10.0.0.2:8000/eden (empty for file-only peers)"
+        for name in PS_PEER_FIELDS:  # the model's labels, in the page's language
+            table[name].label = T(table[name].label)
+        table.url.label = T("URL")
+        table.url.comment = T("e.g. http://10.0.0.2:8000/eden (empty for file-only peers)")
         table.contact.widget = lambda f, v: SQLFORM.widgets.text.widget(f, v, _rows=3)
-        table.username.comment = "account this instance uses to log in at the peer"
-        table.account.comment = "the account here the peer logs in with: it may push only this peer's own files"
+        table.username.comment = T("account this instance uses to log in at the peer")
+        table.account.comment = T("the account here the peer logs in with: it may push only this peer's own files")
         form = SQLFORM(table, record, fields=PS_PEER_FIELDS, deletable=record is not None, showid=False,
-                       submit_button="Save", delete_label="Delete this peer (and its checkpoints)",
+                       submit_button=T("Save"), delete_label=T("Delete this peer (and its checkpoints)"),
                        formstyle="table3cols")
 
         if record is None:
@@ -510,20 +550,23 @@ def instances():
                 f.vars.uuid = "urn:uuid:%s" % f.vars.base_uuid
             others = (table.account == f.vars.account) & (table.id != (record.id if record else 0))
             if f.vars.account and not db(others).isempty():  # an account speaks for one instance
-                f.errors.account = "this account is already the login of another peer"
+                f.errors.account = T("this account is already the login of another peer")
 
         if form.process(formname="plugin_sync_peer", onvalidation=_onvalidation).accepted:
             session.plugin_sync_probe = None  # the tested password is in the peer's row now, not the session
-            session.flash = "Peer deleted." if form.deleted else "Peer saved."
+            session.flash = T("Peer deleted.") if form.deleted else T("Peer saved.")
             redirect(URL("instances"))
         elif form.errors.ps_tested and len(form.errors) == 1:
             response.flash = form.errors.ps_tested  # the test passed: the form shows what the peer said
         elif form.errors:
-            response.flash = "Please correct the highlighted fields."
+            response.flash = T("Please correct the highlighted fields.")
     rows, pager = _ps_page(table, ~table.last_update | table.owner)
+    shown = _ps_job_shown(request.get_vars.job, ("sync",)) if request.get_vars.job else dict(job=None)
+    busy = bool(shown["job"] and shown["job"]["state"] not in _ps_jobs.FINISHED)  # a sync runs: no second one
     # the "Sync now" button of peers with a URL comes with the peer endpoints (below)
-    return dict(rows=rows, pager=pager, form=form, record=record, me=me, mask=_ps_mask,
-                sync_now=globals().get("_ps_sync_now_form"), age=_ps_health.age, now=plugin_sync.peers.utcnow(),
+    return dict(rows=rows, pager=pager, form=form, record=record, me=me, mask=_ps_mask, job=shown["job"], confirm=None,
+                sync_now=lambda peer: _ps_sync_now_form(peer, busy=busy), age=_ps_health.age,
+                now=plugin_sync.peers.utcnow(),
                 scheduler=_ps_health.scheduler_state(db),
                 health={h.peer.id: h for h in _ps_health.peer_health(
                     db, plugin_sync_settings, [record] if record else rows)})
@@ -563,52 +606,36 @@ def _ps_fill(f, name, value):
 
 
 def _ps_verify_peer(f):
-    """New peer: ask it who it is (identity endpoint, through the engine's transport) and fill its identity in.
+    """New peer: ask it who it is (verify.py) and fill its identity into the form, or mark the field at fault.
 
-    Nothing is saved unverified unless "save unverified" is ticked; a typed base UUID must be the
-    one the peer answers with; "Test connection" only fills the form in.
+    Nothing is saved unverified unless "save unverified" is ticked; "Test connection" only fills the form in.
     """
     test = bool(request.post_vars.ps_test)
-    unverified = str(request.post_vars.save_unverified or "").lower() in PS_TRUE
-    ident, problem = None, None
-    if unverified and not test:  # the admin's word: saved as typed (the base UUID's format is still checked)
-        if not f.vars.base_uuid:
+    if str(request.post_vars.save_unverified or "").lower() in PS_TRUE and not test:
+        if not f.vars.base_uuid:  # the admin's word: saved as typed (the base UUID's format is still checked)
             f.errors.base_uuid = T("an unverified peer needs its base UUID")
         return
+    password = _ps_probe_password(f) if f.vars.url else None
+    verdict = _ps_verify.check_peer(db, plugin_sync_settings, f.vars.url, f.vars.username, password,
+                                    f.vars.transport, typed_uuid=f.vars.base_uuid, T=T)
     if f.vars.url:
-        password = _ps_probe_password(f)
-        try:
-            ident = _ps_replicate.probe(db, plugin_sync_settings, f.vars.url, f.vars.username, password,
-                                        f.vars.transport, retries=1)
-        except errors.SyncError as e:
-            db.rollback()
-            problem = e.describe()
         session.plugin_sync_probe = dict(url=f.vars.url, username=f.vars.username, password=password)
-    else:
-        problem = T("no URL: a file-only peer cannot be asked who it is")
-    if ident is not None:
-        typed = (f.vars.base_uuid or "").strip()
-        if typed and typed != ident["base_uuid"]:
-            f.errors.base_uuid = T("the peer at %s answers as %s, not %s: check the base UUID") % (
-                f.vars.url, ident["base_uuid"], typed)
-            return
-        if plugin_sync.peers.find_peer(db, ident["base_uuid"]):
-            f.errors.base_uuid = T("this peer (%s) is already registered") % ident["base_uuid"]
-            return
-        _ps_fill(f, "base_uuid", ident["base_uuid"])
-        for key in ("owner", "contact"):
-            if not f.vars[key] and ident.get(key):
-                _ps_fill(f, key, ident[key])
-        f.vars.clock_offset = ident.get("clock_offset")
-        if test:
-            response.ps_verified = ident
-            field = f.element(_name="password")
-            if field is not None:  # shown empty again (never sent back): the session keeps it for Save
-                field["_placeholder"] = T("as tested (kept)")
-            f.errors.ps_tested = T("Connection OK: %s (%s). Check the details and press Save.") % (
-                ident.get("owner") or "-", ident["base_uuid"])
+    if verdict.ident is None:
+        f.errors[verdict.field] = verdict.message
         return
-    f.errors.url = T("Could not verify the peer: %s. Fix the URL or login, or tick \"save unverified\".") % problem
+    ident = verdict.ident
+    _ps_fill(f, "base_uuid", ident["base_uuid"])
+    for key in ("owner", "contact"):
+        if not f.vars[key] and ident.get(key):
+            _ps_fill(f, key, ident[key])
+    f.vars.clock_offset = ident.get("clock_offset")
+    if test:
+        response.ps_verified = ident
+        field = f.element(_name="password")
+        if field is not None:  # shown empty again (never sent back): the session keeps it for Save
+            field["_placeholder"] = T("as tested (kept)")
+        f.errors.ps_tested = T("Connection OK: %s (%s). Check the details and press Save.") % (
+            ident.get("owner") or "-", ident["base_uuid"])
 
 
 # -- log and conflicts ------------------------------------------------------------
@@ -616,70 +643,46 @@ def _ps_verify_peer(f):
 def log():
     """The replication log, newest first; each row expands to its JSON report."""
     _ps_admin()
-    response.title = "Sync: log"
+    response.title = T("Sync: log")
     t = db.plugin_sync_log
     query = t.id > 0
     if request.get_vars.operation:
         query &= t.operation == request.get_vars.operation
     rows, pager = _ps_page(query, ~t.id)
-    return dict(rows=rows, pager=pager, peer_names=_ps_peer_names(), pretty=_ps_pretty_json, parse=_ps_parse_report)
-
-
-def _ps_parse_report(text):
-    """A log row's JSON report as a dict (for the report table), or None when it is not a report."""
-    try:
-        report = json.loads(text or "")
-    except ValueError:
-        return None
-    return report if isinstance(report, dict) else None
-
-
-def _ps_peer_names():
-    """{base_uuid: owner} of the known peers (for log and conflict rows)."""
-    t = db.sync_instance
-    return {p.base_uuid: p.owner or p.base_uuid for p in db(t).select(t.base_uuid, t.owner)}
-
-
-def _ps_pretty_json(text):
-    if not text:
-        return ""
-    try:
-        return json.dumps(json.loads(text), indent=2, sort_keys=False, ensure_ascii=False)
-    except ValueError:
-        return text
+    return dict(rows=rows, pager=pager, peer_names=_ps_overview.peer_names(db), pretty=_ps_log.pretty, parse=_ps_log.logged_report)
 
 
 def conflicts():
     """Conflicts, unreviewed first; conflicts/<id> compares the losing version with the current record."""
     _ps_admin()
-    response.title = "Sync: conflicts"
+    response.title = T("Sync: conflicts")
     c = db.plugin_sync_conflict
-    peers = _ps_peer_names()
+    peers = _ps_overview.peer_names(db)
     review = FORM(INPUT(_type="hidden", _name="id"), INPUT(_type="hidden", _name="reviewed"),
-                  INPUT(_type="submit", _value="Mark reviewed"))
-    restore = FORM(INPUT(_type="hidden", _name="id"), INPUT(_type="submit", _value="Restore this version"))
+                  INPUT(_type="submit", _value=T("Mark reviewed")))
+    restore = FORM(INPUT(_type="hidden", _name="id"), INPUT(_type="submit", _value=T("Restore this version")))
     if review.accepts(request.post_vars, session, formname="plugin_sync_review"):
         row = c(review.vars.id)
         if row:
             row.update_record(reviewed=str(review.vars.reviewed) != "0")
-            session.flash = "Conflict marked %s." % ("reviewed" if row.reviewed else "unreviewed")
+            session.flash = T("Conflict marked reviewed.") if row.reviewed else T("Conflict marked unreviewed.")
         redirect(URL("conflicts", args=request.args, vars=request.get_vars))
     elif restore.accepts(request.post_vars, session, formname="plugin_sync_restore"):
         try:
             report = _ps_restore.restore(db, plugin_sync_settings, int(restore.vars.id))
-            session.flash = "Version restored (%d record written); the version it replaced is in the list." % (
+            session.flash = T("Version restored (%d record written); the version it replaced is in the list.") % (
                 report.totals()["docs_written"])
         except errors.SyncError as e:
             db.rollback()
-            session.flash = "Nothing restored: %s" % e
+            session.flash = T("Nothing restored: %s") % e
         redirect(URL("conflicts", args=request.args, vars=request.get_vars))
     elif request.env.request_method == "POST":
-        _ps_fail(403, "This form expired or did not come from this page: nothing changed.", dict(error="Forbidden"))
+        _ps_fail(403, T("This form expired or did not come from this page: nothing changed."), dict(error="Forbidden"))
     if request.args(0):
         row = c(request.args(0, cast=int, otherwise=URL("conflicts"))) or redirect(URL("conflicts"))
-        detail = _ps_conflict_detail(row)
+        detail = _ps_review.conflict_detail(db, row)
         return dict(detail=detail, row=row, peers=peers, review=review, restore=restore,
-                    name=_ps_conflict_names([row]).get(row.id))
+                    name=_ps_review.conflict_names(db, [row]).get(row.id))
     show = request.get_vars.show or "unreviewed"
     query = (c.reviewed != True) if show == "unreviewed" else (c.id > 0)  # noqa: E712
     if request.get_vars.table:
@@ -688,57 +691,9 @@ def conflicts():
         query &= c.origin == request.get_vars.peer
     rows, pager = _ps_page(query, c.reviewed | ~c.id)
     return dict(rows=rows, pager=pager, show=show, peers=peers, unreviewed=_ps_unreviewed(),
-                total=db(c).count(), review=review, detail=None, names=_ps_conflict_names(rows),
+                total=db(c).count(), review=review, detail=None, names=_ps_review.conflict_names(db, rows),
                 tables=[r.tablename for r in db(c).select(c.tablename, distinct=True, orderby=c.tablename)],
                 origins=[r.origin for r in db(c.origin != None).select(c.origin, distinct=True, orderby=c.origin)])  # noqa: E711
-
-
-def _ps_conflict_names(rows):
-    """{conflict id: the record's name}: the current record's (table format), else the losing version's."""
-    by_table = {}
-    for r in rows:
-        by_table.setdefault(r.tablename, set()).add(r.record_uuid)
-    current = {t: _ps_names.names_by_uuid(db, t, uuids) for t, uuids in by_table.items()}
-    out = {}
-    for r in rows:
-        name = current.get(r.tablename, {}).get(r.record_uuid)
-        if not name:
-            try:
-                loser = json.loads(r.loser or "{}")
-            except ValueError:
-                loser = {}
-            name = _ps_names.record_name(db, r.tablename, values=loser if isinstance(loser, dict) else {})
-        out[r.id] = name
-    return out
-
-
-def _ps_conflict_detail(row):
-    """[(column, current, losing, differs, local_only)] and the current record (or None)."""
-    try:
-        loser = json.loads(row.loser or "{}") or {}
-    except ValueError:
-        loser = {}
-    current = None
-    if row.tablename in db.tables and "uuid" in db[row.tablename].fields:
-        table = db[row.tablename]
-        hit = db(table.uuid == row.record_uuid).select(table.id, limitby=(0, 1)).first()
-        if hit:
-            current = wire_rows(db, row.tablename, [hit.id]).get(hit.id)
-    columns = list(current or {}) + [k for k in loser if k not in (current or {})]
-    # each reference's `@uuid` right after its field: the uuid is its identity, the id is local
-    # (a user account's is its email, `@email`)
-    notes = [c for c in columns if c.endswith(("@uuid", "@email")) and c.split("@")[0] in columns]
-    columns = [c for c in columns if c not in notes]
-    for note in notes:
-        columns.insert(columns.index(note.split("@")[0]) + 1, note)
-    out = []
-    for col in columns:
-        base = col.split("@")[0]
-        local_only = base in PS_LOCAL_COLUMNS or col + "@uuid" in notes or col + "@email" in notes
-        a = (current or {}).get(col)
-        b = loser.get(col)
-        out.append((col, a, b, not local_only and current is not None and str(a) != str(b), local_only))
-    return dict(columns=out, current=current, loser=loser)
 
 
 # ------------------------------------------------------ peer endpoints (network sync)
@@ -984,14 +939,14 @@ for _ps_name, _ps_fn in (("identity", _ps_rpc_identity), ("changes", _ps_rpc_cha
     _ps_service.xmlrpc(_ps_fn)
 
 
-def _ps_sync_now_form(peer, mode=None, label="Sync now"):
+def _ps_sync_now_form(peer, mode=None, label=None, busy=False):
     """A peer's "Sync now" button: a POST form to sync_now/<id> carrying web2py's CSRF form key.
 
     For views: pass it in the action's dict (e.g. sync_now=_ps_sync_now_form) and write
-    {{=sync_now(row)}}.  mode: None (the peer's mode), pull, push or both.
+    {{=sync_now(row)}}.  mode: None (the peer's mode), pull, push or both.  busy: a sync job runs (disabled).
     """
     form = FORM(INPUT(_type="hidden", _name="mode", _value=mode or ""),
-                INPUT(_type="submit", _value=label, _class="btn small"),
+                INPUT(_type="submit", _value=label or T("Sync now"), _class="btn small", _disabled=busy or None),
                 _action=URL("plugin_sync", "sync_now", args=peer.id), _method="post", _class="ps-inline")
     form.accepts(Storage(), session, formname="plugin_sync_sync_now_%d" % peer.id)
     return form
@@ -1009,29 +964,29 @@ def sync_now():
     ref = request.args(0) or request.vars.peer
     peer = table(int(ref)) if str(ref or "").isdigit() else (plugin_sync.peers.find_peer(db, ref) if ref else None)
     if peer is None:
-        _ps_fail(404, "No such peer: %s" % (ref or "(none given)"), dict(error="NotFound"))
+        _ps_fail(404, T("No such peer: %s") % (ref or T("(none given)")), dict(error="NotFound"))
     if request.env.request_method != "POST":
-        response.title = "Sync: sync now"
+        response.title = T("Sync: sync now")
         return dict(peer=peer, form=_ps_sync_now_form(peer))
     if basic:
         if _ps_cross_site():
-            _ps_fail(403, "Cross-site POST refused.", dict(error="Forbidden"))
+            _ps_fail(403, T("Cross-site POST refused."), dict(error="Forbidden"))
     elif not FORM().accepts(request.post_vars, session, formname="plugin_sync_sync_now_%d" % peer.id):
-        _ps_fail(403, "This form expired or did not come from this page (CSRF key missing or wrong): "
-                      "nothing was synced. Reload the page and try again.", dict(error="Forbidden"))
+        _ps_fail(403, T("This form expired or did not come from this page (CSRF key missing or wrong): "
+                        "nothing was synced. Reload the page and try again."), dict(error="Forbidden"))
     mode = request.vars.mode if request.vars.mode in _ps_replicate.MODES else None
     name = peer.owner or peer.base_uuid
+    if not _ps_wants_json():  # the page: a job (jobs.py), its progress on the Peers page
+        shown = _ps_job_page(dict(), "sync", dict(peer=peer.id, mode=mode, name=name), inline=basic)["job"]
+        if shown["state"] == "done":
+            session.flash = T("Synced with %s: %s.") % (name, shown["report"]["summary"])
+        else:
+            session.flash = T("Sync with %s failed: %s") % (name, shown["error"]["describe"])
+        redirect(URL("instances"))
     try:
         results = _ps_replicate.sync(db, plugin_sync_settings, peer.id, mode=mode)
     except errors.SyncError as e:
-        db.rollback()
         status = 409 if isinstance(e, errors.Locked) else 502 if isinstance(e, errors.PeerError) else 400
-        if _ps_wants_json():
-            _ps_peer_error(status, e)
-        session.flash = "Sync with %s failed: %s" % (name, e.describe())
-        redirect(URL("instances"))
-    if _ps_wants_json():
-        return response.json(dict(ok=True, peer=peer.base_uuid, summary=_ps_replicate.summary(results),
-                                  **_ps_replicate.as_dict(results)))
-    session.flash = "Synced with %s: %s." % (name, _ps_replicate.summary(results))
-    redirect(URL("instances"))
+        _ps_peer_error(status, e)
+    return response.json(dict(ok=True, peer=peer.base_uuid, summary=_ps_replicate.summary(results),
+                              **_ps_replicate.as_dict(results)))

@@ -158,15 +158,35 @@ db.define_table(
     Field("blocked_until", "datetime"),
 )
 
+db.define_table(
+    "plugin_sync_job",  # long work started from a page (preview, import, sync), run by Eden's scheduler (jobs.py)
+    Field("kind", length=16, notnull=True),  # preview | import | sync
+    Field("params", "text"),  # JSON: the file (path, name, key) or the peer (id, mode)
+    Field("state", length=16, default="queued"),  # queued | running | done | failed
+    Field("report", "text"),  # JSON: the final report
+    Field("error", "text"),  # JSON: what failed (table, line, column where known)
+    Field("started_by", "integer"),  # auth_user id of the administrator (not a reference: never synced, kept)
+    Field("created_on", "datetime"),
+    Field("started_on", "datetime"),
+    Field("finished_on", "datetime"),
+    Field("worker", length=128),  # host:pid:nonce of the process running it (a dead one fails the job)
+)
+
 
 def plugin_sync_scheduled():
     """The scheduled sync (Eden's scheduler runs it every minute): the peers that are due; {base_uuid: result}."""
     return plugin_sync_eden.scheduled(db, plugin_sync_settings)
 
 
+def plugin_sync_job(job):
+    """A page's long work (jobs.py), run by Eden's scheduler worker (or in the request when none is alive)."""
+    return plugin_sync_eden.run_job(db, plugin_sync_settings, job, request.folder)
+
+
 # Eden: the task joins Eden's own task registry (deployment settings' tasks, run by its
 # `settings_task`); the periodic scheduler_task row is made once by the plugin's controller.
 plugin_sync_eden.register_task(db, plugin_sync_scheduled)
+plugin_sync_eden.register_task(db, plugin_sync_job)
 # once per process: the synced tables' uuid indexes and change triggers, this instance's identity
 plugin_sync_eden.setup(db, plugin_sync_settings)
 # Eden: an entry in the administrator's menu (Eden built it in its 00_utils model, before this one)

@@ -190,9 +190,8 @@ class Server:
                 self.proc.wait()
 
 
-@pytest.fixture
-def start_server():
-    """Factory: start_server("a", uri=None) -> a running Server; all stopped at teardown."""
+def _server_factory():
+    """start(name, uri=None, seed=True) -> a running Server, and the servers started, to stop."""
     servers = []
 
     def start(name="a", uri=None, seed=True):
@@ -200,6 +199,22 @@ def start_server():
         servers.append(server)
         return server
 
+    return start, servers
+
+
+@pytest.fixture
+def start_server():
+    """Factory: start_server("a", uri=None) -> a running Server; all stopped at teardown."""
+    start, servers = _server_factory()
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def start_module_server():
+    """start_server for a module's servers that its tests only read: started once, stopped after the module."""
+    start, servers = _server_factory()
     yield start
     for server in servers:
         server.stop()

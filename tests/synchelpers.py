@@ -1,11 +1,11 @@
 """Helpers for sync tests: move data between two app environments, compare by uuid."""
 import datetime
 import io
+import json
 
-from applications.eden.modules.plugin_sync.export import wire_rows
 from applications.eden.modules.plugin_sync.fileio import export_bytes, import_from
-from applications.eden.modules.plugin_sync.fileformat import UUID
-from applications.eden.modules.plugin_sync.tables import LOCAL_META, references, synced_tables
+from applications.eden.modules.plugin_sync.fileformat import NULL, UUID
+from applications.eden.modules.plugin_sync.tables import LOCAL_META, references, synced_tables, travelling_fields
 
 # local, not content (tables.LOCAL_META), the uuids of the local accounts, and deleted_fk (local ids)
 LOCAL = LOCAL_META + ("created_by" + UUID, "modified_by" + UUID, "deleted_fk")
@@ -26,18 +26,73 @@ def sync(src, dst, dry_run=False, **kw):
 
 
 def snapshot(env, tables=None):
-    """{table: {uuid: {column: cell}}}: content by identity, with local ids replaced by uuids."""
+    """{table: {uuid: {column: text}}}: content by identity, local ids replaced by uuids.
+
+    Read with a plain select and turned into text by its own simple rule (_text), not by the export:
+    a drift of the exporter's cells then shows as a difference (tests/test_export_cells.py holds
+    the exporter to the same cells).  Columns as in the file: the travelling fields but the local
+    ones (LOCAL) and the references, whose `@uuid` columns name their targets instead.
+    """
     db = env["db"]
-    out = {}
+    out, uuids = {}, {}
+
+    def uuid_of(target, i):
+        if target not in uuids:
+            uuids[target] = dict(db.executesql("SELECT id, uuid FROM %s" % db[target]._rname))
+        return uuids[target].get(i)
+
     for t in tables or synced_tables(db, settings(env)):
-        ids = [r.id for r in db(db[t]).select(db[t].id)]
-        rows = wire_rows(db, t, ids)
-        refs = {f for f, _, _ in references(db[t])} | {"deleted_rb"}
-        out[t] = {
-            r["uuid"]: {k: v for k, v in r.items() if k not in LOCAL and k not in refs}
-            for r in rows.values()
-        }
+        table = db[t]
+        refs = {f: (target, is_list) for f, target, is_list in references(table)}
+        if "deleted_rb" in table.fields:
+            refs["deleted_rb"] = (t, False)
+        fields = [f for f in travelling_fields(db, table) if f not in LOCAL]
+        rows = {}
+        for r in db(table).select(*[table[f] for f in fields], table.deleted_fk if "deleted_fk" in table.fields else table.id,
+                                  cacheable=True):
+            content = {}
+            for f in fields:
+                value = r[f]
+                if f not in refs:
+                    content[f] = _text(value)
+                elif refs[f][1]:  # list:reference: the targets' uuids in list order
+                    named = [uuid_of(refs[f][0], i) for i in value or []]
+                    content[f + UUID] = "|%s|" % "|".join(u for u in named if u) if value else NULL
+                else:
+                    content[f + UUID] = _text(uuid_of(refs[f][0], value) if value is not None else None)
+            if "deleted_fk" in table.fields:
+                content["deleted_fk" + UUID] = _deleted_fk(table, r.deleted_fk, uuid_of)
+            rows[content["uuid"]] = content
+        out[t] = rows
     return out
+
+
+def _text(value):
+    """A value as text, by a rule of the tests' own: <NULL>, date and time to the second, the rest str()."""
+    if value is None:
+        return NULL
+    if isinstance(value, datetime.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()[:19]
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def _deleted_fk(table, text, uuid_of):
+    """deleted_fk's {field: local id} as {field: uuid} (JSON, sorted), as the file carries it."""
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        data = None
+    if not data or not isinstance(data, dict):
+        return NULL
+    named = {}
+    for f, i in data.items():
+        target = table[f].type[10:].strip() if f in table.fields and table[f].type.startswith("reference ") else None
+        named[f] = uuid_of(target, i) if target and isinstance(i, int) else None
+    return json.dumps(named, sort_keys=True)
 
 
 def dangling(env):

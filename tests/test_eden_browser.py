@@ -5,10 +5,12 @@ is flagged on the dashboard and in the picture; a conflict is opened by its
 record's name and restored; a non-admin is refused on every page and endpoint.
 Screenshots go to test-artefacts/screenshots/ (git-ignored) for a person to look at.
 """
+import json
 import os
 import re
 import shutil
 import tempfile
+import time
 
 import pytest
 from conftest import add_eden_user
@@ -22,7 +24,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--no-first-run"]
 SHOTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test-artefacts", "screenshots")
 PAGES = ("index", "index.json", "export", "export.csv", "import_and_sync", "import_and_sync.json", "instances",
-         "instances/new", "log", "conflicts", "sync_now/1", "sync_now.json")
+         "instances/new", "log", "conflicts", "sync_now/1", "sync_now.json", "job.json/1", "job/1")
 
 
 @pytest.fixture
@@ -284,3 +286,143 @@ def test_import_preview_lists_the_records_by_name(eden_instance, eden_server, ed
     assert "Import report" in page.content() and page.locator("#ps-samples").count() == 0
     a["db"].commit()
     assert row(a, "org_organisation", name="Gamma Relief") is not None
+
+
+def bulk_people(env, prefix, n):
+    """n persons in one bulk insert (Eden's table, its defaults: uuid, modified_on): a file large enough to watch."""
+    db = env["db"]
+    env["s3db"].table("pr_person")
+    db.pr_person.bulk_insert([dict(first_name="%s %05d" % (prefix, i), last_name="Bulk") for i in range(n)])
+    db.commit()
+
+
+def job_id(page):
+    return int(re.search(r"[?&]job=(\d+)", page.url).group(1))
+
+
+def watch_job(page, url, number, auth, buttons, on_midway=None):
+    """Poll job.json/<number> (as a script would) until the job has finished; [(state, done, total)] seen.
+
+    Whenever the job is seen midway (0 < done < total), the page's buttons (`buttons`, a selector)
+    must be disabled at that moment (and `on_midway()` is called the first time).
+    """
+    seen, deadline = [], time.time() + 300
+    while time.time() < deadline:
+        status, _, body = http("GET", "%s/plugin_sync/job.json/%d" % (url, number), auth=auth)
+        assert status == 200, body[:300]
+        job = json.loads(body)
+        seen.append((job["state"], job["done"], job["total"]))
+        if job["state"] in ("done", "failed"):
+            return seen, job
+        if job["total"] and 0 < job["done"] < job["total"]:
+            assert all(b.is_disabled() for b in page.locator(buttons).all()), seen
+            if on_midway:
+                on_midway()
+                on_midway = None
+        time.sleep(0.05)
+    raise AssertionError("job %d did not finish: %s" % (number, seen[-5:]))
+
+
+def midway(seen):
+    return [s for s in seen if s[0] == "running" and s[2] and 0 < s[1] < s[2]]
+
+
+def test_jobs_sync_export_and_a_large_import_show_progress_then_the_report(
+        eden_instance, eden_server, eden_admin, browser, backend, tmp_path):
+    """Sync now and watch the progress bar reach the report; export from the page and download the file;
+    import a large file with preview (record names listed), confirm, progress, report: all run by Eden's
+    scheduler worker, the page polling job.json."""
+    b = eden_instance("b")
+    bulk_people(b, "Beta", 3000)
+    c = eden_instance("c")
+    bulk_people(c, "Gamma", 30000)
+    path = str(tmp_path / "gamma.csv.gz")
+    with open(path, "wb") as out:
+        fileio.export_to(c["db"], c["plugin_sync_settings"], out, fmt="gz")
+    a = eden_instance("a")
+    login_b = peer_login(b, speaks_for=a)
+    server_b = eden_server("b", env=b)
+    peer = replicate.register_peer(a["db"], a["plugin_sync_settings"], server_b.url, *login_b)
+    server_a = eden_server("a", env=a, scheduler=True)
+    deadline = time.time() + 120  # Eden's worker has started when it has a heartbeat: jobs then go to it
+    while not json.loads(http("GET", server_a.url + "/plugin_sync/index.json", auth=eden_admin)[2])[
+            "scheduler"]["alive"]:
+        assert time.time() < deadline, open(server_a.log).read()[-3000:]
+        time.sleep(1)
+    page = browser
+    login(page, server_a.url, *eden_admin)
+
+    # 1. Sync now: the Peers page shows the job's progress card, its buttons disabled, then the report
+    page.goto(server_a.url + "/plugin_sync/instances")
+    page.locator('tr[data-peer="%s"] input[type=submit][value="Sync now"]' % peer.base_uuid).click()
+    page.wait_for_url(re.compile(r".*/plugin_sync/instances\?job=\d+$"))
+    number = job_id(page)
+    card = page.locator("#ps-job")
+    assert card.count() == 1 and card.locator("progress").count() == 1
+    sync_button = 'tr[data-peer="%s"] input[type=submit][value="Sync now"]' % peer.base_uuid
+    assert page.locator(sync_button).is_disabled()
+    shot(page, "job-sync-progress", backend)
+    seen, job = watch_job(page, server_a.url, number, eden_admin, sync_button)
+    assert job["state"] == "done", job
+    assert job["report"]["pull"]["tables"]["pr_person"]["created"] >= 3000
+    page.wait_for_selector("#ps-job-done")  # the page's own polling swapped the card for the report
+    assert page.locator("#ps-job").count() == 0
+    assert "pulled" in page.locator("#ps-sync-summary").inner_text()
+    assert "{:,}".format(job["report"]["pull"]["tables"]["pr_person"]["created"]) in \
+        page.locator("#ps-report tr", has_text="pr_person").inner_text()
+    # the peer's health, drawn before the sync ran, is drawn again: now synced
+    page.wait_for_selector('table.ps-health tr.ps-peer-ok[data-peer="%s"]' % peer.base_uuid)
+    assert not page.locator(sync_button).is_disabled()
+    shot(page, "job-sync-report", backend)
+
+    # 2. an export from the page: a job too, its file downloaded from the link that replaces the card
+    page.goto(server_a.url + "/plugin_sync/export")
+    page.click('#ps-export-form input[type=submit]')
+    page.wait_for_url(re.compile(r".*/plugin_sync/export\?job=\d+$"))
+    assert page.locator("#ps-job, #ps-job-done").count() == 1  # running, or already done
+    page.wait_for_selector("#ps-download")
+    assert not page.locator("#ps-export-form input[type=submit]").is_disabled()
+    shot(page, "job-export-ready", backend)
+    got = page.request.get(server_a.url + page.locator("#ps-download").get_attribute("href")[len("/eden"):])
+    assert got.ok and got.body().startswith(b"TABLE sync_instance") and b"Beta 00001" in got.body()
+
+    # 3. a large file: preview (a job), the record names listed, then Import for real (a job), the report
+    page.goto(server_a.url + "/plugin_sync/import_and_sync")
+    page.set_input_files("#ps-data", path)
+    page.check('input[name="dry_run"]')
+    page.click('#ps-import-form input[type=submit]')
+    page.wait_for_url(re.compile(r".*/plugin_sync/import_and_sync\?job=\d+$"))
+    assert page.locator("#ps-job progress").count() == 1
+    assert page.locator("#ps-import-form input[type=submit]").is_disabled()
+    shot(page, "job-preview-progress", backend)
+    previewed, job = watch_job(page, server_a.url, job_id(page), eden_admin, "#ps-import-form input[type=submit]",
+                              lambda: shot(page, "job-preview-midway", backend))
+    assert job["state"] == "done" and job["report"]["dry_run"], job
+    page.wait_for_selector("#ps-confirm-form")
+    created = page.locator("#ps-samples tr.ps-sample-created").filter(has_text="pr_person")
+    assert created.locator(".ps-sample-name").count() == 10 and "Gamma" in created.inner_text()
+    assert re.search(r"and 29,9\d\d more", created.inner_text())  # 30,000 and the few persons Eden made
+    assert row(a, "pr_person", first_name="Gamma 00001") is None  # a preview writes nothing
+    assert not page.locator("#ps-import-form input[type=submit]").is_disabled()
+    shot(page, "job-preview-report", backend)
+    page.click('#ps-confirm-form input[type=submit]')
+    page.wait_for_url(re.compile(r".*/plugin_sync/import_and_sync\?job=\d+$"))
+    imported, job = watch_job(page, server_a.url, job_id(page), eden_admin, "#ps-import-form input[type=submit]",
+                             lambda: shot(page, "job-import-midway", backend))
+    assert job["state"] == "done" and not job["report"]["dry_run"], job
+    assert job["report"]["tables"]["pr_person"]["created"] >= 30000
+    page.wait_for_selector("#ps-report")
+    assert "Import report" in page.locator("#ps-report h2").inner_text()
+    assert page.locator("#ps-job").count() == 0
+    shot(page, "job-import-report", backend)
+    a["db"].commit()
+    assert row(a, "pr_person", first_name="Gamma 00001") is not None
+    # the bar was seen midway (0 < done < total), with the buttons disabled then (watch_job checked)
+    assert midway(previewed + imported), (previewed, imported)
+    print("midway states seen: preview %d, import %d" % (len(midway(previewed)), len(midway(imported))))
+    # the job endpoint is the administrator's alone
+    add_eden_user(a, "clerk@example.org", "Clerk-pass-1")
+    a["db"].commit()
+    status, _, body = http("GET", "%s/plugin_sync/job.json/%d" % (server_a.url, job["id"]),
+                           auth=("clerk@example.org", "Clerk-pass-1"))
+    assert status == 403 and b"pr_person" not in body

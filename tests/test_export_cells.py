@@ -1,8 +1,8 @@
-"""The export's two cell builders agree: the file's cells (TableExporter.lines(), column by column,
-or cells() for tables of another shape) and wire_rows() (the local rows in export form behind the
-tie-break hash, the conflict log and the tests' snapshot), for every synced table and every pydal
-field type.  The file is read back here with the csv module alone, independently of the exporter;
-cells compare as the tie-break hash does (text; a value of wire_rows as str())."""
+"""The export's cells (TableExporter.columns_of, its one cell builder) as the file carries them
+(TableExporter.lines(): quoted, column by column) and as wire_rows() gives them (the local rows in
+export form behind the tie-break hash and the conflict log) agree, for every synced table and every
+pydal field type.  The file is read back here with the csv module alone, independently of the
+exporter; cells compare as the tie-break hash does (text; a value of wire_rows as str())."""
 import csv
 import datetime
 import io

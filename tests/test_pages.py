@@ -158,71 +158,80 @@ def assert_no_data(server, body):
 
 @pytest.fixture
 def server(start_server):
+    """A seeded server of its own, for a test that writes to it."""
     srv = start_server("pages")
+    prepare(srv)
+    return srv
+
+
+@pytest.fixture(scope="module")
+def reader(start_module_server):
+    """A seeded server the module's tests only read (and export from): started once per module."""
+    srv = start_module_server("pages-read")
     prepare(srv)
     return srv
 
 
 # -- who may see the pages ----------------------------------------------------------
 
-def test_anonymous_browsers_are_sent_to_login_and_see_no_data(server):
-    anon = Client(server)
+def test_anonymous_browsers_are_sent_to_login_and_see_no_data(reader):
+    anon = Client(reader)
     for page in PAGES:
         status, headers, body = anon.get("/plugin_sync/%s" % page)
         assert status == 303, (page, status)
         assert "/eden/default/user/login" in headers["Location"] and "_next=" in headers["Location"]
-        assert_no_data(server, body)
+        assert_no_data(reader, body)
     # the same for an export asked with its format, and a conflict's detail
     for path in ("/plugin_sync/export?fmt=csv", "/plugin_sync/export.csv", "/plugin_sync/conflicts/1"):
         status, _, body = anon.get(path)
         assert status == 303 and b"TABLE" not in body
 
 
-def test_scripts_get_401_without_valid_credentials(server):
+def test_scripts_get_401_without_valid_credentials(reader):
     for page in PAGES:
-        status, headers, body = Client(server).get("/plugin_sync/%s.json" % page)
+        status, headers, body = Client(reader).get("/plugin_sync/%s.json" % page)
         assert status == 401, (page, status)
         assert json.loads(body)["ok"] is False
         assert headers["WWW-Authenticate"].startswith("Basic ")
-        assert_no_data(server, body)
-    wrong = Client(server, basic=(ADMIN[0], "not-the-password"))
+        assert_no_data(reader, body)
+    wrong = Client(reader, basic=(ADMIN[0], "not-the-password"))
     for path in ("/plugin_sync/export", "/plugin_sync/export.csv", "/plugin_sync/index", "/plugin_sync/index.json"):
         status, _, body = wrong.get(path)
         assert status == 401, (path, status)
-        assert_no_data(server, body)
+        assert_no_data(reader, body)
     status, _, body = wrong.post("/plugin_sync/import_and_sync.json", files=dict(data=("x.csv", b"TABLE x\n")))
     assert status == 401 and json.loads(body)["error"]["error"] == "Unauthorized"
 
 
-def test_non_admins_get_403_and_no_data(server):
-    before = synced_counts(server)
-    export = Client(server, basic=ADMIN).get("/plugin_sync/export.csv")[2]
-    for clerk in (Client(server, basic=CLERK), Client(server).login(*CLERK)):
+def test_non_admins_get_403_and_no_data(reader):
+    before = synced_counts(reader)
+    export = Client(reader, basic=ADMIN).get("/plugin_sync/export.csv")[2]
+    for clerk in (Client(reader, basic=CLERK), Client(reader).login(*CLERK)):
         for page in PAGES:
             status, _, body = clerk.get("/plugin_sync/%s" % page)
             assert status == 403, (page, status)
-            assert_no_data(server, body)
+            assert_no_data(reader, body)
         for path in ("/plugin_sync/export.csv", "/plugin_sync/export?fmt=zip", "/plugin_sync/index.json"):
             status, _, body = clerk.get(path)
             assert status == 403, (path, status)
-            assert_no_data(server, body)
+            assert_no_data(reader, body)
         status, _, body = clerk.post("/plugin_sync/import_and_sync.json", files=dict(data=("a.csv", export)))
         assert status == 403
-        assert_no_data(server, body)
-    assert synced_counts(server) == before
+        assert_no_data(reader, body)
+    assert synced_counts(reader) == before
     # the logged-in clerk is told why, in the layout
-    status, _, body = Client(server).login(*CLERK).get("/plugin_sync/export")
+    status, _, body = Client(reader).login(*CLERK).get("/plugin_sync/export")
     assert status == 403 and b"is not a member of the" in body and b"Log out" in body
 
 
 # -- export -------------------------------------------------------------------
 
-def test_export_over_basic_is_a_pydal_csv_without_local_tables(server):
-    admin = Client(server, basic=ADMIN)
+def test_export_over_basic_is_a_pydal_csv_without_local_tables(reader):
+    admin = Client(reader, basic=ADMIN)
     status, headers, body = admin.get("/plugin_sync/export")  # a script gets the file directly
     assert status == 200
     assert headers["Content-Type"].startswith("text/csv")
-    assert re.match(r'attachment; filename="eden-%s-\d{8}T\d{6}Z\.csv"' % base_uuid(server)[:8],
+    assert re.match(r'attachment; filename="eden-%s-\d{8}T\d{6}Z\.csv"' % base_uuid(reader)[:8],
                     headers["Content-Disposition"])
     text = body.decode("utf-8")
     assert text.startswith("TABLE sync_instance\r\n") and text.rstrip().endswith("END")  # pydal's CSV: CRLF
@@ -244,11 +253,11 @@ def test_export_over_basic_is_a_pydal_csv_without_local_tables(server):
     assert re.findall(r"^TABLE (\S+)", text, re.M) == ["sync_instance", "org_organisation", "gis_location",
                                                         "plugin_sync_tombstone"]
     # the run is logged
-    assert sql(server, "SELECT count(*) FROM plugin_sync_log WHERE operation='export'")[0][0] >= 4
+    assert sql(reader, "SELECT count(*) FROM plugin_sync_log WHERE operation='export'")[0][0] >= 4
 
 
-def test_export_of_a_never_synced_table_is_refused_with_400(server):
-    admin = Client(server, basic=ADMIN)
+def test_export_of_a_never_synced_table_is_refused_with_400(reader):
+    admin = Client(reader, basic=ADMIN)
     for path in ("/plugin_sync/export?tables=auth_user", "/plugin_sync/export.csv?tables=auth_user",
                  "/plugin_sync/export?fmt=zip&tables=org_organisation&tables=auth_user"):
         status, _, body = admin.get(path)
@@ -261,15 +270,15 @@ def test_export_of_a_never_synced_table_is_refused_with_400(server):
     assert status == 400 and error["ok"] is False and error["error"]["error"] == "TableNotSynced"
     assert error["error"]["table"] == "s3_setting"
     # a browser gets a page in the layout; an empty choice is refused too
-    browser = Client(server).login(*ADMIN)
+    browser = Client(reader).login(*ADMIN)
     status, _, body = browser.get("/plugin_sync/export?fmt=csv&tables=auth_user")
     assert status == 400 and b"never synced" in body and b"<html" in body and b"TABLE" not in body
     status, _, body = browser.get("/plugin_sync/export?fmt=csv&tables=")
     assert status == 400 and b"Choose at least one table" in body
 
 
-def test_export_form_lists_synced_tables_only(server):
-    status, _, body = Client(server).login(*ADMIN).get("/plugin_sync/export")
+def test_export_form_lists_synced_tables_only(reader):
+    status, _, body = Client(reader).login(*ADMIN).get("/plugin_sync/export")
     page = body.decode()
     assert status == 200
     boxes = re.findall(r'name="tables" value="([^"]+)"', page)
@@ -280,8 +289,8 @@ def test_export_form_lists_synced_tables_only(server):
 
 # -- import -------------------------------------------------------------------
 
-def test_import_json_between_two_servers_then_unchanged(server, start_server):
-    data = Client(server, basic=ADMIN).get("/plugin_sync/export.csv")[2]
+def test_import_json_between_two_servers_then_unchanged(reader, start_server):
+    data = Client(reader, basic=ADMIN).get("/plugin_sync/export.csv")[2]
     other = start_server("pages-b")
     prepare(other, data=False, clerk=False)
     admin_b = Client(other, basic=ADMIN)
@@ -290,7 +299,7 @@ def test_import_json_between_two_servers_then_unchanged(server, start_server):
     report = json.loads(body)
     assert report["ok"] is True and report["dry_run"] is False
     assert report["totals"]["created"] > 0 and report["tables"]["org_organisation"]["created"] == 2
-    assert report["origin"]["base_uuid"] == base_uuid(server)
+    assert report["origin"]["base_uuid"] == base_uuid(reader)
     assert synced_counts(other)["org_organisation"] == 2
     # the same file again changes nothing
     report = json.loads(admin_b.post("/plugin_sync/import_and_sync.json", files=dict(data=("a.csv", data)))[2])
@@ -298,11 +307,11 @@ def test_import_json_between_two_servers_then_unchanged(server, start_server):
     assert report["totals"]["unchanged"] == report["totals"]["read"] > 0
     # the sender is now a known peer, listed on the dashboard
     status, _, page = Client(other).login(*ADMIN).get("/plugin_sync/index")
-    assert status == 200 and base_uuid(server).encode() in page
+    assert status == 200 and base_uuid(reader).encode() in page
 
 
-def test_import_json_dry_run_and_errors_write_nothing(server, start_server):
-    data = Client(server, basic=ADMIN).get("/plugin_sync/export.csv")[2]
+def test_import_json_dry_run_and_errors_write_nothing(reader, start_server):
+    data = Client(reader, basic=ADMIN).get("/plugin_sync/export.csv")[2]
     other = start_server("pages-b")
     admin_b = Client(other, basic=ADMIN)
     before, logs = synced_counts(other), count(other, "plugin_sync_log")
@@ -327,8 +336,8 @@ def test_import_json_dry_run_and_errors_write_nothing(server, start_server):
     assert status == 200 and json.loads(body)["totals"]["created"] > 0
 
 
-def test_import_form_needs_the_form_key(server, start_server):
-    data = Client(server, basic=ADMIN).get("/plugin_sync/export.csv")[2]
+def test_import_form_needs_the_form_key(reader, start_server):
+    data = Client(reader, basic=ADMIN).get("/plugin_sync/export.csv")[2]
     other = start_server("pages-b")
     browser = Client(other).login(*ADMIN)
     status, _, page = browser.get("/plugin_sync/import_and_sync")
@@ -356,8 +365,8 @@ def test_import_form_needs_the_form_key(server, start_server):
     assert status == 403
 
 
-def test_import_form_preview_then_import_for_real(server, start_server):
-    data = Client(server, basic=ADMIN).get("/plugin_sync/export.csv")[2]
+def test_import_form_preview_then_import_for_real(reader, start_server):
+    data = Client(reader, basic=ADMIN).get("/plugin_sync/export.csv")[2]
     other = start_server("pages-b")
     browser = Client(other).login(*ADMIN)
     key = formkey(browser.get("/plugin_sync/import_and_sync")[2], "plugin_sync_import")

@@ -276,7 +276,7 @@ class Writer:
             self.stream.write("\r\n".join(lines))
 
     def writelines(self, lines):
-        """Lines made already (csv.writer's, without their line ends, e.g. by values.column_cells)."""
+        """Lines made already (csv.writer's, without their line ends: the export's, by values.quoted_cells)."""
         if lines:
             lines = list(lines)
             lines.append("")

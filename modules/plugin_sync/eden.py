@@ -26,7 +26,7 @@ import threading
 from gluon import current
 from gluon.storage import Storage
 
-from . import database_key, dialect, entities
+from . import database_key, dialect, entities, jobs
 from . import setup as engine_setup
 from .accounts import PEER_GROUP, PEER_ROLE_DESCRIPTION, PEER_ROLE_NAME, ensure_peer_role as engine_peer_role
 from .accounts import find_role, peer_group
@@ -36,6 +36,7 @@ from .tables import DEFAULT_EDEN_TABLES, references
 
 TASK = "plugin_sync_scheduled"  # the task's name in Eden's registry and in scheduler_task.task_name
 TASK_UUID = "plugin_sync_scheduled-v1"
+JOB_TASK = "plugin_sync_job"  # the task that runs a page's long work (jobs.py), queued per job
 TASK_PERIOD = 60  # seconds: the task syncs the peers that are due (sync_instance.sync_interval)
 
 _lock = threading.Lock()
@@ -256,11 +257,44 @@ def scheduled(db, settings):
 
 
 def register_task(db, function):
-    """Put the task into Eden's task registry (deployment settings' tasks, run by Eden's `settings_task`)."""
+    """Put a task (by its function's name) into Eden's task registry (deployment settings' tasks, run by Eden's
+    `settings_task`)."""
     if not is_eden(db):
         return False
-    current.deployment_settings.tasks[TASK] = function
+    current.deployment_settings.tasks[function.__name__] = function
     return True
+
+
+def run_job(db, settings, job_id, app_folder):
+    """The job task (a page's long work, jobs.py): the synced tables defined, then the job run; its final state."""
+    prepare(db, settings)
+    return jobs.run(db, settings, int(job_id), app_folder)
+
+
+def start_job(db, settings, job_id, app_folder, worker_alive):
+    """Queue a job for Eden's scheduler worker; "queued", or "ran" when it ran here and now.
+
+    Queued the way Eden schedules tasks (S3Task.schedule_task: a one-off scheduler_task row of
+    Eden's `settings_task`; its run_async fails with this gluon and pydal), and the worker told
+    to pick it up at once.  With no live worker (`worker_alive`: health.scheduler_state), in a
+    host without Eden's S3Task, or where queueing fails, the job runs in the calling request:
+    the page then answers when it is done, instead of waiting for a worker that is not there.
+    """
+    s3task = getattr(current, "s3task", None)
+    if worker_alive and is_eden(db) and s3task is not None and "scheduler_task" in db.tables:
+        try:
+            task_id = s3task.schedule_task(JOB_TASK, function_name="settings_task",
+                                           vars={"taskname": JOB_TASK, "job": int(job_id)}, repeats=1,
+                                           retry_failed=0, timeout=task_timeout(settings), ignore_duplicate=True,
+                                           user_id=False)
+            if "scheduler_worker" in db.tables:  # the ticker assigns it now, not at its next round
+                db(db.scheduler_worker.is_ticker == True).update(status="PICK")  # noqa: E712 (pydal)
+            db.commit()
+            return "queued"
+        except Exception:  # the scheduler's tables locked or missing: run it here rather than not at all
+            db.rollback()
+    run_job(db, settings, job_id, app_folder)
+    return "ran"
 
 
 def task_timeout(settings):

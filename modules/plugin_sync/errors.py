@@ -64,3 +64,13 @@ class Refused(SyncError):
 
 class Busy(SyncError):
     """Another import holds this database's write lock (SQLite) for longer than we wait; nothing changed."""
+
+
+def failure(e, what="the import"):
+    """Any exception as the error dict pages and JSON answers show (with `describe`, one clear line);
+    one the engine did not foresee says so, and that nothing of `what` was written."""
+    if isinstance(e, SyncError):
+        return dict(e.as_dict(), describe=e.describe())
+    message = "%s failed (%s: %s); nothing was written" % (what, type(e).__name__, (str(e).splitlines() or
+                                                                                    ["no message"])[0])
+    return dict(error="InternalError", message=message, describe=message)

@@ -2,14 +2,16 @@
 
 Rows are read with one SQL query per table (LEFT JOINs fetch the uuid of each
 referenced record) through a server-side cursor, and written as they come, so
-memory stays flat whatever the size of the database.  The file starts with the
-exporting instance's own `sync_instance` row and ends with the tombstones of
-hard-deleted records.
+memory stays flat whatever the size of the database.  One cell builder
+(TableExporter.columns_of) makes a batch's cells column by column: the file's
+lines quote them (lines()), wire_rows gives them as they are (cells()).  The
+file starts with the exporting instance's own `sync_instance` row and ends
+with the tombstones of hard-deleted records.
 """
 import datetime
 import json
 
-from . import changes, dialect
+from . import changes, dialect, progress
 from .csvstream import Writer
 from .entities import key_of
 from .fileformat import (IDENTITY_COLUMNS, IDENTITY_TABLE, MERGED, NULL, PARTIAL, ROW_SEQ, SINCE, TOMBSTONE_COLUMNS,
@@ -17,7 +19,7 @@ from .fileformat import (IDENTITY_COLUMNS, IDENTITY_TABLE, MERGED, NULL, PARTIAL
 from .gcpause import paused
 from .peers import identity_record, utcnow
 from .tables import synced_tables, travelling_fields
-from .values import bar_decode, bar_encode, column_cells, formatter, is_plain_formatter, stored_text_formatter
+from .values import bar_decode, bar_encode, column_values, formatter, quoted_cells, stored_text_formatter
 
 BATCH = 5000
 
@@ -73,78 +75,51 @@ class TableExporter:
                 if fmt:
                     self.formats[i] = fmt
                     self.as_text.add(f)
-        self.joined = sum(1 for n in self.notes if n[3] == "ref")
-        # the usual shape: all annotations are joined references, but for a last deleted_fk
-        kinds = [n[3] for n in self.notes]
-        fk_last = bool(kinds) and kinds[-1] == "fk"
-        self.straight = all(k == "ref" for k in (kinds[:-1] if fk_last else kinds))
-        self.fk_index = self.fields.index(self.notes[-1][1]) if fk_last else None
-        self.special = [(i, fmt) for i, fmt in enumerate(self.formats) if not is_plain_formatter(fmt)]
 
     def sql(self, where="", seq=False):
         return _select_sql(self.db, self.table, self.notes, where, self.as_text, seq, self.fields)
 
-    def cells(self, raw_rows, seq=False):
-        """CSV rows for a batch of raw rows (field values followed by joined uuids).
+    def columns_of(self, raw_rows, seq=False):
+        """The cells of a batch of raw rows (field values, then joined uuids), column by column: the
+        one cell builder, behind both the file's lines and wire_rows.
 
-        With `seq` (rows of sql(seq=True)), each row ends with its ROW_SEQ cell.
+        Columns in the file's order (self.columns, then with `seq` the ROW_SEQ
+        cell, from rows of sql(seq=True)); each column formatted in one pass.
         """
-        lookups = self._batch_lookups(raw_rows)
-        if not self.straight:
-            return self._cells_general(raw_rows, lookups, seq)
-        special, fk, out = self.special, self.fk_index, []
-        for raw in raw_rows:
-            row = [NULL if v is None else v for v in raw]  # fields and joined uuids (and the seq) alike
-            for i, fmt in special:
-                row[i] = fmt(raw[i])
-            if fk is not None:
-                text = raw[fk]
-                cell = self._fk_uuids(text, lookups) if text else NULL
-                if seq:
-                    row.insert(-1, cell)
-                else:
-                    row.append(cell)
-            out.append(row)
-        return out
-
-    def lines(self, raw_rows, seq=False):
-        """The CSV lines (as csv.writer writes them, without line ends) of cells(raw_rows, seq), built
-        column by column: each column formatted, turned to text and quoted in one pass (C-level
-        maps and joins), then the lines joined by zip.  For the usual shape (self.straight)."""
+        if not raw_rows:
+            return [[] for _ in range(len(self.columns) + (1 if seq else 0))]
         lookups = self._batch_lookups(raw_rows)
         cols = list(zip(*raw_rows))
-        formats = dict(self.special)
-        out = []
-        width = len(self.fields) + self.joined
-        for i, col in enumerate(cols[:width]):
-            fmt = formats.get(i)
-            out.append(column_cells(col, fmt) if fmt else column_cells(col))
-        if self.fk_index is not None:
-            out.append(column_cells([self._fk_uuids(text, lookups) if text else NULL for text in cols[self.fk_index]]))
-        if seq:
-            out.append(column_cells(cols[-1]))
-        return list(map(",".join, zip(*out)))
-
-    def _cells_general(self, raw_rows, lookups, seq=False):
-        """cells() for any order of annotations (list:references among them)."""
         n, formats = len(self.fields), self.formats
-        out = []
-        for raw in raw_rows:
-            row = [fmt(v) for fmt, v in zip(formats, raw[:n])]
-            joined = iter(raw[n:])
-            for col, fname, ref, kind in self.notes:
-                if kind == "ref":
-                    row.append(_cell(next(joined)))
-                elif kind == "list":
-                    ids = bar_decode(raw[self.fields.index(fname)])
-                    uuids = [lookups[ref].get(i) for i in ids]
-                    row.append("|%s|" % "|".join(u for u in uuids if u) if ids else NULL)
-                else:
-                    row.append(self._fk_uuids(raw[self.fields.index(fname)], lookups))
-            if seq:
-                row.append(_cell(raw[-1]))
-            out.append(row)
+        out = [column_values(cols[i], formats[i]) for i in range(n)]
+        joined = n
+        for _, fname, ref, kind in self.notes:
+            if kind == "ref":
+                out.append(column_values(cols[joined]))
+                joined += 1
+            elif kind == "list":
+                out.append([self._list_uuids(text, lookups[ref]) for text in cols[self.fields.index(fname)]])
+            else:
+                out.append([self._fk_uuids(text, lookups) if text else NULL for text in cols[self.fields.index(fname)]])
+        if seq:
+            out.append(column_values(cols[-1]))
         return out
+
+    def cells(self, raw_rows, seq=False):
+        """CSV rows (unquoted cells) for a batch of raw rows: columns_of() as rows."""
+        return list(map(list, zip(*self.columns_of(raw_rows, seq))))
+
+    def lines(self, raw_rows, seq=False):
+        """The CSV lines (as csv.writer writes them, without line ends) of the same cells, each column
+        turned to text and quoted in one pass (C-level maps and joins), then the lines joined by zip."""
+        return list(map(",".join, zip(*map(quoted_cells, self.columns_of(raw_rows, seq)))))
+
+    @staticmethod
+    def _list_uuids(text, uuids):
+        ids = bar_decode(text)
+        if not ids:
+            return NULL
+        return "|%s|" % "|".join(u for u in (uuids.get(i) for i in ids) if u)
 
     def _batch_lookups(self, raw_rows):
         """uuid of every id named by list:references and deleted_fk in this batch: one query per table."""
@@ -285,11 +260,9 @@ def export_table(db, writer, tablename, since=None, until=None, batch=BATCH, ech
         raw = cur.fetchmany(batch)
         if not raw:
             break
-        if te.straight:
-            writer.writelines(te.lines(raw, seq=True))
-        else:
-            writer.writerows(te.cells(raw, seq=True))
+        writer.writelines(te.lines(raw, seq=True))
         count += len(raw)
+        progress.batch(len(raw))  # a page's progress bar (progress.py): a no-op unless a job watches
     cur.close()
     writer.end_table()
     return count

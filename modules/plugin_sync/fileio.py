@@ -10,6 +10,7 @@ import tempfile
 
 from .bundle import is_bundle, open_bundle, upload_files, write_bundle
 from .csvstream import open_output
+from . import progress
 from .export import export
 from .log import Run, briefly
 from .merge import import_and_sync
@@ -76,6 +77,7 @@ def import_from(db, settings, source, dry_run=False, name=None, origin_hint=None
         files = None
         if is_bundle(_peek(source)):
             source, files = open_bundle(source, settings)
+        progress.reading(source)
         run.report = import_and_sync(db, source, settings, dry_run=dry_run, files=files, origin_hint=origin_hint,
                                      sender=sender)
         if commit and not dry_run:

@@ -2,7 +2,7 @@
 import json
 import time
 
-from . import dialect
+from . import dialect, progress
 from .peers import utcnow
 
 
@@ -19,6 +19,7 @@ class Run:
 
     def __enter__(self):
         self.started, self.t0 = utcnow(), time.time()
+        progress.phase(self.operation)
         return self
 
     def __exit__(self, kind, exc, tb):
@@ -83,3 +84,22 @@ def _write(db, run):
         report=json.dumps(report, default=str),
     )
     db.commit()
+
+
+def logged_report(text):
+    """A log row's JSON report as a dict (for the report table), or None when it is not one."""
+    try:
+        report = json.loads(text or "")
+    except ValueError:
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def pretty(text):
+    """A log row's report indented for people (as it is when it is not JSON)."""
+    if not text:
+        return ""
+    try:
+        return json.dumps(json.loads(text), indent=2, sort_keys=False, ensure_ascii=False)
+    except ValueError:
+        return text

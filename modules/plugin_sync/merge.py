@@ -3,13 +3,17 @@
 One import is one transaction: the engine rolls back on any error (and at the
 end of a dry run) and never commits; the outermost caller commits.
 
-For each batch of rows of a table: parse and check every cell (errors name
-table, line and column), look the uuids up in one query, resolve references
-(from the `@uuid` annotations, or from the file's own ids for plain pydal
-files) in one query per referenced table, decide each row, and write with
-executemany.  References whose target is not here yet (forward references,
-self references, cycles) are written as NULL and fixed after the rest is in;
-a row whose NOT NULL reference cannot be resolved yet waits until the end.
+For each batch of rows of a table: parse and check every cell (parse.py;
+errors name table, line and column), look the uuids up in one query,
+resolve references (resolve.py: from the `@uuid` annotations, or from the
+file's own ids for plain pydal files) in one query per referenced table,
+decide each row (here, classify), and write (write.py); Merger.after_write is
+the one place after each batch is written.  References whose target is not
+here yet (forward references, self references, cycles) are written as NULL
+and fixed after the rest is in; a row whose NOT NULL reference cannot be
+resolved yet waits, and is decided by classify like any row once its target
+is in (retry_pending).  The losing versions go to conflictlog.py; hard
+deletes are tombstones.py's; context.py holds what the pieces share.
 
 Every incoming version is classified in one place, Merger.classify (created,
 unchanged, a later stamp, older, merged already, conflict kept local / took
@@ -44,13 +48,7 @@ Deciding a row that exists on both sides (see `classify` and `decide`):
   and wrote its own after it, whatever the clocks say (a file without
   `id@seq` may be stale: there an older modified_on is an older copy).
 
-Hard deletes (the file's tombstones, applied at the end; the later of two
-deletions of a uuid is the one kept): a record changed here after the
-deletion stays, and so does one that refers to the deleted record (its
-reference set to NULL) where the database would cascade; a local version the
-deleter never saw, and an incoming version that our own later deletion beats,
-go to the conflict log; the deleted ids leave the list:references here; a
-record that comes back (changed after its deletion) drops its stale tombstone.
+Hard deletes (the file's tombstones, applied at the end): see tombstones.py.
 """
 import hashlib
 import json
@@ -58,7 +56,7 @@ import sqlite3
 import time
 from operator import itemgetter
 
-from . import changes
+from . import changes, progress
 from .conflictlog import ConflictLog
 from .context import CHUNK, EPOCH, Context  # noqa: F401 (CHUNK, EPOCH: the merge's old names)
 from .csvstream import Reader
@@ -314,6 +312,7 @@ class Merger:
                     self.report.column_batches += 1
                 else:
                     self.merge_batch(plan, self.parser.parse_batch(plan, raw, parsed))
+                progress.batch(len(raw))  # a page's progress bar (progress.py): a no-op unless a job watches
         finally:
             if isinstance(chunks, ReadAhead):
                 chunks.close()

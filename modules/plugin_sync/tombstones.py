@@ -3,10 +3,12 @@
 The later of two deletions of a uuid is the one kept.  A record changed
 here after the deletion stays, and so does one that refers to the deleted
 record (its reference set to NULL) where the database would cascade; a
-local version the deleter never saw goes to the conflict log; the deleted
-ids leave the list:references here.  While the rows merge, `local()` says
-which incoming uuids were deleted here (see Merger.classify), and `revive()`
-drops the tombstone of a record that comes back.
+local version the deleter never saw goes to the conflict log (as does an
+incoming version that our own later deletion beats: Merger.classify's
+TOMBSTONED); the deleted ids leave the list:references here.  While the
+rows merge, `local()` says which incoming uuids were deleted here (see
+Merger.classify), and `revive()` drops the tombstone of a record that comes
+back.
 """
 from .context import CHUNK, EPOCH, chunks
 from .errors import BadValue

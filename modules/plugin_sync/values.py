@@ -391,11 +391,6 @@ def _fmt_date_text(text):
     return _fmt_time(datetime.date.fromisoformat(text))
 
 
-def is_plain_formatter(fmt):
-    """True for the formatter that only maps None to <NULL>."""
-    return fmt is _fmt_plain
-
-
 def _fmt_plain(value):
     return NULL if value is None else value
 
@@ -418,29 +413,32 @@ _BOOL_CELLS = {None: NULL, True: "True", False: "False", "T": "True", "t": "True
                "F": "False", "f": "False", "0": "False"}
 
 
-def column_cells(col, fmt=None):
-    """A column of database values -> its CSV cells as csv.writer writes them (quoted where needed).
+def column_values(col, fmt=None):
+    """A column of database values -> its cells (unquoted; a plain value as it is, None as <NULL>).
 
     `fmt` is the column's formatter (None: the plain one, None -> <NULL>).
     Whole-column checks pick C-level paths: canonical stored date texts
-    are the cells themselves, booleans map through a dict, numbers through
-    str(); only a column holding a comma, quote or line break is quoted
-    cell by cell (QUOTE_MINIMAL: only the cells that hold one).
+    are the cells themselves, booleans map through a dict.
     """
     if fmt is None or fmt is _fmt_plain:
-        col = [NULL if v is None else v for v in col] if None in col else col
-    elif fmt is _fmt_datetime_text or fmt is _fmt_date_text:
+        return [NULL if v is None else v for v in col] if None in col else list(col)
+    if fmt is _fmt_datetime_text or fmt is _fmt_date_text:
         width = 19 if fmt is _fmt_datetime_text else 10
         marks = ((10, " "),) if width == 19 else ((4, "-"), (7, "-"))  # what the formatter checks
         if None in col or not is_canonical(col, width, marks):
-            col = list(map(fmt, col))
-    elif fmt is _fmt_bool:
+            return list(map(fmt, col))
+        return list(col)
+    if fmt is _fmt_bool:
         try:
-            col = list(map(_BOOL_CELLS.__getitem__, col))
+            return list(map(_BOOL_CELLS.__getitem__, col))
         except (KeyError, TypeError):
-            col = list(map(fmt, col))
-    else:
-        col = list(map(fmt, col))
+            pass
+    return list(map(fmt, col))
+
+
+def quoted_cells(col):
+    """Cells -> their text as csv.writer writes them: numbers through str(); only a column holding
+    a comma, quote or line break is quoted cell by cell (QUOTE_MINIMAL: only the cells that hold one)."""
     if set(map(type, col)) != {str}:
         col = list(map(str, col))
     text = "".join(col)
