@@ -7,7 +7,7 @@ PORT     ?= 8000
 INSTANCE ?= a
 WORKERS  ?= 2
 
-.PHONY: run test test-fast setup chromium install uninstall sync bench clean
+.PHONY: run test test-fast setup chromium install uninstall sync bench bench-eden clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ sync: setup
 
 bench: setup
 	$(PY) tests/bench/bench_sync.py $(ARGS)
+
+## the plugin's merge into real Eden against Eden's own S3XML import (tests/bench/bench_eden.py)
+bench-eden: setup
+	$(PY) tests/bench/bench_eden.py $(ARGS)
 
 clean:
 	rm -rf .runtime

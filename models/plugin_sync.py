@@ -32,6 +32,9 @@ plugin_sync_settings = plugin_sync_eden.configure(PluginManager(
     default_policy="newer",
     master=None,  # base_uuid of the instance that wins under the 'master' policy
     clock_tolerance=300,  # seconds a modified_on may lie in the future before it is suspect
+    # records whose uuid is unknown here: "uuid" (a new record) or "eden" (ask the table's deduplicate
+    # rule; a match makes the incoming uuid an alias of the local record, see modules/plugin_sync/aliases.py)
+    match="uuid",
     admin_group=ADMIN_GROUP,  # role (uid, or name) of who may use the pages: Eden's ADMIN
     peer_group=PEER_GROUP,  # role of the accounts peers log in with: the peer endpoints only
     # bounds on what a file or a peer may make this instance hold (see modules/plugin_sync/limits.py)
@@ -102,6 +105,15 @@ db.define_table(
     Field("created_on", "datetime"),
     Field("reviewed", "boolean", default=False),
     Field("restored_on", "datetime"),  # its losing version was put back (restore.py): no second restore offered
+)
+
+db.define_table(
+    "plugin_sync_alias",  # another instance's uuid of a local record (match = "eden", aliases.py)
+    Field("tablename", length=64, notnull=True),
+    Field("alias_uuid", length=128, notnull=True),  # the uuid the other instance has the record under
+    Field("local_uuid", length=128, notnull=True),
+    Field("origin", length=64),  # base_uuid of the instance whose file it came in
+    Field("created_on", "datetime", default=request.utcnow),
 )
 
 db.define_table(

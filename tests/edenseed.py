@@ -8,6 +8,7 @@ import base64
 import datetime
 import gzip
 import json
+import os
 import re
 import urllib.error
 import urllib.parse
@@ -33,6 +34,36 @@ def make(env, tablename, **values):
     s3db.update_super(table, dict(values, id=record_id))
     db.commit()
     return record_id
+
+
+DEMO_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "eden_demo.py")
+
+
+def prepopulate(env, people=25):
+    """Eden's prepopulate of make run's demo data (scripts/eden_demo.py, Sahana's template CSVs) into
+    this instance, through Eden's own bulk importer and S3XML import: what a fresh instance holds.
+
+    Only for the instance loaded last (Eden's importer works on `current`).
+    """
+    from gluon import current
+    from applications.eden.modules.s3.s3import import S3BulkImporter
+
+    assert current.db is env["db"], "prepopulate() needs the instance loaded last (current.db)"
+    current.request.env.request_method = "GET"  # as zzz_1st_run does for shell imports
+    current.auth.override = True  # as zzz_1st_run does during prepopulate
+    before = os.environ.get("EDEN_DEMO_PEOPLE")
+    os.environ["EDEN_DEMO_PEOPLE"] = str(people)
+    try:
+        S3BulkImporter.import_script(DEMO_SCRIPT)
+    except Exception as e:
+        raise AssertionError(getattr(e, "output", e) or getattr(e, "traceback", e))
+    finally:
+        current.auth.override = False
+        if before is None:
+            os.environ.pop("EDEN_DEMO_PEOPLE")
+        else:
+            os.environ["EDEN_DEMO_PEOPLE"] = before
+    env["db"].commit()
 
 
 def seed_org(env, prefix, country=None):

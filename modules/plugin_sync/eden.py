@@ -69,6 +69,8 @@ def configure(settings, db=None):
             settings.tables = list(DEFAULT_EDEN_TABLES)
         if settings.get("lookup_tables") is None:
             settings.lookup_tables = []  # Eden's type lists (org_organisation_type...) sync with the rest
+        if settings.get("match") == "eden" and settings.get("matcher") is None:
+            settings.matcher = matcher
     return settings
 
 
@@ -422,3 +424,65 @@ def add_translations(T, app_folder):
                 T.t, T.cache = table, ({}, threading.RLock())
                 return path
     return None
+
+
+METHOD = Storage(CREATE="create", UPDATE="update", DELETE="delete", MERGE="merge")  # S3ImportItem.METHOD
+
+
+class _Item(object):
+    """What a deduplicate rule reads of Eden's S3ImportItem (table, data, components) and sets (id, method)."""
+
+    METHOD = METHOD
+
+    def __init__(self, table, data):
+        self.table, self.tablename, self.data = table, table._tablename, Storage(data)
+        self.components, self.id, self.method, self.skip, self.original = [], None, METHOD.CREATE, False, None
+        self.uid = data.get("uuid")
+
+
+def matcher(tablename, rows, resolve):
+    """{incoming uuid: local uuid} of the rows ({column: cell}) that the table's own `deduplicate` rule
+    (the one Eden's S3XML import asks, often S3Duplicate) matches with a record here (match = "eden")."""
+    from .fileformat import NULL, UUID
+
+    s3db = current.s3db
+    rule = s3db.get_config(tablename, "deduplicate")
+    if not rule:
+        return {}
+    table = s3db.table(tablename)
+    refs = [(f, target) for f, target, is_list in references(table) if not is_list]
+    ids = {f: resolve(target, {r.get(f + UUID) for r in rows} - {None, NULL, ""}) for f, target in refs}
+    found = {}
+    for row in rows:
+        data = _typed(table, row)
+        for f, _ in refs:
+            data[f] = ids[f].get(row.get(f + UUID))
+        item = _Item(table, data)
+        rule(item)
+        if item.id:
+            found[row["uuid"]] = item.id
+    if not found:
+        return {}
+    here = current.db(table._id.belongs(set(found.values()))).select(table._id, table.uuid)
+    uuids = {r[table._id.name]: r.uuid for r in here}
+    return {u: uuids[i] for u, i in found.items() if i in uuids}
+
+
+def _typed(table, row):
+    """The cells of a file's row as the values a deduplicate rule compares (dates as dates...); a cell
+    that does not read is left out (the merge itself reports it)."""
+    from .dialect import char_bool
+    from .fileformat import NULL
+    from .values import is_text, parser
+
+    data = {}
+    for f, cell in row.items():
+        if f not in table.fields:
+            continue
+        read = parser(table[f].type, char_bool(table._db))
+        try:
+            data[f] = None if cell == NULL else cell if is_text(read) else read(cell)
+        except ValueError:
+            pass
+    return data
+

@@ -57,6 +57,7 @@ import time
 from operator import itemgetter
 
 from . import changes, progress
+from .aliases import Aliases
 from .conflictlog import ConflictLog
 from .context import CHUNK, EPOCH, Context  # noqa: F401 (CHUNK, EPOCH: the merge's old names)
 from .csvstream import Reader
@@ -175,6 +176,8 @@ class Merger:
         self.resolver = Resolver(ctx, self.ids, self.file_ids, self.writer)
         self.conflicts = ConflictLog(ctx)
         self.tombstones = Tombstones(ctx, self.ids, self.conflicts, self.writer)
+        # None: uuids only, and no alias here (aliases.py); else the ids resolve aliases too
+        self.aliases = self.ids.aliases = Aliases.for_import(db, settings)
         conn = db._adapter.connection
         if self.sqlite and not conn.in_transaction:
             # SQLite: take the write lock now (a concurrent writer waits instead of failing midway),
@@ -306,6 +309,8 @@ class Merger:
                 if item is None:
                     break
                 raw, parsed = item if isinstance(chunks, ReadAhead) else (item, None)
+                if self.aliases is not None and self.translate(plan, raw):
+                    parsed = None  # parsed before its uuids were translated
                 if parsed is None and plan.fast_ok:
                     parsed = self.parser.try_parse_cols(plan, raw)
                 if self.fast_batch(plan, raw, parsed):
@@ -317,6 +322,17 @@ class Merger:
             if isinstance(chunks, ReadAhead):
                 chunks.close()
         self.resolver.merged_tables.add(plan.tablename)
+
+    def translate(self, plan, raw):
+        """Incoming uuids that are aliases of local records (or that the host's matcher matches) become
+        the local records' uuids in the batch's cells (aliases.py); True if any did."""
+        name = plan.tablename
+
+        def here(uuids):
+            return set(self.ids.uuid_to_id(name, uuids)) | set(self.tombstones.local(name, uuids))
+
+        return self.aliases.translate(name, plan.columns, raw, here, self.ids.uuid_to_id,
+                                      origin=(self.ctx.origin or {}).get("base_uuid"))
 
     def fast_batch(self, plan, raw, parsed=None):
         """Merge a batch column by column, without a Python object per row; False if it cannot.
@@ -531,6 +547,8 @@ class Merger:
         if not row.defers and plan.same(values) == plan.same(local_values):  # a deferred reference differs
             if plan.mod_pos is not None and not row.future and row.modified_on and \
                     row.modified_on > (local_values[plan.mod_pos] or EPOCH):
+                if plan.created_pos is not None:  # the stamp only: the record keeps its own created_on
+                    values[plan.created_pos] = local_values[plan.created_pos]
                 return LATER_STAMP, values
             return UNCHANGED, values
         if local_id in from_file:  # an earlier row of this file: the two decided as if together

@@ -22,7 +22,9 @@ from .tables import LOCAL_META, local_fields
 from .uploads import path_of, unsafe
 from .values import column_parser, for_plain_pydal, is_canonical, is_text, normaliser, parser
 
-NOT_COMPARED = LOCAL_META + ("modified_on",)  # local, not content; modified_on is decided apart
+# local, not content: modified_on is decided apart; created_on is each copy's own (two instances prepopulated
+# from one template hold the same records created seconds apart: the same content, not a conflict)
+NOT_COMPARED = LOCAL_META + ("created_on", "modified_on")
 
 
 class Ref(NamedTuple):
@@ -101,6 +103,7 @@ class SectionPlan:
         self.types = [table[f].type for f in self.fields]
         self.uuid_pos = self.pos["uuid"]
         self.mod_pos = self.pos.get("modified_on")
+        self.created_pos = self.pos.get("created_on")
         self.compile(ctx.char_bool)
         self.optimistic = False  # see Merger.merge_table
         self.skip = self.backoff = 0  # see missed()

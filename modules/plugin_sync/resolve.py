@@ -48,6 +48,7 @@ class IdCache:
         self.ctx, self.db = ctx, ctx.db
         self.cache, self.cached = {}, 0
         self.referenced = None  # tables some synced table refers to (computed at the first insert)
+        self.aliases = None  # aliases.Aliases, when the import has any (set by the Merger)
 
     def clear(self):
         """Forget every mapping: records are about to be deleted (see tombstones.py)."""
@@ -63,6 +64,7 @@ class IdCache:
         table, out, key = self.db[tablename], {}, key_of(self.db, tablename)  # uuid; a user's email (Eden)
         if key is None:
             return out
+        wanted = uuids = set(uuids) if self.aliases is not None else uuids
         cache = self.cache.get(tablename)
         if cache:
             uuids = set(uuids)
@@ -74,6 +76,10 @@ class IdCache:
             found = dict(self.ctx.execute(sql, params))
             out.update(found)
             self.cache_ids(tablename, found)
+        if self.aliases is not None and len(out) < len(wanted):  # a uuid not here may be an alias
+            local = self.aliases.local_uuids(tablename, wanted - out.keys())
+            ids = self.uuid_to_id(tablename, set(local.values())) if local else {}
+            out.update((u, ids[lu]) for u, lu in local.items() if lu in ids)
         return out
 
     def cache_ids(self, tablename, found):
