@@ -10,10 +10,8 @@ import base64
 import hashlib
 import http.cookiejar
 import os
-import re
 import subprocess
 import urllib.error
-import urllib.parse
 import urllib.request
 
 import pytest

@@ -181,34 +181,69 @@ def link_supers(db, tablename, supers, uuids, origin=None, refresh=False):
     """Make the missing super records of these rows, link the rows to them, and with `refresh` (rows that
     were here already: updated) copy their shared fields into the super records that were there.
 
-    What s3db.update_super does per record, per batch: one INSERT ... SELECT of
-    the rows without a super record (same uuid, instance_type), one UPDATE of
-    the instance's key, and (refresh) one UPDATE of the shared fields, per super-entity.
+    What s3db.update_super does per record, per batch and super-entity: one
+    lookup of the super records there (by uuid and instance_type), one INSERT
+    ... SELECT of the missing ones, one lookup of their new keys, one read of the
+    rows' keys and one UPDATE of those that differ.  No subquery per row: a
+    table just bulk-loaded has no statistics, and PostgreSQL plans a correlated
+    subquery per row blind (a scan per row), where these are index lookups.
     """
     table, ph = db[tablename], dialect.placeholder(db)
     if refresh:
         copy_shared(db, tablename, supers, uuids)
     for chunk in _chunks(list(uuids), CHUNK):
-        marks = ",".join([ph] * len(chunk))
+        links = {}  # {instance field: {uuid: super key}}: all of a row's super keys in one UPDATE
         for s in supers:
             st = db[s.table]
-            key = st[s.key]._rname
             shared = _shared(db, table, s)
-            same = "s.%s = t.%s AND s.%s = %s" % (st.uuid._rname, table.uuid._rname, st.instance_type._rname, ph)
-            cols = [st.uuid._rname, st.instance_type._rname] + [c for c, _ in shared]
-            vals = ["t.%s" % table.uuid._rname, ph] + ["t.%s" % i for _, i in shared]
-            # (a record deleted at the sender: Eden removes its super records, so none is made for it)
-            db.executesql(
-                "INSERT INTO %s (%s) SELECT %s FROM %s t WHERE t.%s IN (%s) AND %s AND NOT EXISTS "
-                "(SELECT 1 FROM %s s WHERE %s)" % (st._rname, ", ".join(cols), ", ".join(vals), table._rname,
-                                                   table.uuid._rname, marks, _alive(db, table), st._rname, same),
-                placeholders=[tablename] + chunk + [tablename])
+            keys = _super_keys(db, st, s.key, tablename, chunk)
+            missing = [u for u in chunk if u not in keys]
+            if missing:
+                cols = [st.uuid._rname, st.instance_type._rname] + [c for c, _ in shared]
+                vals = ["t.%s" % table.uuid._rname, ph] + ["t.%s" % i for _, i in shared]
+                # (a record deleted at the sender: Eden removes its super records, so none is made for it)
+                db.executesql("INSERT INTO %s (%s) SELECT %s FROM %s t WHERE t.%s IN (%s) AND %s" % (
+                    st._rname, ", ".join(cols), ", ".join(vals), table._rname, table.uuid._rname,
+                    ",".join([ph] * len(missing)), _alive(db, table)), placeholders=[tablename] + missing)
+                keys.update(_super_keys(db, st, s.key, tablename, missing))
             if s.key in table.fields:
-                found = "(SELECT s.%s FROM %s s WHERE %s)" % (key, st._rname, same)
-                _update_tracked(db, table, "%s = %s" % (table[s.key]._rname, found), [tablename],
-                                "t.%s IN (%s) AND (t.%s IS NULL OR t.%s <> %s)" % (
-                                    table.uuid._rname, marks, table[s.key]._rname, table[s.key]._rname, found),
-                                chunk + [tablename], origin)
+                links[s.key] = keys
+        if links:
+            _set_keys(db, table, links, chunk, origin)
+
+
+def _super_keys(db, st, key, tablename, uuids):
+    """{uuid: super key} of the super records of these instance rows (uuid and instance_type)."""
+    ph = dialect.placeholder(db)
+    return dict(db.executesql("SELECT %s, %s FROM %s WHERE %s IN (%s) AND %s = %s" % (
+        st.uuid._rname, st[key]._rname, st._rname, st.uuid._rname, ",".join([ph] * len(uuids)),
+        st.instance_type._rname, ph), placeholders=list(uuids) + [tablename]))
+
+
+def _set_keys(db, table, links, uuids, origin):
+    """Point the rows at their super records ({field: {uuid: key}}), writing only the rows where a key differs
+    (each such row keeps the keys it has where no super record is named)."""
+    ph, fields = dialect.placeholder(db), list(links)
+    rows = db.executesql("SELECT id, %s, %s FROM %s WHERE %s IN (%s)" % (
+        table.uuid._rname, ", ".join(table[f]._rname for f in fields), table._rname, table.uuid._rname,
+        ",".join([ph] * len(uuids))), placeholders=list(uuids))
+    todo = []
+    for row in rows:
+        wanted = [links[f].get(row[1], have) for f, have in zip(fields, row[2:])]
+        if wanted != list(row[2:]):
+            todo.append(wanted + [row[0]])
+    if not todo:
+        return
+    changes.bulk_begin(db, table._tablename)
+    if dialect.is_sqlite(db):
+        db._adapter.cursor.executemany("UPDATE %s SET %s WHERE id = ?" % (
+            table._rname, ", ".join("%s = ?" % table[f]._rname for f in fields)), todo)
+    else:  # one statement (psycopg2's executemany is a round trip per row)
+        db.executesql("UPDATE %s AS t SET %s FROM unnest(%s) AS v(%s, i) WHERE t.id = v.i" % (
+            table._rname, ", ".join("%s = v.k%d" % (table[f]._rname, n) for n, f in enumerate(fields)),
+            ", ".join(["%s::bigint[]"] * (len(fields) + 1)), ", ".join("k%d" % n for n in range(len(fields)))),
+            placeholders=[list(col) for col in zip(*todo)])
+    changes.bulk_end(db, table._tablename, ids=[t[-1] for t in todo], origin=origin)
 
 
 def copy_shared(db, tablename, supers, uuids, only=None):

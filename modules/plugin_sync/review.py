@@ -48,13 +48,14 @@ def conflict_detail(db, row):
     current = current_version(db, row.tablename, row.record_uuid)
     columns = list(current or {}) + [k for k in loser if k not in (current or {})]
     # each reference's `@uuid` right after its field: the uuid is its identity, the id is local
-    notes = [c for c in columns if c.endswith("@uuid") and c[:-5] in columns]
+    # (a user account's is its email, `@email`)
+    notes = [c for c in columns if c.endswith(("@uuid", "@email")) and c.split("@")[0] in columns]
     columns = [c for c in columns if c not in notes]
     for note in notes:
-        columns.insert(columns.index(note[:-5]) + 1, note)
+        columns.insert(columns.index(note.split("@")[0]) + 1, note)
     out = []
     for col in columns:
-        local_only = col.split("@")[0] in LOCAL_META or col + "@uuid" in notes
+        local_only = col.split("@")[0] in LOCAL_META or col + "@uuid" in notes or col + "@email" in notes
         a, b = (current or {}).get(col), loser.get(col)
         out.append((col, a, b, not local_only and current is not None and str(a) != str(b), local_only))
     return dict(columns=out, current=current, loser=loser)
