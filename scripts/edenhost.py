@@ -12,6 +12,7 @@ plugin symlinked in by install.py (edits in the repository apply at once),
 and a generated models/000_config.py (template, prepopulate, database, public
 URL, a session cookie of its own).
 """
+import fcntl
 import hashlib
 import os
 import shutil
@@ -65,7 +66,7 @@ def _unpack(archive, expected, dest):
     got = sha256(archive)
     if got != expected:
         raise SystemExit("eden: %s has sha256 %s, expected %s" % (archive, got, expected))
-    tmp = dest + ".partial"
+    tmp = "%s.partial-%d" % (dest, os.getpid())
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     with tarfile.open(archive) as tar:
@@ -96,6 +97,15 @@ def eden_source():
     if os.path.isfile(os.path.join(tree, "models", "00_db.py")):
         return tree
     os.makedirs(cache_dir(), exist_ok=True)
+    # the test workers may all ask at once: one unpacks, the others wait for it and take its tree
+    with open(os.path.join(cache_dir(), ".unpack.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.isfile(os.path.join(tree, "models", "00_db.py")):
+            return tree
+        return _fetch_and_unpack(tree)
+
+
+def _fetch_and_unpack(tree):
     shared = shared_archive()
     if shared:
         print("eden: unpacking %s (once) ..." % shared, flush=True)
