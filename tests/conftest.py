@@ -375,6 +375,15 @@ class EdenServer:
                 time.sleep(0.3)
         raise RuntimeError("Eden server did not start: %s" % open(self.log).read()[-3000:])
 
+    def stacks(self):
+        """Every thread's stack of the server's processes (scripts/eden.py dumps them on SIGUSR1): the end
+        of its log, for a test that finds it hung."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGUSR1)
+            time.sleep(2)
+        with open(self.log) as log:
+            return log.read()[-20000:]
+
     def stop(self):
         """SIGTERM (Rocket stops, eden.py ends the worker); after 5 s SIGKILL to the server's group."""
         if self.proc and self.proc.poll() is None:

@@ -300,15 +300,16 @@ def job_id(page):
     return int(re.search(r"[?&]job=(\d+)", page.url).group(1))
 
 
-def watch_job(page, url, number, auth, buttons, on_midway=None):
+def watch_job(page, server, number, auth, buttons, on_midway=None):
     """Poll job.json/<number> (as a script would) until the job has finished; [(state, done, total)] seen.
 
     Whenever the job is seen midway (0 < done < total), the page's buttons (`buttons`, a selector)
-    must be disabled at that moment (and `on_midway()` is called the first time).
+    must be disabled at that moment (and `on_midway()` is called the first time).  A job that does not
+    finish fails the test with every thread's stack of the server and its worker (where it hangs).
     """
     seen, deadline = [], time.time() + 300
     while time.time() < deadline:
-        status, _, body = http("GET", "%s/plugin_sync/job.json/%d" % (url, number), auth=auth)
+        status, _, body = http("GET", "%s/plugin_sync/job.json/%d" % (server.url, number), auth=auth)
         assert status == 200, body[:300]
         job = json.loads(body)
         seen.append((job["state"], job["done"], job["total"]))
@@ -319,8 +320,8 @@ def watch_job(page, url, number, auth, buttons, on_midway=None):
             if on_midway:
                 on_midway()
                 on_midway = None
-        time.sleep(0.05)
-    raise AssertionError("job %d did not finish: %s" % (number, seen[-5:]))
+        time.sleep(0.2)
+    raise AssertionError("job %d did not finish: %s\n%s" % (number, seen[-5:], server.stacks()))
 
 
 def midway(seen):
@@ -362,7 +363,7 @@ def test_jobs_sync_export_and_a_large_import_show_progress_then_the_report(
     sync_button = 'tr[data-peer="%s"] input[type=submit][value="Sync now"]' % peer.base_uuid
     assert page.locator(sync_button).is_disabled()
     shot(page, "job-sync-progress", backend)
-    seen, job = watch_job(page, server_a.url, number, eden_admin, sync_button)
+    seen, job = watch_job(page, server_a, number, eden_admin, sync_button)
     assert job["state"] == "done", job
     assert job["report"]["pull"]["tables"]["pr_person"]["created"] >= 3000
     page.wait_for_selector("#ps-job-done")  # the page's own polling swapped the card for the report
@@ -395,7 +396,7 @@ def test_jobs_sync_export_and_a_large_import_show_progress_then_the_report(
     assert page.locator("#ps-job progress").count() == 1
     assert page.locator("#ps-import-form input[type=submit]").is_disabled()
     shot(page, "job-preview-progress", backend)
-    previewed, job = watch_job(page, server_a.url, job_id(page), eden_admin, "#ps-import-form input[type=submit]",
+    previewed, job = watch_job(page, server_a, job_id(page), eden_admin, "#ps-import-form input[type=submit]",
                               lambda: shot(page, "job-preview-midway", backend))
     assert job["state"] == "done" and job["report"]["dry_run"], job
     page.wait_for_selector("#ps-confirm-form")
@@ -407,7 +408,7 @@ def test_jobs_sync_export_and_a_large_import_show_progress_then_the_report(
     shot(page, "job-preview-report", backend)
     page.click('#ps-confirm-form input[type=submit]')
     page.wait_for_url(re.compile(r".*/plugin_sync/import_and_sync\?job=\d+$"))
-    imported, job = watch_job(page, server_a.url, job_id(page), eden_admin, "#ps-import-form input[type=submit]",
+    imported, job = watch_job(page, server_a, job_id(page), eden_admin, "#ps-import-form input[type=submit]",
                              lambda: shot(page, "job-import-midway", backend))
     assert job["state"] == "done" and not job["report"]["dry_run"], job
     assert job["report"]["tables"]["pr_person"]["created"] >= 30000
