@@ -15,6 +15,7 @@ chain of B's ids; and Eden's own pages for these records answer 200 to B's admin
 import http.cookiejar
 import io
 import os
+import re
 import urllib.error
 import urllib.request
 
@@ -271,7 +272,7 @@ def affiliation_state(env):
     uuid_of = {r.pe_id: r.uuid for r in db(db.pr_pentity).select(db.pr_pentity.pe_id, db.pr_pentity.uuid)}
 
     def path(p):
-        return None if p is None else "|".join(uuid_of.get(int(x), x) for x in p.split("|") if x)
+        return None if p is None else re.sub(r"\d+", lambda m: uuid_of.get(int(m.group()), m.group()), p)
     def unset(table, r):  # the fields a row has no value in (an insert without the DAL's defaults would show)
         assert r.uuid and r.created_on and r.modified_on, r
         return tuple(f for f in table.fields if r[f] is None)
@@ -288,10 +289,11 @@ def affiliation_state(env):
 
 
 def test_staff_affiliations_set_based_as_eden_makes_them(eden_instance, monkeypatch):
-    """The set-based staff affiliations (eden.affiliate_staff) give exactly what Eden's own
-    pr_update_affiliations gives: B merges A's staff with it, C the same files with Eden's function
-    per record; every role and affiliation of B equals C's, after a first import and after a
-    second in which a staff record moved to another organisation (that one: Eden's function)."""
+    """The set-based affiliations of staff and sites (eden.affiliate_staff, affiliate_sites) give exactly
+    what Eden's own pr_update_affiliations and org_update_affiliations give: B merges A's staff and
+    sites with them, C the same files with Eden's functions per record; every role and affiliation
+    of B equals C's, after a first import and after a second in which a staff record and a site
+    moved to another organisation (those: Eden's functions)."""
     from applications.eden.modules.plugin_sync import eden as plugin_eden
 
     a = eden_instance("a")
@@ -307,25 +309,34 @@ def test_staff_affiliations_set_based_as_eden_makes_them(eden_instance, monkeypa
     hr = a["db"].hrm_human_resource
     moves = a["db"](a["db"].pr_person.first_name == "Moves").select().first().id
     a["db"]((hr.person_id == moves)).update(organisation_id=delta, modified_on=later(60))
+    a["db"](a["db"].org_facility.name == "Delta Depot").update(organisation_id=gamma, modified_on=later(60))
     a["db"].commit()
     export()
 
-    real, calls = plugin_eden.affiliate_staff, []
+    calls = []
 
-    def spy(db, table, ids):
-        left = real(db, table, ids)
-        calls.append((len(ids), len(left)))
-        return left
-    monkeypatch.setattr(plugin_eden, "affiliate_staff", spy)
+    def spy(name):
+        real = getattr(plugin_eden, name)
+
+        def call(db, table, ids):
+            left = real(db, table, ids)
+            calls.append((table._tablename, len(ids), len(left)))
+            return left
+        monkeypatch.setattr(plugin_eden, name, call)
+    spy("affiliate_staff")
+    spy("affiliate_sites")
     b, states = eden_instance("b"), []
     for data in files:
         report = fileio.import_from(b["db"], settings(b), data, name="a.csv")
         assert report.totals()["created"] + report.totals()["updated"] > 0, report.summary()
         states.append(affiliation_state(b))
-    # first import: all nine records, none left to Eden; second: the one that moved, left to Eden
-    assert calls == [(9, 0), (1, 1)], calls
+    # first import: the two sites and nine staff records, none left to Eden; second: the site and the staff
+    # record that moved to another organisation, left to Eden
+    assert sorted(calls) == [("hrm_human_resource", 1, 1), ("hrm_human_resource", 9, 0), ("org_facility", 1, 0),
+                             ("org_facility", 1, 1), ("org_office", 1, 0)], calls
 
-    monkeypatch.setattr(plugin_eden, "affiliate_staff", lambda db, table, ids: list(ids))  # Eden's, per record
+    for name in ("affiliate_staff", "affiliate_sites"):  # Eden's own functions, per record
+        monkeypatch.setattr(plugin_eden, name, lambda db, table, ids: list(ids))
     c = eden_instance("c")
     for data, state in zip(files, states):
         fileio.import_from(c["db"], settings(c), data, name="a.csv")

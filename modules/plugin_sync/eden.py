@@ -150,8 +150,10 @@ def entity_model(db, names):
 
 def _affiliations(db, names):
     """Eden's organisational affiliations (pr_affiliation: a site's and a staff member's place under their
-    organisation, which realm hierarchies and the organisation's pages read), kept by Eden's own functions
-    (what the tables' onaccept calls), per record of the tables that have them, for what the import wrote."""
+    organisation, which realm hierarchies and the organisation's pages read) for what the import wrote, as
+    Eden's own functions keep them (what the tables' onaccept calls): for the records without their
+    affiliation yet, set-based where the entity has no affiliation of that kind yet (affiliate_staff,
+    affiliate_sites: new records, the bulk of an import), else Eden's function per record."""
     auth, s3db = current.auth, current.s3db
     sites = {name for name in names if name in (getattr(auth, "org_site_types", None) or ())}
     staff = {"hrm_human_resource"} & set(names)
@@ -166,14 +168,35 @@ def _affiliations(db, names):
                 for record_id in affiliate_staff(db, table, ids):  # the set-based common case first
                     s3db.pr_update_affiliations(table, record_id)
             else:
-                for record_id in ids:
+                for record_id in affiliate_sites(db, table, ids):
                     s3db.org_update_affiliations(tablename, {"id": record_id})
     upkeep.tables = sites | staff
     return upkeep
 
 
 # Eden's names (pr.py: pr_human_resource_update_affiliations, OU)
-STAFF, VOLUNTEER, OU = "Staff", "Volunteer", 1
+STAFF, VOLUNTEER, SITES, OU = "Staff", "Volunteer", "Sites", 1
+
+
+def affiliate_sites(db, table, ids):
+    """Eden's org_site_update_affiliations for the sites `ids` (of an instance table of org_site: offices,
+    facilities...), set-based for the common case; the ids it leaves to Eden's own org_update_affiliations.
+
+    The common case: the site has an entity, no current "Sites" affiliation (a
+    new site: Eden's function then removes nothing) and owns no OU role (the path
+    rebuild of pr_add_to_role is a no-op, see affiliate_staff).  For those: the
+    affiliation to the organisation's "Sites" role (made if missing, type OU),
+    as add_affiliations does it; a site without organisation gets none, as in
+    Eden.
+    """
+    if not ids:
+        return []
+    rows = db.executesql("SELECT t.id, t.pe_id, o.pe_id FROM %s t LEFT JOIN %s o ON o.id = t.organisation_id "
+                         "WHERE t.id IN (%s)" % (table._rname, db.org_organisation._rname, _ints(ids)))
+    busy = _busy_entities(db, {pe for _, pe, _ in rows if pe is not None}, (SITES,))
+    add_affiliations(db, [(org_pe, SITES, pe) for _, pe, org_pe in rows if pe is not None and pe not in busy
+                          and org_pe])
+    return [rid for rid, pe, _ in rows if pe is None or pe in busy]
 
 
 def affiliate_staff(db, table, ids):
@@ -311,20 +334,27 @@ def _roles_of(db, rtable, keys):
 
 def insert_rows(db, table, rows, size=400):
     """Insert these rows (dicts of the same fields) as the DAL's `table.insert(**row)` would make each (its
-    defaults and computed fields, a fresh uuid per row), one multi-row INSERT per `size` rows; through the
-    DAL's bulk_insert where the table has insert callbacks."""
+    defaults and computed fields, a fresh uuid per row, its before-insert callbacks), one multi-row INSERT per
+    `size` rows; through the DAL's bulk_insert (a statement per row) where the table has after-insert callbacks."""
     if not rows:
         return
-    if table._before_insert or table._after_insert:
+    if table._after_insert:  # (Eden's tables have none)
         table.bulk_insert(rows)
         return
     adapter = db._adapter
     for k in range(0, len(rows), size):
-        ops = [sorted(table._fields_and_values_for_insert(dict(r)).op_values(), key=lambda fv: fv[0].name)
-               for r in rows[k:k + size]]
+        ops = []
+        for r in rows[k:k + size]:
+            row = table._fields_and_values_for_insert(dict(r))
+            if any(f(row) for f in table._before_insert):  # (as the DAL's insert: such a row is not inserted)
+                continue
+            ops.append(sorted(row.op_values(), key=lambda fv: fv[0].name))
+        if not ops:
+            continue
         fields = [f for f, _ in ops[0]]
         if any([f for f, _ in op] != fields for op in ops):  # (not the same fields: one at a time)
-            table.bulk_insert(rows[k:k + size])
+            for op in ops:
+                adapter.insert(table, op)
             continue
         db.executesql("INSERT INTO %s (%s) VALUES %s" % (
             table._rname, ", ".join(f._rname for f in fields),
@@ -347,23 +377,27 @@ def _chunked(seq, n=900):
 
 def _unaffiliated(db, table, uuids, staff):
     """ids of these records whose entity (a site's; a staff record's person's) has no affiliation with their
-    organisation yet: one query, so that Eden's per-record functions run only where there is work (new
-    records, a changed organisation), not for every record a re-sync updates."""
-    s3db = current.s3db
+    organisation yet, so that Eden's functions run only where there is work (new records, a changed
+    organisation), not for every record a re-sync updates.  Two queries: the records' entities and
+    organisations, then the affiliations of those entities (Eden gives pr_affiliation.pe_id no index: a
+    subquery per record would scan it per record)."""
+    s3db, ph = current.s3db, dialect.placeholder(db)
     atable, rtable, otable = s3db.table("pr_affiliation"), s3db.table("pr_role"), db.org_organisation
     if staff:
-        ptable = db.pr_person
-        entity = "(SELECT p.pe_id FROM %s p WHERE p.id = t.person_id)" % ptable._rname
+        entity = "LEFT JOIN %s p ON p.id = t.person_id" % db.pr_person._rname, "p.pe_id"
     else:
-        entity = "t.pe_id"
-    live = "'F'" if dialect.char_bool(db) else "FALSE"
-    ph = dialect.placeholder(db)
-    sql = ("SELECT t.id FROM %(t)s t WHERE t.uuid IN (%(marks)s) AND t.organisation_id IS NOT NULL AND NOT EXISTS "
-           "(SELECT 1 FROM %(a)s a JOIN %(r)s r ON r.id = a.role_id JOIN %(o)s o ON o.pe_id = r.pe_id "
-           "WHERE a.pe_id = %(entity)s AND o.id = t.organisation_id AND a.deleted = %(live)s AND r.deleted = %(live)s)"
-           % dict(t=table._rname, marks=",".join([ph] * len(uuids)), a=atable._rname, r=rtable._rname,
-                  o=otable._rname, entity=entity, live=live))
-    return [r[0] for r in db.executesql(sql, placeholders=list(uuids))]
+        entity = "", "t.pe_id"
+    rows = db.executesql("SELECT t.id, %s, t.organisation_id FROM %s t %s WHERE t.uuid IN (%s) AND "
+                         "t.organisation_id IS NOT NULL" % (entity[1], table._rname, entity[0],
+                                                            ",".join([ph] * len(uuids))), placeholders=list(uuids))
+    pes = {pe for _, pe, _ in rows if pe is not None}
+    there = set()
+    for chunk in _chunked(sorted(pes)):
+        there.update(db.executesql(
+            "SELECT a.pe_id, o.id FROM %s a JOIN %s r ON r.id = a.role_id JOIN %s o ON o.pe_id = r.pe_id "
+            "WHERE a.pe_id IN (%s) AND %s AND %s" % (atable._rname, rtable._rname, otable._rname, _ints(chunk),
+                                                     _alive(db, "a"), _alive(db, "r"))))
+    return [rid for rid, pe, org in rows if (pe, org) not in there]
 
 
 def _realm_rule(db, realms):
