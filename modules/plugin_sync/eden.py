@@ -342,6 +342,7 @@ def insert_rows(db, table, rows, size=400):
         table.bulk_insert(rows)
         return
     adapter = db._adapter
+    literal = _literals(adapter)
     for k in range(0, len(rows), size):
         ops = []
         for r in rows[k:k + size]:
@@ -358,7 +359,27 @@ def insert_rows(db, table, rows, size=400):
             continue
         db.executesql("INSERT INTO %s (%s) VALUES %s" % (
             table._rname, ", ".join(f._rname for f in fields),
-            ", ".join("(%s)" % ", ".join(adapter.expand(v, f.type) for f, v in op) for op in ops)))
+            ", ".join("(%s)" % ", ".join(literal(f, v) for f, v in op) for op in ops)))
+
+
+def _literals(adapter):
+    """The DAL's SQL literal of a field's value (adapter.expand), computed once per value that is the same on
+    many rows (a default: deleted, mci, an owner...); per row for a callable default (created_on) and for a
+    field of a custom type, whose encoder may make a value (Eden's uuid: a new one for "")."""
+    memo = {}
+
+    def literal(f, v):
+        if callable(v) or not isinstance(f.type, str):
+            return adapter.expand(v, f.type)
+        key = (f.name, type(v), v)
+        try:
+            return memo[key]
+        except KeyError:
+            memo[key] = out = adapter.expand(v, f.type)
+            return out
+        except TypeError:  # (not hashable)
+            return adapter.expand(v, f.type)
+    return literal
 
 
 def _alive(db, alias):
