@@ -15,6 +15,7 @@ chain of B's ids; and Eden's own pages for these records answer 200 to B's admin
 import http.cookiejar
 import io
 import os
+import re
 import urllib.error
 import urllib.request
 
@@ -235,3 +236,117 @@ def test_eden_data_model_survives_a_sync(eden_instance, eden_server, eden_admin)
                     assert answer.status == 200 and "/default/user/login" not in answer.url, url
             except urllib.error.HTTPError as e:
                 raise AssertionError("%s: %s %s" % (url, e.code, ticket(b["folder"], e.read()))) from None
+
+
+# ------------------------------------------------------------------ staff affiliations, set-based (issue 12)
+def seed_staff(a):
+    """Staff and volunteers of two organisations, at sites with a person entity and without a site."""
+    db = a["db"]
+    gamma = make(a, "org_organisation", name="Gamma Aid")
+    delta = make(a, "org_organisation", name="Delta Aid")
+    office = db.org_office[make(a, "org_office", name="Gamma HQ", organisation_id=gamma)].site_id
+    depot = db.org_facility[make(a, "org_facility", name="Delta Depot", organisation_id=delta)].site_id
+    people = {}
+    for name in ("Office", "Nosite", "Volunteer", "Twojobs", "Both", "Former", "Moves"):
+        people[name] = make(a, "pr_person", first_name=name, last_name="Staff")
+
+    def hr(person, org, **values):
+        make(a, "hrm_human_resource", person_id=people[person], organisation_id=org, **values)
+    hr("Office", gamma, type=1, site_id=office)  # Staff of the office's entity and of the organisation
+    hr("Nosite", gamma, type=1)
+    hr("Volunteer", delta, type=2)
+    hr("Twojobs", gamma, type=1, site_id=office)  # two records, two organisations, two sites
+    hr("Twojobs", delta, type=1, site_id=depot)
+    hr("Both", gamma, type=1)  # Staff and Volunteer roles of one organisation
+    hr("Both", gamma, type=2)
+    hr("Former", delta, type=1, status=2)  # left: no affiliation
+    hr("Moves", gamma, type=1)  # later to Delta (a changed organisation: Eden's own function)
+    return gamma, delta
+
+
+def affiliation_state(env):
+    """Every pr_role (entity, role, role_type, path, deleted) and pr_affiliation (role, entity, deleted) of the
+    instance, entities named by uuid (the same on every instance), so that two instances compare."""
+    s3db, db = env["s3db"], env["db"]
+    rtable, atable = s3db.table("pr_role"), s3db.table("pr_affiliation")
+    uuid_of = {r.pe_id: r.uuid for r in db(db.pr_pentity).select(db.pr_pentity.pe_id, db.pr_pentity.uuid)}
+
+    def path(p):
+        return None if p is None else re.sub(r"\d+", lambda m: uuid_of.get(int(m.group()), m.group()), p)
+    def unset(table, r):  # the fields a row has no value in (an insert without the DAL's defaults would show)
+        assert r.uuid and r.created_on and r.modified_on, r
+        return tuple(f for f in table.fields if r[f] is None)
+    rows = db(rtable).select(rtable.ALL)
+    assert len({r.uuid for r in rows}) == len(rows)
+    roles = {r.id: (uuid_of.get(r.pe_id), r.role, r.role_type, path(r.path), bool(r.deleted)) for r in rows}
+    role_rows = sorted((roles[r.id] + (unset(rtable, r),) for r in rows), key=repr)
+    rows = db(atable).select(atable.ALL)
+    assert len({r.uuid for r in rows}) == len(rows)
+    affiliations = sorted(((roles.get(r.role_id), uuid_of.get(r.pe_id), bool(r.deleted), unset(atable, r))
+                           for r in rows), key=repr)
+    db.commit()
+    return role_rows, affiliations
+
+
+def test_staff_affiliations_set_based_as_eden_makes_them(eden_instance, monkeypatch):
+    """The set-based affiliations of staff and sites (eden.affiliate_staff, affiliate_sites) give exactly
+    what Eden's own pr_update_affiliations and org_update_affiliations give: B merges A's staff and
+    sites with them, C the same files with Eden's functions per record; every role and affiliation
+    of B equals C's, after a first import and after a second in which a staff record and a site
+    moved to another organisation (those: Eden's functions)."""
+    from applications.eden.modules.plugin_sync import eden as plugin_eden
+
+    a = eden_instance("a")
+    country(a)
+    gamma, delta = seed_staff(a)
+    files = []
+
+    def export():
+        data = io.BytesIO()
+        fileio.export_to(a["db"], settings(a), data, fmt="csv")
+        files.append(data.getvalue())
+    export()
+    hr = a["db"].hrm_human_resource
+    moves = a["db"](a["db"].pr_person.first_name == "Moves").select().first().id
+    a["db"]((hr.person_id == moves)).update(organisation_id=delta, modified_on=later(60))
+    a["db"](a["db"].org_facility.name == "Delta Depot").update(organisation_id=gamma, modified_on=later(60))
+    a["db"].commit()
+    export()
+
+    calls = []
+
+    def spy(name):
+        real = getattr(plugin_eden, name)
+
+        def call(db, table, ids):
+            left = real(db, table, ids)
+            calls.append((table._tablename, len(ids), len(left)))
+            return left
+        monkeypatch.setattr(plugin_eden, name, call)
+    spy("affiliate_staff")
+    spy("affiliate_sites")
+    b, states = eden_instance("b"), []
+    for data in files:
+        report = fileio.import_from(b["db"], settings(b), data, name="a.csv")
+        assert report.totals()["created"] + report.totals()["updated"] > 0, report.summary()
+        states.append(affiliation_state(b))
+    # first import: the two sites and nine staff records, none left to Eden; second: the site and the staff
+    # record that moved to another organisation, left to Eden
+    assert sorted(calls) == [("hrm_human_resource", 1, 1), ("hrm_human_resource", 9, 0), ("org_facility", 1, 0),
+                             ("org_facility", 1, 1), ("org_office", 1, 0)], calls
+
+    for name in ("affiliate_staff", "affiliate_sites"):  # Eden's own functions, per record
+        monkeypatch.setattr(plugin_eden, name, lambda db, table, ids: list(ids))
+    c = eden_instance("c")
+    for data, state in zip(files, states):
+        fileio.import_from(c["db"], settings(c), data, name="a.csv")
+        assert affiliation_state(c) == state
+    # and not trivially: what Eden made is there
+    roles, affiliations = states[0]
+    person = {name: on_b(c, "pr_person", first_name=name).uuid for name in ("Office", "Twojobs", "Both")}
+    org = {name: on_b(c, "org_organisation", name=name).uuid for name in ("Gamma Aid", "Delta Aid")}
+    office = on_b(c, "org_office", name="Gamma HQ").uuid
+    for master, role, who in ((office, "Staff", "Office"), (org["Gamma Aid"], "Staff", "Office"),
+                              (org["Delta Aid"], "Staff", "Twojobs"), (org["Gamma Aid"], "Volunteer", "Both")):
+        assert any(r[0] == master and r[1] == role and p == person[who] and not d
+                   for r, p, d, _ in affiliations if r), (master, role, who)

@@ -23,6 +23,8 @@ and every hook here does nothing.  The engine stays plain: this module reads
 the Model and writes SQL, nothing of web2py's `current`, except through a
 realm rule the host hands over (Model.realm_rule).
 """
+import array
+
 from . import changes, dialect
 
 MODEL = "_plugin_sync_model"  # the attribute of the db that holds its Model (set by the host adapter)
@@ -104,14 +106,21 @@ class Hooks:
     After each batch: the super records of the batch's rows exist and the rows
     point at them (so that later tables' references to them resolve).  At the
     end, once every deferred reference is in: realms, the super records' shared
-    fields (realm included), location paths.  Set-based: a few statements per
-    batch and table, whatever the number of rows.
+    fields (realm included), location paths, then the host's own upkeep.
+    Set-based: a few statements per batch and table, whatever the number of
+    rows.  Memory stays flat: the rows this import wrote are not kept here but
+    read back at the end, a chunk at a time, from the change log (the rows
+    changed since the merge's write mark: `mark`), where every write of the
+    merge and of these hooks is captured.  Without a mark (not in a merge) their
+    ids are kept, 8 bytes a row.
     """
 
-    def __init__(self, db, tag_origin=lambda: None):
+    def __init__(self, db, tag_origin=lambda: None, mark=None):
         self.db, self.model = db, model(db)
         self.tag_origin = tag_origin  # the merge's origin tag for the changes these writes make
-        self.touched = {}  # {table: set of uuids written by this import}
+        self.mark = mark  # the merge's write mark (changes.write_mark), set by the merge once it holds the lock
+        self.tables = {}  # {table: None}: the tables written to, in the order of their first batch (parents first)
+        self.kept = {}  # {table: array of ids}: what was written, only where there is no mark
         self.missing_users = {}  # {(table, field): [count, an example]}: accounts not here (see unmapped)
 
     def written(self, tablename, written):
@@ -120,10 +129,12 @@ class Hooks:
         if m is None or not (tablename in m.supers or tablename in m.realms or tablename in m.paths
                              or tablename in m.upkept):
             return
-        uuids = self.uuids_of(tablename, list(written.created_ids) + list(written.updated))
-        self.touched.setdefault(tablename, set()).update(uuids)
+        ids = list(written.created_ids) + list(written.updated)
+        self.tables.setdefault(tablename)
+        if self.mark is None:
+            self.kept.setdefault(tablename, array.array("q")).extend(int(i) for i in ids)
         if tablename in m.supers:  # updated rows refresh the super records they had
-            link_supers(self.db, tablename, m.supers[tablename], uuids, self.tag_origin(),
+            link_supers(self.db, tablename, m.supers[tablename], self.uuids_of(tablename, ids), self.tag_origin(),
                         refresh=bool(written.updated))
 
     def unmapped(self, table, field, why):
@@ -137,29 +148,52 @@ class Hooks:
         return True
 
     def finish(self, report):
-        """Realms, then the super records' copies of the instance fields (realm_entity among them), then paths."""
+        """Realms, then the super records' copies of the instance fields (realm_entity among them), then paths,
+        then the host's own upkeep (Eden: affiliations); each over what this import wrote, a chunk at a time."""
         for (tablename, field), (n, example) in sorted(self.missing_users.items()):
             report.warn("%d references to user accounts that are not here set to NULL (e.g. %s): no account "
                         "with that email here" % (n, example), table=tablename, column=field)
         m = self.model
         if m is None:
             return
-        for tablename in list(self.touched):
+        for tablename in self.tables:
             if tablename in m.supers:  # rows of earlier merges without their super records: linked now
-                heal = unlinked(self.db, tablename, m.supers[tablename])
-                link_supers(self.db, tablename, m.supers[tablename], sorted(heal), self.tag_origin(), refresh=True)
-                self.touched[tablename].update(heal)
-        for tablename, uuids in self.touched.items():
-            uuids = sorted(uuids)
+                heal = sorted(unlinked(self.db, tablename, m.supers[tablename]))
+                link_supers(self.db, tablename, m.supers[tablename], heal, self.tag_origin(), refresh=True)
+                if self.mark is None:
+                    self.kept[tablename].extend(self.ids_of(tablename, heal))
+        for tablename in self.tables:
             if tablename in m.realms:
-                set_realms(self.db, tablename, uuids, m.realm_rule, self.tag_origin())
-                if tablename in m.supers:  # the super records' copy of it (org_site.realm_entity)
-                    copy_shared(self.db, tablename, m.supers[tablename], uuids, only=("realm_entity",))
-            if tablename in m.paths:
-                rebuild_paths(self.db, tablename, m.paths[tablename], uuids, self.tag_origin())
+                for uuids in self.chunks(tablename):
+                    set_realms(self.db, tablename, uuids, m.realm_rule, self.tag_origin())
+                    if tablename in m.supers:  # the super records' copy of it (org_site.realm_entity)
+                        copy_shared(self.db, tablename, m.supers[tablename], uuids, only=("realm_entity",))
+            if tablename in m.paths:  # after the realms: the paths reach further (descendants), realms do not
+                for uuids in self.chunks(tablename):
+                    rebuild_paths(self.db, tablename, m.paths[tablename], uuids, self.tag_origin())
         if m.after is not None:
-            for tablename, uuids in self.touched.items():
-                m.after(tablename, sorted(uuids))
+            for tablename in self.tables:
+                if tablename in m.upkept:
+                    for uuids in self.chunks(tablename):
+                        m.after(tablename, uuids)
+
+    def chunks(self, tablename):
+        """The uuids of the rows of `tablename` this import wrote, CHUNK at a time, in the order of their ids: read
+        back from the change log (changed since the mark), or from the ids kept.  (Rows that the
+        path rebuild of an earlier chunk reached are among them, changed since the mark too: done again, which
+        changes nothing.)"""
+        if self.mark is None:
+            ids = sorted(set(self.kept.get(tablename, ())))
+            for chunk in _chunks(ids, CHUNK):
+                yield self.uuids_of(tablename, chunk)
+            return
+        last = 0
+        while True:
+            chunk = changes_since(self.db, tablename, self.mark, last, CHUNK)
+            if not chunk:
+                return
+            last = chunk[-1]
+            yield self.uuids_of(tablename, chunk)
 
     def uuids_of(self, tablename, ids):
         table, out = self.db[tablename], []
@@ -167,6 +201,23 @@ class Hooks:
             out += [r[0] for r in self.db.executesql("SELECT %s FROM %s WHERE id IN (%s)" % (
                 table.uuid._rname, table._rname, ",".join(map(str, chunk))))]
         return out
+
+    def ids_of(self, tablename, uuids):
+        table, ph, out = self.db[tablename], dialect.placeholder(self.db), []
+        for chunk in _chunks(list(uuids), CHUNK):
+            out += [r[0] for r in self.db.executesql("SELECT id FROM %s WHERE %s IN (%s)" % (
+                table._rname, table.uuid._rname, ",".join([ph] * len(chunk))), placeholders=chunk)]
+        return out
+
+
+def changes_since(db, tablename, mark, after, limit):
+    """ids above `after` of the rows of `tablename` this transaction changed since `mark` (changes.write_mark),
+    at most `limit`, ascending: what changes.written_since asks of the change log, a page at a time."""
+    ph = dialect.placeholder(db)
+    seq = "seq >= %d" % int(mark) if dialect.is_sqlite(db) else "seq = %d" % int(mark)  # as written_since
+    return [int(r[0]) for r in db.executesql(
+        "SELECT record_id FROM %s WHERE tablename = %s AND %s AND record_id > %d ORDER BY record_id LIMIT %d" % (
+            changes.CHANGE, ph, seq, int(after), int(limit)), placeholders=[tablename])]
 
 
 # ------------------------------------------------------------------ super-entities

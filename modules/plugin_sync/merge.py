@@ -184,6 +184,7 @@ class Merger:
             # and the savepoints below must not open (and so commit) the transaction themselves
             begin_write(db, settings)
         self.mark = changes.write_mark(db)
+        self.ctx.entities.mark = self.mark  # the hooks read what this import wrote back from the change log
 
     def section(self, section):
         name = section.tablename

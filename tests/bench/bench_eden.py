@@ -177,6 +177,15 @@ def worker_main(args):
         out["made"] = generate(env, args.n)
     elif args.worker == "export":
         export(env, args.files)
+    elif args.profile and args.worker == "plugin":  # where the first merge's time goes (cProfile, cumulative)
+        import cProfile
+        import pstats
+
+        profile = cProfile.Profile()
+        out["first"] = profile.runcall(OPS[args.worker], env, args.files)
+        out["first_seconds"] = time.perf_counter() - t0
+        profile.dump_stats(args.profile)
+        pstats.Stats(args.profile, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
     else:  # a merge or an import, then the same again (the re-sync)
         out["first"] = OPS[args.worker](env, args.files)
         out["first_seconds"] = time.perf_counter() - t0
@@ -212,13 +221,15 @@ class Run:
                                 template_uri=self.template_uri)
         return folder, uri
 
-    def worker(self, op, instance, files, n=0):
+    def worker(self, op, instance, files, n=0, profile=None):
         folder, uri = instance
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", op, "--folder", folder, "--files", files,
-               "--n", str(n)] + (["--uri", uri] if uri else [])
+               "--n", str(n)] + (["--uri", uri] if uri else []) + (["--profile", profile] if profile else [])
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, EDEN_DB_POOL_SIZE="0"))
         if proc.returncode != 0:
             raise RuntimeError("worker %s failed:\n%s" % (op, proc.stderr[-4000:]))
+        if profile:
+            print(proc.stderr[proc.stderr.find("Ordered by"):][:12000], flush=True)
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     def dataset(self, n):
@@ -242,7 +253,7 @@ class Run:
             self.server.stop()
 
 
-def measure(run, n, eden_n, runs, eden_done):
+def measure(run, n, eden_n, runs, eden_done, profile=None):
     """Rounds in turns (plugin, Eden, plugin, Eden...), each into a fresh B; medians and peaks.
 
     `eden_done`: {size: Eden's runs} measured already; a subset size measured before is not measured again.
@@ -252,6 +263,11 @@ def measure(run, n, eden_n, runs, eden_done):
     if eden_n and eden_n not in eden_done:
         eden_files = files if eden_n == n else run.dataset(eden_n)
     got = {"plugin": [], "eden": eden_done.setdefault(eden_n, []) if eden_n else []}
+    if profile:  # one merge more, profiled: slower, so not among the figures
+        target = run.clone("b")
+        out = run.worker("plugin", target, files, profile=profile)
+        run.drop(target)
+        print("  profiled merge: %.1fs (cProfile's cost included)" % out["first_seconds"], flush=True)
     for r in range(runs):
         for op, where in (("plugin", files), ("eden", eden_files)):
             if where is None:
@@ -310,6 +326,7 @@ def parse(argv):
     p.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     p.add_argument("--json")
     p.add_argument("--keep", action="store_true", help="keep the temp folder")
+    p.add_argument("--profile", help="cProfile one extra plugin merge per size into this file (printed, not timed)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
     p.add_argument("--uri", help=argparse.SUPPRESS)
@@ -331,7 +348,7 @@ def main(argv=None):
             eden_n = min(n, args.eden_rows)
             print("[%s] %s records (Eden's import: %s)" % (args.backend, "{:,}".format(n), "{:,}".format(eden_n)),
                   flush=True)
-            results.append(measure(run, n, eden_n, args.runs, eden_done))
+            results.append(measure(run, n, eden_n, args.runs, eden_done, args.profile))
             print(table(args.backend, results[-1:]), flush=True)
     finally:
         run.stop()

@@ -8,10 +8,11 @@ prepared template, tests/conftest.py), instance A holds N/20 organisations, N/10
 offices, N persons each with a contact and an address, a location hierarchy; its
 full export is merged into instance B as a dry run (every write made, then rolled
 back: the same work each run), R times with Eden's data model attached (super
-records made and linked per batch, realms, paths, and Eden's own per-record
-affiliation functions: what issue 12 adds), R times with the set-based part only,
-and R times without it (the plugin before issue 12: super keys and owners stay
-home).  Medians.
+records made and linked per batch, realms, paths, and the affiliations: what
+issue 12 adds; the affiliations of new sites set-based, eden.affiliate_sites,
+Eden's own per-record functions for the rest), R times without the affiliations,
+and R times without any of it (the plugin before issue 12: super keys and owners
+stay home).  Medians.
 """
 import argparse
 import copy
@@ -92,7 +93,7 @@ def run(backend, people, runs):
             files[kind] = out.getvalue()
         b = load(backend, "b", made)
         model = entities.model(b["db"])
-        set_based = copy.copy(model)  # the same without Eden's per-record affiliation functions
+        set_based = copy.copy(model)  # the same without the affiliations
         set_based.after, set_based.upkept = None, set()
         variants = (("with", "with", model), ("set-based", "with", set_based), ("without", "without", None))
         times = {kind: [] for kind, _, _ in variants}
