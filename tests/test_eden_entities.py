@@ -289,12 +289,12 @@ def affiliation_state(env):
 
 
 def test_staff_affiliations_set_based_as_eden_makes_them(eden_instance, monkeypatch):
-    """The set-based affiliations of staff and sites (eden.affiliate_staff, affiliate_sites) give exactly
+    """The set-based affiliations of staff and sites (affiliations.affiliate_staff, affiliate_sites) give exactly
     what Eden's own pr_update_affiliations and org_update_affiliations give: B merges A's staff and
     sites with them, C the same files with Eden's functions per record; every role and affiliation
     of B equals C's, after a first import and after a second in which a staff record and a site
     moved to another organisation (those: Eden's functions)."""
-    from applications.eden.modules.plugin_sync import eden as plugin_eden
+    from applications.eden.modules.plugin_sync import affiliations as plugin_affiliations
 
     a = eden_instance("a")
     country(a)
@@ -316,13 +316,13 @@ def test_staff_affiliations_set_based_as_eden_makes_them(eden_instance, monkeypa
     calls = []
 
     def spy(name):
-        real = getattr(plugin_eden, name)
+        real = getattr(plugin_affiliations, name)
 
         def call(db, table, ids):
             left = real(db, table, ids)
             calls.append((table._tablename, len(ids), len(left)))
             return left
-        monkeypatch.setattr(plugin_eden, name, call)
+        monkeypatch.setattr(plugin_affiliations, name, call)
     spy("affiliate_staff")
     spy("affiliate_sites")
     b, states = eden_instance("b"), []
@@ -336,7 +336,7 @@ def test_staff_affiliations_set_based_as_eden_makes_them(eden_instance, monkeypa
                              ("org_facility", 1, 1), ("org_office", 1, 0)], calls
 
     for name in ("affiliate_staff", "affiliate_sites"):  # Eden's own functions, per record
-        monkeypatch.setattr(plugin_eden, name, lambda db, table, ids: list(ids))
+        monkeypatch.setattr(plugin_affiliations, name, lambda db, table, ids: list(ids))
     c = eden_instance("c")
     for data, state in zip(files, states):
         fileio.import_from(c["db"], settings(c), data, name="a.csv")

@@ -9,7 +9,7 @@ offices, N persons each with a contact and an address, a location hierarchy; its
 full export is merged into instance B as a dry run (every write made, then rolled
 back: the same work each run), R times with Eden's data model attached (super
 records made and linked per batch, realms, paths, and the affiliations: what
-issue 12 adds; the affiliations of new sites set-based, eden.affiliate_sites,
+issue 12 adds; the affiliations of new sites set-based, affiliations.affiliate_sites,
 Eden's own per-record functions for the rest), R times without the affiliations,
 and R times without any of it (the plugin before issue 12: super keys and owners
 stay home).  Medians.
