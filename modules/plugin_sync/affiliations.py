@@ -102,7 +102,7 @@ def affiliate_staff(db, table, ids):
     hrs = db.executesql(
         "SELECT h.person_id, h.type, h.site_id, o.pe_id FROM %s h LEFT JOIN %s o ON o.id = h.organisation_id "
         "WHERE h.person_id IN (%s) AND h.status = 1 AND h.type IN (1, 2) AND %s" % (
-            table._rname, otable._rname, _ints(todo), _alive(db, "h")))
+            table._rname, otable._rname, _ints(todo), dialect.not_deleted(db, "h")))
     site_pe = site_entities(db, {site for _, kind, site, _ in hrs if kind == 1 and site})
     masters = {}  # {person_id: {role: [master pe_id]}}, in Eden's order
     for pid, kind, site, org_pe in hrs:
@@ -123,7 +123,7 @@ def site_entities(db, site_ids):
     if not site_ids:
         return out
     stable, kinds = db.org_site, {}
-    for chunk in _chunked(sorted(site_ids)):
+    for chunk in dialect.chunks(sorted(site_ids)):
         for site, kind in db.executesql("SELECT site_id, instance_type FROM %s WHERE site_id IN (%s)" % (
                 stable._rname, _ints(chunk))):
             kinds.setdefault(kind, []).append(site)
@@ -131,7 +131,7 @@ def site_entities(db, site_ids):
         itable = s3db.table(kind, None) if kind else None
         if itable is None or "pe_id" not in itable.fields or "site_id" not in itable.fields:
             continue
-        for chunk in _chunked(sites):
+        for chunk in dialect.chunks(sites):
             for site, pe in db.executesql("SELECT site_id, pe_id FROM %s WHERE site_id IN (%s) ORDER BY id" % (
                     itable._rname, _ints(chunk))):
                 out.setdefault(site, pe)
@@ -146,13 +146,13 @@ def _busy_entities(db, pe_ids, roles):
         return out
     s3db, ph = current.s3db, dialect.placeholder(db)
     atable, rtable = s3db.table("pr_affiliation"), s3db.table("pr_role")
-    for chunk in _chunked(sorted(pe_ids)):
+    for chunk in dialect.chunks(sorted(pe_ids)):
         marks = _ints(chunk)
         out.update(r[0] for r in db.executesql(
             "SELECT a.pe_id FROM %s a JOIN %s r ON r.id = a.role_id WHERE a.pe_id IN (%s) AND %s AND %s "
             "AND r.role IN (%s) UNION SELECT r.pe_id FROM %s r WHERE r.pe_id IN (%s) AND r.role_type = %d AND %s" % (
-                atable._rname, rtable._rname, marks, _alive(db, "a"), _alive(db, "r"), ",".join([ph] * len(roles)),
-                rtable._rname, marks, OU, _alive(db, "r")), placeholders=list(roles)))
+                atable._rname, rtable._rname, marks, dialect.not_deleted(db, "a"), dialect.not_deleted(db, "r"), ",".join([ph] * len(roles)),
+                rtable._rname, marks, OU, dialect.not_deleted(db, "r")), placeholders=list(roles)))
     return out
 
 
@@ -176,7 +176,7 @@ def add_affiliations(db, wanted):
         roles.update(_roles_of(db, rtable, missing))
     pairs = list(dict.fromkeys((roles[(m, role)], a) for m, role, a in wanted if (m, role) in roles))
     there = set()
-    for chunk in _chunked(pairs):
+    for chunk in dialect.chunks(pairs):
         there.update(db.executesql("SELECT role_id, pe_id FROM %s WHERE role_id IN (%s) AND pe_id IN (%s)" % (
             atable._rname, _ints({r for r, _ in chunk}), _ints({a for _, a in chunk}))))
     insert_rows(db, atable, [dict(role_id=r, pe_id=a) for r, a in pairs if (r, a) not in there])
@@ -186,12 +186,12 @@ def _roles_of(db, rtable, keys):
     """{(pe_id, role): id} of the current roles of these names of these entities (the lowest id of each)."""
     ph, out = dialect.placeholder(db), {}
     wanted = set(keys)
-    for chunk in _chunked(keys):
+    for chunk in dialect.chunks(keys):
         names = sorted({role for _, role in chunk})
         for pe, role, rid in db.executesql(
                 "SELECT r.pe_id, r.role, min(r.id) FROM %s r WHERE r.pe_id IN (%s) AND r.role IN (%s) AND %s "
                 "GROUP BY r.pe_id, r.role" % (rtable._rname, _ints({m for m, _ in chunk}), ",".join([ph] * len(names)),
-                                              _alive(db, "r")), placeholders=names):
+                                              dialect.not_deleted(db, "r")), placeholders=names):
             if (pe, role) in wanted:
                 out[(pe, role)] = rid
     return out
@@ -247,18 +247,8 @@ def _literals(adapter):
     return literal
 
 
-def _alive(db, alias):
-    """SQL: the row `alias` is not deleted, as Eden's `deleted != True` asks (NULL too)."""
-    return "(%s.deleted IS NULL OR %s.deleted <> %s)" % (alias, alias, "'T'" if dialect.char_bool(db) else "TRUE")
-
-
 def _ints(values):
     return ",".join(str(int(v)) for v in values)
-
-
-def _chunked(seq, n=900):
-    seq = list(seq)
-    return [seq[k:k + n] for k in range(0, len(seq), n)]
 
 
 def _unaffiliated(db, table, uuids, staff):
@@ -278,9 +268,9 @@ def _unaffiliated(db, table, uuids, staff):
                                                             ",".join([ph] * len(uuids))), placeholders=list(uuids))
     pes = {pe for _, pe, _ in rows if pe is not None}
     there = set()
-    for chunk in _chunked(sorted(pes)):
+    for chunk in dialect.chunks(sorted(pes)):
         there.update(db.executesql(
             "SELECT a.pe_id, o.id FROM %s a JOIN %s r ON r.id = a.role_id JOIN %s o ON o.pe_id = r.pe_id "
             "WHERE a.pe_id IN (%s) AND %s AND %s" % (atable._rname, rtable._rname, otable._rname, _ints(chunk),
-                                                     _alive(db, "a"), _alive(db, "r"))))
+                                                     dialect.not_deleted(db, "a"), dialect.not_deleted(db, "r"))))
     return [rid for rid, pe, org in rows if (pe, org) not in there]

@@ -12,7 +12,7 @@ from . import changes, dialect, entities
 from .peers import this_instance, utcnow
 from .tables import synced_tables
 
-CHUNK = 900  # ids/uuids per IN (...): under every SQLite build's variable limit
+CHUNK, chunks = dialect.CHUNK, dialect.chunks  # (the merge's pieces import them from here)
 EPOCH = datetime.datetime(1970, 1, 1)
 
 
@@ -66,7 +66,3 @@ class Context:
         return changes.unseen_by(self.db, tablename, ids, base_uuid, self.seen_until) if ids else set()
 
 
-def chunks(seq, n):
-    seq = list(seq)
-    for k in range(0, len(seq), n):
-        yield seq[k:k + n]

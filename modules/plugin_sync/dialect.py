@@ -39,3 +39,18 @@ def placeholder(db):
 def char_bool(db):
     """Does the adapter keep booleans as CHAR(1) 'T'/'F' (pydal on SQLite and others) rather than BOOLEAN?"""
     return db._adapter.dialect.types["boolean"].upper().startswith("CHAR")
+
+
+CHUNK = 900  # ids/uuids per IN (...): under every SQLite build's variable limit
+
+
+def chunks(seq, n=CHUNK):
+    """`seq` in lists of at most `n` (an IN list per chunk)."""
+    seq = list(seq)
+    return [seq[k:k + n] for k in range(0, len(seq), n)]
+
+
+def not_deleted(db, alias, column="deleted"):
+    """SQL: the row `alias` is not deleted, as Eden's `deleted != True` asks (NULL too; booleans are 'T'/'F'
+    where pydal stores them as characters)."""
+    return "(%s.%s IS NULL OR %s.%s <> %s)" % (alias, column, alias, column, "'T'" if char_bool(db) else "TRUE")

@@ -28,7 +28,7 @@ import array
 from . import changes, dialect
 
 MODEL = "_plugin_sync_model"  # the attribute of the db that holds its Model (set by the host adapter)
-CHUNK = 900
+CHUNK = dialect.CHUNK
 MAX_DEPTH = 64  # passes of the path rebuild: deeper chains (or a loop of parents) are left as they are
 
 
@@ -184,7 +184,7 @@ class Hooks:
         changes nothing.)"""
         if self.mark is None:
             ids = sorted(set(self.kept.get(tablename, ())))
-            for chunk in _chunks(ids, CHUNK):
+            for chunk in dialect.chunks(ids, CHUNK):
                 yield self.uuids_of(tablename, chunk)
             return
         last = 0
@@ -197,14 +197,14 @@ class Hooks:
 
     def uuids_of(self, tablename, ids):
         table, out = self.db[tablename], []
-        for chunk in _chunks([int(i) for i in ids], CHUNK):
+        for chunk in dialect.chunks([int(i) for i in ids], CHUNK):
             out += [r[0] for r in self.db.executesql("SELECT %s FROM %s WHERE id IN (%s)" % (
                 table.uuid._rname, table._rname, ",".join(map(str, chunk))))]
         return out
 
     def ids_of(self, tablename, uuids):
         table, ph, out = self.db[tablename], dialect.placeholder(self.db), []
-        for chunk in _chunks(list(uuids), CHUNK):
+        for chunk in dialect.chunks(list(uuids), CHUNK):
             out += [r[0] for r in self.db.executesql("SELECT id FROM %s WHERE %s IN (%s)" % (
                 table._rname, table.uuid._rname, ",".join([ph] * len(chunk))), placeholders=chunk)]
         return out
@@ -242,7 +242,7 @@ def link_supers(db, tablename, supers, uuids, origin=None, refresh=False):
     table, ph = db[tablename], dialect.placeholder(db)
     if refresh:
         copy_shared(db, tablename, supers, uuids)
-    for chunk in _chunks(list(uuids), CHUNK):
+    for chunk in dialect.chunks(list(uuids), CHUNK):
         links = {}  # {instance field: {uuid: super key}}: all of a row's super keys in one UPDATE
         for s in supers:
             st = db[s.table]
@@ -307,7 +307,7 @@ def copy_shared(db, tablename, supers, uuids, only=None):
             continue
         sets = ", ".join("%s = (SELECT t.%s FROM %s t WHERE t.%s = %s.%s)" % (
             c, i, table._rname, table.uuid._rname, st._rname, st.uuid._rname) for c, i in shared)
-        for chunk in _chunks(list(uuids), CHUNK):
+        for chunk in dialect.chunks(list(uuids), CHUNK):
             db.executesql("UPDATE %s SET %s WHERE %s IN (%s) AND %s = %s" % (
                 st._rname, sets, st.uuid._rname, ",".join([ph] * len(chunk)), st.instance_type._rname, ph),
                 placeholders=chunk + [tablename])
@@ -317,8 +317,7 @@ def _alive(db, table):
     """SQL: the row `t` is not deleted (booleans are 'T'/'F' where pydal stores them as characters)."""
     if "deleted" not in table.fields:
         return "1 = 1"
-    return "(t.%s IS NULL OR t.%s <> %s)" % (table.deleted._rname, table.deleted._rname,
-                                            "'T'" if dialect.char_bool(db) else "TRUE")
+    return dialect.not_deleted(db, "t", table.deleted._rname)
 
 
 def unlinked(db, tablename, supers):
@@ -343,7 +342,7 @@ def _update_tracked(db, table, sets, set_params, where, where_params, origin):
     if not ids:
         return 0
     changes.bulk_begin(db, name)
-    for chunk in _chunks(ids, CHUNK):
+    for chunk in dialect.chunks(ids, CHUNK):
         db.executesql("UPDATE %s AS t SET %s WHERE t.id IN (%s)" % (table._rname, sets, ",".join(map(str, chunk))),
                       placeholders=list(set_params))
     changes.bulk_end(db, name, ids=ids, origin=origin)
@@ -362,7 +361,7 @@ def set_realms(db, tablename, uuids, rule=None, origin=None):
         return
     table, ph = db[tablename], dialect.placeholder(db)
     realm = default_realm_sql(db, table)
-    for chunk in _chunks(list(uuids), CHUNK):
+    for chunk in dialect.chunks(list(uuids), CHUNK):
         marks = ",".join([ph] * len(chunk))
         if realm is None:
             _update_tracked(db, table, "realm_entity = NULL", [], "t.%s IN (%s) AND t.realm_entity IS NOT NULL" % (
@@ -405,7 +404,7 @@ def rebuild_paths(db, tablename, fields, uuids, origin=None):
     concat = "p.%s || '/' || CAST(t.id AS VARCHAR(20))" % t_path
     computed = "CASE WHEN t.%s IS NULL THEN CAST(t.id AS VARCHAR(20)) ELSE %s END" % (t_parent, concat)
     todo = []
-    for chunk in _chunks(list(uuids), CHUNK):
+    for chunk in dialect.chunks(list(uuids), CHUNK):
         todo += [r[0] for r in db.executesql("SELECT id FROM %s WHERE %s IN (%s)" % (
             rname, table.uuid._rname, ",".join([ph] * len(chunk))), placeholders=chunk)]
     todo += _pathless_ancestors(db, table, t_parent, t_path, todo)
@@ -413,7 +412,7 @@ def rebuild_paths(db, tablename, fields, uuids, origin=None):
         if not todo:
             return
         changed = []
-        for chunk in _chunks(sorted(set(todo)), CHUNK):
+        for chunk in dialect.chunks(sorted(set(todo)), CHUNK):
             rows = db.executesql(
                 "SELECT t.id, %s FROM %s t LEFT JOIN %s p ON p.id = t.%s WHERE t.id IN (%s) AND "
                 "(t.%s IS NULL OR p.%s IS NOT NULL) " % (computed, rname, rname, t_parent, ",".join(map(str, chunk)),
@@ -428,13 +427,9 @@ def rebuild_paths(db, tablename, fields, uuids, origin=None):
         changes.bulk_end(db, tablename, ids=[i for i, _ in changed], origin=origin)
         ids = [i for i, _ in changed]
         todo = []
-        for chunk in _chunks(ids, CHUNK):
+        for chunk in dialect.chunks(ids, CHUNK):
             todo += [r[0] for r in db.executesql("SELECT id FROM %s WHERE %s IN (%s)" % (
                 rname, t_parent, ",".join(map(str, chunk))))]
-
-
-def _chunks(seq, n):
-    return [seq[k:k + n] for k in range(0, len(seq), n)]
 
 
 def _pathless_ancestors(db, table, t_parent, t_path, ids):
@@ -442,7 +437,7 @@ def _pathless_ancestors(db, table, t_parent, t_path, ids):
     out, seen, frontier = [], set(ids), list(ids)
     for _ in range(MAX_DEPTH):
         found = []
-        for chunk in _chunks(frontier, CHUNK):
+        for chunk in dialect.chunks(frontier, CHUNK):
             found += [r[0] for r in db.executesql(
                 "SELECT p.id FROM %s t JOIN %s p ON p.id = t.%s WHERE t.id IN (%s) AND p.%s IS NULL" % (
                     table._rname, table._rname, t_parent, ",".join(map(str, chunk)), t_path))]
