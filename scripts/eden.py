@@ -127,10 +127,9 @@ def serve(folder, port, scheduler):
     dump_stacks_on_usr1()
     worker = None
     if scheduler:
-        # a fresh interpreter, not a fork of this one (see worker()): its own session of nothing shared
+        # a fresh interpreter, not a fork of this one (see worker()); its database: EDEN_DB_URI, inherited
         worker = subprocess.Popen([sys.executable, os.path.abspath(__file__), "worker", "--instance",
-                                   os.path.basename(folder), "--runtime", os.path.dirname(folder)]
-                                  + (["--db", os.environ["EDEN_DB_URI"]] if os.environ.get("EDEN_DB_URI") else []))
+                                   os.path.basename(folder), "--runtime", os.path.dirname(folder)])
     import gluon.widget
 
     try:
