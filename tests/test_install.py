@@ -10,6 +10,7 @@ import base64
 import hashlib
 import http.cookiejar
 import os
+import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -73,6 +74,8 @@ def status(url, credentials=None):
 
 
 def test_make_install_serve_and_uninstall(eden_instance, eden_server, eden_admin):
+    import install
+
     env = eden_instance("pristine", plugin=None)
     app = os.path.join(env["folder"], "applications", "eden")
     assert not [p for p in os.listdir(os.path.join(app, "models")) if p.startswith("plugin_sync")]
@@ -88,7 +91,10 @@ def test_make_install_serve_and_uninstall(eden_instance, eden_server, eden_admin
     assert {p for p in before if after[p] != before[p]} == set()
     assert added and all(p.split(os.sep)[1].startswith("plugin_sync") for p in added), sorted(added)
     assert {p.split(os.sep)[0] for p in added} >= {"models", "controllers", "modules", "views"}
-    for rel in added:
+    # the repository's plugin files, and the record of them that uninstall goes by
+    assert added == set(install.plugin_files()) | {install.MANIFEST}
+    assert install.installed_files(app) == install.plugin_files()
+    for rel in added - {install.MANIFEST}:
         assert not os.path.islink(os.path.join(app, rel))
         with open(os.path.join(REPO, rel), "rb") as f:
             assert after[rel] == hashlib.sha256(f.read()).hexdigest(), rel
@@ -137,6 +143,89 @@ def test_install_copies_the_repositorys_plugin_paths_only():
     assert all(os.path.basename(p).startswith("plugin_sync") for p in paths)
     for host_file in ("models/db.py", "models/eden.py", "controllers/default.py", "modules/eden_demo.py"):
         assert not os.path.exists(os.path.join(REPO, host_file)), "a host file in the plugin's paths: " + host_file
+
+
+# what a site adds of its own under plugin_sync* names: its settings after the plugin's model,
+# its translation of the plugin's pages, a link to its secrets kept outside the application
+SITE_MODEL = os.path.join("models", "plugin_sync_zz_site.py")
+SITE_LANGUAGE = os.path.join("languages", "plugin_sync", "fr.py")
+SITE_LINK = os.path.join("models", "plugin_sync_zz_secrets.py")
+SECRETS = "plugins.sync.contact = 'it@example.org'  # kept outside the application\n"
+
+
+def contents(app, paths):
+    """{path: its text, or the target of a link} of the paths of `app` that exist."""
+    out = {}
+    for rel in paths:
+        path = os.path.join(app, rel)
+        if os.path.islink(path):
+            out[rel] = "link:" + os.readlink(path)
+        elif os.path.exists(path):
+            out[rel] = open(path).read()
+    return out
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_install_and_uninstall_leave_a_sites_own_plugin_sync_files(eden_folder, tmp_path):
+    """The plugin's file list decides, not the name: a site's own plugin_sync* files stay through both commands."""
+    import install
+
+    folder, _ = eden_folder("site", plugin=None)
+    app = os.path.join(folder, "applications", "eden")
+    edens_own = tree(app)
+    secrets = tmp_path / "secrets.py"
+    secrets.write_text(SECRETS)
+    with open(os.path.join(app, SITE_MODEL), "w") as f:
+        f.write("plugins.sync.owner = 'Dili HQ'  # the site's own\n")
+    os.symlink(str(secrets), os.path.join(app, SITE_LINK))
+    make("install", "EDEN=%s" % app)
+    # installed: the site translates the plugin's pages into French, next to the plugin's Spanish
+    with open(os.path.join(app, SITE_LANGUAGE), "w") as f:
+        f.write("{'Sync': 'Synchroniser'}\n")
+    site = contents(app, (SITE_MODEL, SITE_LANGUAGE, SITE_LINK))
+    assert len(site) == 3
+
+    make("install", "EDEN=%s" % app)  # an upgrade: the same command again
+    assert contents(app, site) == site
+    assert os.path.isfile(os.path.join(app, "languages", "plugin_sync", "es.py"))
+
+    out = make("uninstall", "EDEN=%s" % app)
+    assert contents(app, site) == site, out
+    assert secrets.read_text() == SECRETS
+    left = [rel for rel in install.plugin_files() if os.path.lexists(os.path.join(app, rel))]
+    assert left == [], "the plugin's files left after uninstall: %s" % left
+    assert not os.path.exists(os.path.join(app, "modules", "plugin_sync"))
+    # Eden's own files as they were: the tree is Eden's plus the site's three
+    final = tree(app)
+    assert {rel: final.pop(rel) for rel in site} and final == edens_own
+
+
+def test_linked_install_keeps_a_sites_files_out_of_the_repository(tmp_path):
+    """--link (the launcher's) links the plugin's files, not its folders: a site's file lands in the site, and stays."""
+    import install
+
+    source = tmp_path / "plugin"  # a copy of the repository's plugin files: this test must not touch the real one
+    for rel in install.plugin_paths():
+        src, dst = os.path.join(REPO, rel), source / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.isdir(src):
+            shutil.copytree(src, str(dst), ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(src, str(dst))
+    app = tmp_path / "app"
+    for name in ("models", "controllers", "modules", "views", "static", "languages"):
+        (app / name).mkdir(parents=True)
+    shipped = tree(str(source))
+    install.install(str(app), link=True, source=str(source))
+    for rel in shipped:
+        assert os.path.realpath(str(app / rel)) == os.path.realpath(str(source / rel)), rel
+    (app / SITE_LANGUAGE).write_text("{'Sync': 'Synchroniser'}\n")
+    install.install(str(app), link=True, source=str(source))
+    assert tree(str(source)) == shipped, "a site's file went into the plugin's source"
+    install.uninstall(str(app), source=str(source))
+    assert tree(str(source)) == shipped
+    assert (app / SITE_LANGUAGE).read_text() == "{'Sync': 'Synchroniser'}\n"
+    assert [p for p in tree(str(app)) if p != SITE_LANGUAGE] == []
 
 
 def logged_in(opener, url):
