@@ -200,11 +200,11 @@ def test_install_and_uninstall_leave_a_sites_own_plugin_sync_files(eden_folder, 
     assert {rel: final.pop(rel) for rel in site} and final == edens_own
 
 
-def test_linked_install_keeps_a_sites_files_out_of_the_repository(tmp_path):
-    """--link (the launcher's) links the plugin's files, not its folders: a site's file lands in the site, and stays."""
+def plugin_and_app(tmp_path):
+    """A copy of the repository's plugin files (these tests must not touch the real ones) and an empty app."""
     import install
 
-    source = tmp_path / "plugin"  # a copy of the repository's plugin files: this test must not touch the real one
+    source = tmp_path / "plugin"
     for rel in install.plugin_paths():
         src, dst = os.path.join(REPO, rel), source / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -215,6 +215,14 @@ def test_linked_install_keeps_a_sites_files_out_of_the_repository(tmp_path):
     app = tmp_path / "app"
     for name in ("models", "controllers", "modules", "views", "static", "languages"):
         (app / name).mkdir(parents=True)
+    return source, app
+
+
+def test_linked_install_keeps_a_sites_files_out_of_the_repository(tmp_path):
+    """--link (the launcher's) links the plugin's files, not its folders: a site's file lands in the site, and stays."""
+    import install
+
+    source, app = plugin_and_app(tmp_path)
     shipped = tree(str(source))
     install.install(str(app), link=True, source=str(source))
     for rel in shipped:
@@ -226,6 +234,21 @@ def test_linked_install_keeps_a_sites_files_out_of_the_repository(tmp_path):
     assert tree(str(source)) == shipped
     assert (app / SITE_LANGUAGE).read_text() == "{'Sync': 'Synchroniser'}\n"
     assert [p for p in tree(str(app)) if p != SITE_LANGUAGE] == []
+
+
+def test_an_upgrade_removes_what_the_plugin_no_longer_ships_and_only_that(tmp_path):
+    """A file an earlier install put there that the new version has not goes; the site's own stays."""
+    import install
+
+    source, app = plugin_and_app(tmp_path)
+    install.install(str(app), source=str(source))
+    (app / SITE_MODEL).write_text("plugins.sync.owner = 'Dili HQ'\n")
+    dropped = os.path.join("views", "plugin_sync", "log.html")
+    os.remove(str(source / dropped))  # the new version renamed or dropped it
+    install.install(str(app), source=str(source))
+    assert not os.path.lexists(str(app / dropped))
+    assert (app / SITE_MODEL).read_text() == "plugins.sync.owner = 'Dili HQ'\n"
+    assert sorted(p for p in tree(str(app)) if p not in (SITE_MODEL, install.MANIFEST)) == sorted(tree(str(source)))
 
 
 def logged_in(opener, url):
