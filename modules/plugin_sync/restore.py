@@ -15,7 +15,7 @@ from .csvstream import Writer
 from .errors import SyncError
 from .fileformat import END, NULL, ROW_SEQ
 from .fileio import import_from
-from .merge import EPOCH
+from .context import EPOCH
 from .peers import utcnow
 
 RESTORE = "restore"  # plugin_sync_conflict.resolution of the version a restore replaced
