@@ -10,7 +10,6 @@ The one reference rule is `reference_keys` (and its column form
 reference pointed nowhere, a list of these, or None.  Nothing here reads or
 writes the database but the upload check.
 """
-import datetime
 import json
 from operator import itemgetter
 from typing import NamedTuple
@@ -147,7 +146,7 @@ class Parser:
 
     def __init__(self, ctx, file_ids, paths="auto"):
         self.db, self.report, self.settings, self.now = ctx.db, ctx.report, ctx.settings, ctx.now
-        self.future_limit = ctx.now + datetime.timedelta(seconds=ctx.settings.clock_tolerance or 0)
+        self.future_limit = ctx.future_limit
         self.file_ids = file_ids  # plain pydal files: {table: {file id: uuid}}, shared with the resolver
         self.paths = paths
 
