@@ -31,7 +31,7 @@ plugin_sync_settings = plugin_sync_eden.configure(PluginManager(
     policy={},  # per-table conflict policy: newer (default) | this | other | master
     default_policy="newer",
     master=None,  # base_uuid of the instance that wins under the 'master' policy
-    clock_tolerance=300,  # seconds a modified_on may lie in the future before it is suspect
+    clock_tolerance=300,  # seconds a modified_on or deleted_on may lie in the future before it is suspect
     # records whose uuid is unknown here: "uuid" (a new record) or "eden" (ask the table's deduplicate
     # rule; a match makes the incoming uuid an alias of the local record, see modules/plugin_sync/aliases.py)
     match="uuid",

@@ -84,7 +84,7 @@ import uuid as uuidlib
 from hypothesis import HealthCheck, Phase, event, example, given, settings as hsettings, strategies as st
 from synchelpers import LOCAL, assert_converged, instances, settings, snapshot
 
-from applications.eden.modules.plugin_sync.csvstream import NULL
+from applications.eden.modules.plugin_sync.fileformat import NULL
 from applications.eden.modules.plugin_sync.fileio import export_bytes, export_to, import_from
 from applications.eden.modules.plugin_sync.peers import this_instance
 from applications.eden.modules.plugin_sync.tables import references, synced_tables

@@ -8,7 +8,7 @@ from synchelpers import assert_converged, export, instances, seed_small, setting
 
 from applications.eden.modules.plugin_sync.errors import TableNotSynced
 from applications.eden.modules.plugin_sync.fileio import import_from
-from applications.eden.modules.plugin_sync.merge import upload_folder
+from applications.eden.modules.plugin_sync.uploads import upload_folder
 
 
 def test_export_never_contains_auth_settings_or_gis_keys(new_instance):

@@ -4,21 +4,22 @@ Eden's realm hierarchies and the organisation's pages read, and which Eden keeps
 
 Set-based for what an import mostly brings (new sites and staff, whose entity has no affiliation of
 that kind yet), Eden's own per-record functions for the rest (a changed organisation, an entity that
-owns OU roles): upkeep(db, names) is the merge's per-table hook (entities.Model.after).
+owns OU roles): upkeep(db, names, is_eden) is the merge's per-table hook (entities.Model.after).
 """
 from gluon import current
 
 from . import dialect
 
 
-def upkeep(db, names):
+def upkeep(db, names, is_eden):
     """Eden's organisational affiliations (pr_affiliation: a site's and a staff member's place under their
     organisation, which realm hierarchies and the organisation's pages read) for what the import wrote, as
     Eden's own functions keep them (what the tables' onaccept calls): for the records without their
     affiliation yet, set-based where the entity has no affiliation of that kind yet (affiliate_staff,
-    affiliate_sites: new records, the bulk of an import), else Eden's function per record."""
-    from .eden import is_eden  # (eden.py imports this module)
+    affiliate_sites: new records, the bulk of an import), else Eden's function per record.
 
+    is_eden(db): the Eden adapter's test that Eden serves this `db` in this thread (handed in, so that
+    this module needs nothing of the adapter that calls it)."""
     auth, s3db = current.auth, current.s3db
     sites = {name for name in names if name in (getattr(auth, "org_site_types", None) or ())}
     staff = {"hrm_human_resource"} & set(names)

@@ -49,7 +49,7 @@ the first install on a table records its existing rows as changes, so that
 import io
 
 from . import dialect
-from .values import copy_escape
+from .schema import index_exists
 
 CHANGE = "plugin_sync_change"
 TOMBSTONE = "plugin_sync_tombstone"
@@ -200,7 +200,7 @@ def ensure_change_indexes(db):
     by every write).  Once the schema is in place, setup takes no lock a write waits on.
     """
     for name, tablename, columns, unique in INDEXES:
-        if _index_exists(db, name):
+        if index_exists(db, name):
             continue
         _sql(
             db,
@@ -217,7 +217,7 @@ def _check_columns(table):
 
 def _backfill(db, table):
     """Record the rows a table held before its triggers existed, so that 'since 0' is everything."""
-    t = _literal(table._tablename)
+    t = literal(table._tablename)
     seq = _sqlite_next_seq(db) if dialect.is_sqlite(db) else "txid_current()"
     _sql(
         db,
@@ -241,13 +241,13 @@ def _our_triggers(db, table):
         rows = _sql(
             db,
             "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s AND name LIKE %s"
-            % (_literal(table._raw_rname), _literal(PREFIX + "%")),
+            % (literal(table._raw_rname), literal(PREFIX + "%")),
         )
     else:
         rows = _sql(
             db,
             "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal AND tgname LIKE %s"
-            % (_literal(table._rname), _literal(PREFIX + "%")),
+            % (literal(table._rname), literal(PREFIX + "%")),
         )
     return {r[0] for r in rows}
 
@@ -281,12 +281,12 @@ def _sqlite_counter(db):
 
 def _sqlite_bulk_table(db):
     """The bulk marker: empty outside the merge's batches (and always, as seen by other connections)."""
-    if not _sql(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s" % _literal(BULK)):
+    if not _sql(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s" % literal(BULK)):
         _sql(db, "CREATE TABLE IF NOT EXISTS %s (tablename TEXT PRIMARY KEY)" % BULK)
 
 
 def _has_counter(db):
-    return bool(_sql(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s" % _literal(COUNTER)))
+    return bool(_sql(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s" % literal(COUNTER)))
 
 
 def _sqlite_next_seq(db):
@@ -316,7 +316,7 @@ SQLITE_DELETE = """%(bump)s
 
 def _sqlite_install(db, table):
     name = "%s_%s_%s" % (PREFIX, VERSION, table._tablename)
-    params = dict(bump=SQLITE_BUMP, seq=SQLITE_SEQ, C=CHANGE, D=TOMBSTONE, I=IDENTITY, t=_literal(table._tablename))
+    params = dict(bump=SQLITE_BUMP, seq=SQLITE_SEQ, C=CHANGE, D=TOMBSTONE, I=IDENTITY, t=literal(table._tablename))
     change, delete = SQLITE_CHANGE % params, SQLITE_DELETE % params
     unless_bulk = "WHEN NOT EXISTS (SELECT 1 FROM %s WHERE tablename = %s)" % (BULK, params["t"])
     wanted = {
@@ -399,7 +399,7 @@ def _pg_functions(db):
         present = _sql(
             db,
             "SELECT prosrc FROM pg_proc WHERE proname = %s AND pronamespace = current_schema()::regnamespace"
-            % _literal(name),
+            % literal(name),
         )
         if present and present[0][0] == body:
             continue  # unchanged: no catalog write at each start
@@ -418,8 +418,8 @@ def _pg_tombstone_seq(db):
 
 def _pg_install(db, table):
     name = "%s_%s" % (PREFIX, VERSION)
-    t = _literal(table._tablename)
-    unless_bulk = "WHEN (current_setting(%s, true) IS DISTINCT FROM %s)" % (_literal(BULK_SETTING), t)
+    t = literal(table._tablename)
+    unless_bulk = "WHEN (current_setting(%s, true) IS DISTINCT FROM %s)" % (literal(BULK_SETTING), t)
     wanted = {
         name: "CREATE TRIGGER %s AFTER INSERT OR UPDATE ON %s FOR EACH ROW %s EXECUTE FUNCTION %s(%s)"
         % (name, table._rname, unless_bulk, PREFIX, t),
@@ -434,17 +434,11 @@ def _pg_install(db, table):
 # --------------------------------------------------------------------- helpers
 
 
-def _index_exists(db, name):
-    from .schema import _index_exists as exists
-
-    return exists(db, name)
-
-
 def _sql(db, sql):
     return db.executesql(sql)
 
 
-def _literal(text):
+def literal(text):
     return "'%s'" % str(text).replace("'", "''")
 
 
@@ -485,7 +479,7 @@ def unseen_by(db, tablename, ids, origin, seen_until):
     for k in range(0, len(ids), 900):
         chunk = ids[k:k + 900]
         rows = _sql(db, "SELECT record_id, seq, origin, origin_seq FROM %s WHERE tablename = %s AND record_id IN (%s)" % (
-            CHANGE, _literal(tablename), ",".join(str(i) for i in chunk)))
+            CHANGE, literal(tablename), ",".join(str(i) for i in chunk)))
         for record_id, seq, tag, tag_seq in rows:
             if seq < seen_until or (origin and tag == origin and tag_seq == seq):
                 continue
@@ -510,7 +504,7 @@ def written_since(db, tablename, ids, mark):
     ids = [int(i) for i in ids]
     for k in range(0, len(ids), 900):
         rows = _sql(db, "SELECT record_id FROM %s WHERE tablename = %s AND %s AND record_id IN (%s)" % (
-            CHANGE, _literal(tablename), where, ",".join(str(i) for i in ids[k:k + 900])))
+            CHANGE, literal(tablename), where, ",".join(str(i) for i in ids[k:k + 900])))
         out.update(int(r[0]) for r in rows)
     return out
 
@@ -523,7 +517,7 @@ def tag_writes(db, mark, origin):
         where = "seq = %d" % int(mark)  # our transaction id
     # changes tagged already (bulk_end with origin) are left as they are: no second row version
     _sql(db, "UPDATE %s SET origin = %s, origin_seq = seq WHERE %s AND (coalesce(origin, '') <> %s "
-         "OR coalesce(origin_seq, -1) <> seq)" % (CHANGE, _literal(origin), where, _literal(origin)))
+         "OR coalesce(origin_seq, -1) <> seq)" % (CHANGE, literal(origin), where, literal(origin)))
 
 
 def bulk_begin(db, tablename):
@@ -547,7 +541,7 @@ def bulk_begin(db, tablename):
         rows = _sql(
             db,
             "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s AND name LIKE %s"
-            % (_literal(table._raw_rname), _literal(PREFIX + "%")),
+            % (literal(table._raw_rname), literal(PREFIX + "%")),
         )
         kept = [(name, sql) for name, sql in rows if name.endswith(("_insert", "_update"))]
         for name, _ in kept:
@@ -619,8 +613,8 @@ def bulk_end(db, tablename, ids=(), uuids=(), inserted_after=None, new_uuids=(),
         sql = "INSERT INTO %s (%s) SELECT %%s, i, txid_current()%s FROM unnest(%%s::bigint[]) i" % (CHANGE, cols, vals)
         args = [tablename] + tag + [[int(i) for i in new_ids]]
         txid = int(_sql(db, "SELECT txid_current()")[0][0])
-        cells = "\t%d" % txid + ("\t%s\t%d" % (copy_escape(origin), txid) if tag else "") + "\n"
-        name = copy_escape(tablename) + "\t"
+        cells = "\t%d" % txid + ("\t%s\t%d" % (dialect.copy_escape(origin), txid) if tag else "") + "\n"
+        name = dialect.copy_escape(tablename) + "\t"
         lines = "".join([name + str(int(i)) + cells for i in new_ids])
         db.executesql("SAVEPOINT plugin_sync_capture")
         try:

@@ -16,6 +16,12 @@ CHUNK, chunks = dialect.CHUNK, dialect.chunks  # (the merge's pieces import them
 EPOCH = datetime.datetime(1970, 1, 1)
 
 
+def future_limit(settings, now):
+    """The latest stamp (modified_on, a deletion's deleted_on) taken at face value: later ones come from a
+    clock that runs ahead, and would otherwise beat every version made here until their date."""
+    return now + datetime.timedelta(seconds=settings.clock_tolerance or 0)
+
+
 class Context:
     """The import's shared state: set up once, the sender's part filled in by Merger.read_origin."""
 
@@ -24,6 +30,7 @@ class Context:
         self.sqlite = dialect.is_sqlite(db)  # else PostgreSQL: COPY, sequences, the reader thread
         self.ph, self.char_bool = dialect.placeholder(db), dialect.char_bool(db)
         self.now = now or utcnow()
+        self.future_limit = future_limit(settings, self.now)  # one clock rule for modified_on and deleted_on
         self.synced = set(synced_tables(db, settings))
         self.me = this_instance(db)
         self.origin = None  # the file's sender row (see Merger.read_origin)

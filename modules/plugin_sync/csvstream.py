@@ -18,7 +18,7 @@ import zipfile
 import zlib
 
 from .errors import FormatError, TooLarge, TruncatedFile
-from .fileformat import END, NULL, UUID  # noqa: F401 (NULL, UUID: importable from here as before)
+from .fileformat import END
 from .limits import Counted, Inflated, bounded_lines, limits_of
 
 GZIP_MAGIC = b"\x1f\x8b"

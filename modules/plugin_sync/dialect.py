@@ -54,3 +54,8 @@ def not_deleted(db, alias, column="deleted"):
     """SQL: the row `alias` is not deleted, as Eden's `deleted != True` asks (NULL too; booleans are 'T'/'F'
     where pydal stores them as characters)."""
     return "(%s.%s IS NULL OR %s.%s <> %s)" % (alias, column, alias, column, "'T'" if char_bool(db) else "TRUE")
+
+
+def copy_escape(text):
+    """A value as a cell of PostgreSQL's COPY text format (backslash, tab and line breaks escaped)."""
+    return str(text).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")

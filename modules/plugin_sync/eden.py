@@ -145,7 +145,7 @@ def entity_model(db, names):
     keys = {"auth_user": "email"} if "auth_user" in db.tables and "email" in db.auth_user.fields else {}
     ownership = {"owned_by_group": "auth_group"} if "auth_group" in db.tables else {}
     return entities.Model(supers=supers, keys=keys, realms=realms, realm_rule=_realm_rule(db, realms),
-                          paths=paths, ownership=ownership, after=affiliations.upkeep(db, names))
+                          paths=paths, ownership=ownership, after=affiliations.upkeep(db, names, is_eden))
 
 
 def _realm_rule(db, realms):

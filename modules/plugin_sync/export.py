@@ -15,10 +15,10 @@ from . import changes, dialect, progress
 from .csvstream import Writer
 from .entities import key_of
 from .fileformat import (IDENTITY_COLUMNS, IDENTITY_TABLE, MERGED, NULL, PARTIAL, ROW_SEQ, SINCE, TOMBSTONE_COLUMNS,
-                         TOMBSTONE_TABLE, UNTIL, annotations)
+                         TOMBSTONE_TABLE, UNTIL)
 from .gcpause import paused
 from .peers import identity_record, utcnow
-from .tables import synced_tables, travelling_fields
+from .tables import annotations, synced_tables, travelling_fields
 from .values import bar_decode, bar_encode, column_values, formatter, quoted_cells, stored_text_formatter
 
 BATCH = 5000
@@ -54,7 +54,7 @@ def _select_sql(db, table, notes, where="", as_text=(), seq=False, fields=None):
             joins.append("LEFT JOIN %s r%d ON r%d.%s = t.%s" % (rt._rname, i, i, rt._id._rname, table[fname]._rname))
     if seq:  # a probe of the change log's (tablename, record_id) index per row, whatever the statistics say
         cols.append("(SELECT c.seq FROM %s c WHERE c.tablename = %s AND c.record_id = t.id)" % (
-            changes.CHANGE, changes._literal(table._tablename)))
+            changes.CHANGE, changes.literal(table._tablename)))
     return "SELECT %s FROM %s t %s %s ORDER BY t.id" % (", ".join(cols), table._rname, " ".join(joins), where)
 
 

@@ -2,11 +2,11 @@
 
 A file is pydal's CSV format (see csvstream) plus these conventions, written by
 export and read by merge; both import them from here, so that neither has to
-ask the other what a column means.
+ask the other what a column means. A leaf: it imports nothing of the engine.
 
 - `table.field@uuid` (suffix UUID): the uuid behind a reference, one annotation
   column per reference, list:reference, `deleted_rb` and `deleted_fk`
-  (see annotations()); a reference to a super-entity (pe_id, site_id...) carries
+  (tables.annotations()); a reference to a super-entity (pe_id, site_id...) carries
   the super record's uuid, `owned_by_group` (an integer in Eden) its role's uuid;
 - `table.field@email` (suffix EMAIL): a reference to a user account (created_by,
   modified_by, owned_by_user) where the host names users by email (Eden;
@@ -20,9 +20,6 @@ ask the other what a column means.
   the hard deletions (TOMBSTONE_COLUMNS);
 - NULL, the cell of a missing value, and END, the file's last line.
 """
-from .entities import key_of
-from .tables import references
-
 NULL = "<NULL>"
 UUID = "@uuid"  # suffix of the annotation columns: the uuid behind a reference
 EMAIL = "@email"  # ... the email behind a reference to a user account (entities.key_of)
@@ -44,21 +41,3 @@ ROW_SEQ = "id@seq"
 TOMBSTONE_TABLE = "plugin_sync_tombstone"
 TOMBSTONE_COLUMNS = ("tablename", "record_uuid", "deleted_on", "origin")
 
-
-def annotations(db, table):
-    """The extra `@uuid` columns of a table: one per reference, plus deleted_rb / deleted_fk.
-
-    Returns [(column name, field name, referenced table, kind)], kind in
-    'ref' (joined), 'list' (list:reference) and 'fk' (deleted_fk JSON).
-    """
-    out = [(f + _suffix(db, ref), f, ref, "list" if is_list else "ref") for f, ref, is_list in references(table)]
-    if "deleted_rb" in table.fields:
-        out.append(("deleted_rb" + UUID, "deleted_rb", table._tablename, "ref"))
-    if "deleted_fk" in table.fields:
-        out.append(("deleted_fk" + UUID, "deleted_fk", None, "fk"))
-    return [a for a in out if a[2] is None or a[2] in db.tables]
-
-
-def _suffix(db, tablename):
-    """@uuid, or @email for a table whose records are named by email (users, in Eden)."""
-    return EMAIL if tablename in db.tables and key_of(db, tablename) == "email" else UUID

@@ -24,7 +24,7 @@ from . import progress, stash
 from .errors import failure
 from .fileio import export_to, import_from
 from .peers import utcnow
-from .replicate import _holder_is_dead as process_gone  # the same host:pid:nonce test as the peer locks
+from .replicate import holder_is_dead as process_gone  # the same host:pid:nonce test as the peer locks
 from .replicate import as_dict as sync_as_dict
 from .replicate import summary as sync_summary
 from .replicate import sync

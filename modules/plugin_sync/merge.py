@@ -59,24 +59,21 @@ from operator import itemgetter
 from . import changes, progress
 from .aliases import Aliases
 from .conflictlog import ConflictLog
-from .context import CHUNK, EPOCH, Context  # noqa: F401 (CHUNK, EPOCH: the merge's old names)
+from .context import EPOCH, Context
 from .csvstream import Reader
 from .errors import BadValue, Busy, Refused, SyncError
 from .export import wire_rows
-from .fileformat import (CHECKPOINTS, IDENTITY_TABLE, MERGED, NULL, PARTIAL, ROW_SEQ, SINCE, TOMBSTONE_TABLE, UNTIL,
-                         annotations)
+from .fileformat import (CHECKPOINTS, IDENTITY_TABLE, MERGED, NULL, PARTIAL, ROW_SEQ, SINCE, TOMBSTONE_TABLE, UNTIL)
 from .gcpause import paused
 from .names import record_name
-from .parse import (_UNUSUAL, NOT_COMPARED, Incoming, Parser, Ref, SectionPlan,  # noqa: F401 (Incoming, Ref: named records)
-                    _canonical_text)
+from .parse import NOT_COMPARED, UNUSUAL, Parser, SectionPlan, canonical_text
 from .peers import find_peer, is_http_url, record_sync
 from .readahead import ReadAhead
 from .report import SAMPLED, Report
-from .resolve import Deferred, IdCache, Pending, Resolver  # noqa: F401 (Pending: the named records, here too)
+from .resolve import Deferred, IdCache, Pending, Resolver
 from .schema import unique_uuid_index
-from .tables import conflict_policy, exclusion
+from .tables import annotations, conflict_policy, exclusion
 from .tombstones import Tombstones
-from .uploads import upload_folder  # noqa: F401 (upload_folder: merge's old name for it)
 from .write import Writer
 
 BATCH = 2000
@@ -355,7 +352,7 @@ class Merger:
             return False
         if parsed is None:
             parsed = self.parser.try_parse_cols(plan, raw)
-        if parsed is _UNUSUAL:
+        if parsed is UNUSUAL:
             return False
         cols, columns, uuids, mods, mcis = parsed
         cols = list(cols)
@@ -379,7 +376,7 @@ class Merger:
         cols, defers, nulls = resolved
         texts = {}  # canonical date/datetime columns as their text (None for <NULL>): the stored text itself
         for pos, i, width, marks in plan.text_dates:
-            text = _canonical_text(columns[i], width, marks)
+            text = canonical_text(columns[i], width, marks)
             if text is not None:
                 texts[pos] = text
         counts = self.report.table(name)

@@ -10,15 +10,14 @@ The one reference rule is `reference_keys` (and its column form
 reference pointed nowhere, a list of these, or None.  Nothing here reads or
 writes the database but the upload check.
 """
-import datetime
 import json
 from operator import itemgetter
 from typing import NamedTuple
 
 from .entities import is_super_table
 from .errors import BadValue, FormatError
-from .fileformat import NULL, ROW_SEQ, UUID, annotations
-from .tables import LOCAL_META, local_fields
+from .fileformat import NULL, ROW_SEQ, UUID
+from .tables import LOCAL_META, annotations, local_fields
 from .uploads import path_of, unsafe
 from .values import column_parser, for_plain_pydal, is_canonical, is_text, normaliser, parser
 
@@ -147,16 +146,16 @@ class Parser:
 
     def __init__(self, ctx, file_ids, paths="auto"):
         self.db, self.report, self.settings, self.now = ctx.db, ctx.report, ctx.settings, ctx.now
-        self.future_limit = ctx.now + datetime.timedelta(seconds=ctx.settings.clock_tolerance or 0)
+        self.future_limit = ctx.future_limit
         self.file_ids = file_ids  # plain pydal files: {table: {file id: uuid}}, shared with the resolver
         self.paths = paths
 
     def try_parse_cols(self, plan, raw):
-        """parse_cols(), or _UNUSUAL for a batch it leaves to the row-wise parse."""
+        """parse_cols(), or UNUSUAL for a batch it leaves to the row-wise parse."""
         try:
             return self.parse_cols(plan, raw)
         except _Unusual:
-            return _UNUSUAL
+            return UNUSUAL
 
     def parse_batch(self, plan, raw, parsed=None):
         """Incoming rows for a batch of (line, cells): column by column when the batch is ordinary.
@@ -171,7 +170,7 @@ class Parser:
         if (plan.file_id is not None and not plan.annotated) or plan.upload_fields or self.paths == "rows":
             # parse() checks uploads
             return [self.parse(plan, line, cells) for line, cells in raw]
-        if parsed is _UNUSUAL:
+        if parsed is UNUSUAL:
             return [self.parse(plan, line, cells) for line, cells in raw]
         try:
             return self.parse_columns(plan, raw, parsed)
@@ -352,7 +351,7 @@ class _Unusual(Exception):
     """A batch that the column-wise parse leaves to the row-wise one."""
 
 
-_UNUSUAL = object()
+UNUSUAL = object()
 
 
 def _sorted_json(text):
@@ -369,7 +368,7 @@ CANONICAL = {
 }
 
 
-def _canonical_text(cells, width, marks):
+def canonical_text(cells, width, marks):
     """The cells (already parsed fine) with <NULL> as None, if all others have exactly the canonical
     form (then they are what pydal stores, and compare as values do); else None."""
     if NULL in cells:

@@ -415,7 +415,7 @@ def acquire(db, peer, ttl=LOCK_TTL):
     if taken:
         return holder
     row = db(lock.peer == peer).select().first()
-    if row is not None and row.holder and _holder_is_dead(row.holder):
+    if row is not None and row.holder and holder_is_dead(row.holder):
         taken = db((lock.peer == peer) & (lock.holder == row.holder)).update(**claim)  # compare and swap
         db.commit()
         if taken:
@@ -434,7 +434,7 @@ def release(db, peer, holder, result="ok"):
     db.commit()
 
 
-def _holder_is_dead(holder):
+def holder_is_dead(holder):
     host, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]
     if host != socket.gethostname() or not pid.isdigit():

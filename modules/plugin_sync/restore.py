@@ -11,11 +11,11 @@ import datetime
 import io
 import json
 
+from .context import EPOCH, future_limit
 from .csvstream import Writer
 from .errors import SyncError
 from .fileformat import END, NULL, ROW_SEQ
 from .fileio import import_from
-from .merge import EPOCH
 from .peers import utcnow
 
 RESTORE = "restore"  # plugin_sync_conflict.resolution of the version a restore replaced
@@ -52,7 +52,7 @@ def restore(db, settings, conflict_id, now=None):
     stamp = max(now or utcnow(), latest + datetime.timedelta(seconds=1))
     row = dict((k, v) for k, v in loser.items() if k not in LOCAL_ONLY)
     row["modified_on"] = stamp.strftime("%Y-%m-%d %H:%M:%S")
-    if stamp > utcnow() + datetime.timedelta(seconds=settings.clock_tolerance or 0):
+    if stamp > future_limit(settings, utcnow()):
         raise SyncError("the current version is stamped %s, ahead of this instance's clock: fix the clock "
                         "or edit the record by hand" % latest, table=conflict.tablename)
     # a local edit by the administrator: the table's conflict policy (for incoming data) does not apply

@@ -45,17 +45,17 @@ def ensure_uuid_indexes(db, tablenames):
         ours = uuid_index_name(tablename)
         unique = unique_uuid_index(db, table)
         if unique:
-            if _index_exists(db, ours):  # redundant: the unique index serves lookups
+            if index_exists(db, ours):  # redundant: the unique index serves lookups
                 db.executesql("DROP INDEX %s;" % ours)
             names.append(unique)
             continue
-        if not _index_exists(db, ours):  # asked first: CREATE INDEX IF NOT EXISTS locks the table (PostgreSQL)
+        if not index_exists(db, ours):  # asked first: CREATE INDEX IF NOT EXISTS locks the table (PostgreSQL)
             db.executesql("CREATE INDEX IF NOT EXISTS %s ON %s (%s);" % (ours, table._rname, table.uuid._rname))
         names.append(ours)
     return names
 
 
-def _index_exists(db, name):
+def index_exists(db, name):
     if dialect.is_sqlite(db):
         sql, args = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
     else:

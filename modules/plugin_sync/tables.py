@@ -16,6 +16,7 @@ import re
 from . import entities
 from .entities import own_super_keys
 from .errors import TableNotSynced
+from .fileformat import EMAIL, UUID
 
 DEFAULT_LOOKUP_TABLES = ("org_organisation_type",)  # a plain host's default (Eden: none, see eden.py)
 DEFAULT_SITE_TABLES = ("s3_setting", "gis_config")
@@ -168,6 +169,25 @@ def references(table):
             refs.append((field.name, ftype[15:].split(".")[0].strip(), True))
     refs += [(f, target, False) for f, target in entities.ownership_refs(table._db, table) if f not in local]
     return refs
+
+
+def annotations(db, table):
+    """The extra `@uuid` columns of a table: one per reference, plus deleted_rb / deleted_fk.
+
+    Returns [(column name, field name, referenced table, kind)], kind in
+    'ref' (joined), 'list' (list:reference) and 'fk' (deleted_fk JSON).
+    """
+    out = [(f + _suffix(db, ref), f, ref, "list" if is_list else "ref") for f, ref, is_list in references(table)]
+    if "deleted_rb" in table.fields:
+        out.append(("deleted_rb" + UUID, "deleted_rb", table._tablename, "ref"))
+    if "deleted_fk" in table.fields:
+        out.append(("deleted_fk" + UUID, "deleted_fk", None, "fk"))
+    return [a for a in out if a[2] is None or a[2] in db.tables]
+
+
+def _suffix(db, tablename):
+    """@uuid, or @email for a table whose records are named by email (users, in Eden)."""
+    return EMAIL if tablename in db.tables and entities.key_of(db, tablename) == "email" else UUID
 
 
 def dependency_order(db, names):

@@ -10,11 +10,24 @@ rows merge, `local()` says which incoming uuids were deleted here (see
 Merger.classify), and `revive()` drops the tombstone of a record that comes
 back.
 """
+from typing import NamedTuple
+
 from .context import CHUNK, EPOCH, chunks
 from .errors import BadValue
 from .fileformat import NULL
 from .tables import references
 from .values import bar_decode, bar_encode, parser
+
+
+class Deletion(NamedTuple):
+    """One row of the file's tombstone block; `future`: the sender's deleted_on, when it was ahead of our
+    clock (deleted_on is then our own clock's, and the deletion does not beat a concurrent local version)."""
+    tablename: str
+    uuid: str
+    deleted_on: object
+    origin: str
+    line: int
+    future: object = None
 
 
 class Tombstones:
@@ -23,7 +36,7 @@ class Tombstones:
     def __init__(self, ctx, ids, conflicts, writer):
         self.ctx, self.db, self.report = ctx, ctx.db, ctx.report
         self.ids, self.conflicts, self.writer = ids, conflicts, writer
-        self.rows = []  # the file's: (table, uuid, deleted_on, origin, line)
+        self.rows = []  # the file's deletions (Deletion)
         self.tombstoned_tables = {}  # {table: has tombstones here}, see local()
 
     def read(self, section):
@@ -34,13 +47,23 @@ class Tombstones:
                 deleted_on = parser("datetime", False)(row.get("deleted_on", NULL)) or EPOCH
             except ValueError:
                 raise BadValue("bad date %r" % row.get("deleted_on"), table=section.tablename, line=line, column="deleted_on")
-            self.rows.append((row.get("tablename"), row.get("record_uuid"), deleted_on, row.get("origin"), line))
+            future = None
+            if deleted_on > self.ctx.future_limit:  # the clock rule of modified_on (parse.py), for deletions
+                future, deleted_on = deleted_on, self.ctx.now
+                self.report.count(row.get("tablename") or section.tablename, "future")
+                self.report.warn(
+                    "deleted_on %s is ahead of this instance's clock by more than %ss: dated %s here; "
+                    "the deletion does not win against a concurrent local version"
+                    % (future, self.ctx.settings.clock_tolerance, self.ctx.now),
+                    table=section.tablename, line=line, column="deleted_on", uuid=row.get("record_uuid"))
+            self.rows.append(Deletion(row.get("tablename"), row.get("record_uuid"), deleted_on, row.get("origin"),
+                                      line, future))
 
     def apply(self):
         """Hard-delete what the sender hard-deleted, unless it changed here afterwards; remember the uuid."""
         self.ids.clear()  # deleted records' uuids must not resolve any more
         me, gone = self.ctx.me.base_uuid, False
-        for tablename, uuid, deleted_on, origin, line in self.rows:
+        for tablename, uuid, deleted_on, origin, line, future in self.rows:
             if tablename not in self.ctx.synced or not uuid:
                 continue
             table = self.db[tablename]
@@ -48,6 +71,11 @@ class Tombstones:
             if row is not None and (row.modified_on or EPOCH) > deleted_on:
                 self.report.warn("kept: changed here after it was deleted elsewhere", table=tablename, line=line,
                                  uuid=uuid)
+                continue
+            if row is not None and future and self.concurrent(tablename, row.id):
+                self.report.count(tablename, "conflicts_kept_local")
+                self.report.warn("kept: changed here, unseen by the deleter, whose deletion is dated %s, ahead of "
+                                 "this instance's clock" % future, table=tablename, line=line, uuid=uuid)
                 continue
             tomb = self.db.plugin_sync_tombstone
             mine = self.db((tomb.tablename == tablename) & (tomb.record_uuid == uuid))
@@ -59,8 +87,7 @@ class Tombstones:
                 # first, so that the delete trigger keeps the sender's origin and time
                 tomb.insert(tablename=tablename, record_uuid=uuid, deleted_on=deleted_on, origin=origin or me)
             if row is not None:
-                unseen = self.ctx.unseen(tablename, [row.id])
-                if unseen is None or row.id in unseen:  # changed here, unknown to the deleter: a conflict
+                if self.concurrent(tablename, row.id):  # changed here, unknown to the deleter: a conflict
                     self.conflicts.deleted(tablename, uuid, row, deleted_on)
                 else:
                     self.report.count(tablename, "deleted")
@@ -68,7 +95,12 @@ class Tombstones:
                 self.db(table.id == row.id).delete()
                 gone = True
         if gone:
-            self.drop_from_lists({t[0] for t in self.rows})
+            self.drop_from_lists({d.tablename for d in self.rows})
+
+    def concurrent(self, tablename, record_id):
+        """Was the local version of this record changed here without the deleter having seen it?"""
+        unseen = self.ctx.unseen(tablename, [record_id])
+        return unseen is None or record_id in unseen
 
     def before_cascade(self, tablename, record_id, deleted_on, origin, line):
         """The synced records the database would delete along (ON DELETE CASCADE), recursively.
@@ -97,8 +129,7 @@ class Tombstones:
                             if not kept:
                                 doomed.add(r.id)
                                 self.tombstone_first(name, r.uuid, deleted_on, origin)
-                                unseen = self.ctx.unseen(name, [r.id])
-                                if unseen is None or r.id in unseen:
+                                if self.concurrent(name, r.id):
                                     self.conflicts.deleted(name, r.uuid, r, deleted_on)
                         if kept:
                             self.ctx.execute("UPDATE %s SET %s = NULL WHERE id = %d" % (

@@ -458,8 +458,3 @@ def is_canonical(cells, width, marks):
         return False
     text = "".join(cells)
     return all(text[k::width].count(c) == len(cells) for k, c in marks)
-
-
-def copy_escape(text):
-    """A value as a cell of PostgreSQL's COPY text format (backslash, tab and line breaks escaped)."""
-    return str(text).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")

@@ -12,9 +12,9 @@ import io
 import os
 
 from . import changes
+from .dialect import copy_escape
 from .errors import BadValue, SyncError
 from .uploads import path_of
-from .values import copy_escape
 
 
 class Written:
