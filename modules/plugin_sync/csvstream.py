@@ -225,7 +225,7 @@ class Reader:
                 header = next(self.csv, None)
                 if header is None:
                     raise TruncatedFile("file ends after 'TABLE %s': truncated" % tablename, line=line)
-                columns = [c.split(".", 1)[-1] for c in header]
+                columns = header_columns(tablename, header, line + 1)
                 section = Section(self, tablename, columns, line)
                 if not header:  # pydal writes an empty table as TABLE, blank line, blank line
                     section.done = True
@@ -243,6 +243,27 @@ class Reader:
             if row and any(cell.strip() for cell in row):
                 return row
         return None
+
+
+def header_columns(tablename, header, line):
+    """The column names of a table's header (pydal writes `table.field`; a bare `field` is read too).
+
+    Refused, with the header's line and the column: a column prefixed with another table's name (pydal's
+    reader would take `org_office.name` as the name of any table), and a column named twice (the
+    second would silently win)."""
+    columns = []
+    for cell in header:
+        prefix, dot, name = cell.partition(".")
+        if not dot:
+            name = cell
+        elif prefix != tablename:
+            raise FormatError("column %r names table %r, not %r" % (cell[:80], prefix[:80], tablename),
+                              table=tablename, line=line, column=cell[:80])
+        if name in columns:
+            raise FormatError("column %r appears twice in the header: which value counts is unclear" % name[:80],
+                              table=tablename, line=line, column=name[:80])
+        columns.append(name)
+    return columns
 
 
 class Writer:
