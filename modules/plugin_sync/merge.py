@@ -195,8 +195,10 @@ class Merger:
         if not section.columns:  # an empty table in a pydal export: no header, no rows
             return
         if name == IDENTITY_TABLE and UNTIL in section.columns:
+            section.check_header()
             self.read_origin(section)
         elif name == TOMBSTONE_TABLE:
+            section.check_header()
             self.tombstones.read(section)
         elif name not in self.db.tables:
             self.skip(section, "no such table here")
@@ -279,6 +281,7 @@ class Merger:
         return claim
 
     def merge_table(self, section):
+        section.check_header()
         plan = SectionPlan(self.ctx, self.db[section.tablename], section.columns, self.paths)
         if not plan.annotated:
             self.report.plain_pydal = True
