@@ -561,7 +561,10 @@ class Merger:
                 if plan.created_pos is not None:  # the stamp only: the record keeps its own created_on
                     values[plan.created_pos] = local_values[plan.created_pos]
                 return LATER_STAMP, values
-            if row.owners:
+            if row.owners:  # the owners alone: the record keeps its own stamps
+                for pos in (plan.mod_pos, plan.created_pos):
+                    if pos is not None:
+                        values[pos] = local_values[pos]
                 return OWNERS, values
             return UNCHANGED, values
         if local_id in from_file:  # an earlier row of this file: the two decided as if together
