@@ -878,7 +878,8 @@ def receive():
         stream.seek(0)
     try:
         report = _ps_replicate.receive(db, plugin_sync_settings, stream, sender=sender,
-                                       name="push from %s (account %s)" % (sender or "an administrator", user.email))
+                                       name="push from %s (account %s)" % (sender or "an administrator", user.email),
+                                       account=user.id)
     except errors.SyncError as e:
         _ps_peer_error(400, e)
     except Exception as e:  # not a failure the engine foresaw: JSON all the same, nothing written
@@ -923,7 +924,8 @@ def _ps_rpc_receive(data, peer=""):
     try:
         sender = _ps_sender(user)
         report = _ps_replicate.receive(db, plugin_sync_settings, _ps_io.BytesIO(data.data), sender=sender,
-                                       name="push from %s (account %s)" % (sender or "an administrator", user.email))
+                                       name="push from %s (account %s)" % (sender or "an administrator", user.email),
+                                       account=user.id)
     except errors.SyncError as e:
         db.rollback()
         return dict(ok=False, error=dict(e.as_dict(), describe=e.describe()))

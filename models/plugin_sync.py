@@ -35,6 +35,9 @@ plugin_sync_settings = plugin_sync_eden.configure(PluginManager(
     # records whose uuid is unknown here: "uuid" (a new record) or "eden" (ask the table's deduplicate
     # rule; a match makes the incoming uuid an alias of the local record, see modules/plugin_sync/aliases.py)
     match="uuid",
+    # owners (owned_by_user, owned_by_group) a file names: False, the receiver decides them (a new record is
+    # owned by the importing account, an existing one keeps its owners); True takes them, counted
+    accept_owners=False,
     admin_group=ADMIN_GROUP,  # role (uid, or name) of who may use the pages: Eden's ADMIN
     peer_group=PEER_GROUP,  # role of the accounts peers log in with: the peer endpoints only
     # bounds on what a file or a peer may make this instance hold (see modules/plugin_sync/limits.py)

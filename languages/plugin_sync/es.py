@@ -179,6 +179,7 @@
 'overdue': 'atrasado',
 'OVERDUE by %s': 'ATRASADO %s',
 'Owner': 'Propietario',
+'Owners changed': 'Propietarios cambiados',
 'page': 'página',
 'password': 'contraseña',
 'Password at the peer': 'Contraseña en el par',

@@ -38,6 +38,7 @@ class Context:
         self.merged_until = 0  # the sender's change seq up to which we have merged its data
         self.tag_origin = None  # the sender's base_uuid, when its writes here are tagged as its own
         self.sender = None  # the instance a peer's login speaks for (see Merger.check_origin)
+        self.account = None  # the local account that imports (a peer's login; None: no one): owner of what is new
         # issue 12: the host's data model (super-entities, realms, paths); does nothing without one
         self.entities = entities.Hooks(db, lambda: self.tag_origin)
 

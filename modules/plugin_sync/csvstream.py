@@ -120,9 +120,26 @@ class _Readable(io.RawIOBase):
 class Section:
     """One `TABLE name` block: its columns and, lazily, its rows with their line numbers."""
 
-    def __init__(self, reader, tablename, columns, line):
+    def __init__(self, reader, tablename, columns, line, header=()):
         self.reader, self.tablename, self.columns, self.line = reader, tablename, columns, line
+        self.header = header  # the header's cells as written (`table.field`)
         self.done = False
+
+    def check_header(self):
+        """Refuse, with the header's line and the column, a header whose meaning is unclear (asked by
+        whoever reads the section's rows; a table that is skipped may say what it likes): a column
+        prefixed with another table's name (pydal's reader would take `org_organisation.name` as the
+        name of any table), and a column named twice (the second would silently win)."""
+        seen, line = set(), self.line + 1
+        for cell, name in zip(self.header, self.columns):
+            prefix, dot, _ = cell.partition(".")
+            if dot and prefix != self.tablename:
+                raise FormatError("column %r names table %r, not %r" % (cell[:80], prefix[:80], self.tablename),
+                                  table=self.tablename, line=line, column=cell[:80])
+            if name in seen:
+                raise FormatError("column %r appears twice in the header: which value counts is unclear"
+                                  % name[:80], table=self.tablename, line=line, column=name[:80])
+            seen.add(name)
 
     def rows(self):
         """Yield (line number, list of cells) until the blank line that ends the table: chunks(), row by row.
@@ -226,7 +243,7 @@ class Reader:
                 if header is None:
                     raise TruncatedFile("file ends after 'TABLE %s': truncated" % tablename, line=line)
                 columns = [c.split(".", 1)[-1] for c in header]
-                section = Section(self, tablename, columns, line)
+                section = Section(self, tablename, columns, line, header)
                 if not header:  # pydal writes an empty table as TABLE, blank line, blank line
                     section.done = True
                 yield section

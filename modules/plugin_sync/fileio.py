@@ -61,12 +61,14 @@ def export_bytes(db, settings, fmt="csv", **kw):
     return out.getvalue()
 
 
-def import_from(db, settings, source, dry_run=False, name=None, origin_hint=None, commit=True, sender=None):
+def import_from(db, settings, source, dry_run=False, name=None, origin_hint=None, commit=True, sender=None,
+                account=None):
     """Merge a file (path, bytes or binary stream; csv, gz or zip) and commit; return the Report.
 
     `sender`: the base_uuid of the peer that sent the file over the network
     (its account, or the peer we pulled from); the file must then be that
     peer's own (see merge.Merger.read_origin).  None: an administrator's file.
+    `account`: the local account that imports (a peer's login here), owner of the records it creates.
     """
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
@@ -79,7 +81,7 @@ def import_from(db, settings, source, dry_run=False, name=None, origin_hint=None
             source, files = open_bundle(source, settings)
         progress.reading(source)
         run.report = import_and_sync(db, source, settings, dry_run=dry_run, files=files, origin_hint=origin_hint,
-                                     sender=sender)
+                                     sender=sender, account=account)
         if commit and not dry_run:
             db.commit()
         peer = run.report.origin

@@ -72,6 +72,7 @@ def run(db, settings, job_id, app_folder):
     if not claimed:
         return job.state if job else None
     params = json.loads(job.params or "{}")
+    params.setdefault("account", job.started_by)  # who started it: the local account that imports
     meter = progress.Meter(progress_path(app_folder, job_id))
     state, report, error = "done", None, None
     try:
@@ -96,7 +97,9 @@ def finish(db, job_id, state, report=None, error=None):
 
 
 def _import(db, settings, params, dry_run):
-    return import_from(db, settings, params["path"], dry_run=dry_run, name=params.get("name")).as_dict()
+    """The page's import; its administrator owns what it creates, as in Eden's own import (params["account"])."""
+    return import_from(db, settings, params["path"], dry_run=dry_run, name=params.get("name"),
+                       account=params.get("account")).as_dict()
 
 
 def _export(db, settings, params):

@@ -85,7 +85,9 @@ UPDATED, OLDER, MERGED_ALREADY = "updated", "older", "merged already"
 FILE_NEWER, FILE_OLDER = "later in the file", "earlier in the file"
 CONFLICT_KEPT, CONFLICT_TAKEN, FUTURE_WAITS = "conflict kept local", "conflict took incoming", "future waits"
 TOMBSTONED, WAITS = "tombstoned", "waits"
+OWNERS = "owners only"  # the same content, other owners, taken (setting accept_owners): a write, never "unchanged"
 COUNTER = {CREATED: "created", UNCHANGED: "unchanged", LATER_STAMP: "unchanged", UPDATED: "updated", OLDER: "older",
+           OWNERS: "updated",
            MERGED_ALREADY: "older", FILE_NEWER: "older", FILE_OLDER: "older", CONFLICT_KEPT: "conflicts_kept_local",
            CONFLICT_TAKEN: "conflicts_took_incoming", FUTURE_WAITS: "conflicts_kept_local", TOMBSTONED: "tombstoned",
            WAITS: None}  # a waiting row counts when it is written (retry_pending)
@@ -94,20 +96,22 @@ PATHS = ("auto", "rows")  # auto: column-wise where it can prove the outcome; ro
 
 @paused
 def import_and_sync(db, source, settings, dry_run=False, files=None, batch=BATCH, now=None, origin_hint=None,
-                    sender=None, paths="auto"):
+                    sender=None, paths="auto", account=None):
     """Merge the CSV `source` (path, bytes or stream; gzip allowed) into `db`; return a Report.
 
     `files`: the upload files of a bundle (bundle.BundleFiles).  `sender`: the
     instance a peer's login speaks for; the file must be its own.  `paths`:
     "auto" merges ordinary batches column by column (see Merger.fast_batch),
     "rows" every row through the row-wise merge (the same result, slower: for
-    tests that hold the two to each other).  Raises a SyncError subclass
+    tests that hold the two to each other).  `account`: the local account
+    that imports (a peer's login): it owns the records created, as in Eden's
+    own import.  Raises a SyncError subclass
     (with table, line, column) after rolling back.
     """
     report = Report(dry_run=dry_run)
     started = time.time()
     merger = Merger(db, settings, report, files=files, batch=batch, now=now, paths=paths)
-    merger.ctx.sender = sender
+    merger.ctx.sender, merger.ctx.account = sender, account
     if sender and not origin_hint:
         origin_hint = dict(base_uuid=sender)  # a plain file from a peer is still that peer's
     try:
@@ -188,8 +192,10 @@ class Merger:
         if not section.columns:  # an empty table in a pydal export: no header, no rows
             return
         if name == IDENTITY_TABLE and UNTIL in section.columns:
+            section.check_header()
             self.read_origin(section)
         elif name == TOMBSTONE_TABLE:
+            section.check_header()
             self.tombstones.read(section)
         elif name not in self.db.tables:
             self.skip(section, "no such table here")
@@ -272,6 +278,7 @@ class Merger:
         return claim
 
     def merge_table(self, section):
+        section.check_header()
         plan = SectionPlan(self.ctx, self.db[section.tablename], section.columns, self.paths)
         if not plan.annotated:
             self.report.plain_pydal = True
@@ -501,7 +508,7 @@ class Merger:
                 self.resolver.keep_references(plan, row)
                 if row.uuid in dead:  # changed elsewhere after it was deleted here: it comes back
                     back.append(row.uuid)
-            elif outcome == LATER_STAMP:  # the same content, stamped later: take the stamp
+            elif outcome in (LATER_STAMP, OWNERS):  # the same content, stamped later or other owners
                 updates.append((row, values, local[0]))
             elif outcome in (FILE_NEWER, UPDATED, CONFLICT_TAKEN):
                 updates.append((row, values, local[0]))
@@ -509,6 +516,7 @@ class Merger:
             if outcome in (CONFLICT_KEPT, FUTURE_WAITS, CONFLICT_TAKEN):
                 losers.append(("took_incoming" if outcome == CONFLICT_TAKEN else "kept_local", row) + tuple(local))
         self.conflicts.log(plan, losers)
+        counts["owners_changed"] += sum(1 for row, _, _ in updates if row.owners)
         written = self.writer.write(plan, inserts, updates)
         if back:
             self.tombstones.revive(name, back)
@@ -542,12 +550,19 @@ class Merger:
             return CREATED, values
         local_id, local_values = local
         self.resolver.keep_local_unsynced(plan, row, values, local_values)
+        # owners: read only with accept_owners (plan.owner_pos); a change of them is a write, counted
+        row.owners = any(values[pos] != local_values[pos] for pos in plan.owner_pos)
         if not row.defers and plan.same(values) == plan.same(local_values):  # a deferred reference differs
             if plan.mod_pos is not None and not row.future and row.modified_on and \
                     row.modified_on > (local_values[plan.mod_pos] or EPOCH):
                 if plan.created_pos is not None:  # the stamp only: the record keeps its own created_on
                     values[plan.created_pos] = local_values[plan.created_pos]
                 return LATER_STAMP, values
+            if row.owners:  # the owners alone: the record keeps its own stamps
+                for pos in (plan.mod_pos, plan.created_pos):
+                    if pos is not None:
+                        values[pos] = local_values[pos]
+                return OWNERS, values
             return UNCHANGED, values
         if local_id in from_file:  # an earlier row of this file: the two decided as if together
             earlier = local_values[plan.mod_pos] if plan.mod_pos is not None else None
@@ -658,6 +673,10 @@ class Merger:
             self.retry_pending(final=True)
         self.resolver.fix_deferred(final=True)
         self.ctx.entities.finish(self.report)  # issue 12: realms, super records' shared fields, paths
+        for name, counts in self.report.tables.items():
+            if counts["owners_changed"]:  # said in the report and the log, never silent
+                self.report.warn("owners of %d records changed as the file says (setting accept_owners)"
+                                 % counts["owners_changed"], table=name, column="owned_by_user")
         self.tombstones.apply()
         origin = self.ctx.origin or origin_hint
         if origin and origin.get("base_uuid") and origin["base_uuid"] != self.me.base_uuid:

@@ -17,9 +17,9 @@ from typing import NamedTuple
 from .entities import is_super_table
 from .errors import BadValue, FormatError
 from .fileformat import NULL, ROW_SEQ, UUID
-from .tables import LOCAL_META, annotations, local_fields
+from .tables import LOCAL_META, OWNER_FIELDS, accepts_owners, annotations, local_fields
 from .uploads import path_of, unsafe
-from .values import column_parser, for_plain_pydal, is_canonical, is_text, normaliser, parser
+from .values import column_parser, flag_parser, for_plain_pydal, is_canonical, is_text, normaliser, parser
 
 # local, not content: modified_on is decided apart; created_on is each copy's own (two instances prepopulated
 # from one template hold the same records created seconds apart: the same content, not a conflict)
@@ -42,12 +42,13 @@ class Incoming:
     """One parsed row of the file."""
 
     __slots__ = ("line", "uuid", "values", "refs", "mci", "modified_on", "cells", "nulls", "defers", "missing",
-                 "future")
+                 "future", "owners")
 
     def __init__(self, line, uuid, values, refs, mci, modified_on, cells):
         self.line, self.uuid, self.values, self.refs = line, uuid, values, refs
         self.mci, self.modified_on, self.cells = mci, modified_on, cells
         self.nulls, self.defers, self.missing, self.future = [], [], None, None
+        self.owners = False  # the file changes the record's owners (read only with accept_owners)
 
 
 class SectionPlan:
@@ -65,9 +66,15 @@ class SectionPlan:
         # secrets and local ids never travel: ignored in any file, whoever wrote it (tables.py)
         local = set(local_fields(db, table))
         self.ignored = sorted(f for f in local if f in index)
-        self.fields = [f for f in table.fields if f in index and f not in ("id", "mci") and f not in local]
+        # owners grant rights here: the file's are read only where an administrator chose so (accept_owners)
+        owners = set() if accepts_owners(ctx.settings) else set(OWNER_FIELDS)
+        self.fields = [f for f in table.fields if f in index and f not in ("id", "mci") and f not in local
+                       and f not in owners]
         self.cell_index = [index[f] for f in self.fields]
-        self.parsers = [parser(table[f].type, ctx.char_bool) for f in self.fields]
+        self.parsers = [flag_parser(ctx.char_bool) if f == "deleted" and table[f].type == "boolean"
+                        else parser(table[f].type, ctx.char_bool) for f in self.fields]
+        self.owner_pos = [i for i, f in enumerate(self.fields) if f in OWNER_FIELDS]  # (with accept_owners)
+        self.insert_defaults = new_record_defaults(ctx, table, self.fields)
         self.pos = {f: i for i, f in enumerate(self.fields)}
         self.mci_index = index.get("mci")
         notes = {n[1]: n for n in annotations(db, table)}
@@ -107,7 +114,8 @@ class SectionPlan:
         self.optimistic = False  # see Merger.merge_table
         self.skip = self.backoff = 0  # see missed()
         # what Merger.all_same compares: the compared fields and modified_on
-        self.same_positions = list(self.compared) + ([self.mod_pos] if self.mod_pos is not None else [])
+        self.same_positions = list(self.compared) + ([self.mod_pos] if self.mod_pos is not None else []) + \
+            self.owner_pos
         # fast_batch: annotated files whose references all carry their @uuid, no uploads to store
         self.fast_ok = paths == "auto" and self.annotated and not self.upload_fields and all(
             r.note is not None for r in self.refs if r.kind != "fk")
@@ -230,6 +238,8 @@ class Parser:
                 raise _Unusual()
         else:
             mcis = [0] * len(raw)
+        if plan.seq_index is not None and not all(map(is_seq, columns[plan.seq_index])):
+            raise _Unusual()  # parse() names the cell
         return cols, columns, uuids, mods, mcis
 
     def key_column(self, plan, pos, kind, values, columns, note_index, raw, field):
@@ -275,6 +285,9 @@ class Parser:
             )
             future, modified_on = modified_on, self.now
             values[plan.mod_pos] = modified_on
+        if plan.seq_index is not None and not is_seq(cells[plan.seq_index]):
+            raise BadValue("%r is not a change sequence (a whole number)" % cells[plan.seq_index][:60],
+                           table=plan.tablename, line=line, column=ROW_SEQ)
         mci = 0
         if plan.mci_index is not None:
             try:
@@ -345,6 +358,24 @@ class Parser:
                 return ("dangling", value)
             return ("u", note)
         return ("f", value)
+
+
+def is_seq(cell):
+    """An `id@seq` cell the sender can have written: its change seq (a whole number), or none."""
+    return cell.isdigit() and cell.isascii() or cell == NULL or cell == ""
+
+
+def new_record_defaults(ctx, table, fields):
+    """[(field, value)] a record created by the merge gets for the columns the file does not give
+    (`fields`: those it gives): never NULL in `deleted` (see values.flag_parser); owners as Eden's own
+    import sets them for the account that imports (ctx.account: the peer's account here, or none);
+    owned_by_group by no one (Eden's import sets it only when its record names it)."""
+    out = []
+    if "deleted" in table.fields and "deleted" not in fields and table.deleted.type == "boolean":
+        out.append(("deleted", flag_parser(ctx.char_bool)(NULL)))
+    if "owned_by_user" in table.fields and "owned_by_user" not in fields and ctx.account is not None:
+        out.append(("owned_by_user", ctx.account))
+    return out
 
 
 class _Unusual(Exception):

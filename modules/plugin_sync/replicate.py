@@ -119,14 +119,15 @@ def changes(db, settings, since, tables=None, fmt="auto", peer=None):
         return out.read(), fmt, since, until
 
 
-def receive(db, settings, source, peer=None, name=None, sender=None):
+def receive(db, settings, source, peer=None, name=None, sender=None, account=None):
     """Merge a file a peer pushed (the `receive` endpoint); return the report (a dict) after the commit.
 
     `sender`: the base_uuid the caller's account speaks for; the file must be
     that instance's own (None: an administrator's account, see accounts.py).
+    `account`: the caller's account here, owner of the records the push creates (as in Eden's import).
     """
     report = import_from(db, settings, source, name=name or "push from %s" % (sender or peer or "a peer"),
-                         sender=sender)
+                         sender=sender, account=account)
     return report.as_dict()
 
 
@@ -259,6 +260,7 @@ class Session:
             raise PeerError("changes: asked peer %s for changes since %d, got since %d"
                             % (self.transport.name, since, got.since))
         report = import_from(self.db, self.settings, got.stream(), sender=self.peer.base_uuid,
+                             account=self.peer.account,  # what is new is owned by the peer's account here
                              name="pull from %s (%s)" % (self.transport.name, self.transport.url))
         for warning in self.warnings:
             report.warn(warning)

@@ -19,6 +19,7 @@ COUNTERS = (
     "tombstoned",  # rows ignored because they were hard-deleted here
     "refs_nulled",  # references set to NULL: their target is neither in the file nor here
     "future",  # modified_on further in the future than the clock tolerance
+    "owners_changed",  # records whose owners the file changed (only with the setting accept_owners)
 )
 MAX_WARNINGS = 200
 SAMPLE_LIMIT = 10  # a dry run names this many records per table and kind; the rest are counted
@@ -96,9 +97,10 @@ class Report:
     def summary(self):
         t = self.totals()
         head = "Dry run: would have" if self.dry_run else "Imported:"
-        return "%s read %d, created %d, updated %d, unchanged %d, conflicts %d (kept local %d, took incoming %d), deleted %d, references nulled %d" % (
+        return "%s read %d, created %d, updated %d, unchanged %d, conflicts %d (kept local %d, took incoming %d), deleted %d, references nulled %d%s" % (
             head, t["read"], t["created"], t["updated"], t["unchanged"], t["conflicts"],
             t["conflicts_kept_local"], t["conflicts_took_incoming"], t["deleted"], t["refs_nulled"],
+            ", owners changed %d" % t["owners_changed"] if t["owners_changed"] else "",
         )
 
     def as_dict(self):

@@ -60,6 +60,10 @@ MAPPED_COLUMNS = ("owned_by_group", "owned_by_user")  # local too where the host
 # local accounts that wrote or own the record differ between instances by design.  Never compared by the
 # merge, never shown as a difference (the columns of local_fields() do not even travel).
 LOCAL_META = ("id", "mci", "created_by", "modified_by", "owned_by_user", "owned_by_group")
+# The columns that grant rights on a record in Eden (its owner account and owner role; the realm is
+# recomputed, see entities.py): a file's values are taken only where an administrator chose so
+# (setting accept_owners); otherwise the receiver decides them (merge: what a new record gets).
+OWNER_FIELDS = ("owned_by_user", "owned_by_group")
 LOCAL_TABLE_COLUMNS = {"gis_location": ("path",)}
 # Eden's super-entities: keyed on their own id field (pe_id, site_id...), their records made
 # by the receiver (entities.py, as Eden's update_super); never synced as tables: a reference
@@ -115,6 +119,11 @@ def travelling_fields(db, table):
 def is_syncable(table):
     """A table can sync when its records carry an identity and a version time."""
     return "uuid" in table.fields and "modified_on" in table.fields
+
+
+def accepts_owners(settings):
+    """Whether a file's owners (OWNER_FIELDS) are taken: only if an administrator set accept_owners."""
+    return bool(settings.get("accept_owners"))
 
 
 def lookup_tables(settings):

@@ -78,7 +78,7 @@ def _bool_char(cell):
 
 
 def _bool(cell):
-    if cell == NULL or cell == "":
+    if cell == NULL:  # an empty cell is refused: pydal writes a missing value as <NULL>, never as nothing
         return None
     if cell in _TRUE:
         return True
@@ -90,6 +90,20 @@ def _bool(cell):
     if lower in _FALSE_LOWER:
         return False
     raise ValueError(cell)
+
+
+def flag_parser(char_bool):
+    """The parser of `deleted`: never NULL, since Eden asks `deleted == False`, which NULL does not satisfy
+    (such a record would be hidden from everyone, its administrator too): <NULL> or an empty cell is False."""
+    return _flag_char if char_bool else _flag
+
+
+def _flag(cell):
+    return False if cell == NULL or cell == "" else _bool(cell)
+
+
+def _flag_char(cell):
+    return "T" if _flag(cell) else "F"
 
 
 def _datetime(cell):
@@ -309,8 +323,8 @@ def column_parser(ftype, parse):
         return _iso_column(19, _fromisoformat, parse, ((4, "-"), (7, "-"), (10, " "), (13, ":"), (16, ":")))
     if parse is _date:
         return _iso_column(10, _date_fromisoformat, parse, ((4, "-"), (7, "-")))
-    if parse in (_bool, _bool_char):
-        usual = {cell: parse(cell) for cell in _TRUE + _FALSE + (NULL, "")}
+    if parse in (_bool, _bool_char, _flag, _flag_char):
+        usual = {cell: parse(cell) for cell in _TRUE + _FALSE + (NULL,) + (("",) if parse in (_flag, _flag_char) else ())}
 
         def booleans(col):
             if all(map(usual.__contains__, col)):

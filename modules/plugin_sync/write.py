@@ -74,6 +74,9 @@ class Writer:
         """
         table = plan.table
         cols = [table[f]._rname for f in plan.fields] + [table.mci._rname]
+        if plan.insert_defaults:  # what a new record gets where the file says nothing (parse.new_record_defaults)
+            cols += [table[f]._rname for f, _ in plan.insert_defaults]
+            columns = list(columns) + [[value] * len(lines) for _, value in plan.insert_defaults]
         ids = self.new_ids(table, len(lines)) if not self.sqlite else None
         if ids is not None:
             cols = [table._id._rname] + cols
