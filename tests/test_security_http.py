@@ -169,10 +169,14 @@ def test_bodies_are_bounded_before_they_are_read_and_pages_are_safe(nodes, db): 
 
 
 class TricklingPeer:
-    """A fake peer that answers one byte every `pause` seconds, forever (or a body of `flood` bytes at once)."""
+    """A fake peer that answers one byte every `pause` seconds, forever (or a body of `flood` bytes at once).
 
-    def __init__(self, pause=0.3, flood=0):
-        self.pause, self.flood, self.stop = pause, flood, threading.Event()
+    `headers_first`: its headers come at once, then the body trickles (http.client has then let go of
+    the connection's socket: only the response's file object holds it).
+    """
+
+    def __init__(self, pause=0.3, flood=0, headers_first=False):
+        self.pause, self.flood, self.headers_first, self.stop = pause, flood, headers_first, threading.Event()
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
@@ -196,7 +200,11 @@ class TricklingPeer:
                 for _ in range(self.flood // len(chunk)):
                     conn.sendall(chunk)
                 return
-            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + b" " * 10000:
+            headers = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n"
+            if self.headers_first:
+                conn.sendall(headers)
+                headers = b""
+            for byte in headers + b" " * 10000:
                 if self.stop.is_set():
                     return
                 conn.sendall(bytes([byte]))
@@ -225,6 +233,35 @@ def test_a_trickling_peer_is_cut_at_the_deadline_not_per_read(kind):
         assert "deadline of 2s" in str(e.value) and "Slow peer" in str(e.value)
     finally:
         slow.close()
+
+
+@pytest.mark.parametrize("kind", ["http", "xmlrpc"])
+def test_a_peer_trickling_its_body_after_the_headers_fails_the_sync_at_the_deadline_and_frees_the_lock(
+        instance, kind):
+    """Issue 19, finding 3: headers at once, then a byte now and then: the sync fails at its deadline,
+    naming the peer and what it waited for, and the peer's lock is free for the next run."""
+    slow = TricklingPeer(pause=0.2, headers_first=True)
+    db = instance["db"]
+    try:
+        db.sync_instance.insert(base_uuid=C_UUID, uuid="urn:uuid:" + C_UUID, owner="Trickling peer", url=slow.url,
+                                username="x", password="y", transport=kind)
+        db.commit()
+        settings = instance["plugin_sync_settings"]
+        settings.update(sync_deadline=1, sync_retries=2, sync_backoff=0.01, sync_timeout=5)
+        with pytest.raises(PeerError) as e:
+            replicate.sync(db, settings, C_UUID)
+        message = str(e.value)
+        assert message.startswith("identity: peer Trickling peer at %s failed 2 times" % slow.url), message
+        assert "deadline of 1s (setting sync_deadline)" in message
+        if kind == "http":
+            assert "still waiting for the rest of its answer (the headers came) to identity" in message
+        lock = db(db.plugin_sync_lock.peer == C_UUID).select().first()
+        assert lock.holder is None and lock.last_result == "error"
+        replicate.release(db, C_UUID, replicate.acquire(db, C_UUID))  # free: the next run takes it at once
+    finally:
+        slow.close()
+        for key in ("sync_deadline", "sync_retries", "sync_backoff", "sync_timeout"):
+            instance["plugin_sync_settings"].pop(key, None)
 
 
 def test_a_peers_endless_answer_stops_at_max_request_size():

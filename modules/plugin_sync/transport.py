@@ -29,6 +29,7 @@ document, is bounded the same way but does hold its file in memory.
 """
 import base64
 import datetime
+import gzip
 import hashlib
 import http.client
 import json
@@ -78,34 +79,52 @@ class Changes:
 
 
 class Watchdog:
-    """Shuts the sockets of one request at its deadline: a bound on the request as a whole."""
+    """Shuts the sockets of one request at its deadline: a bound on the request as a whole.
+
+    It keeps each socket from the moment it is connected: http.client lets go
+    of its socket once the headers are read (the response reads on through its
+    own file object), so a connection's `sock` would be None by the time a
+    peer trickles its body.
+    """
 
     def __init__(self, seconds):
-        self.seconds, self.expired, self.conns = seconds, False, []
+        self.seconds, self.expired, self.sockets = seconds, False, []
+        self.lock = threading.Lock()
         self.timer = threading.Timer(seconds, self.fire)
         self.timer.daemon = True
         self.timer.start()
 
-    def watch(self, cls):
-        """A connection class whose instances this watchdog may shut."""
-        def make(*args, **kw):
-            conn = cls(*args, **kw)
-            self.conns.append(conn)
-            return conn
-        return make
+    def watch(self, conn):
+        """`conn` (an http.client connection), whose socket this watchdog shuts at the deadline."""
+        connect = conn.connect
+
+        def watched_connect():
+            connect()
+            with self.lock:
+                self.sockets.append(conn.sock)
+                late = self.expired
+            if late:  # the deadline passed while connecting
+                _shut(conn.sock)
+
+        conn.connect = watched_connect
+        return conn
 
     def fire(self):
-        self.expired = True
-        for conn in self.conns:
-            sock = getattr(conn, "sock", None)
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        with self.lock:
+            self.expired = True
+            sockets = list(self.sockets)
+        for sock in sockets:
+            _shut(sock)
 
     def cancel(self):
         self.timer.cancel()
+
+
+def _shut(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
@@ -114,7 +133,7 @@ class _HTTPHandler(urllib.request.HTTPHandler):
         self.watchdog = watchdog
 
     def http_open(self, req):
-        return self.do_open(self.watchdog.watch(http.client.HTTPConnection), req)
+        return self.do_open(lambda *a, **kw: self.watchdog.watch(http.client.HTTPConnection(*a, **kw)), req)
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
@@ -123,7 +142,8 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
         self.watchdog = watchdog
 
     def https_open(self, req):
-        return self.do_open(self.watchdog.watch(http.client.HTTPSConnection), req, context=self._context)
+        return self.do_open(lambda *a, **kw: self.watchdog.watch(http.client.HTTPSConnection(*a, **kw)), req,
+                            context=self._context)
 
 
 class Retry(Exception):
@@ -196,7 +216,8 @@ class Transport:
                 return fn()
             except Retry as e:
                 last = e
-        raise PeerError("%s: peer %s at %s failed %d times: %s" % (what, self.name, self.url, self.retries, last))
+        raise PeerError("%s: peer %s at %s failed %d time%s: %s"
+                        % (what, self.name, self.url, self.retries, "s" if self.retries > 1 else "", last))
 
     def refused(self, status, detail=""):
         """The final error for an HTTP status that no retry can fix."""
@@ -223,9 +244,11 @@ class Transport:
         return PeerError("%s: the answer of peer %s exceeds the limit of %d bytes (setting "
                          "plugins.sync.max_request_size)" % (what, self.name, lim.max_request_size))
 
-    def late(self, what, seconds):
-        return Retry("no complete answer within the deadline of %ss (settings sync_deadline, "
-                     "sync_transfer_deadline)" % _num(seconds))
+    def late(self, what, seconds, waiting="its answer"):
+        """The failure of a request whose deadline passed: what we were still waiting for, and the setting."""
+        setting = "sync_deadline" if what == "identity" else "sync_transfer_deadline"
+        return Retry("still waiting for %s to %s at the deadline of %ss (setting %s)"
+                     % (waiting, what, _num(seconds), setting))
 
 
 class HTTPTransport(Transport):
@@ -258,13 +281,15 @@ class HTTPTransport(Transport):
             req = urllib.request.Request(url, data=data, headers=headers, method="POST" if data is not None else "GET")
             watchdog = Watchdog(deadline)
             opener = urllib.request.build_opener(_HTTPHandler(watchdog), _HTTPSHandler(watchdog))
+            waiting = "its answer"
             try:
                 with opener.open(req, timeout=min(timeout or self.timeout, deadline)) as resp:
+                    waiting = "the rest of its answer (the headers came)"
                     body = self.read(what, resp)  # IncompleteRead when cut short of Content-Length
                     info = resp.headers
                     status = resp.status
                 if watchdog.expired:
-                    raise self.late(what, deadline)
+                    raise self.late(what, deadline, waiting)
             except urllib.error.HTTPError as e:
                 body = _read_quietly(e)
                 if e.code >= 500:
@@ -273,7 +298,7 @@ class HTTPTransport(Transport):
             except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout,
                     TimeoutError, OSError) as e:
                 if watchdog.expired:
-                    raise self.late(what, deadline)
+                    raise self.late(what, deadline, waiting)
                 raise Retry("%s: %s" % (type(e).__name__, getattr(e, "reason", None) or e))
             finally:
                 watchdog.cancel()
@@ -292,10 +317,12 @@ class HTTPTransport(Transport):
         return read_bounded(stream, self.limits.max_request_size, lambda: self.too_large(what))
 
     def gunzip(self, what, body):
-        import gzip
+        """An answer in Content-Encoding gzip (a proxy may compress any answer), un-gzipped within the limit.
 
+        mode "rb": the spooled file is opened w+b, which GzipFile would take for writing.
+        """
         try:
-            return self.read(what, gzip.GzipFile(fileobj=body))
+            return self.read(what, gzip.GzipFile(fileobj=body, mode="rb"))
         except (OSError, EOFError) as e:
             raise Retry("cut gzip transfer: %s" % e)
 
@@ -359,7 +386,7 @@ class XMLRPCTransport(Transport):
                 raise self.refused(e.errcode, e.errmsg)
             except xmlrpc.client.Fault as e:
                 raise PeerError("%s: peer %s failed: %s" % (what, self.name, e.faultString))
-            except (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError, OSError,
+            except (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError, OSError, EOFError,
                     xml.parsers.expat.ExpatError) as e:
                 if watchdog.expired:
                     raise self.late(what, deadline)
@@ -414,8 +441,8 @@ class _RPCTransport(xmlrpc.client.Transport):
     def make_connection(self, host):
         conn = super().make_connection(host)
         conn.timeout = self.timeout
-        if self.watchdog is not None and conn not in self.watchdog.conns:
-            self.watchdog.conns.append(conn)
+        if self.watchdog is not None and conn.sock is None and "connect" not in vars(conn):
+            self.watchdog.watch(conn)
         return conn
 
     def send_headers(self, connection, headers):
@@ -424,7 +451,12 @@ class _RPCTransport(xmlrpc.client.Transport):
         super().send_headers(connection, headers)
 
     def parse_response(self, response):
-        return super().parse_response(_Bounded(response, self.owner.limits.max_request_size))
+        """The answer read within max_request_size, and so is its inflation when it came gzip'd."""
+        limit = self.owner.limits.max_request_size
+        stream = _Bounded(response, limit)
+        if (response.getheader("Content-Encoding") or "").lower() == "gzip":
+            stream = _Bounded(gzip.GzipFile(fileobj=stream, mode="rb"), limit)
+        return super().parse_response(stream)  # a stream without getheader(): read as it is
 
 
 class _SafeRPCTransport(xmlrpc.client.SafeTransport):
@@ -443,9 +475,6 @@ class _Bounded:
 
     def __init__(self, response, limit):
         self.response, self.limit, self.count = response, limit, 0
-
-    def getheader(self, *args):
-        return self.response.getheader(*args)
 
     def read(self, n=-1):
         data = self.response.read(n)
