@@ -339,3 +339,98 @@ def test_every_action_refuses_every_caller_it_should_with_no_data(nodes, db):  #
     refuse(admin_actions + peer_actions, ("nobody@b.local", "clerk-pw"), (401, 429))
     assert len(refused) == 7 + 11 + 11 + 3 + 11 + 11
     assert b.count("pr_person") == 2 and b.count("plugin_sync_log", operation="import") == 1  # only the allowed push merged
+
+
+# ------------------------------------------------------------------ issue 19, finding 6: a proxy that gzips answers
+
+
+class GzippingProxy:
+    """An HTTP proxy on 127.0.0.1 in front of a server that gzips every answer (Content-Encoding: gzip),
+    even one that is a gzip already, as a compressing reverse proxy may."""
+
+    def __init__(self, port):
+        import http.client
+        import http.server
+
+        upstream = port
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def relay(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "accept-encoding")}
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                resp = conn.getresponse()
+                data = gzip.compress(resp.read())
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(k, v)
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = relay
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/eden" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("kind", ["http", "xmlrpc"])
+def test_a_sync_through_a_proxy_that_gzips_every_answer(nodes, kind):  # noqa: F811
+    a, b = nodes("a"), nodes("b")
+    seed_small(a.env, prefix="A")
+    seed_small(b.env, prefix="B")
+    peer_account(b.db, b.settings, *PEER_A, peer=a.base_uuid)
+    proxy = GzippingProxy(b.server.port)
+    try:
+        peer = replicate.register_peer(a.db, a.settings, proxy.url, *PEER_A, transport=kind)  # identity, gzip'd
+        results = replicate.sync(a.db, a.settings, peer.id)  # changes (a gzip gzip'd again) and receive, gzip'd
+        assert results["pull"].totals()["created"] == 12 and results["push"].totals()["created"] == 12
+        assert a.count("pr_person") == b.count("pr_person") == 4
+    finally:
+        proxy.close()
+
+
+def test_an_xmlrpc_answer_gzip_bomb_stops_at_max_request_size():
+    """A small gzip'd XML-RPC answer that inflates beyond max_request_size: refused, not parsed in memory."""
+    import http.server
+
+    answer = xmlrpc.client.dumps(({"base_uuid": "x" + " " * (8 << 20)},), methodresponse=True).encode()
+    bomb = gzip.compress(answer)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            for k, v in (("Content-Type", "text/xml"), ("Content-Encoding", "gzip"), ("Content-Length", len(bomb))):
+                self.send_header(k, str(v))
+            self.end_headers()
+            self.wfile.write(bomb)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert len(bomb) < (1 << 20) < len(answer)
+        peer = dict(url="http://127.0.0.1:%d/eden" % server.server_address[1], username="x", password="y",
+                    owner="Bombing peer", transport="xmlrpc")
+        client = transport.connect(peer, dict(max_request_size=1 << 20), retries=1, timeout=10)
+        with pytest.raises(PeerError) as e:
+            client.identity()
+        assert "Bombing peer exceeds the limit of 1048576 bytes" in str(e.value), str(e.value)
+    finally:
+        server.shutdown()
+        server.server_close()
