@@ -165,7 +165,7 @@ db.define_table(
 
 db.define_table(
     "plugin_sync_throttle",  # wrong HTTP Basic logins at the peer endpoints, per account and per address
-    Field("who", length=255, notnull=True, unique=True),  # "user:<email>" or "ip:<address>"
+    Field("who", length=255, notnull=True, unique=True),  # "user:<email> ip:<address>", "ip:<address>", "ok:user:..."
     Field("failures", "integer", default=0),
     Field("blocked_until", "datetime"),
 )
