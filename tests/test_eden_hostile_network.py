@@ -15,6 +15,7 @@ import xmlrpc.client
 
 from edenseed import http as eden_http
 from edenseed import peer_login
+from synchelpers import count
 from test_pages import Client, formkey
 
 from applications.eden.modules.plugin_sync import fileio, replicate
@@ -38,17 +39,6 @@ def from_address(address, url, credentials=None):
         return resp.status
     finally:
         conn.close()
-
-
-def count(env, table, **where):
-    db = env["db"]
-    db.commit()
-    query = db[table].id > 0
-    for k, v in where.items():
-        query &= db[table][k] == v
-    n = db(query).count()
-    db.commit()
-    return n
 
 
 def test_wrong_logins_from_elsewhere_do_not_lock_the_peer_out(eden_instance, eden_server):

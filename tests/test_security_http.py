@@ -20,7 +20,7 @@ import zipfile
 import pytest
 
 import eden
-from test_network import ADMIN, http, nodes  # noqa: F401  (the nodes fixture)
+from test_network import ADMIN, FakeServer, http, nodes  # noqa: F401  (the nodes fixture)
 from synchelpers import seed_small
 
 from applications.eden.modules.plugin_sync import replicate, transport
@@ -344,7 +344,7 @@ def test_every_action_refuses_every_caller_it_should_with_no_data(nodes, db):  #
 # ------------------------------------------------------------------ issue 19, finding 6: a proxy that gzips answers
 
 
-class GzippingProxy:
+class GzippingProxy(FakeServer):
     """An HTTP proxy on 127.0.0.1 in front of a server that gzips every answer (Content-Encoding: gzip),
     even one that is a gzip already, as a compressing reverse proxy may."""
 
@@ -377,13 +377,7 @@ class GzippingProxy:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d/eden" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.mark.parametrize("kind", ["http", "xmlrpc"])
@@ -421,16 +415,13 @@ def test_an_xmlrpc_answer_gzip_bomb_stops_at_max_request_size():
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = FakeServer(Handler)
     try:
         assert len(bomb) < (1 << 20) < len(answer)
-        peer = dict(url="http://127.0.0.1:%d/eden" % server.server_address[1], username="x", password="y",
-                    owner="Bombing peer", transport="xmlrpc")
+        peer = dict(url=server.url, username="x", password="y", owner="Bombing peer", transport="xmlrpc")
         client = transport.connect(peer, dict(max_request_size=1 << 20), retries=1, timeout=10)
         with pytest.raises(PeerError) as e:
             client.identity()
         assert "Bombing peer exceeds the limit of 1048576 bytes" in str(e.value), str(e.value)
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
