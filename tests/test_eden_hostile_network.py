@@ -104,7 +104,8 @@ def test_an_export_starts_only_on_a_post_with_the_form_key(eden_instance, eden_s
     b = eden_instance("b")
     server_b = eden_server("b", env=b)
     admin = Client(server_b).login(*eden_admin)
-    jobs, exports = count(b, "plugin_sync_job"), count(b, "plugin_sync_log", operation="export")
+    jobs, exports, logs = (count(b, "plugin_sync_job"), count(b, "plugin_sync_log", operation="export"),
+                           count(b, "plugin_sync_log"))
     # three cross-site GETs carrying the administrator's session (an <img src=...> on another site)
     cross = {"Sec-Fetch-Site": "cross-site", "Referer": "http://evil.example/"}
     for path in ("/plugin_sync/export?fmt=csv", "/plugin_sync/export.zip", "/plugin_sync/export?fmt=gz&tables="
@@ -117,7 +118,15 @@ def test_an_export_starts_only_on_a_post_with_the_form_key(eden_instance, eden_s
     script = Client(server_b, basic=eden_admin)
     status, _, body = script.request("/plugin_sync/export.csv", headers=cross)
     assert status == 403 and b"TABLE" not in body
-    assert count(b, "plugin_sync_job") == jobs and count(b, "plugin_sync_log", operation="export") == exports
+    # nor does a cross-site GET of the other actions that start work: they only show their page
+    b["db"].sync_instance.insert(base_uuid=A_UUID, uuid="urn:uuid:" + A_UUID, owner="Instance A", url=A_URL)
+    b["db"].commit()
+    peer_id = b["db"](b["db"].sync_instance.base_uuid == A_UUID).select().first().id
+    for path in ("/plugin_sync/sync_now/%d?mode=pull" % peer_id, "/plugin_sync/import_and_sync?dry_run=0",
+                 "/plugin_sync/conflicts?id=1&reviewed=1"):
+        status, _, _ = admin.request(path, headers=cross)
+        assert status == 200, (path, status)
+    assert count(b, "plugin_sync_job") == jobs and count(b, "plugin_sync_log") == logs
     # the page's own form: a POST with its key exports (no worker: the file is the answer)
     status, _, page = admin.get("/plugin_sync/export")
     assert status == 200 and 'method="post"' in page.decode()

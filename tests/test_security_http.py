@@ -264,6 +264,24 @@ def test_a_peer_trickling_its_body_after_the_headers_fails_the_sync_at_the_deadl
             instance["plugin_sync_settings"].pop(key, None)
 
 
+@pytest.mark.parametrize("kind", ["http", "xmlrpc"])
+@pytest.mark.parametrize("operation", ["changes", "receive"])
+def test_a_transfer_trickled_after_the_headers_fails_at_the_transfer_deadline(kind, operation):
+    """The same for changes and receive: their deadline (sync_transfer_deadline) bounds the whole answer."""
+    slow = TricklingPeer(pause=0.2, headers_first=True)
+    try:
+        peer = dict(url=slow.url, username="x", password="y", owner="Trickling peer", transport=kind)
+        client = transport.connect(peer, dict(sync_transfer_deadline=1), retries=1, timeout=5)
+        with pytest.raises(PeerError) as e:
+            client.changes(0) if operation == "changes" else client.receive(b"x" * 100)
+        message = str(e.value)
+        assert message.startswith("%s: peer Trickling peer at %s failed 1 time: still waiting for " % (
+            operation, slow.url)), message
+        assert "to %s at the deadline of 1s (setting sync_transfer_deadline)" % operation in message
+    finally:
+        slow.close()
+
+
 def test_a_peers_endless_answer_stops_at_max_request_size():
     flood = TricklingPeer(flood=64 << 20)
     try:

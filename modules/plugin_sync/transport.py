@@ -13,9 +13,10 @@ Three operations, the same on both transports:
                              or, with uploaded files, a zip bundle), since, until
     receive(data)         -> dict: the peer's import report (answered after its commit)
 
-Data travels gzip'd both ways (the CSV itself is gzip'd or a zip bundle), the
-caller authenticates with HTTP Basic, and every download is checked against
-its length and SHA-256 before anyone reads it.  Connection errors, timeouts,
+Data travels gzip'd both ways (the CSV itself is gzip'd or a zip bundle; an
+answer a proxy sent in Content-Encoding gzip is un-gzipped, within the size
+bound), the caller authenticates with HTTP Basic, and every download is checked
+against its length and SHA-256 before anyone reads it.  Connection errors, timeouts,
 cut transfers and 5xx answers are retried with exponential backoff (bounded:
 `retries` tries, waits of backoff, 2*backoff, ... capped at `max_wait`); a
 401/403 or a 4xx is final.  Every failure is a PeerError naming the peer.
