@@ -23,7 +23,8 @@ cut transfers and 5xx answers are retried with exponential backoff (bounded:
 
 Each request is bounded as a whole, not only per read: a watchdog shuts its
 socket at the deadline (`sync_deadline`, `sync_transfer_deadline`), so a peer
-trickling a byte now and then cannot hold a run (and the peer's lock) open.
+trickling a byte now and then cannot hold a run (and the peer's lock) open; a
+request cut by its deadline is final (not retried).
 An answer is read within max_request_size into a spooled temporary file
 (limits.py), never whole into memory; XML-RPC, whose answers are one XML
 document, is bounded the same way but does hold its file in memory.
@@ -246,10 +247,14 @@ class Transport:
                          "plugins.sync.max_request_size)" % (what, self.name, lim.max_request_size))
 
     def late(self, what, seconds, waiting="its answer"):
-        """The failure of a request whose deadline passed: what we were still waiting for, and the setting."""
+        """The final error of a request whose deadline passed: what we were still waiting for, and the setting.
+
+        Final, not retried: the deadline bounds the operation, and a run that fails releases the
+        peer's lock at once (a trickling peer would trickle again); the next run asks again.
+        """
         setting = "sync_deadline" if what == "identity" else "sync_transfer_deadline"
-        return Retry("still waiting for %s to %s at the deadline of %ss (setting %s)"
-                     % (waiting, what, _num(seconds), setting))
+        return PeerError("%s: gave up on peer %s at %s at the deadline of %ss (setting %s), still waiting for "
+                         "%s; not retried" % (what, self.name, self.url, _num(seconds), setting, waiting))
 
 
 class HTTPTransport(Transport):
