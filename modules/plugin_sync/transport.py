@@ -83,10 +83,11 @@ class Changes:
 class Watchdog:
     """Shuts the sockets of one request at its deadline: a bound on the request as a whole.
 
-    It keeps each socket from the moment it is connected: http.client lets go
-    of its socket once the headers are read (the response reads on through its
-    own file object), so a connection's `sock` would be None by the time a
-    peer trickles its body.
+    It holds a duplicate of each socket from the moment its TCP connection is
+    made: http.client lets go of its socket once the headers are read (the
+    response reads on through its own file object), and TLS wraps it in
+    another object; a shutdown of the duplicate ends the connection for all
+    of them, TLS handshake included.  cancel() closes the duplicates.
     """
 
     def __init__(self, seconds):
@@ -97,18 +98,19 @@ class Watchdog:
         self.timer.start()
 
     def watch(self, conn):
-        """`conn` (an http.client connection), whose socket this watchdog shuts at the deadline."""
-        connect = conn.connect
+        """`conn` (an http.client connection), whose connections this watchdog shuts at the deadline."""
+        create = conn._create_connection
 
-        def watched_connect():
-            connect()
+        def create_watched(*args, **kw):
+            sock = create(*args, **kw)
             with self.lock:
-                self.sockets.append(conn.sock)
+                self.sockets.append(sock.dup())
                 late = self.expired
             if late:  # the deadline passed while connecting
-                _shut(conn.sock)
+                _shut(sock)
+            return sock
 
-        conn.connect = watched_connect
+        conn._create_connection = create_watched
         return conn
 
     def fire(self):
@@ -120,12 +122,16 @@ class Watchdog:
 
     def cancel(self):
         self.timer.cancel()
+        with self.lock:
+            sockets, self.sockets = self.sockets, []
+        for sock in sockets:
+            sock.close()
 
 
 def _shut(sock):
     try:
         sock.shutdown(socket.SHUT_RDWR)
-    except (OSError, AttributeError):
+    except OSError:
         pass
 
 
@@ -447,7 +453,7 @@ class _RPCTransport(xmlrpc.client.Transport):
     def make_connection(self, host):
         conn = super().make_connection(host)
         conn.timeout = self.timeout
-        if self.watchdog is not None and conn.sock is None and "connect" not in vars(conn):
+        if self.watchdog is not None and conn.sock is None:
             self.watchdog.watch(conn)
         return conn
 
