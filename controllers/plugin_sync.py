@@ -209,9 +209,8 @@ def export():
     """
     basic = _ps_admin()
     synced = synced_tables(db, plugin_sync_settings)
-    is_post = request.env.request_method == "POST"
     _ps_only(request.get_vars, ("fmt", "format", "tables", "job"), "export")
-    if is_post:
+    if request.env.request_method == "POST":
         _ps_only(request.post_vars, ("fmt", "format", "tables"), "export")
     # ?format= is the README's spelling, ?fmt= the form's: either, not two different ones
     fmt = _ps_one("the format", request.get_vars.fmt, request.get_vars.format, request.post_vars.fmt,
@@ -221,20 +220,13 @@ def export():
     form = FORM()
     page = dict(synced=synced, counts={t: db(db[t]).count() for t in synced}, formats=PS_EXPORT_TYPES, job=None,
                 confirm=None, form=form)
-    if basic and fmt and _ps_cross_site():
-        _ps_fail(403, T("Cross-site request refused: nothing was exported."), dict(error="Forbidden"))
-    if not basic and fmt and not is_post:
-        _ps_fail(405, T("An export starts from the Export page's form (a POST with its key): nothing was "
-                        "exported."), dict(error="MethodNotAllowed"), headers={"Allow": "POST"})
-    if not basic and fmt and not form.accepts(request.post_vars, session, formname="plugin_sync_export"):
-        _ps_fail(403, T("This form expired or did not come from this page (CSRF key missing or wrong): "
-                        "nothing was exported. Reload the page and try again."), dict(error="Forbidden"))
     if not fmt:
         form.accepts(Storage(), session, formname="plugin_sync_export")  # the page's form key
         response.title = T("Sync: export")
         if request.get_vars.job:
             page.update(_ps_job_shown(request.get_vars.job, ("export",)))
         return page
+    _ps_export_asked_here(basic, form)
     if fmt not in PS_EXPORT_TYPES:
         _ps_fail(400, T("Unknown format %r: use csv, gz or zip.") % fmt, dict(error="BadRequest"))
     tables = _ps_tables_asked()
@@ -268,6 +260,21 @@ def export():
     response.headers["Content-Disposition"] = 'attachment; filename="%s"' % filename
     response.headers["Content-Length"] = size
     return response.stream(out, chunk_size=1 << 16, request=request)
+
+
+def _ps_export_asked_here(basic, form):
+    """Refuse an export that this site's page did not ask for: a browser's needs the page's POST with its
+    form key (405 for a GET, 403 without the key); a script's (HTTP Basic) must not be marked cross-site."""
+    if basic:
+        if _ps_cross_site():
+            _ps_fail(403, T("Cross-site request refused: nothing was exported."), dict(error="Forbidden"))
+        return
+    if request.env.request_method != "POST":
+        _ps_fail(405, T("An export starts from the Export page's form (a POST with its key): nothing was "
+                        "exported."), dict(error="MethodNotAllowed"), headers={"Allow": "POST"})
+    if not form.accepts(request.post_vars, session, formname="plugin_sync_export"):
+        _ps_fail(403, T("This form expired or did not come from this page (CSRF key missing or wrong): "
+                        "nothing was exported. Reload the page and try again."), dict(error="Forbidden"))
 
 
 def export_file():
