@@ -10,6 +10,9 @@
 import base64
 import gzip
 import http.client
+import json
+import re
+import time
 import urllib.parse
 import xmlrpc.client
 
@@ -138,3 +141,24 @@ def test_an_export_starts_only_on_a_post_with_the_form_key(eden_instance, eden_s
     status, _, body = script.get("/plugin_sync/export.csv")
     assert status == 200 and body.startswith(b"TABLE sync_instance")
     assert count(b, "plugin_sync_log", operation="export") == exports + 2
+
+
+def test_with_a_live_worker_cross_site_gets_make_no_export_job(eden_instance, eden_server, eden_admin):
+    """As `make run` serves Eden (its scheduler worker alive): the GETs make no job; the page's POST makes one."""
+    b = eden_instance("b")
+    server_b = eden_server("b", env=b, scheduler=True)
+    deadline = time.time() + 120  # Eden's worker has started when it has a heartbeat: jobs then go to it
+    while not json.loads(eden_http("GET", server_b.url + "/plugin_sync/index.json", auth=eden_admin)[2])[
+            "scheduler"]["alive"]:
+        assert time.time() < deadline, open(server_b.log).read()[-3000:]
+        time.sleep(1)
+    admin = Client(server_b).login(*eden_admin)
+    for _ in range(3):
+        status, _, _ = admin.request("/plugin_sync/export?fmt=csv", headers={"Sec-Fetch-Site": "cross-site"})
+        assert status == 405
+    assert count(b, "plugin_sync_job") == 0
+    key = formkey(admin.get("/plugin_sync/export")[2], "plugin_sync_export")
+    status, headers, _ = admin.request("/plugin_sync/export", data=dict(
+        fmt="csv", tables=["", "org_organisation"], _formname="plugin_sync_export", _formkey=key))
+    assert status == 303 and re.search(r"/plugin_sync/export\?job=\d+$", headers["Location"]), (status, headers)
+    assert count(b, "plugin_sync_job", kind="export") == 1
