@@ -10,14 +10,12 @@
 import base64
 import gzip
 import http.client
-import json
 import re
-import time
 import urllib.parse
 import xmlrpc.client
 
 from edenseed import http as eden_http
-from edenseed import peer_login
+from edenseed import peer_login, wait_for_worker
 from synchelpers import count
 from test_pages import Client, formkey
 
@@ -147,11 +145,7 @@ def test_with_a_live_worker_cross_site_gets_make_no_export_job(eden_instance, ed
     """As `make run` serves Eden (its scheduler worker alive): the GETs make no job; the page's POST makes one."""
     b = eden_instance("b")
     server_b = eden_server("b", env=b, scheduler=True)
-    deadline = time.time() + 120  # Eden's worker has started when it has a heartbeat: jobs then go to it
-    while not json.loads(eden_http("GET", server_b.url + "/plugin_sync/index.json", auth=eden_admin)[2])[
-            "scheduler"]["alive"]:
-        assert time.time() < deadline, open(server_b.log).read()[-3000:]
-        time.sleep(1)
+    wait_for_worker(server_b, eden_admin)
     admin = Client(server_b).login(*eden_admin)
     for _ in range(3):
         status, _, _ = admin.request("/plugin_sync/export?fmt=csv", headers={"Sec-Fetch-Site": "cross-site"})
