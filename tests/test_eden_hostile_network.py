@@ -1,5 +1,7 @@
 """Issue 19 against real Sahana Eden (SQLite, then PostgreSQL): what a hostile caller at the network can do.
 
+- finding 3: an Eden instance syncing with a fake peer that trickles its answer after the headers ends
+  the run at the deadline, its lock free;
 - finding 4: wrong HTTP Basic logins for a peer's account from another address do not lock the
   real peer out (its syncs go on); the guessing address is blocked;
 - finding 8: the `changes` answer's header tells a peer only about itself, never about the others
@@ -14,12 +16,14 @@ import re
 import urllib.parse
 import xmlrpc.client
 
+import pytest
 from edenseed import http as eden_http
 from edenseed import peer_login, wait_for_worker
 from synchelpers import count
 from test_pages import Client, formkey
 
 from applications.eden.modules.plugin_sync import fileio, replicate
+from applications.eden.modules.plugin_sync.errors import PeerError
 from applications.eden.modules.plugin_sync.peers import this_instance
 
 A_UUID = "a0a0a0a0-0000-4000-8000-00000000000a"
@@ -156,3 +160,26 @@ def test_with_a_live_worker_cross_site_gets_make_no_export_job(eden_instance, ed
         fmt="csv", tables=["", "org_organisation"], _formname="plugin_sync_export", _formkey=key))
     assert status == 303 and re.search(r"/plugin_sync/export\?job=\d+$", headers["Location"]), (status, headers)
     assert count(b, "plugin_sync_job", kind="export") == 1
+
+
+def test_an_eden_sync_with_a_peer_trickling_after_its_headers_ends_at_the_deadline(eden_instance):
+    """Finding 3 with Eden as the syncing side: the run ends at sync_deadline and the peer's lock is free."""
+    from test_security_http import TricklingPeer
+
+    a = eden_instance("a")
+    db, settings = a["db"], a["plugin_sync_settings"]
+    slow = TricklingPeer(pause=0.2, headers_first=True)
+    try:
+        db.sync_instance.insert(base_uuid=A_UUID, uuid="urn:uuid:" + A_UUID, owner="Trickling peer", url=slow.url,
+                                username="x", password="y")
+        db.commit()
+        settings.update(sync_deadline=2)
+        with pytest.raises(PeerError) as e:
+            replicate.sync(db, settings, A_UUID)
+        assert str(e.value).startswith("identity: gave up on peer Trickling peer at %s at the deadline of 2s" % slow.url)
+        assert "still waiting for the rest of its answer (the headers came)" in str(e.value)
+        assert count(a, "plugin_sync_lock", peer=A_UUID, holder=None) == 1
+        assert count(a, "plugin_sync_log", operation="pull", result="error") == 1
+    finally:
+        slow.close()
+        settings.pop("sync_deadline", None)
