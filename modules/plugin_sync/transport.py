@@ -102,6 +102,8 @@ class Watchdog:
         create = conn._create_connection
 
         def create_watched(*args, **kw):
+            if self.expired:  # xmlrpc.client reconnects once when its connection drops: not past the deadline
+                raise TimeoutError("the deadline has passed")
             sock = create(*args, **kw)
             with self.lock:
                 self.sockets.append(sock.dup())
