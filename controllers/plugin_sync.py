@@ -199,25 +199,34 @@ def _ps_tables_asked():
 
 
 def export():
-    """The export form (GET); with ?fmt=... (or export.csv / .gz / .zip, or HTTP Basic) the file itself.
+    """The export form (GET); its POST (with the form key), or for scripts export.csv / .gz / .zip, the file.
 
-    Asking for a table the policy never syncs (?tables=auth_user) is refused with 400.
+    An export writes (a log row, the checkpoint handed out; from the page with a worker a job and
+    its file), so a browser starts one only by POSTing the page's form with its CSRF key: a GET
+    with ?fmt=... carrying an administrator's session is refused (405).  Scripts (HTTP Basic)
+    may GET, unless a browser marks the request cross-site.  Asking for a table the policy never
+    syncs (?tables=auth_user) is refused with 400.
     """
     basic = _ps_admin()
     synced = synced_tables(db, plugin_sync_settings)
     _ps_only(request.get_vars, ("fmt", "format", "tables", "job"), "export")
+    if request.env.request_method == "POST":
+        _ps_only(request.post_vars, ("fmt", "format", "tables"), "export")
     # ?format= is the README's spelling, ?fmt= the form's: either, not two different ones
-    fmt = _ps_one("the format", request.get_vars.fmt, request.get_vars.format,
-                  request.extension if request.extension in PS_EXPORT_TYPES else None)
+    fmt = _ps_one("the format", request.get_vars.fmt, request.get_vars.format, request.post_vars.fmt,
+                  request.post_vars.format, request.extension if request.extension in PS_EXPORT_TYPES else None)
     if not fmt and (basic or request.vars.tables is not None):
         fmt = "csv"  # a script asking without a format gets the plain CSV
+    form = FORM()
     page = dict(synced=synced, counts={t: db(db[t]).count() for t in synced}, formats=PS_EXPORT_TYPES, job=None,
-                confirm=None)
+                confirm=None, form=form)
     if not fmt:
+        form.accepts(Storage(), session, formname="plugin_sync_export")  # the page's form key
         response.title = T("Sync: export")
         if request.get_vars.job:
             page.update(_ps_job_shown(request.get_vars.job, ("export",)))
         return page
+    _ps_export_asked_here(basic, form)
     if fmt not in PS_EXPORT_TYPES:
         _ps_fail(400, T("Unknown format %r: use csv, gz or zip.") % fmt, dict(error="BadRequest"))
     tables = _ps_tables_asked()
@@ -231,7 +240,7 @@ def export():
     me = plugin_sync.peers.this_instance(db)
     ctype, suffix = PS_EXPORT_TYPES[fmt]
     filename = "eden-%s-%s.%s" % (me.base_uuid[:8], datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ"), suffix)
-    if request.get_vars.fmt and not basic and _ps_health.scheduler_state(db).alive:
+    if not basic and _ps_health.scheduler_state(db).alive:
         # the page's form with a live worker: a job writes the file, the page shows its progress and then a
         # download link (export_file/<job id>); otherwise (scripts, no worker) the file is the answer
         path = os.path.join(_ps_jobs.folder_of(request.folder), "%s.%s" % (_ps_uuid.uuid4().hex, suffix))
@@ -251,6 +260,21 @@ def export():
     response.headers["Content-Disposition"] = 'attachment; filename="%s"' % filename
     response.headers["Content-Length"] = size
     return response.stream(out, chunk_size=1 << 16, request=request)
+
+
+def _ps_export_asked_here(basic, form):
+    """Refuse an export that this site's page did not ask for: a browser's needs the page's POST with its
+    form key (405 for a GET, 403 without the key); a script's (HTTP Basic) must not be marked cross-site."""
+    if basic:
+        if _ps_cross_site():
+            _ps_fail(403, T("Cross-site request refused: nothing was exported."), dict(error="Forbidden"))
+        return
+    if request.env.request_method != "POST":
+        _ps_fail(405, T("An export starts from the Export page's form (a POST with its key): nothing was "
+                        "exported."), dict(error="MethodNotAllowed"), headers={"Allow": "POST"})
+    if not form.accepts(request.post_vars, session, formname="plugin_sync_export"):
+        _ps_fail(403, T("This form expired or did not come from this page (CSRF key missing or wrong): "
+                        "nothing was exported. Reload the page and try again."), dict(error="Forbidden"))
 
 
 def export_file():
@@ -310,7 +334,10 @@ def _ps_import(stream, name, dry_run):
 
 
 def _ps_cross_site():
-    """A browser sends Origin on a cross-site POST; scripts (curl) send none."""
+    """Is this a browser's request from another site?  Current browsers say so on every request
+    (Sec-Fetch-Site), and send Origin on a cross-site POST; scripts (curl) send neither."""
+    if (request.env.http_sec_fetch_site or "").lower() in ("cross-site", "same-site"):
+        return True
     origin = request.env.http_origin
     if not origin:
         return False

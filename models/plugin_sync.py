@@ -46,7 +46,7 @@ plugin_sync_settings = plugin_sync_eden.configure(PluginManager(
     max_ratio=200,  # inflated / compressed, beyond 1 MiB
     max_cell_size=8 << 20,  # characters of one cell, and of one line of a file
     max_upload_size=64 << 20,  # bytes of one uploaded file in a zip bundle
-    login_free_failures=5,  # wrong HTTP Basic logins of an account (an address: 4x) before the delays start
+    login_free_failures=5,  # wrong Basic logins of an account from one address (an address: 4x) before delays
     login_max_delay=300,  # seconds: the cap of the doubling delay after further failures
 ).sync, db)  # a copy: Eden's defaults where unset
 # The singleton outlives the request (it is per thread, whatever app or request the thread
@@ -168,7 +168,7 @@ db.define_table(
 
 db.define_table(
     "plugin_sync_throttle",  # wrong HTTP Basic logins at the peer endpoints, per account and per address
-    Field("who", length=255, notnull=True, unique=True),  # "user:<email>" or "ip:<address>"
+    Field("who", length=255, notnull=True, unique=True),  # "user:<email> ip:<address>", "ip:<address>", "ok:user:..."
     Field("failures", "integer", default=0),
     Field("blocked_until", "datetime"),
 )

@@ -10,6 +10,7 @@ import gzip
 import json
 import os
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -133,6 +134,14 @@ def http(method, url, data=None, auth=None, headers=None):
             return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.headers, e.read()
+
+
+def wait_for_worker(server, admin, seconds=120):
+    """Wait until Eden's scheduler worker of `server` is alive (it has a heartbeat): jobs then go to it."""
+    deadline = time.time() + seconds
+    while not json.loads(http("GET", server.url + "/plugin_sync/index.json", auth=admin)[2])["scheduler"]["alive"]:
+        assert time.time() < deadline, open(server.log).read()[-3000:]
+        time.sleep(1)
 
 
 def gunzip(data):

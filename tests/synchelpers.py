@@ -112,6 +112,18 @@ def dangling(env):
     return bad
 
 
+def count(env, table, **where):
+    """Rows of `table` matching `where` (field=value), read fresh (committed before and after)."""
+    db = env["db"]
+    db.commit()
+    query = db[table].id > 0
+    for k, v in where.items():
+        query &= db[table][k] == v
+    n = db(query).count()
+    db.commit()
+    return n
+
+
 def counts(env):
     db = env["db"]
     return {t: db(db[t]).count() for t in db.tables}

@@ -14,7 +14,7 @@ import time
 
 import pytest
 from conftest import add_eden_user
-from edenseed import country, http, later, peer_login, row, seed_org
+from edenseed import country, http, later, peer_login, row, seed_org, wait_for_worker
 
 from applications.eden.modules.plugin_sync import fileio, replicate
 from applications.eden.modules.plugin_sync.peers import this_instance
@@ -358,11 +358,7 @@ def test_jobs_sync_export_and_a_large_import_show_progress_then_the_report(
     server_b = eden_server("b", env=b)
     peer = replicate.register_peer(a["db"], a["plugin_sync_settings"], server_b.url, *login_b)
     server_a = eden_server("a", env=a, scheduler=True)
-    deadline = time.time() + 120  # Eden's worker has started when it has a heartbeat: jobs then go to it
-    while not json.loads(http("GET", server_a.url + "/plugin_sync/index.json", auth=eden_admin)[2])[
-            "scheduler"]["alive"]:
-        assert time.time() < deadline, open(server_a.log).read()[-3000:]
-        time.sleep(1)
+    wait_for_worker(server_a, eden_admin)
     page = browser
     login(page, server_a.url, *eden_admin)
 

@@ -26,7 +26,7 @@ import pytest
 
 import eden
 from conftest import free_port
-from synchelpers import assert_converged, seed_lookups, seed_small
+from synchelpers import assert_converged, count, seed_lookups, seed_small
 
 from applications.eden.modules.plugin_sync import cli, replicate
 from applications.eden.modules.plugin_sync.accounts import peer_account
@@ -107,14 +107,7 @@ class Node:
         return answer
 
     def count(self, table, **where):
-        db = self.db
-        db.commit()
-        query = db[table].id > 0
-        for k, v in where.items():
-            query &= db[table][k] == v
-        n = db(query).count()
-        db.commit()
-        return n
+        return count(self.env, table, **where)
 
     def last_log(self, operation):
         db = self.db
@@ -601,7 +594,22 @@ class Browser:
 # ---------------------------------------------------------------------------- the client alone
 
 
-class FlakyPeer:
+class FakeServer:
+    """An HTTP server on 127.0.0.1 (http.server) answering with `handler`; `url` is its app root."""
+
+    def __init__(self, handler):
+        import http.server
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = "http://127.0.0.1:%d/eden" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FlakyPeer(FakeServer):
     """A fake peer on 127.0.0.1: answers each request with the next (status, body) of a script."""
 
     def __init__(self, script):
@@ -622,13 +630,7 @@ class FlakyPeer:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d/eden" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def test_transport_retries_with_backoff_and_names_the_peer():

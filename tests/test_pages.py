@@ -269,11 +269,17 @@ def test_export_of_a_never_synced_table_is_refused_with_400(reader):
     error = json.loads(body)
     assert status == 400 and error["ok"] is False and error["error"]["error"] == "TableNotSynced"
     assert error["error"]["table"] == "s3_setting"
-    # a browser gets a page in the layout; an empty choice is refused too
+    # a browser (the page's form, a POST with its key) gets a page in the layout; an empty choice is refused too
     browser = Client(reader).login(*ADMIN)
-    status, _, body = browser.get("/plugin_sync/export?fmt=csv&tables=auth_user")
+
+    def post(tables):
+        key = formkey(browser.get("/plugin_sync/export")[2], "plugin_sync_export")
+        return browser.request("/plugin_sync/export", dict(fmt="csv", tables=tables, _formname="plugin_sync_export",
+                                                           _formkey=key))
+
+    status, _, body = post("auth_user")
     assert status == 400 and b"never synced" in body and b"<html" in body and b"TABLE" not in body
-    status, _, body = browser.get("/plugin_sync/export?fmt=csv&tables=")
+    status, _, body = post("")
     assert status == 400 and b"Choose at least one table" in body
 
 

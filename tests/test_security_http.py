@@ -20,7 +20,7 @@ import zipfile
 import pytest
 
 import eden
-from test_network import ADMIN, http, nodes  # noqa: F401  (the nodes fixture)
+from test_network import ADMIN, FakeServer, http, nodes  # noqa: F401  (the nodes fixture)
 from synchelpers import seed_small
 
 from applications.eden.modules.plugin_sync import replicate, transport
@@ -169,10 +169,15 @@ def test_bodies_are_bounded_before_they_are_read_and_pages_are_safe(nodes, db): 
 
 
 class TricklingPeer:
-    """A fake peer that answers one byte every `pause` seconds, forever (or a body of `flood` bytes at once)."""
+    """A fake peer that answers one byte every `pause` seconds, forever (or a body of `flood` bytes at once).
 
-    def __init__(self, pause=0.3, flood=0):
-        self.pause, self.flood, self.stop = pause, flood, threading.Event()
+    `headers_first`: its headers come at once, then the body trickles (http.client has then let go of
+    the connection's socket: only the response's file object holds it).
+    """
+
+    def __init__(self, pause=0.3, flood=0, headers_first=False):
+        self.pause, self.flood, self.headers_first, self.stop = pause, flood, headers_first, threading.Event()
+        self.connections = 0
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
@@ -185,6 +190,7 @@ class TricklingPeer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            self.connections += 1
             threading.Thread(target=self.answer, args=(conn,), daemon=True).start()
 
     def answer(self, conn):
@@ -196,7 +202,11 @@ class TricklingPeer:
                 for _ in range(self.flood // len(chunk)):
                     conn.sendall(chunk)
                 return
-            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + b" " * 10000:
+            headers = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n"
+            if self.headers_first:
+                conn.sendall(headers)
+                headers = b""
+            for byte in headers + b" " * 10000:
                 if self.stop.is_set():
                     return
                 conn.sendall(bytes([byte]))
@@ -223,6 +233,53 @@ def test_a_trickling_peer_is_cut_at_the_deadline_not_per_read(kind):
         took = time.time() - started
         assert took < 6, took  # each read came within the 5 s timeout: only the deadline stops it
         assert "deadline of 2s" in str(e.value) and "Slow peer" in str(e.value)
+    finally:
+        slow.close()
+
+
+@pytest.mark.parametrize("kind", ["http", "xmlrpc"])
+def test_a_peer_trickling_its_body_after_the_headers_fails_the_sync_at_the_deadline_and_frees_the_lock(
+        instance, kind):
+    """Issue 19, finding 3: headers at once, then a byte now and then: the sync fails at its deadline,
+    naming the peer and what it waited for, and the peer's lock is free for the next run."""
+    slow = TricklingPeer(pause=0.2, headers_first=True)
+    db = instance["db"]
+    try:
+        db.sync_instance.insert(base_uuid=C_UUID, uuid="urn:uuid:" + C_UUID, owner="Trickling peer", url=slow.url,
+                                username="x", password="y", transport=kind)
+        db.commit()
+        settings = instance["plugin_sync_settings"]
+        settings.update(sync_deadline=1, sync_retries=2, sync_backoff=0.01, sync_timeout=5)
+        with pytest.raises(PeerError) as e:
+            replicate.sync(db, settings, C_UUID)
+        message = str(e.value)
+        assert message.startswith("identity: gave up on peer Trickling peer at %s at the deadline of 1s (setting "
+                                  "sync_deadline), still waiting for " % slow.url), message
+        assert message.endswith("; not retried") and slow.connections == 1  # the run ends at the deadline
+        if kind == "http":
+            assert "still waiting for the rest of its answer (the headers came)" in message
+        lock = db(db.plugin_sync_lock.peer == C_UUID).select().first()
+        assert lock.holder is None and lock.last_result == "error"
+        replicate.release(db, C_UUID, replicate.acquire(db, C_UUID))  # free: the next run takes it at once
+    finally:
+        slow.close()
+        for key in ("sync_deadline", "sync_retries", "sync_backoff", "sync_timeout"):
+            instance["plugin_sync_settings"].pop(key, None)
+
+
+@pytest.mark.parametrize("kind", ["http", "xmlrpc"])
+@pytest.mark.parametrize("operation", ["changes", "receive"])
+def test_a_transfer_trickled_after_the_headers_fails_at_the_transfer_deadline(kind, operation):
+    """The same for changes and receive: their deadline (sync_transfer_deadline) bounds the whole answer."""
+    slow = TricklingPeer(pause=0.2, headers_first=True)
+    try:
+        peer = dict(url=slow.url, username="x", password="y", owner="Trickling peer", transport=kind)
+        client = transport.connect(peer, dict(sync_transfer_deadline=1), retries=1, timeout=5)
+        with pytest.raises(PeerError) as e:
+            client.changes(0) if operation == "changes" else client.receive(b"x" * 100)
+        message = str(e.value)
+        assert message.startswith("%s: gave up on peer Trickling peer at %s at the deadline of 1s (setting "
+                                  "sync_transfer_deadline), still waiting for " % (operation, slow.url)), message
     finally:
         slow.close()
 
@@ -302,3 +359,89 @@ def test_every_action_refuses_every_caller_it_should_with_no_data(nodes, db):  #
     refuse(admin_actions + peer_actions, ("nobody@b.local", "clerk-pw"), (401, 429))
     assert len(refused) == 7 + 11 + 11 + 3 + 11 + 11
     assert b.count("pr_person") == 2 and b.count("plugin_sync_log", operation="import") == 1  # only the allowed push merged
+
+
+# ------------------------------------------------------------------ issue 19, finding 6: a proxy that gzips answers
+
+
+class GzippingProxy(FakeServer):
+    """An HTTP proxy on 127.0.0.1 in front of a server that gzips every answer (Content-Encoding: gzip),
+    even one that is a gzip already, as a compressing reverse proxy may."""
+
+    def __init__(self, port):
+        import http.client
+        import http.server
+
+        upstream = port
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def relay(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "accept-encoding")}
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                resp = conn.getresponse()
+                data = gzip.compress(resp.read())
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(k, v)
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = relay
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(Handler)
+
+
+@pytest.mark.parametrize("kind", ["http", "xmlrpc"])
+def test_a_sync_through_a_proxy_that_gzips_every_answer(nodes, kind):  # noqa: F811
+    a, b = nodes("a"), nodes("b")
+    seed_small(a.env, prefix="A")
+    seed_small(b.env, prefix="B")
+    peer_account(b.db, b.settings, *PEER_A, peer=a.base_uuid)
+    proxy = GzippingProxy(b.server.port)
+    try:
+        peer = replicate.register_peer(a.db, a.settings, proxy.url, *PEER_A, transport=kind)  # identity, gzip'd
+        results = replicate.sync(a.db, a.settings, peer.id)  # changes (a gzip gzip'd again) and receive, gzip'd
+        assert results["pull"].totals()["created"] == 12 and results["push"].totals()["created"] == 12
+        assert a.count("pr_person") == b.count("pr_person") == 4
+    finally:
+        proxy.close()
+
+
+def test_an_xmlrpc_answer_gzip_bomb_stops_at_max_request_size():
+    """A small gzip'd XML-RPC answer that inflates beyond max_request_size: refused, not parsed in memory."""
+    import http.server
+
+    answer = xmlrpc.client.dumps(({"base_uuid": "x" + " " * (8 << 20)},), methodresponse=True).encode()
+    bomb = gzip.compress(answer)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            for k, v in (("Content-Type", "text/xml"), ("Content-Encoding", "gzip"), ("Content-Length", len(bomb))):
+                self.send_header(k, str(v))
+            self.end_headers()
+            self.wfile.write(bomb)
+
+        def log_message(self, *args):
+            pass
+
+    server = FakeServer(Handler)
+    try:
+        assert len(bomb) < (1 << 20) < len(answer)
+        peer = dict(url=server.url, username="x", password="y", owner="Bombing peer", transport="xmlrpc")
+        client = transport.connect(peer, dict(max_request_size=1 << 20), retries=1, timeout=10)
+        with pytest.raises(PeerError) as e:
+            client.identity()
+        assert "Bombing peer exceeds the limit of 1048576 bytes" in str(e.value), str(e.value)
+    finally:
+        server.close()

@@ -192,14 +192,17 @@ def raw_cursor(db, named=True):
 
 
 @paused
-def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH, echo_of=None):
+def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH, echo_of=None, peers=None):
     """Write the synced tables (or `tables`) to the text stream `out`; return counts per table.
 
     With `since`, only records changed in [since, until) are written (the
     change log makes that cost proportional to the changes); `until` defaults
     to the current checkpoint and is written into the file, so that the
     receiver can acknowledge it.  `echo_of`: the receiver's base_uuid, whose
-    own versions are left out (see changes.changed_where).
+    own versions are left out (see changes.changed_where).  `peers`: the
+    base_uuids whose rows (URL, checkpoint `merged@seq`) the header may name:
+    a peer's `changes` or a push names its receiver alone, never the others;
+    None (a file for anyone, e.g. on a USB stick) names every peer we merged.
     """
     names = synced_tables(db, settings, only=tables)
     begin_snapshot(db)
@@ -211,7 +214,10 @@ def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH, 
     me.update(url=getattr(settings, "url", None) or None, last_update=utcnow())
     writer.begin_table(IDENTITY_TABLE, list(IDENTITY_COLUMNS) + [SINCE, UNTIL, MERGED, PARTIAL])
     rows = [[_cell(_fmt_any(me.get(c))) for c in IDENTITY_COLUMNS] + [_cell(since), _cell(until), NULL, partial]]
-    for peer in db(db.sync_instance.checkpoint_received > 0).select(orderby=db.sync_instance.id):
+    known = db.sync_instance.checkpoint_received > 0
+    if peers is not None:
+        known &= db.sync_instance.base_uuid.belongs(list(peers) or [""])
+    for peer in db(known).select(orderby=db.sync_instance.id):
         rows.append([_cell(_fmt_any(peer[c])) for c in IDENTITY_COLUMNS] + [NULL, NULL, peer.checkpoint_received,
                                                                              NULL])
     writer.writerows(rows)

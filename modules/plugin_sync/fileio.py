@@ -19,15 +19,19 @@ from .peers import mark_exported
 FORMATS = ("csv", "gz", "zip")
 
 
-def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None, log=True, echo_of=None):
-    """Write an export to the binary stream `out` in `fmt` (csv, gz or zip); return its counts."""
+def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None, log=True, echo_of=None,
+              peers=None):
+    """Write an export to the binary stream `out` in `fmt` (csv, gz or zip); return its counts.
+
+    `peers`: the instances the header may name (export.export); None: every peer."""
     if fmt not in FORMATS:
         raise ValueError("unknown format %r (use %s)" % (fmt, ", ".join(FORMATS)))
     with Run(db, "export", source=fmt, dry_run=not log) as run:
         if fmt == "zip":
             with tempfile.NamedTemporaryFile(suffix=".csv", delete=False) as tmp:
                 text, _ = open_output(tmp)
-                counts = export(db, text, settings, tables=tables, since=since, until=until, echo_of=echo_of)
+                counts = export(db, text, settings, tables=tables, since=since, until=until, echo_of=echo_of,
+                                peers=peers)
                 text.flush()
                 text.detach()
             warnings = counts["warnings"] = []
@@ -37,7 +41,8 @@ def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None,
                 os.remove(tmp.name)
         else:
             text, raw = open_output(out, compress=(fmt == "gz"))
-            counts = export(db, text, settings, tables=tables, since=since, until=until, echo_of=echo_of)
+            counts = export(db, text, settings, tables=tables, since=since, until=until, echo_of=echo_of,
+                            peers=peers)
             text.flush()
             text.detach()
             if raw is not out:

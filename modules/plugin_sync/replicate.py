@@ -101,7 +101,8 @@ def changes_file(db, settings, since, tables=None, fmt="auto", peer=None):
     try:
         with Run(db, "export", peer=peer, source="changes since %d (%s)" % (since, fmt)) as run:
             counts = export_to(db, settings, out, fmt=fmt, tables=tables, since=since, until=until, log=False,
-                               echo_of=peer if since else None)  # incremental: not the peer's own versions back
+                               echo_of=peer if since else None,  # incremental: not the peer's own versions back
+                               peers=[peer] if peer else [])  # the header names the caller alone
             run.counts = dict(docs_read=sum(v for k, v in counts["tables"].items() if k != "tombstones")
                               + counts["tables"].get("tombstones", 0), warnings=counts.get("warnings") or [])
             run.dry_run = not run.counts["docs_read"] and not run.counts["warnings"]  # an empty poll: no log row
@@ -286,7 +287,7 @@ class Session:
             result.fmt = "zip" if next(upload_files(db, self.settings, None, since, until), None) else "gz"
             with tempfile.TemporaryFile(prefix="plugin_sync-push-") as out:  # on disk, not in memory
                 counts = export_to(db, self.settings, out, fmt=result.fmt, since=since, until=until, log=False,
-                                   echo_of=peer.base_uuid if since else None)
+                                   echo_of=peer.base_uuid if since else None, peers=[peer.base_uuid])
                 result.sent = sum(counts["tables"].values())
                 result.size = out.tell()
                 result.warnings.extend(dict(message=w) for w in counts.get("warnings") or [])

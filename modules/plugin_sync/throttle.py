@@ -1,13 +1,24 @@
-"""A throttle on password guesses at the peer endpoints: per account and per address.
+"""A throttle on password guesses at the peer endpoints (and the admin pages' HTTP Basic): what fails, where.
 
 HTTP Basic checks a password on every request, so an endpoint answers as
-many guesses as a client sends.  After `login_free_failures` wrong logins
-for an account (or from an address), each further one blocks that key for a
-delay that doubles (2, 4, 8 ... s, capped at `login_max_delay`); a blocked
-key is refused (HTTP 429) before its password is even checked.  An address
-may fail IP_FACTOR times as often before it is blocked (one office, many
-accounts).  A right login clears the account's count.  The counts live in plugin_sync_throttle,
-so they hold across processes and restarts.
+many guesses as a client sends.  Wrong logins are counted under two keys:
+
+- the account *from that address* ("user:<email> ip:<address>"): after
+  `login_free_failures` wrong logins, each further one blocks that pair for
+  a delay that doubles (2, 4, 8 ... s, capped at `login_max_delay`);
+- the address ("ip:<address>"): the same after IP_FACTOR times as many, for
+  an address guessing many accounts (one office may hold many accounts).
+
+A blocked key is refused (HTTP 429) before its password is even checked, so
+a blocked guesser learns nothing.  Wrong logins from one address never block
+the same account at another address: nobody can lock a peer out by guessing
+its account's password from elsewhere.  An account that has logged in right
+from an address before ("ok:" key) is not held by that address's block
+either (behind a proxy every caller shares one address); only its own
+pair's count applies there.  The price: guesses spread over many addresses
+are slowed per address, not per account, so peer accounts need strong
+(generated) passwords.  A right login clears its pair's count.  The counts
+live in plugin_sync_throttle, so they hold across processes and restarts.
 """
 import datetime
 
@@ -16,19 +27,30 @@ from .peers import utcnow
 FREE_FAILURES = 5
 IP_FACTOR = 4
 MAX_DELAY = 300
+KNOWN = "ok:"  # prefix of the mark of an account that logged in right from an address
 
 
 def keys(email, address):
-    return [k for k in ("user:%s" % (email or "").strip().lower()[:240] if email else None,
+    """The keys a login is counted under: the account from this address (if named), and the address."""
+    address = (address or "")[:45]
+    account = (email or "").strip().lower()[:190]
+    return [k for k in ("user:%s ip:%s" % (account, address) if account else None,
                         "ip:%s" % address if address else None) if k]
 
 
 def wait(db, who, now=None):
-    """Seconds until a login for any of `who` may be tried again (0: now)."""
+    """Seconds until a login for `who` may be tried again (0: now).
+
+    The address's block does not hold an account that has logged in right from that address before.
+    """
     now = now or utcnow()
     t = db.plugin_sync_throttle
-    rows = db(t.who.belongs(who) & (t.blocked_until > now)).select(t.blocked_until)
-    return max([int((r.blocked_until - now).total_seconds()) + 1 for r in rows] or [0])
+    pairs = [k for k in who if not k.startswith("ip:")]
+    rows = db(t.who.belongs(who + [KNOWN + k for k in pairs])).select(t.who, t.blocked_until)
+    known = any(r.who.startswith(KNOWN) for r in rows)
+    blocked = [r.blocked_until for r in rows if r.blocked_until and r.blocked_until > now
+               and not r.who.startswith(KNOWN) and not (known and r.who.startswith("ip:"))]
+    return max([int((b - now).total_seconds()) + 1 for b in blocked] or [0])
 
 
 def failed(db, settings, who, now=None):
@@ -49,18 +71,27 @@ def failed(db, settings, who, now=None):
         if row:
             row.update_record(failures=failures, blocked_until=blocked)
         else:
-            try:
-                t.insert(who=key, failures=failures, blocked_until=blocked)
-                db.commit()
-            except Exception:  # another request inserted the key first: its count stands
-                db.rollback()
+            _insert(db, who=key, failures=failures, blocked_until=blocked)
     db.commit()
 
 
 def succeeded(db, who):
-    """A right login clears its account's count (an address's count stays: it may guess other accounts)."""
+    """A right login clears its pair's count and marks the account known at the address (the address's
+    count stays: it may guess other accounts).  No write on the common path (SQLite: no write lock)."""
     t = db.plugin_sync_throttle
-    mine = t.who.belongs([k for k in who if k.startswith("user:")])
-    if not db(mine).isempty():  # no write (SQLite: no write lock) on the common path
-        db(mine).delete()
+    pairs = [k for k in who if not k.startswith("ip:")]
+    found = {r.who for r in db(t.who.belongs(pairs + [KNOWN + k for k in pairs])).select(t.who)}
+    for pair in pairs:
+        if pair in found:
+            db(t.who == pair).delete()
+            db.commit()
+        if KNOWN + pair not in found:
+            _insert(db, who=KNOWN + pair, failures=0, blocked_until=None)
+
+
+def _insert(db, **values):
+    try:
+        db.plugin_sync_throttle.insert(**values)
         db.commit()
+    except Exception:  # another request inserted the key first: its row stands
+        db.rollback()

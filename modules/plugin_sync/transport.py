@@ -13,22 +13,25 @@ Three operations, the same on both transports:
                              or, with uploaded files, a zip bundle), since, until
     receive(data)         -> dict: the peer's import report (answered after its commit)
 
-Data travels gzip'd both ways (the CSV itself is gzip'd or a zip bundle), the
-caller authenticates with HTTP Basic, and every download is checked against
-its length and SHA-256 before anyone reads it.  Connection errors, timeouts,
+Data travels gzip'd both ways (the CSV itself is gzip'd or a zip bundle; an
+answer a proxy sent in Content-Encoding gzip is un-gzipped, within the size
+bound), the caller authenticates with HTTP Basic, and every download is checked
+against its length and SHA-256 before anyone reads it.  Connection errors, timeouts,
 cut transfers and 5xx answers are retried with exponential backoff (bounded:
 `retries` tries, waits of backoff, 2*backoff, ... capped at `max_wait`); a
 401/403 or a 4xx is final.  Every failure is a PeerError naming the peer.
 
 Each request is bounded as a whole, not only per read: a watchdog shuts its
 socket at the deadline (`sync_deadline`, `sync_transfer_deadline`), so a peer
-trickling a byte now and then cannot hold a run (and the peer's lock) open.
+trickling a byte now and then cannot hold a run (and the peer's lock) open; a
+request cut by its deadline is final (not retried).
 An answer is read within max_request_size into a spooled temporary file
 (limits.py), never whole into memory; XML-RPC, whose answers are one XML
 document, is bounded the same way but does hold its file in memory.
 """
 import base64
 import datetime
+import gzip
 import hashlib
 import http.client
 import json
@@ -78,34 +81,60 @@ class Changes:
 
 
 class Watchdog:
-    """Shuts the sockets of one request at its deadline: a bound on the request as a whole."""
+    """Shuts the sockets of one request at its deadline: a bound on the request as a whole.
+
+    It holds a duplicate of each socket from the moment its TCP connection is
+    made: http.client lets go of its socket once the headers are read (the
+    response reads on through its own file object), and TLS wraps it in
+    another object; a shutdown of the duplicate ends the connection for all
+    of them, TLS handshake included.  cancel() closes the duplicates.
+    """
 
     def __init__(self, seconds):
-        self.seconds, self.expired, self.conns = seconds, False, []
+        self.seconds, self.expired, self.sockets = seconds, False, []
+        self.lock = threading.Lock()
         self.timer = threading.Timer(seconds, self.fire)
         self.timer.daemon = True
         self.timer.start()
 
-    def watch(self, cls):
-        """A connection class whose instances this watchdog may shut."""
-        def make(*args, **kw):
-            conn = cls(*args, **kw)
-            self.conns.append(conn)
-            return conn
-        return make
+    def watch(self, conn):
+        """`conn` (an http.client connection), whose connections this watchdog shuts at the deadline."""
+        create = conn._create_connection
+
+        def create_watched(*args, **kw):
+            if self.expired:  # xmlrpc.client reconnects once when its connection drops: not past the deadline
+                raise TimeoutError("the deadline has passed")
+            sock = create(*args, **kw)
+            with self.lock:
+                self.sockets.append(sock.dup())
+                late = self.expired
+            if late:  # the deadline passed while connecting
+                _shut(sock)
+            return sock
+
+        conn._create_connection = create_watched
+        return conn
 
     def fire(self):
-        self.expired = True
-        for conn in self.conns:
-            sock = getattr(conn, "sock", None)
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        with self.lock:
+            self.expired = True
+            sockets = list(self.sockets)
+        for sock in sockets:
+            _shut(sock)
 
     def cancel(self):
         self.timer.cancel()
+        with self.lock:
+            sockets, self.sockets = self.sockets, []
+        for sock in sockets:
+            sock.close()
+
+
+def _shut(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
@@ -114,7 +143,7 @@ class _HTTPHandler(urllib.request.HTTPHandler):
         self.watchdog = watchdog
 
     def http_open(self, req):
-        return self.do_open(self.watchdog.watch(http.client.HTTPConnection), req)
+        return self.do_open(lambda *a, **kw: self.watchdog.watch(http.client.HTTPConnection(*a, **kw)), req)
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
@@ -123,7 +152,8 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
         self.watchdog = watchdog
 
     def https_open(self, req):
-        return self.do_open(self.watchdog.watch(http.client.HTTPSConnection), req, context=self._context)
+        return self.do_open(lambda *a, **kw: self.watchdog.watch(http.client.HTTPSConnection(*a, **kw)), req,
+                            context=self._context)
 
 
 class Retry(Exception):
@@ -196,7 +226,8 @@ class Transport:
                 return fn()
             except Retry as e:
                 last = e
-        raise PeerError("%s: peer %s at %s failed %d times: %s" % (what, self.name, self.url, self.retries, last))
+        raise PeerError("%s: peer %s at %s failed %d time%s: %s"
+                        % (what, self.name, self.url, self.retries, "s" if self.retries > 1 else "", last))
 
     def refused(self, status, detail=""):
         """The final error for an HTTP status that no retry can fix."""
@@ -223,9 +254,15 @@ class Transport:
         return PeerError("%s: the answer of peer %s exceeds the limit of %d bytes (setting "
                          "plugins.sync.max_request_size)" % (what, self.name, lim.max_request_size))
 
-    def late(self, what, seconds):
-        return Retry("no complete answer within the deadline of %ss (settings sync_deadline, "
-                     "sync_transfer_deadline)" % _num(seconds))
+    def late(self, what, seconds, waiting="its answer"):
+        """The final error of a request whose deadline passed: what we were still waiting for, and the setting.
+
+        Final, not retried: the deadline bounds the operation, and a run that fails releases the
+        peer's lock at once (a trickling peer would trickle again); the next run asks again.
+        """
+        setting = "sync_deadline" if what == "identity" else "sync_transfer_deadline"
+        return PeerError("%s: gave up on peer %s at %s at the deadline of %ss (setting %s), still waiting for "
+                         "%s; not retried" % (what, self.name, self.url, _num(seconds), setting, waiting))
 
 
 class HTTPTransport(Transport):
@@ -258,13 +295,15 @@ class HTTPTransport(Transport):
             req = urllib.request.Request(url, data=data, headers=headers, method="POST" if data is not None else "GET")
             watchdog = Watchdog(deadline)
             opener = urllib.request.build_opener(_HTTPHandler(watchdog), _HTTPSHandler(watchdog))
+            waiting = "its answer"
             try:
                 with opener.open(req, timeout=min(timeout or self.timeout, deadline)) as resp:
+                    waiting = "the rest of its answer (the headers came)"
                     body = self.read(what, resp)  # IncompleteRead when cut short of Content-Length
                     info = resp.headers
                     status = resp.status
                 if watchdog.expired:
-                    raise self.late(what, deadline)
+                    raise self.late(what, deadline, waiting)
             except urllib.error.HTTPError as e:
                 body = _read_quietly(e)
                 if e.code >= 500:
@@ -273,7 +312,7 @@ class HTTPTransport(Transport):
             except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout,
                     TimeoutError, OSError) as e:
                 if watchdog.expired:
-                    raise self.late(what, deadline)
+                    raise self.late(what, deadline, waiting)
                 raise Retry("%s: %s" % (type(e).__name__, getattr(e, "reason", None) or e))
             finally:
                 watchdog.cancel()
@@ -292,10 +331,12 @@ class HTTPTransport(Transport):
         return read_bounded(stream, self.limits.max_request_size, lambda: self.too_large(what))
 
     def gunzip(self, what, body):
-        import gzip
+        """An answer in Content-Encoding gzip (a proxy may compress any answer), un-gzipped within the limit.
 
+        mode "rb": the spooled file is opened w+b, which GzipFile would take for writing.
+        """
         try:
-            return self.read(what, gzip.GzipFile(fileobj=body))
+            return self.read(what, gzip.GzipFile(fileobj=body, mode="rb"))
         except (OSError, EOFError) as e:
             raise Retry("cut gzip transfer: %s" % e)
 
@@ -359,7 +400,7 @@ class XMLRPCTransport(Transport):
                 raise self.refused(e.errcode, e.errmsg)
             except xmlrpc.client.Fault as e:
                 raise PeerError("%s: peer %s failed: %s" % (what, self.name, e.faultString))
-            except (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError, OSError,
+            except (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError, OSError, EOFError,
                     xml.parsers.expat.ExpatError) as e:
                 if watchdog.expired:
                     raise self.late(what, deadline)
@@ -414,8 +455,8 @@ class _RPCTransport(xmlrpc.client.Transport):
     def make_connection(self, host):
         conn = super().make_connection(host)
         conn.timeout = self.timeout
-        if self.watchdog is not None and conn not in self.watchdog.conns:
-            self.watchdog.conns.append(conn)
+        if self.watchdog is not None and conn.sock is None:
+            self.watchdog.watch(conn)
         return conn
 
     def send_headers(self, connection, headers):
@@ -424,7 +465,12 @@ class _RPCTransport(xmlrpc.client.Transport):
         super().send_headers(connection, headers)
 
     def parse_response(self, response):
-        return super().parse_response(_Bounded(response, self.owner.limits.max_request_size))
+        """The answer read within max_request_size, and so is its inflation when it came gzip'd."""
+        limit = self.owner.limits.max_request_size
+        stream = _Bounded(response, limit)
+        if (response.getheader("Content-Encoding") or "").lower() == "gzip":
+            stream = _Bounded(gzip.GzipFile(fileobj=stream, mode="rb"), limit)
+        return super().parse_response(stream)  # a stream without getheader(): read as it is
 
 
 class _SafeRPCTransport(xmlrpc.client.SafeTransport):
@@ -443,9 +489,6 @@ class _Bounded:
 
     def __init__(self, response, limit):
         self.response, self.limit, self.count = response, limit, 0
-
-    def getheader(self, *args):
-        return self.response.getheader(*args)
 
     def read(self, n=-1):
         data = self.response.read(n)
