@@ -8,6 +8,18 @@ Long work started from a page (a preview, an import, a sync) is a job (jobs.py) 
 Eden's scheduler worker; the page shows its progress and polls job.json.  Every string a
 page shows goes through T() (languages/plugin_sync/<lang>.py).
 """
+import datetime
+import hashlib as _ps_hashlib
+import io as _ps_io
+import json
+import os
+import tempfile
+import uuid as _ps_uuid
+import xmlrpc.client as _ps_xmlrpc
+
+from gluon.storage import Storage
+from gluon.tools import Service as _PSService
+
 import plugin_sync
 from plugin_sync import accounts as _ps_accounts
 from plugin_sync import eden as _ps_eden
@@ -15,12 +27,15 @@ from plugin_sync import graph as _ps_graph
 from plugin_sync import health as _ps_health
 from plugin_sync import errors, fileio
 from plugin_sync import jobs as _ps_jobs
+from plugin_sync import limits as _ps_limits
 from plugin_sync import log as _ps_log
 from plugin_sync import overview as _ps_overview
+from plugin_sync import replicate as _ps_replicate
 from plugin_sync import restore as _ps_restore
 from plugin_sync import review as _ps_review
 from plugin_sync import stash as _ps_stash
 from plugin_sync import verify as _ps_verify
+from plugin_sync.tables import synced_tables
 
 # The host's tables for this request: in Sahana Eden the synced tables are defined on
 # demand (current.s3db); the peer role and the scheduled task are checked once per process.
@@ -32,16 +47,6 @@ _ps_eden.once_per_process(db, plugin_sync_settings)
 # Every page needs a member of the admin group (plugin_sync_settings.admin_group).
 # Browsers log in through default/user/login (session cookie); scripts send HTTP
 # Basic credentials.  See _ps_admin() for the status codes.
-import datetime
-import json
-import os
-import tempfile
-import uuid as _ps_uuid
-
-from gluon.storage import Storage
-
-from plugin_sync.tables import synced_tables
-
 PS_PAGE_SIZE = 25
 PS_EXPORT_TYPES = {  # format -> (Content-Type, file name suffix)
     "csv": ("text/csv; charset=utf-8", "csv"),
@@ -125,8 +130,11 @@ def _ps_admin():
     request.ps_basic = authorization[:6].lower() == "basic "
     if request.ps_basic:
         session.forget(response)
-        user = _ps_basic_login(lambda status, message, kind, headers: _ps_fail(
-            status, message, dict(error=kind), headers=headers))
+        try:
+            user = _ps_accounts.basic_login(db, plugin_sync_settings, authorization, request.env.remote_addr,
+                                            _ps_basic_check)
+        except errors.Denied as e:
+            _ps_fail(e.status, e.message, dict(error=e.kind), headers=e.headers)
         if not user:
             _ps_fail(401, T("Wrong e-mail or password (HTTP Basic)."), dict(error="Unauthorized"), headers=challenge)
     elif not auth.user:
@@ -738,21 +746,6 @@ def conflicts():
 #   POST call/xmlrpc                              identity(peer), changes(since, tables, peer),
 #                                                 receive(Binary, peer): the same over XML-RPC
 #   POST sync_now/<peer id>                       admin: run replicate.sync now (pages and scripts)
-import base64 as _ps_base64
-import hashlib as _ps_hashlib
-import io as _ps_io
-import json
-import xmlrpc.client as _ps_xmlrpc
-
-from gluon.storage import Storage
-
-from gluon.tools import Service as _PSService
-
-from plugin_sync import accounts as _ps_accounts
-from plugin_sync import limits as _ps_limits
-from plugin_sync import replicate as _ps_replicate
-from plugin_sync import throttle as _ps_throttle
-
 PS_PEER_CHALLENGE = {"WWW-Authenticate": 'Basic realm="Sahana Eden %s (plugin_sync peers)"' % request.application}
 # the plugin's own XML-RPC service: never the host's (Eden defines none; another host's
 # `service` would publish its functions under plugin_sync/call)
@@ -767,78 +760,46 @@ def _ps_peer_refuse(status, message, kind, headers=None):
     raise HTTP(status, json.dumps(dict(ok=False, error=dict(error=kind, message=message))), **headers)
 
 
-def _ps_basic_login(refuse):
-    """The account of the request's HTTP Basic credentials, or None; guesses throttled (throttle.py).
+def _ps_denied(e):
+    """A caller the peer endpoints turn away (errors.Denied): its status, JSON and headers."""
+    _ps_peer_refuse(e.status, e.message, e.kind, e.headers)
 
-    A blocked account or address is refused with 429 before its password is checked.
-    """
-    try:
-        email = _ps_base64.b64decode(request.env.http_authorization[6:].strip()).decode("utf-8").split(":", 1)[0]
-    except Exception:  # a malformed header (bad base64)
-        email = None
-    who = _ps_throttle.keys(email, request.env.remote_addr)
-    delay = _ps_throttle.wait(db, who)
-    if delay:
-        refuse(429, "Too many wrong logins for this account or address: try again in %d s." % delay,
-               "TooManyRequests", {"Retry-After": str(delay)})
-    try:
-        user = auth.basic()[2] if email else None
-    except Exception:
-        user = None
-    if user:
-        _ps_throttle.succeeded(db, who)
-    else:
-        _ps_throttle.failed(db, plugin_sync_settings, who)
-    return user
+
+def _ps_basic_check():
+    return auth.basic()[2]
 
 
 def _ps_peer():
     """Let only peer accounts (sync or admin group) through, by HTTP Basic; return the user row."""
     session.forget(response)
-    groups = _ps_accounts.peer_groups(plugin_sync_settings)
-    if (request.env.http_authorization or "")[:6].lower() != "basic ":
-        _ps_peer_refuse(401, "Send HTTP Basic credentials of an account in the %s group."
-                        % " or ".join("'%s'" % g for g in groups), "Unauthorized")
-    user = _ps_basic_login(_ps_peer_refuse)
-    if not user:
-        _ps_peer_refuse(401, "Wrong e-mail or password (HTTP Basic).", "Unauthorized")
-    if not _ps_accounts.may_sync(db, user.id, plugin_sync_settings):
-        _ps_peer_refuse(403, "%s is not a member of the %s group: it may not sync with this instance."
-                        % (user.email, " or ".join("'%s'" % g for g in groups)), "Forbidden")
+    try:
+        user = _ps_accounts.peer_login(db, plugin_sync_settings, request.env.http_authorization,
+                                       request.env.remote_addr, _ps_basic_check)
+    except errors.Denied as e:
+        _ps_denied(e)
     request.ps_user = user
     return user
 
 
 def _ps_speaks_for(user, asked=None):
-    """The instance whose checkpoint this caller may see: the one its account is bound to (an admin: any)."""
-    bound = _ps_accounts.speaks_for(db, user.id)
-    if bound or not _ps_accounts.is_admin(db, user.id, plugin_sync_settings):
-        return bound
-    return asked or None
+    return _ps_accounts.checkpoint_owner(db, plugin_sync_settings, user.id, asked)
 
 
 def _ps_sender(user):
-    """The instance a push must come from: the account's (an admin's account: None, an administrator's file)."""
-    bound = _ps_accounts.speaks_for(db, user.id)
-    if bound or _ps_accounts.is_admin(db, user.id, plugin_sync_settings):
-        return bound
-    _ps_peer_refuse(403, "%s is bound to no peer instance here, so it may not push: an administrator binds it "
-                    "(eden.py sync account %s --password ... --peer <its base_uuid>, or the Peers page's "
-                    "'Its account here')." % (user.email, user.email), "Forbidden")
+    try:
+        return _ps_accounts.sender_of(db, plugin_sync_settings, user)
+    except errors.Denied as e:
+        _ps_denied(e)
 
 
 def _ps_body_size(refuse=None):
     """Refuse a body beyond max_request_size (413) or of unknown length (411), before it is read."""
-    refuse = refuse or _ps_peer_refuse
-    limit = _ps_limits.Limits(plugin_sync_settings).max_request_size
     try:
-        size = int(request.env.content_length)
-    except (TypeError, ValueError):
-        refuse(411, "Send the file with a Content-Length.", "LengthRequired")
-    if size > limit:
-        request._body = _ps_io.BytesIO()  # gluon reads request.body at the end of a request: not this one
-        refuse(413, "The file (%d bytes) exceeds the limit of %d bytes (setting plugins.sync."
-                        "max_request_size)." % (size, limit), "TooLarge")
+        _ps_limits.check_body_size(plugin_sync_settings, request.env.content_length)
+    except errors.Denied as e:
+        if e.status == 413:
+            request._body = _ps_io.BytesIO()  # gluon reads request.body at the end of a request: not this one
+        (refuse or _ps_peer_refuse)(e.status, e.message, e.kind)
 
 
 def _ps_peer_error(status, e):

@@ -22,6 +22,10 @@ account bound to no instance may read (identity, changes) but not push.
 Accounts of the admin group are administrators: their files are taken like
 files an administrator imports on the Import page.
 """
+import base64
+
+from . import throttle
+from .errors import Denied
 
 ADMIN_GROUP = "ADMIN"
 PEER_GROUP = "SYNC_PEER"
@@ -146,3 +150,72 @@ def speaks_for(db, user_id):
     table = db.sync_instance
     row = db(table.account == user_id).select(table.base_uuid, limitby=(0, 1)).first()
     return row.base_uuid if row else None
+
+
+# ------------------------------------------------------------------ who is calling (HTTP Basic)
+
+
+def basic_email(authorization):
+    """The e-mail of an HTTP Basic `Authorization` header, or None (absent, malformed, bad base64)."""
+    if (authorization or "")[:6].lower() != "basic ":
+        return None
+    try:
+        return base64.b64decode(authorization[6:].strip()).decode("utf-8").split(":", 1)[0] or None
+    except Exception:
+        return None
+
+
+def basic_login(db, settings, authorization, address, check):
+    """The account of a request's HTTP Basic credentials, or None; guesses throttled (throttle.py).
+
+    check(): the host's own password check of the request (web2py: auth.basic), the user row or None.
+    A blocked account-and-address or address is Denied (429) before its password is checked.
+    """
+    email = basic_email(authorization)
+    who = throttle.keys(email, address)
+    delay = throttle.wait(db, who)
+    if delay:
+        raise Denied(429, "Too many wrong logins for this account or address: try again in %d s." % delay,
+                     "TooManyRequests", {"Retry-After": str(delay)})
+    try:
+        user = check() if email else None
+    except Exception:
+        user = None
+    if user:
+        throttle.succeeded(db, who)
+    else:
+        throttle.failed(db, settings, who)
+    return user
+
+
+def peer_login(db, settings, authorization, address, check):
+    """The account a peer endpoint serves: HTTP Basic credentials of a member of a peer group, else Denied."""
+    groups = " or ".join("'%s'" % g for g in peer_groups(settings))
+    if (authorization or "")[:6].lower() != "basic ":
+        raise Denied(401, "Send HTTP Basic credentials of an account in the %s group." % groups, "Unauthorized")
+    user = basic_login(db, settings, authorization, address, check)
+    if not user:
+        raise Denied(401, "Wrong e-mail or password (HTTP Basic).", "Unauthorized")
+    if not may_sync(db, user.id, settings):
+        raise Denied(403, "%s is not a member of the %s group: it may not sync with this instance."
+                     % (user.email, groups), "Forbidden")
+    return user
+
+
+def checkpoint_owner(db, settings, user_id, asked=None):
+    """The instance whose checkpoint this caller may see: the one its account is bound to (an admin: any)."""
+    bound = speaks_for(db, user_id)
+    if bound or not is_admin(db, user_id, settings):
+        return bound
+    return asked or None
+
+
+def sender_of(db, settings, user):
+    """The instance a push must come from: the account's (an administrator's account: None, an administrator's
+    file); an account bound to no instance may not push (Denied 403)."""
+    bound = speaks_for(db, user.id)
+    if bound or is_admin(db, user.id, settings):
+        return bound
+    raise Denied(403, "%s is bound to no peer instance here, so it may not push: an administrator binds it "
+                 "(eden.py sync account %s --password ... --peer <its base_uuid>, or the Peers page's "
+                 "'Its account here')." % (user.email, user.email), "Forbidden")

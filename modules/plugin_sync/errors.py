@@ -62,6 +62,15 @@ class Refused(SyncError):
     """A file claims what its sender may not claim (another instance's state, a bad URL)."""
 
 
+class Denied(SyncError):
+    """A caller the endpoints turn away, with its HTTP status (401, 403, 411, 413, 429), the kind of refusal
+    its JSON names, and the headers it needs (Retry-After): the controller only answers it."""
+
+    def __init__(self, status, message, kind, headers=None):
+        super().__init__(message)
+        self.status, self.kind, self.headers = status, kind, dict(headers or {})
+
+
 class Busy(SyncError):
     """Another import holds this database's write lock (SQLite) for longer than we wait; nothing changed."""
 

@@ -13,7 +13,7 @@ setting raises it) before memory or disk run out.  Settings (plugins.sync.*):
 """
 import io
 
-from .errors import TooLarge
+from .errors import Denied, TooLarge
 
 MB = 1 << 20
 DEFAULTS = dict(
@@ -120,3 +120,15 @@ def _size(n):
     if n >= MB and n % MB == 0:
         return "%d MiB" % (n // MB)
     return "%d" % n if n < 1024 else "%d bytes" % n
+
+
+def check_body_size(settings, content_length):
+    """A request body beyond max_request_size (413) or of unknown length (411) is Denied before it is read."""
+    limit = limits_of(settings).max_request_size
+    try:
+        size = int(content_length)
+    except (TypeError, ValueError):
+        raise Denied(411, "Send the file with a Content-Length.", "LengthRequired")
+    if size > limit:
+        raise Denied(413, "The file (%d bytes) exceeds the limit of %d bytes (setting plugins.sync."
+                     "max_request_size)." % (size, limit), "TooLarge")
