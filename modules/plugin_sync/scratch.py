@@ -27,6 +27,8 @@ def copy_of(db):
     """`with copy_of(db):` this thread's queries through `db` go to a fresh copy of its SQLite database."""
     adapter = db._adapter
     original = adapter.connection
+    if original.in_transaction:  # SQLite cannot copy from a connection amid a write (it would wait forever):
+        db.rollback()  # what the caller had not committed is dropped, as the dry run always did at its end
     path, copy = _scratch_path(original), None
     try:
         copy = adapter.driver.Connection(path or ":memory:", **adapter.driver_args)
