@@ -11,7 +11,7 @@ import io
 import sqlite3
 
 import pytest
-from edenseed import make
+from edenseed import count, make
 
 from applications.eden.modules.plugin_sync import fileio, progress
 
@@ -47,13 +47,6 @@ def eden_login_event(path):
         return str(e)
     finally:
         other.close()
-
-
-def count(env, tablename):
-    db = env["db"]
-    n = db(db[tablename]).count()
-    db.commit()
-    return n
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

@@ -3,15 +3,15 @@
 A peer's organisation under its own uuid, named as one of B's: Eden's rule for
 organisations (org_OrganisationDuplicate, by name, reading the import job's other
 items for a parent branch) matches it, and B keeps one record with the peer's uuid
-as its alias: from a file, and pushed by the peer to B's Eden server.  A rule that needs what only Eden's XML import has (the XML element)
-cannot be used: the import stops with a message naming the table, the line and
-the rule, and nothing is written.
+as its alias: from a file, and pushed by the peer to B's Eden server.  A rule that
+needs what only Eden's XML import has (the XML element) cannot be used: the import
+stops with a message naming the table, the line and the rule, nothing written.
 """
 import io
 import os
 
 import pytest
-from edenseed import make, peer_login, row
+from edenseed import count, make, peer_login, row
 
 from applications.eden.modules.plugin_sync import eden as plugin_eden
 from applications.eden.modules.plugin_sync import fileio, replicate
@@ -31,15 +31,6 @@ def a_file(a):
 def matching(env):
     """What plugins.sync.match = "eden" in the instance's 000_config.py gives (configure adds Eden's matcher)."""
     env["plugin_sync_settings"] = plugin_eden.configure(dict(settings(env), match="eden"), env["db"])
-
-
-def count(env, tablename, **where):
-    db = env["db"]
-    table = db[tablename]
-    query = table.id > 0
-    for k, v in where.items():
-        query &= table[k] == v
-    return db(query).count()
 
 
 @pytest.fixture
