@@ -11,7 +11,10 @@ plugin's file.  Then, each into a fresh clone B and in a process of its own:
 - `dry-run`: `import --dry-run` as it is now (the merge into a copy, scratch.py);
 - `dry-run-in-place`: the dry run as it was before (the merge into B itself,
   rolled back at the end): scratch.copy_of replaced by a no-op, nothing else;
-- `import`: the real import (one transaction, committed).
+- `import`: the real import (one transaction, committed);
+- `dry-run-again`: the real import first (not probed), then the preview of the same
+  file again: the copy is then of a database holding the records (its seconds and
+  size are shown).
 
 Meanwhile a prober writes what an Eden login writes (an `auth_event` row, then
 a commit) through a connection of its own with Eden's busy timeout (Python's
@@ -21,6 +24,7 @@ and how many failed with "database is locked" (what Eden answers as HTTP 500).
 import argparse
 import contextlib
 import datetime
+import glob
 import json
 import os
 import shutil
@@ -38,7 +42,7 @@ from bench_eden import Run, open_eden  # noqa: E402  real Eden prepared and clon
 
 EDEN_TIMEOUT = 5.0  # seconds: the busy timeout of Eden's SQLite connections (Python's sqlite3 default)
 PROBE_EVERY = 0.2  # seconds between two probes
-MODES = ("dry-run", "dry-run-in-place", "import")
+MODES = ("dry-run", "dry-run-in-place", "import", "dry-run-again")
 
 
 def worker_main(args):
@@ -46,24 +50,47 @@ def worker_main(args):
     env = open_eden(args.folder, None)
     from applications.eden.modules.plugin_sync import fileio, merge
 
+    path = os.path.join(args.files, "plugin.csv")
     if args.mode == "dry-run-in-place":  # the dry run before scratch.py: merged into the database, rolled back
         merge.scratch.copy_of = lambda db: contextlib.nullcontext()
+    if args.mode == "dry-run-again":  # the records are here already: the preview copies a full database
+        fileio.import_from(env["db"], env["plugin_sync_settings"], path, name="bench.csv")
+    copying = _timed(merge.scratch) if args.mode in ("dry-run", "dry-run-again") else []
+    open(os.path.join(args.folder, "probe-now"), "w").close()  # the prober counts from here
     t0 = time.perf_counter()
-    report = fileio.import_from(env["db"], env["plugin_sync_settings"], os.path.join(args.files, "plugin.csv"),
-                                dry_run=args.mode != "import", name="bench.csv")
+    report = fileio.import_from(env["db"], env["plugin_sync_settings"], path, dry_run=args.mode != "import",
+                                name="bench.csv")
     seconds = time.perf_counter() - t0
+    size = sum(os.path.getsize(f) for f in glob.glob(database_of(args.folder) + "*"))  # and its -wal
     env["db"].close()
-    print(json.dumps(dict(seconds=seconds, totals=report.totals())))
+    print(json.dumps(dict(seconds=seconds, totals=report.totals(), copy_seconds=copying, db_mb=size / 1e6)))
+
+
+def _timed(scratch):
+    """Time the copy of the database (scratch.copy_of's setup) into the list returned."""
+    seconds, copy_of = [], scratch.copy_of
+
+    @contextlib.contextmanager
+    def timed(db):
+        t0 = time.perf_counter()
+        with copy_of(db):
+            seconds.append(time.perf_counter() - t0)
+            yield
+
+    scratch.copy_of = timed
+    return seconds
 
 
 class Prober(threading.Thread):
     """Writes an Eden login's auth_event row every PROBE_EVERY s through its own connection; times each."""
 
-    def __init__(self, path):
+    def __init__(self, path, start):
         super().__init__(daemon=True)
-        self.path, self.waits, self.failed, self.stop = path, [], 0, threading.Event()
+        self.path, self.start_file, self.waits, self.failed, self.stop = path, start, [], 0, threading.Event()
 
     def run(self):
+        while not os.path.exists(self.start_file) and not self.stop.wait(0.05):
+            pass
         while not self.stop.is_set():
             t0 = time.perf_counter()
             conn = sqlite3.connect(self.path, timeout=EDEN_TIMEOUT)
@@ -87,7 +114,7 @@ def database_of(folder):
 def measure(run, files, mode):
     target = run.clone("b")
     folder = target[0]
-    prober = Prober(database_of(folder))
+    prober = Prober(database_of(folder), os.path.join(folder, "probe-now"))
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--mode", mode, "--folder", folder, "--files", files]
     prober.start()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, EDEN_DB_POOL_SIZE="0"))
@@ -99,15 +126,18 @@ def measure(run, files, mode):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     waits = sorted(prober.waits)
     return dict(mode=mode, seconds=out["seconds"], created=out["totals"]["created"], probes=len(waits),
-                longest=waits[-1], median=waits[len(waits) // 2], failed=prober.failed)
+                longest=waits[-1], median=waits[len(waits) // 2], failed=prober.failed,
+                copy_seconds=out["copy_seconds"][0] if out["copy_seconds"] else None, db_mb=out["db_mb"])
 
 
 def table(rows, n):
-    lines = ["| run (SQLite, %s records) | merge | Eden logins written meanwhile | longest wait of one | "
-             "median wait | failed (\"database is locked\") |" % "{:,}".format(n), "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| run (SQLite, %s records) | merge (of which the copy) | database | Eden logins written meanwhile | "
+             "longest wait of one | median wait | failed (\"database is locked\") |" % "{:,}".format(n),
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append("| %s | %.1f s | %d | %.3f s | %.3f s | %d |" % (
-            r["mode"], r["seconds"], r["probes"], r["longest"], r["median"], r["failed"]))
+        copy = " (%.1f s)" % r["copy_seconds"] if r["copy_seconds"] is not None else ""
+        lines.append("| %s | %.1f s%s | %.0f MB | %d | %.3f s | %.3f s | %d |" % (
+            r["mode"], r["seconds"], copy, r["db_mb"], r["probes"], r["longest"], r["median"], r["failed"]))
     return "\n".join(lines)
 
 
