@@ -94,15 +94,26 @@ def country(env):
     return make(env, "gis_location", name="Atlantis", level="L0", uuid=COUNTRY_UUID)
 
 
-def row(env, tablename, **where):
-    db = env["db"]
-    table = db[tablename]
+def _where(env, tablename, where):
+    table = env["db"][tablename]
     query = table.id > 0
     for k, v in where.items():
         query &= table[k] == v
-    found = db(query).select().first()
+    return query
+
+
+def row(env, tablename, **where):
+    db = env["db"]
+    found = db(_where(env, tablename, where)).select().first()
     db.commit()  # SQLite: no read transaction left open against the servers writing
     return found
+
+
+def count(env, tablename, **where):
+    db = env["db"]
+    n = db(_where(env, tablename, where)).count()
+    db.commit()
+    return n
 
 
 def uuids(env, tablename):

@@ -16,6 +16,8 @@ uuid only; aliases made before still hold.
 Only unknown uuids pay: one lookup per batch, and the matcher for the rows it
 leaves.  Without the matcher and without aliases, the merge does none of this.
 """
+from .errors import MatchRuleError
+
 MATCHES = ("uuid", "eden")
 
 
@@ -68,7 +70,11 @@ class Aliases:
             here = lookup([cells[i] for cells in unknown])
             unknown = [cells for cells in unknown if cells[i] not in here]
         if unknown:
-            found = self.matcher(tablename, [dict(zip(columns, cells)) for cells in unknown], resolve)
+            try:
+                found = self.matcher(tablename, [dict(zip(columns, cells)) for cells in unknown], resolve)
+            except MatchRuleError as e:  # the host's rule cannot be used here: said with the row's line
+                line = next((ln for ln, cells in raw if cells[i] == e.uuid), e.line)
+                raise MatchRuleError(e.message, table=e.table or tablename, line=line, column="uuid") from None
             taken = {cells[i] for _, cells in raw}  # a local record that is in the file is itself
             for cells in unknown:
                 local = found.get(cells[i])

@@ -75,6 +75,16 @@ class Busy(SyncError):
     """Another import holds this database's write lock (SQLite) for longer than we wait; nothing changed."""
 
 
+class MatchRuleError(SyncError):
+    """The host's rule that matches records under other uuids (match = "eden") cannot be used for a table.
+
+    `uuid`: the incoming record it failed on (aliases.py turns it into the file's line)."""
+
+    def __init__(self, message, table=None, line=None, column=None, uuid=None):
+        self.uuid = uuid
+        super().__init__(message, table=table, line=line, column=column)
+
+
 def failure(e, what="the import"):
     """Any exception as the error dict pages and JSON answers show (with `describe`, one clear line);
     one the engine did not foresee says so, and that nothing of `what` was written."""

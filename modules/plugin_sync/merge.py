@@ -1,7 +1,9 @@
 """The merge: import a pydal-format CSV stream into this instance, by uuid.
 
 One import is one transaction: the engine rolls back on any error (and at the
-end of a dry run) and never commits; the outermost caller commits.
+end of a dry run) and never commits; the outermost caller commits.  On SQLite
+a dry run merges into a copy of the database (scratch.py), so that a preview
+never holds the database's write lock.
 
 For each batch of rows of a table: parse and check every cell (parse.py;
 errors name table, line and column), look the uuids up in one query,
@@ -56,7 +58,7 @@ import sqlite3
 import time
 from operator import itemgetter
 
-from . import changes, progress
+from . import changes, dialect, progress, scratch
 from .aliases import Aliases
 from .conflictlog import ConflictLog
 from .context import EPOCH, Context
@@ -105,9 +107,17 @@ def import_and_sync(db, source, settings, dry_run=False, files=None, batch=BATCH
     "rows" every row through the row-wise merge (the same result, slower: for
     tests that hold the two to each other).  `account`: the local account
     that imports (a peer's login): it owns the records created, as in Eden's
-    own import.  Raises a SyncError subclass
-    (with table, line, column) after rolling back.
+    own import.  Raises a SyncError subclass (with table, line, column) after
+    rolling back.  A dry run on SQLite merges into a copy of the database
+    (scratch.py): the database is never write-locked by a preview.
     """
+    if dry_run and dialect.is_sqlite(db):
+        with scratch.copy_of(db):
+            return _merge(db, source, settings, True, files, batch, now, origin_hint, sender, paths, account)
+    return _merge(db, source, settings, dry_run, files, batch, now, origin_hint, sender, paths, account)
+
+
+def _merge(db, source, settings, dry_run, files, batch, now, origin_hint, sender, paths, account):
     report = Report(dry_run=dry_run)
     started = time.time()
     merger = Merger(db, settings, report, files=files, batch=batch, now=now, paths=paths)
