@@ -52,7 +52,11 @@ ADMIN_PASSWORD = "testing"
 # folders Eden writes into (update-check canary in models/, language files, private keys):
 # real copies, so that no write reaches a hard-linked file of the cache
 COPIED = ("models", "languages", "private", "cron", "databases", "errors", "sessions", "uploads", "cache")
+# Eden's own prepopulate: the base (countries with their ISO tags, the location hierarchy, map
+# config, markers, projections) and the users (admin@example.com / testing, an ADMIN)
 BASE_PREPOP = ("default/base", "default/users")
+# make run's demo: the default template's own lookups and demo lookups, then ours (scripts/demo/tasks.cfg)
+DEMO_PREPOP = ("default/base", "default", "default/users", "default/Demo", os.path.join(REPO, "scripts", "demo"))
 
 
 def cache_dir():
@@ -234,14 +238,23 @@ settings.base.prepopulate_demo = 0
 from gluon.storage import Storage as _Storage
 settings.modules.setdefault("med", _Storage(name_nice=T("Hospitals"), restricted=True, module_type=10))
 
-# one session cookie per instance (session_id_eden_<instance>), see scripts/edenhost.py
+# one session cookie per instance (session_id_eden_<instance>), see scripts/edenhost.py; not when
+# Eden reads this file outside a request (its setup module, setup_instance_settings_read)
 _cookie = "session_id_eden_%(cookie)s"
-request.cookies.pop("session_id_eden", None)
-if _cookie in request.cookies:
-    request.cookies["session_id_eden"] = request.cookies[_cookie]
-session.connect(request, response)
-response.cookies.pop("session_id_eden", None)  # set by the connect above and by web2py's own
-response.session_id_name = _cookie
+if request.application:
+    request.cookies.pop("session_id_eden", None)
+    if _cookie in request.cookies:
+        request.cookies["session_id_eden"] = request.cookies[_cookie]
+    session.connect(request, response)
+    response.cookies.pop("session_id_eden", None)  # set by the connect above and by web2py's own
+    response.session_id_name = _cookie
+
+# Eden (2022) names collections.Iterable (s3utils.s3_flatlist: every report page, the pivot tables),
+# which Python 3.10 left in collections.abc only: the alias, for the Python this runs on
+import collections as _collections
+import collections.abc as _collections_abc
+if not hasattr(_collections, "Iterable"):
+    _collections.Iterable = _collections_abc.Iterable
 '''
 
 
@@ -279,15 +292,6 @@ def write(path, text):
             f.write(text)
 
 
-def demo_prepopulate(folder):
-    """Our prepopulate folder (in the runtime, not in Eden's tree): a tasks.cfg running eden_demo.py."""
-    path = os.path.join(folder, "prepopulate", "demo")
-    os.makedirs(path, exist_ok=True)
-    script = os.path.join(REPO, "scripts", "eden_demo.py")
-    write(os.path.join(path, "tasks.cfg"), "# plugin_sync's demo data (scripts/eden_demo.py)\n*,import_script,%s\n" % script)
-    return path
-
-
 def runtime_folder(instance, base=None, port=8000, db_uri=None, prepopulate=BASE_PREPOP, plugin="link", demo=False):
     """Create (once) and return the web2py folder of Eden instance `instance`; the config is rewritten each time.
 
@@ -306,7 +310,7 @@ def runtime_folder(instance, base=None, port=8000, db_uri=None, prepopulate=BASE
     write(os.path.join(folder, "applications", "__init__.py"), "")
     write(os.path.join(folder, "welcome.w2p"), "")  # else gluon packs a 'welcome' app at start
     if demo:
-        prepopulate = tuple(prepopulate) + (demo_prepopulate(folder),)
+        prepopulate = DEMO_PREPOP
     config = config_text(src, instance, port, db_uri, prepopulate, hmac_key(app))
     write(os.path.join(app, "models", "000_config.py"), config)
     if plugin in ("link", "copy"):

@@ -1,8 +1,8 @@
 """Instances prepopulated from the same Sahana template, then synced for the first time (issue 12).
 
 Each instance is a copy of the session's prepared Eden, prepopulated on its own
-by Eden's own importer with the same template data (scripts/eden_demo.py: the
-countries under Eden's shared uuids `urn:iso:std:iso:3166:-1:code:XX`, the
+by Eden's own importer with the same template data (scripts/demo/eden_demo.py
+under Eden's own countries, shared uuids `urn:iso:std:iso:3166:-1:code:XX`: the
 Timor-Leste hierarchy, organisations, hospitals, people, all under uuids both
 instances share), seconds apart: the same records with their own created_on and
 modified_on.  The default user's person record is the template's on both
