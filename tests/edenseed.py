@@ -188,3 +188,26 @@ def failing(opener, url, paths):
         if status != 200:
             out[path] = status
     return out
+
+
+def _links(fragment):
+    import html
+
+    return [html.unescape(h) for h in re.findall(r'href="(/eden/[^"#]*)"', fragment)]
+
+
+def menu_pages(opener, url):
+    """Every page of Eden's menus as the logged-in user sees them: the main menu (the top bar: modules,
+    Administration, the user's own menu; not logout, not the language switches) and each module's
+    options menu (the side menu of its index page), collected from the rendered pages; paths under url."""
+    prefix = "/" + url.rstrip("/").rsplit("/", 1)[1]
+    status, home = get(opener, url + "/default/index")
+    assert status == 200, status
+    top = re.search(r'<nav class="top-bar">.*?</nav>', home, re.S)
+    assert top, "no main menu in Eden's home page"
+    pages = [p for p in _links(top.group(0)) if "logout" not in p and "_language=" not in p]
+    for index in [p for p in pages if p.endswith("/index")]:
+        status, text = get(opener, url + index[len(prefix):])
+        side = re.search(r"<aside[^>]*id='menu-options'.*?</aside>", text, re.S)
+        pages += _links(side.group(0)) if side else []
+    return [p[len(prefix):] for p in dict.fromkeys(pages)]
