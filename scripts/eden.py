@@ -74,7 +74,7 @@ def prepare(folder, quiet=False):
     if edenhost.first_run_done(folder, db_uri):
         return False
     if not quiet:
-        print("eden: first start: creating Eden's database and prepopulating, about a minute...", flush=True)
+        print("eden: first start: creating Eden's database and prepopulating (Eden's own), a minute or two...", flush=True)
     started = time.time()
     app = os.path.join(folder, "applications", APP)
     kept = os.path.join(folder, "plugin_sync.first-run")

@@ -255,6 +255,16 @@ import collections as _collections
 import collections.abc as _collections_abc
 if not hasattr(_collections, "Iterable"):
     _collections.Iterable = _collections_abc.Iterable
+
+# web2py 2.26.1's Scheduler.queue_task reads rtn.errors of pydal's validate_and_insert, which pydal
+# 20231114 answers with a plain dict: with a scheduler worker alive, every S3Task.run_async of Eden
+# (its setup page, ...) failed. The answer as a Row (a dict that also has attributes), once per process
+import pydal.objects as _pydal_objects
+if not getattr(_pydal_objects.Table.validate_and_insert, "as_row", False):
+    def _validate_and_insert(self, _plain=_pydal_objects.Table.validate_and_insert, **fields):
+        return _pydal_objects.Row(_plain(self, **fields))
+    _validate_and_insert.as_row = True
+    _pydal_objects.Table.validate_and_insert = _validate_and_insert
 '''
 
 
