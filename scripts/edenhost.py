@@ -132,6 +132,8 @@ def _download(url, path):
         with urllib.request.urlopen(url, timeout=120) as r, open(path + ".part", "wb") as f:
             shutil.copyfileobj(r, f)
     except OSError as e:
+        if os.path.exists(path + ".part"):
+            os.remove(path + ".part")
         raise SystemExit("eden: no Eden source: EDEN_SRC is not set, %s is not there, and the download of %s "
                          "failed (%s). Set EDEN_SRC=/path/to/your/eden (Sahana Eden at commit %s), or "
                          "EDEN_ARCHIVE=/path/to/%s" % (shared_archive(), url, e, EDEN_COMMIT, ARCHIVE_NAME))

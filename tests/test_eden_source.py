@@ -101,6 +101,7 @@ def test_no_source_at_all_says_what_to_do(served, no_local_source, monkeypatch):
     monkeypatch.setenv("EDEN_ARCHIVE_URL", url + "/nothing-here.tar.gz")
     with pytest.raises(SystemExit, match="no Eden source.*EDEN_SRC=/path/to/your/eden"):
         edenhost.eden_source()
+    assert [n for n in os.listdir(edenhost.cache_dir()) if not n.startswith(".")] == []  # no partial download left
 
 
 def test_eden_src_is_used_as_it_is(tmp_path, no_local_source, monkeypatch):
