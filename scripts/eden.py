@@ -7,7 +7,7 @@ own database, its own identity.  The plugin is symlinked in (edits apply).
 
     eden.py run     --instance a --port 8000   first start if needed, serve, Eden's scheduler worker
     eden.py serve   --instance b --port 8001   serve only
-    eden.py prepare --instance a               first start only (database, prepopulate, users)
+    eden.py prepare --instance a [--demo]      first start only (database, Eden's prepopulate, demo data)
     eden.py sync    --instance a export ...    the plugin_sync CLI (see README)
     eden.py folder  --instance a               print the runtime folder
     eden.py worker  --instance a               Eden's scheduler worker alone (serve starts it)
@@ -52,8 +52,7 @@ def app_env(folder):
 def add_user(env, email, password, admin=False, first_name="Admin", last_name="User"):
     """An Eden user account (linked to a person, Authenticated role; ADMIN too if asked); returns its id.
 
-    Eden's default/users prepopulate would create admin@example.com, but the shared Eden
-    archive has no static/formats (its import stylesheets), so its prepopulate imports nothing.
+    For the tests' extra accounts: Eden's own default/users prepopulate makes admin@example.com.
     """
     db, auth = env["db"], env["auth"]
     table = db.auth_user
@@ -70,12 +69,12 @@ def add_user(env, email, password, admin=False, first_name="Admin", last_name="U
 
 
 def prepare(folder, quiet=False):
-    """Eden's first run (tables, prepopulate) in this process, then the admin account; once per folder."""
+    """Eden's first run (tables, Eden's own prepopulate: base, users, the demo) in this process; once per database."""
     db_uri = os.environ.get("EDEN_DB_URI")
     if edenhost.first_run_done(folder, db_uri):
         return False
     if not quiet:
-        print("eden: first start: creating Eden's database and prepopulating, about a minute...", flush=True)
+        print("eden: first start: creating Eden's database and prepopulating (Eden's own), a minute or two...", flush=True)
     started = time.time()
     app = os.path.join(folder, "applications", APP)
     kept = os.path.join(folder, "plugin_sync.first-run")
@@ -85,8 +84,10 @@ def prepare(folder, quiet=False):
         # renames() prunes the folders it emptied: Eden needs them (its languages/ may hold only ours)
         os.makedirs(os.path.dirname(os.path.join(app, rel)), exist_ok=True)
     env = app_env(folder)
-    add_user(env, ADMIN_EMAIL, ADMIN_PASSWORD, admin=True)
     env["db"].commit()
+    if env["db"](env["db"].auth_user.email == ADMIN_EMAIL).isempty():
+        print("eden: Eden's prepopulate made no %s (its default/users): log in with an account of your "
+              "Eden's own" % ADMIN_EMAIL, file=sys.stderr)
     edenhost.mark_first_run(folder, db_uri)
     if os.path.isdir(kept):
         for rel in edenhost.install.plugin_paths(kept):
@@ -201,6 +202,7 @@ def main(argv=None):
                         help="database URI (default: EDEN_DB_URI, else the instance's own SQLite)")
     parser.add_argument("--no-scheduler", action="store_true", help="run: without Eden's scheduler worker")
     parser.add_argument("--scheduler", action="store_true", help="serve: with Eden's scheduler worker")
+    parser.add_argument("--demo", action="store_true", help="prepare, serve: with make run's demo data (run has it)")
     parser.add_argument("--plugin", choices=("link", "copy", "none", "keep"), default="link",
                         help="the plugin in the runtime folder: symlinks to this repository (default), "
                              "copies, none (pristine Eden), or keep what is there")
@@ -221,7 +223,7 @@ def main(argv=None):
     if args.command != "sync" or not os.path.isdir(os.path.join(folder, "applications", APP)):
         plugin = None if args.plugin == "none" else args.plugin
         folder = edenhost.runtime_folder(args.instance, base, port=args.port, db_uri=args.db, plugin=plugin,
-                                         demo=(args.command == "run"))
+                                         demo=(args.command == "run" or args.demo))
     if args.command == "folder":
         print(folder)
         return 0

@@ -1,8 +1,11 @@
 """Real Sahana Eden as the plugin's host: its source, and per-instance runtime folders.
 
-Source, in this order: EDEN_SRC (a user's own Eden tree, used as is), the
-shared archive ../shared/eden/sahana-eden-e1cbdd6.tar.xz next to this
-repository, else GitHub's archive of the pinned commit (checked by sha256).
+Source, in this order: EDEN_SRC (a user's own Eden tree, used as is); the
+whole tree of the pinned commit, EDEN_ARCHIVE or
+../shared/eden/sahana-eden-e1cbdd6-full.tar.xz next to this repository
+(checked by its sha256); else GitHub's archive of the
+pinned commit, downloaded and accepted only when the unpacked files give the
+commit's git tree id (no archive hash needed: the tree id is the commit's own).
 An archive is unpacked once into .runtime/src/ (git-ignored).
 
 An instance is a web2py folder .runtime/<instance>/: VERSION, routes.py and
@@ -19,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import urllib.request
 import uuid
 
@@ -28,17 +32,19 @@ import install  # noqa: E402
 
 APP = "eden"
 EDEN_COMMIT = "e1cbdd6b55ac30247049c72a6f416606fdc5267d"
-ARCHIVE_NAME = "sahana-eden-e1cbdd6.tar.xz"
+# the commit's git tree: what any copy of the commit's files must hash to (with SUBMODULES)
+EDEN_TREE = "3fda762be22c0ec7d022546a8ee8811ff12f6b13"
+# its two submodules, as gitlinks: GitHub's archives leave their folders empty
+SUBMODULES = {"private/eden_deploy": "e66a928fae24eaca02f4f93d0961bd1f6b6e145f",
+              "private/ol-rollup": "7b0dbef56e55f5d429e32e252d9beaa17c66b565"}
+# the whole tree as `git archive` makes it (less the two large files of MISSING and the submodules)
+ARCHIVE_NAME = "sahana-eden-e1cbdd6-full.tar.xz"
+ARCHIVE_SHA256 = "93dd6ca349f571d0600bb9f944a493ccfdd296cb5a12778b97895b35097d80b8"
 SHARED_ARCHIVE = os.path.join(os.path.dirname(REPO), "shared", "eden", ARCHIVE_NAME)
-# where else the shared copy may be: EDEN_ARCHIVE (a path), then this workplace's shared folder (a
-# clone made elsewhere, e.g. a fresh one in a temp dir, has no ../shared beside it)
-WORKPLACE_ARCHIVE = os.path.join(os.sep, "work", "shared", "eden", ARCHIVE_NAME)
-SHARED_SHA256 = "5a3f06180a3f285d340768e1e8e4e9bb0d270c49ef48e98995669f99ab45ecdb"
+# the files the shared archive lacks (nothing Eden needs to run), as blobs of the commit's tree
+MISSING = {"modules/wurfl.py": "f5ff78889f9ae3cb07dc0707e2b86915f1446725",
+           "static/scripts/gis/ol.js.map": "9658de5d066e05602b00770ff7300fd084a180ee"}
 GITHUB_ARCHIVE = "https://github.com/sahana/eden/archive/%s.tar.gz" % EDEN_COMMIT
-# GitHub's archive could not be downloaded where this was written: pin its sha256 here (or set
-# EDEN_ARCHIVE_SHA256) once computed on a machine with internet; until then the download is
-# refused rather than trusted unchecked.
-GITHUB_SHA256 = os.environ.get("EDEN_ARCHIVE_SHA256", "")
 VERSION = "Version 2.26.1-stable+timestamp.2023.10.11.00.00.00\n"
 ROUTES = "default_application = 'eden'\n"
 ADMIN_EMAIL = "admin@example.com"  # Eden's default/users prepopulate (masterUsers.csv)
@@ -46,7 +52,11 @@ ADMIN_PASSWORD = "testing"
 # folders Eden writes into (update-check canary in models/, language files, private keys):
 # real copies, so that no write reaches a hard-linked file of the cache
 COPIED = ("models", "languages", "private", "cron", "databases", "errors", "sessions", "uploads", "cache")
+# Eden's own prepopulate: the base (countries with their ISO tags, the location hierarchy, map
+# config, markers, projections) and the users (admin@example.com / testing, an ADMIN)
 BASE_PREPOP = ("default/base", "default/users")
+# make run's demo: the default template's own lookups and demo lookups, then ours (scripts/demo/tasks.cfg)
+DEMO_PREPOP = ("default/base", "default", "default/users", "default/Demo", os.path.join(REPO, "scripts", "demo"))
 
 
 def cache_dir():
@@ -61,27 +71,72 @@ def sha256(path):
     return digest.hexdigest()
 
 
-def _unpack(archive, expected, dest):
-    """Check the archive's sha256, unpack it, return the one top folder (an unchecked tree never runs)."""
-    got = sha256(archive)
-    if got != expected:
-        raise SystemExit("eden: %s has sha256 %s, expected %s" % (archive, got, expected))
+def git_tree_id(folder, extra=()):
+    """The git tree id of `folder`'s files plus `extra` index entries ((mode, id, path), e.g. gitlinks).
+
+    As git itself hashes them, in a scratch repository (Eden's .gitignore skips some of its own
+    committed files: added with -f; Eden's .gitattributes is applied as git applies it).
+    """
+    with tempfile.TemporaryDirectory(prefix="eden-tree-") as scratch:
+        env = dict(os.environ, GIT_DIR=os.path.join(scratch, "git"), GIT_WORK_TREE=folder,
+                   GIT_INDEX_FILE=os.path.join(scratch, "index"))
+        for var in ("GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_CONFIG"):
+            env.pop(var, None)
+
+        def git(*args, **kw):
+            try:
+                r = subprocess.run(("git",) + args, cwd=folder, env=kw.get("env", env), capture_output=True,
+                                   text=True)
+            except FileNotFoundError:
+                raise SystemExit("eden: checking a download of Eden needs git (not found): install git, "
+                                 "or set EDEN_SRC=/path/to/eden")
+            if r.returncode:
+                raise SystemExit("eden: git %s in %s failed: %s" % (args[0], folder, r.stderr.strip()))
+            return r.stdout.strip()
+
+        bare = dict(env)
+        del bare["GIT_DIR"], bare["GIT_WORK_TREE"]
+        git("init", "-q", "--bare", env["GIT_DIR"], env=bare)
+        git("add", "-A", "-f", ".")
+        for mode, blob, path in extra:
+            git("update-index", "--add", "--cacheinfo", "%s,%s,%s" % (mode, blob, path))
+        return git("write-tree", "--missing-ok")
+
+
+def gitlinks():
+    return [("160000", commit, path) for path, commit in sorted(SUBMODULES.items())]
+
+
+def _unpack(archive, dest, check):
+    """Unpack the archive's one top folder to `dest`, after `check(folder)` passed (an unchecked tree never runs)."""
     tmp = "%s.partial-%d" % (dest, os.getpid())
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    with tarfile.open(archive) as tar:
-        tar.extractall(tmp, filter="tar") if hasattr(tarfile, "data_filter") else tar.extractall(tmp)
-    (top,) = os.listdir(tmp)
-    shutil.rmtree(dest, ignore_errors=True)
-    os.rename(os.path.join(tmp, top), dest)
-    shutil.rmtree(tmp)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="tar") if hasattr(tarfile, "data_filter") else tar.extractall(tmp)
+        tops = os.listdir(tmp)
+        if len(tops) != 1:
+            raise SystemExit("eden: %s holds %d top folders, not one (an Eden archive has one)" % (archive, len(tops)))
+        check(os.path.join(tmp, tops[0]))
+        shutil.rmtree(dest, ignore_errors=True)
+        os.rename(os.path.join(tmp, tops[0]), dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
 def _download(url, path):
     print("eden: downloading %s ..." % url, flush=True)
-    with urllib.request.urlopen(url, timeout=120) as r, open(path + ".part", "wb") as f:
-        shutil.copyfileobj(r, f)
+    try:
+        with urllib.request.urlopen(url, timeout=120) as r, open(path + ".part", "wb") as f:
+            shutil.copyfileobj(r, f)
+    except OSError as e:
+        if os.path.exists(path + ".part"):
+            os.remove(path + ".part")
+        raise SystemExit("eden: no Eden source: EDEN_SRC is not set, %s is not there, and the download of %s "
+                         "failed (%s). Set EDEN_SRC=/path/to/your/eden (Sahana Eden at commit %s), or "
+                         "EDEN_ARCHIVE=/path/to/%s" % (shared_archive(), url, e, EDEN_COMMIT, ARCHIVE_NAME))
     os.rename(path + ".part", path)
 
 
@@ -93,7 +148,7 @@ def eden_source():
         if not os.path.isfile(os.path.join(own, "models", "00_db.py")):
             raise SystemExit("eden: EDEN_SRC=%s is not a Sahana Eden tree (no models/00_db.py)" % own)
         return own
-    tree = os.path.join(cache_dir(), "eden-" + EDEN_COMMIT[:7])
+    tree = os.path.join(cache_dir(), "eden-%s-tree-%s" % (EDEN_COMMIT[:7], EDEN_TREE[:7]))
     if os.path.isfile(os.path.join(tree, "models", "00_db.py")):
         return tree
     os.makedirs(cache_dir(), exist_ok=True)
@@ -105,26 +160,36 @@ def eden_source():
         return _fetch_and_unpack(tree)
 
 
+def shared_archive():
+    """The whole tree's archive: EDEN_ARCHIVE (a path), else ../shared/eden/ next to this repository."""
+    return os.environ.get("EDEN_ARCHIVE") or SHARED_ARCHIVE
+
+
 def _fetch_and_unpack(tree):
     shared = shared_archive()
-    if shared:
+    if os.path.isfile(shared):
         print("eden: unpacking %s (once) ..." % shared, flush=True)
-        return _unpack(shared, SHARED_SHA256, tree)
-    if not GITHUB_SHA256:
-        raise SystemExit("eden: no Eden source: set EDEN_SRC=/path/to/eden, or EDEN_ARCHIVE_SHA256 to the "
-                         "sha256 of %s to download it" % GITHUB_ARCHIVE)
-    archive = os.path.join(cache_dir(), "eden-%s.tar.gz" % EDEN_COMMIT)
-    if not os.path.exists(archive):
-        _download(GITHUB_ARCHIVE, archive)
-    return _unpack(archive, GITHUB_SHA256, tree)
+        got = sha256(shared)
+        if got != ARCHIVE_SHA256:
+            raise SystemExit("eden: %s has sha256 %s, expected %s" % (shared, got, ARCHIVE_SHA256))
+        return _unpack(shared, tree, check=lambda folder: None)
+    url = os.environ.get("EDEN_ARCHIVE_URL") or GITHUB_ARCHIVE
+    archive = os.path.join(cache_dir(), "eden-download-%d.tar.gz" % os.getpid())
+    _download(url, archive)
+    try:
+        return _unpack(archive, tree, check=lambda folder: check_tree(folder, url))
+    finally:
+        os.remove(archive)
 
 
-def shared_archive():
-    """The shared copy of Eden's archive, if any: EDEN_ARCHIVE, ../shared/eden/, the workplace's (checked by sha256)."""
-    for path in (os.environ.get("EDEN_ARCHIVE"), SHARED_ARCHIVE, WORKPLACE_ARCHIVE):
-        if path and os.path.isfile(path):
-            return path
-    return None
+def check_tree(folder, origin):
+    """Refuse a downloaded tree unless its files are the pinned commit's (its git tree id, EDEN_TREE_ID overrides)."""
+    expected = os.environ.get("EDEN_TREE_ID") or EDEN_TREE
+    print("eden: checking the download against the commit's git tree %s ..." % expected, flush=True)
+    got = git_tree_id(folder, gitlinks())
+    if got != expected:
+        raise SystemExit("eden: refused %s: its files give git tree %s, not %s (commit %s's): not the pinned "
+                         "Eden, or damaged" % (origin, got, expected, EDEN_COMMIT))
 
 
 def copy_tree(src, app):
@@ -175,14 +240,33 @@ settings.base.prepopulate_demo = 0
 from gluon.storage import Storage as _Storage
 settings.modules.setdefault("med", _Storage(name_nice=T("Hospitals"), restricted=True, module_type=10))
 
-# one session cookie per instance (session_id_eden_<instance>), see scripts/edenhost.py
+# one session cookie per instance (session_id_eden_<instance>), see scripts/edenhost.py; not when
+# Eden reads this file outside a request (its setup module, setup_instance_settings_read)
 _cookie = "session_id_eden_%(cookie)s"
-request.cookies.pop("session_id_eden", None)
-if _cookie in request.cookies:
-    request.cookies["session_id_eden"] = request.cookies[_cookie]
-session.connect(request, response)
-response.cookies.pop("session_id_eden", None)  # set by the connect above and by web2py's own
-response.session_id_name = _cookie
+if request.application:
+    request.cookies.pop("session_id_eden", None)
+    if _cookie in request.cookies:
+        request.cookies["session_id_eden"] = request.cookies[_cookie]
+    session.connect(request, response)
+    response.cookies.pop("session_id_eden", None)  # set by the connect above and by web2py's own
+    response.session_id_name = _cookie
+
+# Eden (2022) names collections.Iterable (s3utils.s3_flatlist: every report page, the pivot tables),
+# which Python 3.10 left in collections.abc only: the alias, for the Python this runs on
+import collections as _collections
+import collections.abc as _collections_abc
+if not hasattr(_collections, "Iterable"):
+    _collections.Iterable = _collections_abc.Iterable
+
+# web2py 2.26.1's Scheduler.queue_task reads rtn.errors of pydal's validate_and_insert, which pydal
+# 20231114 answers with a plain dict: with a scheduler worker alive, every S3Task.run_async of Eden
+# (its setup page, ...) failed. The answer as a Row (a dict that also has attributes), once per process
+import pydal.objects as _pydal_objects
+if not getattr(_pydal_objects.Table.validate_and_insert, "as_row", False):
+    def _validate_and_insert(self, _plain=_pydal_objects.Table.validate_and_insert, **fields):
+        return _pydal_objects.Row(_plain(self, **fields))
+    _validate_and_insert.as_row = True
+    _pydal_objects.Table.validate_and_insert = _validate_and_insert
 '''
 
 
@@ -220,15 +304,6 @@ def write(path, text):
             f.write(text)
 
 
-def demo_prepopulate(folder):
-    """Our prepopulate folder (in the runtime, not in Eden's tree): a tasks.cfg running eden_demo.py."""
-    path = os.path.join(folder, "prepopulate", "demo")
-    os.makedirs(path, exist_ok=True)
-    script = os.path.join(REPO, "scripts", "eden_demo.py")
-    write(os.path.join(path, "tasks.cfg"), "# plugin_sync's demo data (scripts/eden_demo.py)\n*,import_script,%s\n" % script)
-    return path
-
-
 def runtime_folder(instance, base=None, port=8000, db_uri=None, prepopulate=BASE_PREPOP, plugin="link", demo=False):
     """Create (once) and return the web2py folder of Eden instance `instance`; the config is rewritten each time.
 
@@ -247,7 +322,7 @@ def runtime_folder(instance, base=None, port=8000, db_uri=None, prepopulate=BASE
     write(os.path.join(folder, "applications", "__init__.py"), "")
     write(os.path.join(folder, "welcome.w2p"), "")  # else gluon packs a 'welcome' app at start
     if demo:
-        prepopulate = tuple(prepopulate) + (demo_prepopulate(folder),)
+        prepopulate = DEMO_PREPOP
     config = config_text(src, instance, port, db_uri, prepopulate, hmac_key(app))
     write(os.path.join(app, "models", "000_config.py"), config)
     if plugin in ("link", "copy"):

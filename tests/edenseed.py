@@ -37,11 +37,11 @@ def make(env, tablename, **values):
     return record_id
 
 
-DEMO_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "eden_demo.py")
+DEMO_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "demo", "eden_demo.py")
 
 
 def prepopulate(env, people=25):
-    """Eden's prepopulate of make run's demo data (scripts/eden_demo.py, Sahana's template CSVs) into
+    """Eden's prepopulate of make run's Timor-Leste demo data (scripts/demo/eden_demo.py, Sahana's template CSVs) into
     this instance, through Eden's own bulk importer and S3XML import: what a fresh instance holds.
 
     Only for the instance loaded last (Eden's importer works on `current`).
@@ -173,3 +173,61 @@ def eden_login(opener, url, credentials):
     key = re.search(r'name="_formkey" type="hidden" value="([^"]+)"', page).group(1)
     data = dict(email=credentials[0], password=credentials[1], _formkey=key, _formname="login")
     opener.open(url + "/default/user/login", urllib.parse.urlencode(data).encode(), timeout=60).read()
+
+
+def browser():
+    """An opener with its own cookie jar: one browser's session."""
+    import http.cookiejar
+
+    return urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+
+def get(opener, url):
+    """(status, text) of a GET in `opener`'s session; HTTP errors are answers too."""
+    try:
+        with opener.open(url, timeout=120) as resp:
+            return resp.status, resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+
+
+def logged_in_admin(url, credentials):
+    """A browser logged in through Eden's login form (it fails loudly when the login did not take)."""
+    opener = browser()
+    eden_login(opener, url, credentials)
+    status, home = get(opener, url + "/default/index")
+    assert status == 200 and 'id="auth_menu_logout"' in home, "not logged in as %s" % credentials[0]
+    return opener
+
+
+def failing(opener, url, paths):
+    """{path: status} of the paths that do not answer 200 (with the error's first words)."""
+    out = {}
+    for path in paths:
+        status, text = get(opener, url + path)
+        if status != 200:
+            out[path] = status
+    return out
+
+
+def _links(fragment):
+    import html
+
+    return [html.unescape(h) for h in re.findall(r'href="(/eden/[^"#]*)"', fragment)]
+
+
+def menu_pages(opener, url):
+    """Every page of Eden's menus as the logged-in user sees them: the main menu (the top bar: modules,
+    Administration, the user's own menu; not logout, not the language switches) and each module's
+    options menu (the side menu of its index page), collected from the rendered pages; paths under url."""
+    prefix = "/" + url.rstrip("/").rsplit("/", 1)[1]
+    status, home = get(opener, url + "/default/index")
+    assert status == 200, status
+    top = re.search(r'<nav class="top-bar">.*?</nav>', home, re.S)
+    assert top, "no main menu in Eden's home page"
+    pages = [p for p in _links(top.group(0)) if "logout" not in p and "_language=" not in p]
+    for index in [p for p in pages if p.endswith("/index")]:
+        status, text = get(opener, url + index[len(prefix):])
+        side = re.search(r"<aside[^>]*id='menu-options'.*?</aside>", text, re.S)
+        pages += _links(side.group(0)) if side else []
+    return [p[len(prefix):] for p in dict.fromkeys(pages)]

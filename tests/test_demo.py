@@ -12,7 +12,6 @@ import urllib.request
 import pytest
 
 import eden
-from edenseed import DEMO_SCRIPT, prepopulate
 from applications.eden.modules.eden_demo import ORG_TYPES, load_demo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -236,43 +235,3 @@ def test_home_and_login_pages(start_server):
     status, css = _fetch(opener, server.url + "/static/eden/eden.css")
     assert status == 200 and ".topbar" in css
 
-
-@pytest.mark.eden
-@pytest.mark.parametrize("backend", ["sqlite"])
-def test_make_run_demo_data_through_edens_prepopulate(eden_instance, tmp_path):
-    """make run's demo data: our tasks.cfg names scripts/eden_demo.py, which Eden's bulk importer
-    runs as an import script; the Sahana template CSVs land in Eden's tables through S3XML."""
-    import edenhost
-
-    path = edenhost.demo_prepopulate(str(tmp_path))
-    assert open(os.path.join(path, "tasks.cfg")).read().splitlines()[-1] == "*,import_script,%s" % DEMO_SCRIPT
-    env = eden_instance("demo", plugin=None)
-    prepopulate(env, people=25)
-    db, s3db = env["db"], env["s3db"]
-    loc = s3db.gis_location
-    levels = {lv: db(loc.level == lv).count() for lv in ("L0", "L1", "L2", "L3", "L4")}
-    assert levels == {"L0": 5, "L1": 13, "L2": 65, "L3": 431, "L4": 2819}
-    # a village whose L3 name exists three times in Timor-Leste: the file's L2 picks its parent
-    lacolu = db(loc.name == "Lacolu").select().first()
-    up = []
-    row = lacolu
-    while row:
-        up.append((row.level, row.name))
-        row = loc[row.parent] if row.parent else None
-    assert up == [("L4", "Lacolu"), ("L3", "Afaloicai"), ("L2", "Baguia"), ("L1", "Baucau"), ("L0", "Timor-Leste")]
-    assert db(loc.uuid == "urn:iso:std:iso:3166:-1:code:TL").count() == 1  # Eden's country uuids
-    org = s3db.org_organisation
-    assert db(org.deleted == False).count() == 45  # noqa: E712
-    cvtl = db(org.name == CVTL).select().first()
-    assert cvtl and cvtl.pe_id  # a person entity, made by Eden's own import
-    hospital = s3db.med_hospital
-    assert db(hospital.id > 0).count() == 159 and db(hospital.site_id == None).isempty()  # noqa: E711
-    turkish = db(hospital.name == "Bursa Devlet Hastanesi").select().first()
-    assert loc[turkish.location_id].parent == db(loc.uuid == "urn:iso:std:iso:3166:-1:code:TR").select().first().id
-    person, hr, contact = s3db.pr_person, s3db.hrm_human_resource, s3db.pr_contact
-    maria = db((person.first_name == "Maria") & (person.last_name == "Alex")).select().first()
-    assert maria.gender == 2 and maria.pe_id
-    assert db(contact.pe_id == maria.pe_id).select(contact.contact_method, orderby=contact.contact_method).column(
-        contact.contact_method) == ["EMAIL", "SMS"]
-    assert db(hr.person_id == maria.id).select().first().organisation_id == cvtl.id
-    assert db(hr.id > 0).count() == 25

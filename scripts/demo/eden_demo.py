@@ -1,18 +1,19 @@
 # -*- coding: utf-8 -*-
-"""Demo data for `make run`: real Sahana prepopulate CSVs, imported by Eden's own importer.
+"""Demo data for `make run`: Timor-Leste under uuids every instance shares, by Eden's own importer.
 
-Run by Eden's prepopulate as an import script (tasks.cfg: `*,import_script,<this file>`,
-written by scripts/edenhost.py into the runtime folder, outside Eden's files), with
-Eden's globals (db, s3db, auth, request, current).  Reads the CSVs of Eden's own
-templates at the same commit (modules/templates/locations/TL, Disease/Ebola,
-Turkey/Demo, IFRC/Demo: the files of ../shared/data/sahana/) and imports them as
-S3XML through s3db.resource(...).import_xml, so Eden's own validation, super
-entities (pe_id, site_id), realms and onaccept hooks apply.
+Run by Eden's prepopulate as an import script (scripts/demo/tasks.cfg:
+`*,import_script,eden_demo.py`), with Eden's globals (db, s3db, auth, request,
+current).  Reads the CSVs of Eden's own templates at the same commit
+(modules/templates/locations/TL, Disease/Ebola, Turkey/Demo, IFRC/Demo) and
+imports them as S3XML through s3db.resource(...).import_xml, so Eden's own
+validation, super entities (pe_id, site_id), realms and onaccept hooks apply.
 
-Why not their tasks.cfg lines: those need Eden's CSV stylesheets (static/formats/s3csv),
-which the shared Eden archive leaves out.  Records get uuids derived from their
-names (uuid5), like Eden's countries (urn:iso:std:iso:3166:-1:code:XX), so every
-instance's demo data is the same records, as after a sync.
+Why not those templates' own tasks.cfg lines (as the rest of the demo is): Eden's
+CSV stylesheets give each instance's records uuids of its own, so two instances'
+demo data would be different records for the sync.  Here records get uuids derived
+from their names (uuid5), like Eden's countries (urn:iso:std:iso:3166:-1:code:XX,
+made by Eden's default/base), so every instance's demo data is the same records,
+as after a sync.
 """
 import csv
 import os
@@ -23,7 +24,6 @@ import uuid
 from lxml import etree
 
 DEMO_NS = uuid.UUID("6f1c6bd2-3a8e-4f51-9a51-0d5c2b1d6e01")
-COUNTRIES = {"TL": "Timor-Leste", "LR": "Liberia", "SL": "Sierra Leone", "GN": "Guinea", "TR": "Turkey"}
 GENDER = {"Mr.": "3", "Ms.": "2", "Mrs.": "2"}
 PEOPLE_LIMIT = int(os.environ.get("EDEN_DEMO_PEOPLE") or 1184)  # all; fewer for a quicker first start
 
@@ -70,11 +70,12 @@ def import_tree(tablename, elements):
 
 
 def locations():
-    """Countries (L0) and Timor-Leste's hierarchy L1..L4 (parents by name, as the CSVs give them)."""
-    out = [element("gis_location", country_uuid(code), [("name", name), ("level", "L0")])
-           for code, name in sorted(COUNTRIES.items())]
+    """Timor-Leste's hierarchy L1..L4 (parents by name, as the CSVs give them) under its country.
+
+    The countries (L0, uuids urn:iso:std:iso:3166:-1:code:XX) are Eden's own default/base.
+    """
     l1 = {r["L1"]: demo_uuid("TL", r["L1"]) for r in rows("locations", "TL", "TL_L1.csv")}
-    out += [element("gis_location", u, [("name", n), ("level", "L1")], [("parent", "gis_location", country_uuid("TL"))])
+    out = [element("gis_location", u, [("name", n), ("level", "L1")], [("parent", "gis_location", country_uuid("TL"))])
             for n, u in l1.items()]
     l2 = {}
     for r in rows("locations", "TL", "TL_L2.csv"):
