@@ -279,6 +279,9 @@ def hmac_key(app):
     return open(path).read().strip()
 
 
+SITE_CONFIG = "000_config_site.py"  # a site's own settings: after 000_config.py, never written by the launcher
+
+
 def config_text(src, instance, port, db_uri, prepopulate, key, debug=False):
     """Eden's own 000_config.py template, finished: template default, our database and extras."""
     text = open(os.path.join(src, "modules", "templates", "000_config.py"), encoding="utf-8").read()
@@ -291,7 +294,9 @@ def config_text(src, instance, port, db_uri, prepopulate, key, debug=False):
     ]
     marker = "settings.import_template()"
     assert marker in text, "Eden's 000_config.py template changed: no %s" % marker
-    head = "# --- plugin_sync launcher (scripts/edenhost.py): instance %r ---\n%s\n" % (instance, "\n".join(ours))
+    head = ("# --- plugin_sync launcher (scripts/edenhost.py): instance %r; this file is rewritten at every start:\n"
+            "# put your own settings in models/%s, which runs right after it and is never touched ---\n%s\n"
+            % (instance, SITE_CONFIG, "\n".join(ours)))
     cookie = "".join(c if c.isalnum() else "_" for c in instance)
     tail = CONFIG_TAIL % {"prepopulate": list(prepopulate), "cookie": cookie}
     text = text.replace(marker, head + marker, 1)
@@ -305,7 +310,8 @@ def write(path, text):
 
 
 def runtime_folder(instance, base=None, port=8000, db_uri=None, prepopulate=BASE_PREPOP, plugin="link", demo=False):
-    """Create (once) and return the web2py folder of Eden instance `instance`; the config is rewritten each time.
+    """Create (once) and return the web2py folder of Eden instance `instance`; the config is rewritten each time
+    (a site's own settings go in models/000_config_site.py, which is left alone).
 
     plugin: "link" (symlinks to this repository), "copy" (as `make install` does), None (pristine
     Eden) or "keep" (leave the folder's plugin files as they are: the tests' copies).

@@ -198,9 +198,11 @@ def test_eden_data_model_survives_a_sync(eden_instance, eden_server, eden_admin)
     a["made"] = {t: sorted(u - before[t]) for t, u in snapshot(a, tables).items()}
     b = eden_instance("b")  # loaded last: B's Eden is `current` for the in-process import
     seed_b(b)
-    config = os.path.join(b["folder"], "applications", "eden", "models", "000_config.py")
-    with open(config, "a") as f:  # B's server runs Eden's realm-based security policy
-        f.write("\nsettings.security.policy = 6\n")
+    # B's server runs Eden's realm-based security policy: in the site's own config, which the launcher
+    # leaves alone when it rewrites 000_config.py at the server's start
+    config = os.path.join(b["folder"], "applications", "eden", "models", "000_config_site.py")
+    with open(config, "w") as f:
+        f.write("settings.security.policy = 6\n")
 
     data = io.BytesIO()
     fileio.export_to(a["db"], settings(a), data, fmt="csv")
