@@ -19,6 +19,7 @@ import os
 from conftest import add_eden_user
 from edenseed import http, later, make, peer_login, row
 from test_network import Browser
+from test_security_merge import damaged_upload
 
 from applications.eden.modules.plugin_sync import fileio
 
@@ -90,10 +91,10 @@ def pair(eden_instance, policy=None):
     auth.s3_assign_role(plain, reader)
     b["db"].commit()
     fileio.import_from(b["db"], settings(b), export(a).encode("utf-8"), name="a.csv")
-    if policy:
-        config = os.path.join(b["folder"], "applications", "eden", "models", "000_config.py")
-        with open(config, "a") as f:
-            f.write("\nsettings.security.policy = %d\n" % policy)
+    if policy:  # the site's own config: the launcher rewrites 000_config.py when the server starts
+        config = os.path.join(b["folder"], "applications", "eden", "models", "000_config_site.py")
+        with open(config, "w") as f:
+            f.write("settings.security.policy = %d\n" % policy)
     return a, b, row(a, "org_organisation", id=org).uuid
 
 
@@ -160,3 +161,28 @@ def test_a_pushed_record_is_never_hidden_by_its_deleted_cell(eden_instance, eden
         assert record.deleted is False, (name, record.deleted)
         status, _, page = admin.open("/org/organisation/%d/read" % record.id)
         assert status == 200 and name in page, (name, status)
+
+
+def test_a_pushed_bundle_with_a_damaged_upload_entry_is_a_located_400(eden_instance, eden_server):
+    """Finding 10 against Eden: an organisation's logo whose zip entry fails its CRC; the push is refused
+    with a 400 naming the entry (before: a 500), and B's record stays as it was."""
+    a, b, uuid = pair(eden_instance)
+    db, table = a["db"], a["db"].org_organisation
+    name = table.logo.store(io.BytesIO(b"field report of the day"), "logo.png")
+    db(table.uuid == uuid).update(logo=name, modified_on=later(60))
+    db.commit()
+    out = io.BytesIO()
+    fileio.export_to(db, settings(a), out, fmt="zip")
+    db.commit()
+    data = damaged_upload(out.getvalue())
+    before = row(b, "org_organisation", uuid=uuid)
+    server = eden_server("b", env=b)
+    peer = peer_login(b, speaks_for=a)
+    code, _, body = http("POST", server.url + "/plugin_sync/receive.json", data=data, auth=peer,
+                         headers={"Content-Type": "application/zip",
+                                  "Content-Disposition": 'attachment; filename="changes.zip"'})
+    error = json.loads(body)["error"]
+    assert code == 400 and error["error"] == "FormatError", body[:500]
+    assert "uploads/%s" % name in error["message"] and "CRC" in error["message"], error["message"]
+    after = row(b, "org_organisation", uuid=uuid)
+    assert (after.logo, after.modified_on) == (before.logo, before.modified_on)
