@@ -36,6 +36,7 @@ from . import changes, dialect
 MODEL = "_plugin_sync_model"  # the attribute of the db that holds its Model (set by the host adapter)
 CHUNK = dialect.CHUNK
 MAX_DEPTH = 64  # passes of the path rebuild: deeper chains (or a loop of parents) are left as they are
+UNMAPPED_OWNERS = ("owned_by_group", "owned_by_user")  # what a host without a model keeps home (Eden's names)
 
 
 class Super:
@@ -79,7 +80,6 @@ class Model:
         return out
 
 
-UNMAPPED_OWNERS = ("owned_by_group", "owned_by_user")  # what a host without a model keeps home (Eden's names)
 NOTHING = Model(described=False)
 
 
@@ -153,8 +153,7 @@ class Hooks:
     def written(self, tablename, written):
         """A batch of `tablename` was just written (the merge's Written: the ids it created and updated)."""
         m = self.model
-        if not (tablename in m.supers or tablename in m.realms or tablename in m.paths
-                             or tablename in m.upkept):
+        if not (tablename in m.supers or tablename in m.realms or tablename in m.paths or tablename in m.upkept):
             return
         ids = list(written.created_ids) + list(written.updated)
         self.tables.setdefault(tablename)

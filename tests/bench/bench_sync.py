@@ -123,11 +123,13 @@ class Generator:
                         lat=round(r.uniform(-9, -8), 5), lon=round(r.uniform(124, 127), 5),
                         population=r.randint(100, 100000), comments=None)
         if table == "org_organisation":
-            return dict(pe_id=None, realm_entity=None, name="Organisation %d" % k, acronym="O%d" % k, organisation_type_id=1, country="TL",
+            return dict(pe_id=None, realm_entity=None,
+                        name="Organisation %d" % k, acronym="O%d" % k, organisation_type_id=1, country="TL",
                         website="https://org%d.example.org" % k, phone="+670 %07d" % k,
                         email="info@org%d.example.org" % k, comments="Founded in %d, works in health" % (1950 + k % 70))
         if table == "org_office":
-            return dict(pe_id=None, realm_entity=None, name="Office %d" % k, organisation_id=self.ref("org_organisation"),
+            return dict(pe_id=None, realm_entity=None, name="Office %d" % k,
+                        organisation_id=self.ref("org_organisation"),
                         location_id=self.ref("gis_location"), phone="+670 %07d" % k, comments=None)
         if table == "pr_person":
             return dict(first_name=r.choice(FIRST), last_name=r.choice(LAST), gender=r.choice(("female", "male")),
