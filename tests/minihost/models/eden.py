@@ -11,9 +11,9 @@ And a small data model of Eden's kind, described to the engine (entities.Model,
 attached at the end): a super-entity (pr_pentity, keyed on pe_id: organisations
 and offices are person entities, and contacts hang off them), a realm rule (an
 organisation's realm is its own entity, an office's its organisation's) and a
-hierarchy (gis_location.path, the chain of local ids).  Records made here get
-their super record as Eden's update_super makes it (update_super below), their
-realm and path from the sync only.
+hierarchy (gis_location.path, the chain of local ids).  An organisation or
+office made here gets its super record at once, as Eden's onaccept does it
+(update_super below); realms and paths are made by the sync only.
 """
 from plugin_sync import entities
 
@@ -176,7 +176,10 @@ def update_super(table, record_id):
     if row.pe_id is None:
         pe_id = db.pr_pentity.insert(uuid=row.uuid, instance_type=table._tablename, deleted=row.deleted)
         db(table.id == record_id).update(pe_id=pe_id, modified_on=row.modified_on)
-    return table[record_id].pe_id
+
+
+for _name in ("org_organisation", "org_office"):  # (the merge writes in SQL: its hooks make its super records)
+    db[_name]._after_insert.append(lambda fields, record_id, table=db[_name]: update_super(table, record_id))
 
 
 def realm_sql(db, table):
