@@ -175,7 +175,7 @@ def update_super(table, record_id):
     row = table[record_id]
     if row.pe_id is None:
         pe_id = db.pr_pentity.insert(uuid=row.uuid, instance_type=table._tablename, deleted=row.deleted)
-        db(table.id == record_id).update(pe_id=pe_id, modified_on=row.modified_on)
+        db(table.id == record_id).update(pe_id=pe_id, modified_on=row.modified_on, modified_by=row.modified_by)
 
 
 for _name in ("org_organisation", "org_office"):  # (the merge writes in SQL: its hooks make its super records)
