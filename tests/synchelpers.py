@@ -124,6 +124,23 @@ def count(env, table, **where):
     return n
 
 
+def sections(text):
+    """{table: section text} of an export, in file order."""
+    body = text.rsplit("END", 1)[0]
+    out = {}
+    for block in body.split("TABLE ")[1:]:
+        name = block.split("\r\n", 1)[0]
+        out[name] = "TABLE " + block
+    return out
+
+
+def reorder(data, first):
+    """The same export with the sections in another order (children before parents)."""
+    secs = sections(data.decode("utf-8"))
+    order = ["sync_instance"] + first + [t for t in secs if t not in first and t != "sync_instance"]
+    return ("".join(secs[t] for t in order) + "END").encode("utf-8")
+
+
 def counts(env):
     db = env["db"]
     return {t: db(db[t]).count() for t in db.tables}
@@ -155,7 +172,7 @@ def pad_ids(env, n=7):
     db = env["db"]
     for t in synced_tables(db, settings(env)):
         for _ in range(n):
-            kw = {"first_name": "x"} if t == "pr_person" else {"name": "x"}
+            kw = {"first_name": "x"} if t == "pr_person" else {"value": "x"} if t == "pr_contact" else {"name": "x"}
             pad_person = None
             if t == "hrm_human_resource":
                 kw = {"person_id": db.pr_person.insert(first_name="pad")}

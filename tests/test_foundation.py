@@ -11,7 +11,7 @@ from applications.eden.modules.plugin_sync.tables import conflict_policy, synced
 
 EXPECTED_SYNCED = {
     "org_organisation", "gis_location", "org_office", "pr_person", "hrm_human_resource",
-    "hms_hospital", "event_incident", "doc_document",
+    "hms_hospital", "event_incident", "doc_document", "pr_contact",
 }
 
 
@@ -103,6 +103,8 @@ def _minimal(db, t):
         return dict(first_name="x")
     if t == "hrm_human_resource":
         return dict(person_id=db.pr_person.insert(first_name="y"))
+    if t == "pr_contact":
+        return dict(value="x")
     return dict(name="x")
 
 

@@ -123,7 +123,8 @@ REFUSED = [
     ("csv without its END", lambda d: d[:-len(b"END")], (TruncatedFile, "truncated", None, None)),
     ("csv cut inside a row", lambda d: d[:d.index(b"Maria")], (FormatError, "cells, the header has", "pr_person", None)),
     ("csv.gz cut short", cut(gz, 0.5), (TruncatedFile, "cut short", None, None)),
-    ("csv.gz cut in its last bytes", cut(gz, 0.98), (TruncatedFile, "cut short", None, None)),
+    # (the table named is the one being read when the stream ends: it depends on the decompressor's blocks)
+    ("csv.gz cut in its last bytes", cut(gz, 0.98), (TruncatedFile, "cut short", ANY, ANY)),
     # a flipped byte inflates to garbage that a cell may refuse (BadValue, with its place) before
     # gzip's checksum at the end does (FormatError): the file's content (random uuids) decides which
     ("csv.gz with a bad byte deep inside", flip(gz, 0.6), ((FormatError, BadValue), "", ANY, ANY)),

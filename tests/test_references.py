@@ -4,32 +4,15 @@ import io
 
 import pytest
 
-from synchelpers import assert_converged, export, instances, seed_small, settings, snapshot, sync
+from synchelpers import assert_converged, export, instances, reorder, seed_small, settings, snapshot, sync
 
 from applications.eden.modules.plugin_sync.fileio import import_from
-
-
-def _sections(text):
-    """{table: section text} of an export, in file order."""
-    body = text.rsplit("END", 1)[0]
-    out = {}
-    for block in body.split("TABLE ")[1:]:
-        name = block.split("\r\n", 1)[0]
-        out[name] = "TABLE " + block
-    return out
-
-
-def _reorder(data, first):
-    """The same export with the sections in another order (children before parents)."""
-    secs = _sections(data.decode("utf-8"))
-    order = ["sync_instance"] + first + [t for t in secs if t not in first and t != "sync_instance"]
-    return ("".join(secs[t] for t in order) + "END").encode("utf-8")
 
 
 def test_forward_references_between_tables(new_instance):
     a, b = instances(new_instance)
     seed_small(a)
-    data = _reorder(export(a), ["hrm_human_resource", "hms_hospital", "event_incident", "org_office", "pr_person",
+    data = reorder(export(a), ["hrm_human_resource", "hms_hospital", "event_incident", "org_office", "pr_person",
                                 "org_organisation", "gis_location"])
     assert data.decode().index("TABLE hrm_human_resource") < data.decode().index("TABLE pr_person")
     report = import_from(b["db"], settings(b), data)
@@ -190,7 +173,7 @@ def test_a_row_waiting_for_its_required_reference_is_decided_like_any_other(new_
                                                          modified_on=a_stamp)
     db_b(db_b.hrm_human_resource.uuid == hr_uuid).update(job_title="Head nurse (B)", modified_on=b_stamp)
     db_a.commit(); db_b.commit()
-    data = _reorder(export(a), ["hrm_human_resource"])
+    data = reorder(export(a), ["hrm_human_resource"])
     assert data.decode().index("TABLE hrm_human_resource") < data.decode().index("TABLE pr_person")
     report = import_from(db_b, settings(b), data)
     db_b.commit()

@@ -116,9 +116,13 @@ def entity_model(db, names):
 
     Super-entities and the fields update_super copies into them (as update_super
     decides: the instance's `<super>_fields` mapping, else the fields both have,
-    minus the super key and the super table's `no_shared_fields`); users named
-    by email and roles by uuid (Eden's S3XML maps them so); realms of the
-    tables with a realm_entity; gis_location's path.
+    minus the super key and the super table's `no_shared_fields`); the super
+    tables, those and any the settings list (what s3db's super_entity() makes:
+    a table keyed on a field of its own, with an instance_type), never synced
+    as tables; Eden's local ids (realm_entity, approved_by: left out of Eden's
+    S3XML too); users named by email and roles by uuid (Eden's S3XML maps them
+    so); realms of the tables with a realm_entity, by Eden's rule (realm_sql,
+    or the template's own: _realm_rule); gis_location's path.
     """
     s3db = current.s3db
     get_config = s3db.get_config
@@ -141,19 +145,39 @@ def entity_model(db, names):
             if "deleted" in stable.fields and "deleted" in table.fields:
                 shared["deleted"] = "deleted"
             supers.setdefault(name, []).append(entities.Super(tn, key, shared))
+    super_tables = [t for t in names if db[t]._id.name != "id" and "instance_type" in db[t].fields]  # listed
     realms = [name for name in names if "realm_entity" in db[name].fields]
     paths = {"gis_location": ("parent", "path")} if "gis_location" in names and {"parent", "path"} <= set(
         db.gis_location.fields) else {}
     keys = {"auth_user": "email"} if "auth_user" in db.tables and "email" in db.auth_user.fields else {}
     ownership = {"owned_by_group": "auth_group"} if "auth_group" in db.tables else {}
-    return entities.Model(supers=supers, keys=keys, realms=realms, realm_rule=_realm_rule(db, realms),
-                          paths=paths, ownership=ownership, after=affiliations.upkeep(db, names, is_eden))
+    return entities.Model(supers=supers, super_tables=super_tables, keys=keys, local=("realm_entity", "approved_by"),
+                          realms=realms, realm_rule=_realm_rule(db, realms), realm_sql=realm_sql, paths=paths,
+                          ownership=ownership, after=affiliations.upkeep(db, names, is_eden))
+
+
+def realm_sql(db, table):
+    """Eden's default realm of a row `t` of `table` as an SQL expression (None: no realm), for
+    entities.set_realms: Eden's cascade (AuthS3.get_realm_entity), the record's own pe_id (but for
+    persons), else its organisation's pe_id, else its site's person entity, else its group's."""
+    fields, name = table.fields, table._tablename
+    if "pe_id" in fields and name not in ("pr_person", "dvi_body"):
+        return "t.pe_id"
+    if "organisation_id" in fields and "org_organisation" in db.tables:
+        return "(SELECT o.pe_id FROM %s o WHERE o.id = t.organisation_id)" % db.org_organisation._rname
+    if "site_id" in fields and "org_site" in db.tables and "pr_pentity" in db.tables:
+        # the site's instance record is a person entity of the same uuid
+        return ("(SELECT p.pe_id FROM %s s JOIN %s p ON p.uuid = s.uuid WHERE s.site_id = t.site_id)"
+                % (db.org_site._rname, db.pr_pentity._rname))
+    if "group_id" in fields and "pr_group" in db.tables:
+        return "(SELECT g.pe_id FROM %s g WHERE g.id = t.group_id)" % db.pr_group._rname
+    return None
 
 
 def _realm_rule(db, realms):
     """Eden's own realm function for the tables whose realm a template decides in Python (the deployment's
     `auth.realm_entity`, a table's `realm_entity` hook): None where Eden's default cascade holds everywhere
-    (entities.set_realms computes that one set-based)."""
+    (entities.set_realms computes that one set-based, by realm_sql)."""
     settings, get_config = current.deployment_settings, current.s3db.get_config
     deployment = callable(settings.get_auth_realm_entity())
     custom = {name for name in realms if deployment or callable(get_config(name, "realm_entity"))}

@@ -16,12 +16,18 @@ of these ids means anything on another instance.  What travels instead:
 - nothing of an instance's own super keys, `realm_entity`, `approved_by` and
   `path`: the receiver makes them, per batch and set-based (Hooks).
 
-The host describes its model once per request (Model, made by eden.py from
-s3db's configuration and attached to the `db`); a host without one (the
-minihost, a plain web2py app) has no super-entities, no realms and no paths,
-and every hook here does nothing.  The engine stays plain: this module reads
-the Model and writes SQL, nothing of web2py's `current`, except through a
-realm rule the host hands over (Model.realm_rule).
+The host describes its model in one object (Model), made by its adapter and
+attached to the `db`: Eden's by eden.entity_model, from s3db's configuration,
+once per request; the minihost's (the engine tests' host) by its models/eden.py.
+The engine stays plain: this module reads the Model and writes SQL, nothing of
+web2py's `current`, except through the realm rule and the realm SQL the host
+hands over (Model.realm_rule, Model.realm_sql).
+
+A host that attaches none (a plain web2py app) gets NOTHING, a Model that
+knows nothing: no super-entities, realms, paths, keys or local columns, so every
+hook here does nothing; and since it can map none of them, a record's owners
+and any reference to a table keyed on its own id (a super key no one here could
+link) stay home.
 """
 import array
 
@@ -30,6 +36,7 @@ from . import changes, dialect
 MODEL = "_plugin_sync_model"  # the attribute of the db that holds its Model (set by the host adapter)
 CHUNK = dialect.CHUNK
 MAX_DEPTH = 64  # passes of the path rebuild: deeper chains (or a loop of parents) are left as they are
+UNMAPPED_OWNERS = ("owned_by_group", "owned_by_user")  # what a host without a model keeps home (Eden's names)
 
 
 class Super:
@@ -40,64 +47,84 @@ class Super:
 
 
 class Model:
-    """What the host tells the engine about its data model (see eden.entity_model)."""
+    """What the host tells the engine about its data model: its super-entities (and the super tables
+    that never sync as tables), the columns holding its own local ids, its realms and their rule, its
+    hierarchies (paths), the columns that name records across instances, its owners, its own upkeep."""
 
-    def __init__(self, supers=None, keys=None, realms=(), realm_rule=None, paths=None, ownership=None,
-                 after=None):
+    def __init__(self, supers=None, super_tables=(), keys=None, local=(), realms=(), realm_rule=None,
+                 realm_sql=None, paths=None, ownership=None, after=None, described=True):
         self.supers = supers or {}  # {instance table: [Super]}
-        self.super_tables = {s.table for ss in self.supers.values() for s in ss}
+        # every super table (those of `supers` and any other the host has): never synced as a table
+        self.super_tables = set(super_tables) | {s.table for ss in self.supers.values() for s in ss}
         self.keys = keys or {}  # {table: the column that names its records across instances, e.g. email}
+        self.local = tuple(local)  # columns holding local ids in any table, never sent (Eden: realm_entity...)
         self.realms = set(realms)  # tables with a realm_entity the receiver computes
-        self.realm_rule = realm_rule  # callable(tablename, uuids): the host's own realm rule, or None
+        self.realm_rule = realm_rule  # callable(tablename, uuids) -> True if it set them: the host's own rule
+        self.realm_sql = realm_sql  # callable(db, table) -> SQL of a row `t`'s realm, or None (no realm)
         self.paths = paths or {}  # {table: (parent field, path field)}: paths of local ids, rebuilt
         self.ownership = ownership or {}  # {integer field: table it names}: e.g. owned_by_group -> auth_group
         self.upkept = set(getattr(after, "tables", ()))  # the tables `after` looks after
         self.after = after  # callable(tablename, uuids): the host's own per-record upkeep, last (Eden: affiliations)
+        self.described = described  # False: NOTHING, the model of a host that attaches none
+
+    def local_fields(self, db, table):
+        """The columns of `table` that hold this instance's own ids: never sent; the receiver makes them
+        (super keys, realms, paths) or leaves them (approved_by)."""
+        name, fields = table._tablename, table.fields
+        out = {f for f in self.local if f in fields}
+        out |= {s.key for s in self.supers.get(name, ()) if s.key in fields}
+        if name in self.paths:
+            out.add(self.paths[name][1])
+        if not self.described:  # nothing maps them: the owners, and every reference to a super key
+            out |= {f.name for f in table if f.name in UNMAPPED_OWNERS or _keyed_on_its_own(db, f)}
+        return out
+
+
+NOTHING = Model(described=False)
+
+
+def _keyed_on_its_own(db, field):
+    """Is this field a reference to a table keyed on a field of its own (pe_id, site_id...), not on id?"""
+    if not field.type.startswith("reference "):
+        return False
+    target = field.type[10:].split(".")[0].strip()
+    return target in db.tables and db[target]._id.name != "id"
 
 
 def model(db):
-    """The db's Model, or None (a host without super-entities)."""
-    return getattr(db, MODEL, None)
+    """The db's Model (NOTHING where the host attached none)."""
+    return getattr(db, MODEL, None) or NOTHING
 
 
 def attach(db, host_model):
     setattr(db, MODEL, host_model)
 
 
-def own_super_keys(db, table):
-    """The fields of `table` that link it to its own super records: made by the receiver, never sent."""
-    m = model(db)
-    if m is None:
-        return []
-    return [s.key for s in m.supers.get(table._tablename, ()) if s.key in table.fields]
+def local_fields(db, table):
+    """The columns of `table` that hold this instance's own ids, by the db's Model (Model.local_fields)."""
+    return model(db).local_fields(db, table)
 
 
 def super_tables(db):
     """The super-entity tables of the db's model that are defined here (their uuid wants an index)."""
-    m = model(db)
-    return sorted(t for t in m.super_tables if t in db.tables) if m else []
+    return sorted(t for t in model(db).super_tables if t in db.tables)
 
 
 def is_super_table(db, tablename):
-    m = model(db)
-    return bool(m) and tablename in m.super_tables
+    """A super table of the host's model: its records are made by the receiver, it never syncs as a table."""
+    return tablename in model(db).super_tables
 
 
 def key_of(db, tablename):
     """The column that names a record of `tablename` across instances: uuid, or the host's choice
     (Eden: a user's email); None if it has neither (the id, local, is all there is)."""
-    m = model(db)
-    table = db[tablename]
-    key = (m.keys.get(tablename) if m else None) or "uuid"
-    return key if key in table.fields else None
+    key = model(db).keys.get(tablename) or "uuid"
+    return key if key in db[tablename].fields else None
 
 
 def ownership_refs(db, table):
     """(field, target table) of the integer fields that name a record of another table (owned_by_group)."""
-    m = model(db)
-    if m is None:
-        return []
-    return [(f, t) for f, t in m.ownership.items() if f in table.fields and t in db.tables]
+    return [(f, t) for f, t in model(db).ownership.items() if f in table.fields and t in db.tables]
 
 
 class Hooks:
@@ -126,8 +153,7 @@ class Hooks:
     def written(self, tablename, written):
         """A batch of `tablename` was just written (the merge's Written: the ids it created and updated)."""
         m = self.model
-        if m is None or not (tablename in m.supers or tablename in m.realms or tablename in m.paths
-                             or tablename in m.upkept):
+        if not (tablename in m.supers or tablename in m.realms or tablename in m.paths or tablename in m.upkept):
             return
         ids = list(written.created_ids) + list(written.updated)
         self.tables.setdefault(tablename)
@@ -141,7 +167,7 @@ class Hooks:
         """A reference to a user account that is not here was set to NULL: counted, and said once per table and
         field (at finish) rather than per row; False for any other reference (the merge says it itself)."""
         target = table[field].type[10:].split(".")[0].strip() if table[field].type.startswith("reference ") else None
-        if self.model is None or target not in self.db.tables or key_of(self.db, target) != "email":
+        if target not in self.db.tables or key_of(self.db, target) != "email":
             return False
         tally = self.missing_users.setdefault((table._tablename, field), [0, why])
         tally[0] += 1
@@ -154,8 +180,6 @@ class Hooks:
             report.warn("%d references to user accounts that are not here set to NULL (e.g. %s): no account "
                         "with that email here" % (n, example), table=tablename, column=field)
         m = self.model
-        if m is None:
-            return
         for tablename in self.tables:
             if tablename in m.supers:  # rows of earlier merges without their super records: linked now
                 heal = sorted(unlinked(self.db, tablename, m.supers[tablename]))
@@ -165,7 +189,7 @@ class Hooks:
         for tablename in self.tables:
             if tablename in m.realms:
                 for uuids in self.chunks(tablename):
-                    set_realms(self.db, tablename, uuids, m.realm_rule, self.tag_origin())
+                    set_realms(self.db, tablename, uuids, m, self.tag_origin())
                     if tablename in m.supers:  # the super records' copy of it (org_site.realm_entity)
                         copy_shared(self.db, tablename, m.supers[tablename], uuids, only=("realm_entity",))
             if tablename in m.paths:  # after the realms: the paths reach further (descendants), realms do not
@@ -350,17 +374,15 @@ def _update_tracked(db, table, sets, set_params, where, where_params, origin):
 
 
 # ------------------------------------------------------------------ realms
-def set_realms(db, tablename, uuids, rule=None, origin=None):
-    """realm_entity of these rows, by the host's rule if it has one (Eden's handlers), else Eden's default.
-
-    Eden's default cascade (AuthS3.get_realm_entity): the record's own pe_id
-    (but for persons), else its organisation's pe_id, else its site's person
-    entity, else its group's; NULL otherwise.  Set-based: one UPDATE per batch.
-    """
+def set_realms(db, tablename, uuids, host_model, origin=None):
+    """realm_entity of these rows, by the host's rule: its own function if it has one for this table
+    (Model.realm_rule), else its realm as SQL (Model.realm_sql: Eden's default cascade, in eden.py), as one
+    UPDATE per chunk of the rows whose realm differs; no SQL: no realm (NULL)."""
+    rule = host_model.realm_rule
     if rule is not None and rule(tablename, uuids):
         return
     table, ph = db[tablename], dialect.placeholder(db)
-    realm = default_realm_sql(db, table)
+    realm = host_model.realm_sql(db, table) if host_model.realm_sql else None
     for chunk in dialect.chunks(list(uuids), CHUNK):
         marks = ",".join([ph] * len(chunk))
         if realm is None:
@@ -370,22 +392,6 @@ def set_realms(db, tablename, uuids, rule=None, origin=None):
         _update_tracked(db, table, "realm_entity = %s" % realm, [],
                         "t.%s IN (%s) AND (t.realm_entity IS NULL AND %s IS NOT NULL OR t.realm_entity <> %s)" % (
                             table.uuid._rname, marks, realm, realm), chunk, origin)
-
-
-def default_realm_sql(db, table):
-    """Eden's default realm of a row `t` of `table` as an SQL expression (None: no realm)."""
-    fields, name = table.fields, table._tablename
-    if "pe_id" in fields and name not in ("pr_person", "dvi_body"):
-        return "t.pe_id"
-    if "organisation_id" in fields and "org_organisation" in db.tables:
-        return "(SELECT o.pe_id FROM %s o WHERE o.id = t.organisation_id)" % db.org_organisation._rname
-    if "site_id" in fields and "org_site" in db.tables and "pr_pentity" in db.tables:
-        # the site's instance record is a person entity of the same uuid
-        return ("(SELECT p.pe_id FROM %s s JOIN %s p ON p.uuid = s.uuid WHERE s.site_id = t.site_id)"
-                % (db.org_site._rname, db.pr_pentity._rname))
-    if "group_id" in fields and "pr_group" in db.tables:
-        return "(SELECT g.pe_id FROM %s g WHERE g.id = t.group_id)" % db.pr_group._rname
-    return None
 
 
 # ------------------------------------------------------------------ location paths

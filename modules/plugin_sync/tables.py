@@ -8,13 +8,14 @@ NEVER_TABLES).  Within a synced table, columns that hold secrets or local ids
 never travel either (local_fields): not exported, ignored on import; and the
 columns that travel but are local, not content (LOCAL_META: id, mci,
 created_by, modified_by) are defined here once for the merge, the pages and
-the tests.
+the tests.  Which columns hold the host's own local ids (realm_entity, a
+record's super keys, gis_location.path) and which tables are its super tables
+is the host's data model, not policy: entities.Model, asked here.
 The host app overrides the rest through settings (see models/plugin_sync.py).
 """
 import re
 
 from . import entities
-from .entities import own_super_keys
 from .errors import TableNotSynced
 from .fileformat import EMAIL, UUID
 
@@ -47,15 +48,11 @@ NEVER_TABLES = (
     "gis_config",  # a site's map configuration (with API keys)
 )
 # Columns that never travel, in any synced table: secrets (password-type fields and
-# names like these), and Eden's local ids that the receiver makes itself (entities.py):
-# a record's own super-entity keys (pe_id, site_id... of an organisation, an office),
-# realm_entity (recomputed), approved_by (left out, as Eden's S3XML does), gis_location.path
-# (rebuilt).  owned_by_user travels as the user's email, owned_by_group as its role's uuid.
+# names like these), and the host's local ids, which its data model names (entities.Model.local_fields:
+# in Eden a record's own super keys, realm_entity, approved_by, gis_location.path).
 SECRET_COLUMN = re.compile(
     r"(^|_)(password|passwd|pwd|secret|token|apikey|api_key|private_key|secret_key|access_key|auth_key|"
     r"maps_key)($|_)")
-LOCAL_COLUMNS = ("realm_entity", "approved_by")
-MAPPED_COLUMNS = ("owned_by_group", "owned_by_user")  # local too where the host describes no model to map them
 # Columns that travel but are local, not content: the local id, the local edit counter and the
 # local accounts that wrote or own the record differ between instances by design.  Never compared by the
 # merge, never shown as a difference (the columns of local_fields() do not even travel).
@@ -64,50 +61,25 @@ LOCAL_META = ("id", "mci", "created_by", "modified_by", "owned_by_user", "owned_
 # recomputed, see entities.py): a file's values are taken only where an administrator chose so
 # (setting accept_owners); otherwise the receiver decides them (merge: what a new record gets).
 OWNER_FIELDS = ("owned_by_user", "owned_by_group")
-LOCAL_TABLE_COLUMNS = {"gis_location": ("path",)}
-# Eden's super-entities: keyed on their own id field (pe_id, site_id...), their records made
-# by the receiver (entities.py, as Eden's update_super); never synced as tables: a reference
-# to one travels as the super record's uuid (its instance record's).
-SUPER_ENTITIES = (
-    "pr_pentity", "org_site", "doc_entity", "sit_trackable", "sit_situation", "msg_channel", "msg_message",
-    "stats_data", "stats_parameter", "stats_source", "supply_item_entity", "budget_entity",
-    "budget_cost_item", "gis_layer_entity", "setup_cloud", "setup_dns", "setup_email",
-)
 POLICIES = ("newer", "this", "other", "master")
 
 
-def is_never_synced(tablename):
-    """Tables that no setting can make sync: secrets, sessions, local links, our bookkeeping."""
-    return tablename.startswith(NEVER_PREFIXES) or tablename in NEVER_TABLES or tablename in SUPER_ENTITIES
+def is_never_synced(db, tablename):
+    """Tables that no setting can make sync: secrets, sessions, local links, our bookkeeping, and the host's
+    super tables (their records are made by the receiver: entities.py; a reference to one travels as the
+    super record's uuid, its instance record's)."""
+    return (tablename.startswith(NEVER_PREFIXES) or tablename in NEVER_TABLES
+            or entities.is_super_table(db, tablename))
 
 
 def is_secret_field(field):
     return field.type == "password" or bool(SECRET_COLUMN.search(field.name.lower()))
 
 
-def super_key(db, field):
-    """Is this field a key into an Eden super-entity (pe_id, site_id, doc_id...)?
-
-    Where the host describes its super-entities (entities.Model: Eden), only a
-    record's own super keys are local (the receiver links its own); without
-    that description every super key stays home, as no one could link it."""
-    ftype = field.type
-    if not ftype.startswith("reference "):
-        return False
-    target = ftype[10:].split(".")[0].strip()
-    if target in SUPER_ENTITIES:
-        return True
-    return target in db.tables and db[target]._id.name != "id"
-
-
 def local_fields(db, table):
-    """The columns of a synced table that never travel: secrets and local ids (see above)."""
-    skip = set(LOCAL_COLUMNS) | set(LOCAL_TABLE_COLUMNS.get(table._tablename, ())) | set(own_super_keys(db, table))
-    described = entities.model(db) is not None
-    if not described:
-        skip |= set(MAPPED_COLUMNS)
-    return [f.name for f in table if f.name != "id" and (
-        f.name in skip or is_secret_field(f) or (not described and super_key(db, f)))]
+    """The columns of a synced table that never travel: secrets and the host's local ids (see above)."""
+    skip = entities.local_fields(db, table)
+    return [f.name for f in table if f.name != "id" and (f.name in skip or is_secret_field(f))]
 
 
 def travelling_fields(db, table):
@@ -153,11 +125,11 @@ def synced_tables(db, settings, only=None):
         names = [t for t in settings.tables if t in db.tables]
     else:
         names = [t for t in db.tables if is_syncable(db[t])]
-    names = [t for t in names if not is_never_synced(t) and t not in excluded and is_syncable(db[t])]
+    names = [t for t in names if not is_never_synced(db, t) and t not in excluded and is_syncable(db[t])]
     if only:
         for t in only:
             if t not in names:
-                reason = ("is never synced (secrets or local bookkeeping)" if is_never_synced(t)
+                reason = ("is never synced (secrets or local bookkeeping)" if is_never_synced(db, t)
                           else "is not a table here" if t not in db.tables else "is never synced by the table policy")
                 raise TableNotSynced("table %r %s" % (t, reason), table=t)
         names = [t for t in names if t in only]
@@ -238,8 +210,8 @@ def exclusion(db, settings, tablename):
     for name, why in NEVER_REASONS:
         if tablename.startswith(name):
             return "never", why
-    if tablename in SUPER_ENTITIES:
-        return "never", "an Eden super-entity: its records are made by Eden itself (issue 12)"
+    if entities.is_super_table(db, tablename):
+        return "never", "a super-entity of the host's data model: the receiver makes its records (issue 12)"
     if tablename in lookup_tables(s):
         return "lookup list", "identical on every site: references to it are matched by uuid"
     if tablename in site_tables(s):

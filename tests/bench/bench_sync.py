@@ -77,7 +77,10 @@ def table_counts(n):
 
 
 class Generator:
-    """Deterministic rows of every synced table, with explicit ids 1..count and consistent references."""
+    """Deterministic rows of every synced table, with explicit ids 1..count and consistent references.
+
+    The minihost's local ids (pe_id, realm_entity, gis_location.path) are left NULL at the source: they
+    never travel; the receiver's merge makes them (super records, realms, paths: entities.Hooks)."""
 
     def __init__(self, n, seed=5, char_bool=True):
         self.n, self.counts = n, table_counts(n)
@@ -116,15 +119,17 @@ class Generator:
                 level, parent = "L2", r.randint(2, self.l1_end)
             else:
                 level, parent = "L3", r.randint(self.l1_end + 1, self.l2_end)
-            return dict(name="Location %d" % k, level=level, parent=parent, code="LOC-%06d" % k,
+            return dict(name="Location %d" % k, level=level, parent=parent, path=None, code="LOC-%06d" % k,
                         lat=round(r.uniform(-9, -8), 5), lon=round(r.uniform(124, 127), 5),
                         population=r.randint(100, 100000), comments=None)
         if table == "org_organisation":
-            return dict(name="Organisation %d" % k, acronym="O%d" % k, organisation_type_id=1, country="TL",
+            return dict(pe_id=None, realm_entity=None,
+                        name="Organisation %d" % k, acronym="O%d" % k, organisation_type_id=1, country="TL",
                         website="https://org%d.example.org" % k, phone="+670 %07d" % k,
                         email="info@org%d.example.org" % k, comments="Founded in %d, works in health" % (1950 + k % 70))
         if table == "org_office":
-            return dict(name="Office %d" % k, organisation_id=self.ref("org_organisation"),
+            return dict(pe_id=None, realm_entity=None, name="Office %d" % k,
+                        organisation_id=self.ref("org_organisation"),
                         location_id=self.ref("gis_location"), phone="+670 %07d" % k, comments=None)
         if table == "pr_person":
             return dict(first_name=r.choice(FIRST), last_name=r.choice(LAST), gender=r.choice(("female", "male")),
@@ -150,7 +155,7 @@ class Generator:
     def records(self, table):
         """Yield each row of `table` as a dict of every field, `id` included (none for other tables)."""
         if table not in self.counts:
-            return  # doc_document: documents travel in bundles with their files, not measured here
+            return  # doc_document (documents travel in bundles with their files), pr_contact: not measured here
         offset = sum(self.counts[t] for t, _ in SHARES[:[t for t, _ in SHARES].index(table)])
         for k in range(1, self.counts[table] + 1):
             values = self.meta(offset + k)
