@@ -79,21 +79,23 @@ def _logs(env, started):
     return tombs, conflicts, peers
 
 
-def _import(env, data, paths, batch=merge.BATCH):
+def _import(env, data, paths, batch=merge.BATCH, now=None):
     """Merge `data` on the given path and commit; (report, change log, logs) of that import."""
     db = env["db"]
     _padding(env)  # before the first import
     started = datetime.datetime.utcnow() - datetime.timedelta(hours=1)
     since = checkpoint(db)
-    report = merge.import_and_sync(db, data, settings(env), batch=batch, paths=paths)
+    report = merge.import_and_sync(db, data, settings(env), batch=batch, paths=paths, now=now)
     db.commit()  # no transaction left open: on PostgreSQL it would hold back the other's checkpoint
     return report, _change_log(env, since), _logs(env, started)
 
 
 def _same_outcome(auto_env, rows_env, data, batch=merge.BATCH):
     """Import `data` on both paths; assert they agree; return the column-wise path's report."""
-    auto, ch_auto, logs_auto = _import(auto_env, data, "auto", batch)
-    rows, ch_rows, logs_rows = _import(rows_env, data, "rows", batch)
+    # one clock for both: a stamp ahead of it is dated "now" in the data and the warnings alike
+    now = datetime.datetime.utcnow().replace(microsecond=0)
+    auto, ch_auto, logs_auto = _import(auto_env, data, "auto", batch, now)
+    rows, ch_rows, logs_rows = _import(rows_env, data, "rows", batch, now)
     assert rows.column_batches == 0, "paths='rows' took the column-wise path"
     assert auto.tables == rows.tables
     assert auto.warnings == rows.warnings
