@@ -245,8 +245,17 @@ def pytest_collection_modifyitems(config, items):
         name = os.path.basename(str(item.fspath))
         if name.startswith("test_eden_") or name == "test_install.py":
             item.add_marker(pytest.mark.eden)
-    items.sort(key=lambda item: (not item.get_closest_marker("eden"),
-                                 os.path.basename(str(item.fspath)) != "test_eden_browser.py"))
+
+    def rank(item):
+        name = os.path.basename(str(item.fspath))
+        return (LONGEST.index(name) if name in LONGEST else len(LONGEST), not item.get_closest_marker("eden"))
+
+    items.sort(key=rank)
+
+
+# the files of the longest tests, longest first: started first, so that no worker waits alone at the end
+LONGEST = ["test_eden_browser.py", "test_eden_pages.py", "test_eden_demo.py", "test_convergence.py",
+           "test_eden_unit_tests.py", "test_fast_path.py", "test_jobs.py", "test_eden_prepopulated.py"]
 
 
 def _eden_env():
