@@ -22,7 +22,9 @@ from gluon.tools import Service as _PSService
 
 import plugin_sync
 from plugin_sync import accounts as _ps_accounts
-from plugin_sync import eden as _ps_eden
+from plugin_sync.eden import model as _ps_eden_model
+from plugin_sync.eden import pages as _ps_eden_pages
+from plugin_sync.eden import tasks as _ps_eden_tasks
 from plugin_sync import graph as _ps_graph
 from plugin_sync import health as _ps_health
 from plugin_sync import errors, fileio
@@ -39,8 +41,8 @@ from plugin_sync.tables import synced_tables
 
 # The host's tables for this request: in Sahana Eden the synced tables are defined on
 # demand (current.s3db); the peer role and the scheduled task are checked once per process.
-_ps_eden.prepare(db, plugin_sync_settings)
-_ps_eden.once_per_process(db, plugin_sync_settings)
+_ps_eden_model.prepare(db, plugin_sync_settings)
+_ps_eden_tasks.once_per_process(db, plugin_sync_settings)
 
 # ---------------------------------------------------------------- pages (admin UI)
 #
@@ -124,7 +126,7 @@ def _ps_admin():
     - logged in (session cookie) but not an admin -> 403.
     Refusals carry a message only, never data.
     """
-    _ps_eden.add_translations(T, request.folder)  # languages/plugin_sync/<lang>.py: refusals are translated too
+    _ps_eden_pages.add_translations(T, request.folder)  # languages/plugin_sync/<lang>.py: refusals are translated too
     challenge = {"WWW-Authenticate": 'Basic realm="Sahana Eden %s (plugin_sync)"' % request.application}
     authorization = request.env.http_authorization or ""
     request.ps_basic = authorization[:6].lower() == "basic "
@@ -147,7 +149,7 @@ def _ps_admin():
                  % (auth.user.email, _ps_accounts.admin_group(plugin_sync_settings)), dict(error="Forbidden"))
     response.title = T("Sync")
     response.ps_unreviewed = _ps_unreviewed()  # the sub-navigation's badge
-    _ps_eden.set_options_menu(T)  # Eden's left-hand menu: the plugin's pages
+    _ps_eden_pages.set_options_menu(T)  # Eden's left-hand menu: the plugin's pages
     return request.ps_basic
 
 
@@ -455,7 +457,7 @@ def _ps_job_page(result, kind, params, inline=False):
     `inline`: run it in this request whatever (a script's HTTP Basic call does not follow the 303)."""
     job_id = _ps_jobs.create(db, kind, params, user_id=auth.user.id, app_folder=request.folder)
     alive = not inline and _ps_health.scheduler_state(db).alive
-    if _ps_eden.start_job(db, plugin_sync_settings, job_id, request.folder, alive) == "queued":
+    if _ps_eden_tasks.start_job(db, plugin_sync_settings, job_id, request.folder, alive) == "queued":
         redirect(URL(PS_JOB_PAGES[kind], vars=dict(job=job_id)))
     result.update(_ps_job_shown(job_id, (kind,)))
     if result["job"]["state"] == "failed":

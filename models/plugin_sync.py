@@ -11,7 +11,9 @@ in Sahana Eden: models/000_config.py, or a model of its own such as models/0_plu
 """
 from gluon.tools import PluginManager
 
-from plugin_sync import eden as plugin_sync_eden
+from plugin_sync.eden import model as plugin_sync_eden_model
+from plugin_sync.eden import pages as plugin_sync_eden_pages
+from plugin_sync.eden import tasks as plugin_sync_eden_tasks
 from plugin_sync.accounts import ADMIN_GROUP, PEER_GROUP
 
 # gluon's PluginManager is a per-thread singleton whose __new__ passes the constructor's
@@ -19,7 +21,7 @@ from plugin_sync.accounts import ADMIN_GROUP, PEER_GROUP
 # thread made one before.  Making it first without arguments (and without __init__, which
 # would clear what the host set) works whether or not the host has set plugins.sync.*.
 plugin_sync_plugins = PluginManager.__new__(PluginManager)
-plugin_sync_settings = plugin_sync_eden.configure(PluginManager(
+plugin_sync_settings = plugin_sync_eden_model.configure(PluginManager(
     "sync",
     owner="",  # this instance's owner, shown to peers
     contact="",  # contact details of this instance's owner
@@ -190,23 +192,23 @@ db.define_table(
 
 def plugin_sync_scheduled():
     """The scheduled sync (Eden's scheduler runs it every minute): the peers that are due; {base_uuid: result}."""
-    return plugin_sync_eden.scheduled(db, plugin_sync_settings)
+    return plugin_sync_eden_tasks.scheduled(db, plugin_sync_settings)
 
 
 def plugin_sync_job(job):
     """A page's long work (jobs.py), run by Eden's scheduler worker (or in the request when none is alive)."""
-    return plugin_sync_eden.run_job(db, plugin_sync_settings, job, request.folder)
+    return plugin_sync_eden_tasks.run_job(db, plugin_sync_settings, job, request.folder)
 
 
 # Eden: the task joins Eden's own task registry (deployment settings' tasks, run by its
 # `settings_task`); the periodic scheduler_task row is made once by the plugin's controller.
-plugin_sync_eden.register_task(db, plugin_sync_scheduled)
-plugin_sync_eden.register_task(db, plugin_sync_job)
+plugin_sync_eden_tasks.register_task(db, plugin_sync_scheduled)
+plugin_sync_eden_tasks.register_task(db, plugin_sync_job)
 # once per process: the synced tables' uuid indexes and change triggers, this instance's identity
-plugin_sync_eden.setup(db, plugin_sync_settings)
+plugin_sync_eden_model.setup(db, plugin_sync_settings)
 # Eden: an entry in the administrator's menu (Eden built it in its 00_utils model, before this one)
 try:
-    plugin_sync_eden.add_main_menu(T)
+    plugin_sync_eden_pages.add_main_menu(T)
 except Exception:  # a host menu of another shape: the pages stay reachable by URL
     pass
 

@@ -104,9 +104,9 @@ def ensure_plugin_task(folder):
         return
     try:
         env = app_env(folder)
-        from applications.eden.modules.plugin_sync import eden as plugin_eden
+        from applications.eden.modules.plugin_sync.eden import tasks as plugin_eden_tasks
 
-        plugin_eden.ensure_task(env["db"], env["plugin_sync_settings"])
+        plugin_eden_tasks.ensure_task(env["db"], env["plugin_sync_settings"])
         env["db"].commit()
     except Exception as e:  # the server still starts; the plugin's first request retries
         print("eden: the plugin's scheduled task is not set up yet: %s" % e, file=sys.stderr)

@@ -13,7 +13,7 @@ import os
 import pytest
 from edenseed import count, make, peer_login, row
 
-from applications.eden.modules.plugin_sync import eden as plugin_eden
+from applications.eden.modules.plugin_sync.eden import model as plugin_eden
 from applications.eden.modules.plugin_sync import fileio, replicate
 from applications.eden.modules.plugin_sync.errors import SyncError
 

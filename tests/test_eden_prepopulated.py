@@ -15,7 +15,7 @@ import uuid
 
 from edenseed import make, prepopulate, row
 
-from applications.eden.modules.plugin_sync import eden as plugin_eden
+from applications.eden.modules.plugin_sync.eden import model as plugin_eden
 from applications.eden.modules.plugin_sync import fileio
 
 PEOPLE = 20

@@ -17,7 +17,7 @@ of these ids means anything on another instance.  What travels instead:
   `path`: the receiver makes them, per batch and set-based (Hooks).
 
 The host describes its model in one object (Model), made by its adapter and
-attached to the `db`: Eden's by eden.entity_model, from s3db's configuration,
+attached to the `db`: Eden's by eden.model.entity_model, from s3db's configuration,
 once per request; the minihost's (the engine tests' host) by its models/eden.py.
 The engine stays plain: this module reads the Model and writes SQL, nothing of
 web2py's `current`, except through the realm rule and the realm SQL the host

@@ -2,7 +2,7 @@
 
 A job is a plugin_sync_job row: its kind, its parameters, its state (queued ->
 running -> done | failed), the final report or the error, who started it and
-when.  Eden's scheduler worker runs it (eden.start_job queues it; with no live
+when.  Eden's scheduler worker runs it (eden.tasks.start_job queues it; with no live
 worker it runs at once, in the request that started it).  The work is the same
 engine call the page made before (fileio.import_from, replicate.sync, fileio.export_to); while it
 runs, its progress goes to a small JSON file per job (progress.py), since the
