@@ -50,6 +50,7 @@ _ps_eden_tasks.once_per_process(db, plugin_sync_settings)
 # Browsers log in through default/user/login (session cookie); scripts send HTTP
 # Basic credentials.  See _ps_admin() for the status codes.
 PS_PAGE_SIZE = 25
+PS_DASHBOARD_PEERS = 10  # the dashboard's most urgent peers; the Peers page pages through all
 PS_EXPORT_TYPES = {  # format -> (Content-Type, file name suffix)
     "csv": ("text/csv; charset=utf-8", "csv"),
     "gz": ("application/gzip", "csv.gz"),
@@ -153,17 +154,21 @@ def _ps_admin():
     return request.ps_basic
 
 
-def _ps_page(query, orderby, size=PS_PAGE_SIZE, **kw):
-    """(rows, pager) for one page of a query; the pager tells the view where it is."""
-    total = db(query).count()
+def _ps_pager(total, size):
+    """Which page of `total` items the request asks for (the last one at most): the view's pager."""
     pages = max(1, (total + size - 1) // size)
     try:
         page = min(max(1, int(request.get_vars.page or 1)), pages)
     except ValueError:
         page = 1
-    rows = db(query).select(orderby=orderby, limitby=((page - 1) * size, page * size), **kw)
-    return rows, Storage(page=page, pages=pages, total=total, size=size, first=(page - 1) * size + 1 if total else 0,
-                         last=min(page * size, total))
+    return Storage(page=page, pages=pages, total=total, size=size, first=(page - 1) * size + 1 if total else 0,
+                   last=min(page * size, total))
+
+
+def _ps_page(query, orderby, size=PS_PAGE_SIZE, **kw):
+    """(rows, pager) for one page of a query."""
+    pager = _ps_pager(db(query).count(), size)
+    return db(query).select(orderby=orderby, limitby=(pager.first - 1 if pager.total else 0, pager.last), **kw), pager
 
 
 def _ps_unreviewed():
@@ -174,26 +179,25 @@ def index():
     """Dashboard: who we are, what syncs (and what never does), peers, recent runs, conflicts."""
     _ps_admin()
     s = plugin_sync_settings
-    peers = db(db.sync_instance).select(orderby=~db.sync_instance.last_update | db.sync_instance.owner, limitby=(0, 10))
+    health = _ps_health.by_urgency(_ps_health.peer_health(db, s))  # every peer: the picture draws them all
     data = dict(
         identity=plugin_sync.peers.this_instance(db),
         tables=_ps_overview.synced_counts(db, s),
         excluded=_ps_overview.excluded(db, s),
-        peers=peers,
-        peer_count=db(db.sync_instance).count(),
+        peer_count=len(health),
         log=db(db.plugin_sync_log).select(orderby=~db.plugin_sync_log.id, limitby=(0, 10)),
         unreviewed=_ps_unreviewed(),
         peer_names=_ps_overview.peer_names(db),
         http_url=plugin_sync.peers.is_http_url,  # only http(s) URLs become links
-        health=_ps_health.peer_health(db, s, peers),
+        health=health[:PS_DASHBOARD_PEERS],  # the most urgent; the Peers page lists them all
         scheduler=_ps_health.scheduler_state(db),
         age=_ps_health.age,
         now=plugin_sync.peers.utcnow(),
     )
     if _ps_wants_json():
-        return response.json(_ps_overview.as_json(data["identity"], data["tables"], data["excluded"], data["health"],
+        return response.json(_ps_overview.as_json(data["identity"], data["tables"], data["excluded"], health,
                                                   data["scheduler"], data["unreviewed"]))
-    data["graph"] = XML(_ps_graph.svg(data["identity"], _ps_health.peer_health(db, s), data["now"], T))
+    data["graph"] = XML(_ps_graph.svg(data["identity"], health, data["now"], T))
     response.title = T("Sync")
     return data
 
@@ -597,16 +601,17 @@ def instances():
             response.flash = form.errors.ps_tested  # the test passed: the form shows what the peer said
         elif form.errors:
             response.flash = T("Please correct the highlighted fields.")
-    rows, pager = _ps_page(table, ~table.last_update | table.owner)
+    health = _ps_health.by_urgency(_ps_health.peer_health(db, plugin_sync_settings, [record] if record else None))
+    pager = _ps_pager(len(health), PS_PAGE_SIZE)
+    health = health[pager.first - 1:pager.last] if pager.total else []  # most urgent first, a page at a time
     shown = _ps_job_shown(request.get_vars.job, ("sync",)) if request.get_vars.job else dict(job=None)
     busy = bool(shown["job"] and shown["job"]["state"] not in _ps_jobs.FINISHED)  # a sync runs: no second one
     # the "Sync now" button of peers with a URL comes with the peer endpoints (below)
-    return dict(rows=rows, pager=pager, form=form, record=record, me=me, mask=_ps_mask, job=shown["job"], confirm=None,
+    return dict(rows=[h.peer for h in health], pager=pager, form=form, record=record, me=me, mask=_ps_mask, job=shown["job"], confirm=None,
                 sync_now=lambda peer: _ps_sync_now_form(peer, busy=busy), age=_ps_health.age,
                 now=plugin_sync.peers.utcnow(),
                 scheduler=_ps_health.scheduler_state(db),
-                health={h.peer.id: h for h in _ps_health.peer_health(
-                    db, plugin_sync_settings, [record] if record else rows)})
+                health={h.peer.id: h for h in health})
 
 
 PS_UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"

@@ -241,3 +241,31 @@ def org_conflict(a, b):
     a["db"].commit(); b["db"].commit()
     sync(a, b)
     return org_uuid
+
+
+def hub_peers(db, count, now):
+    """`count` peers of a hub in every state, their runs logged as of `now`: 3 failing, 5 overdue (by 1 to 5
+    intervals), 7 never synced, 2 file-only, the rest fine; {state: [base_uuid, ...]}."""
+    states = {"failing": [], "overdue": [], "never": [], "file": [], "ok": []}
+
+    def peer(name, url="http://127.0.0.1:9/eden"):
+        base_uuid = "hub-peer-%03d" % (db(db.sync_instance).count() + 1)
+        db.sync_instance.insert(base_uuid=base_uuid, owner=name, url=url, sync_interval=10, mode="both")
+        return base_uuid
+
+    def run(base_uuid, minutes_ago, error=None):
+        db.plugin_sync_log.insert(started_on=now - datetime.timedelta(minutes=minutes_ago), operation="pull",
+                                  peer=base_uuid, result="error" if error else "ok", error=error, docs_read=3,
+                                  docs_written=2)
+    for i in range(count):
+        state = ("failing" if i < 3 else "overdue" if i < 8 else "never" if i < 15 else "file" if i < 17 else "ok")
+        base_uuid = peer("%s %02d" % (state, i), url=None if state == "file" else "http://127.0.0.1:9/eden")
+        if state == "failing":
+            run(base_uuid, 2, error="connection refused")
+        elif state == "overdue":
+            run(base_uuid, 20 * (i - 2))
+        elif state == "ok":
+            run(base_uuid, 1)
+        states[state].append(base_uuid)
+    db.commit()
+    return states

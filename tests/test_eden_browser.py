@@ -16,9 +16,10 @@ import pytest
 from gluon.languages import read_dict
 from conftest import add_eden_user
 from edenseed import country, http, later, peer_login, row, seed_org, wait_for_worker
+from synchelpers import hub_peers
 
 from applications.eden.modules.plugin_sync import fileio, replicate
-from applications.eden.modules.plugin_sync.peers import this_instance
+from applications.eden.modules.plugin_sync.peers import this_instance, utcnow
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -71,6 +72,25 @@ def health_row(page, url, base_uuid):
     return page.locator('#ps-peers tr[data-peer="%s"]' % base_uuid)
 
 
+# every text of the Flows picture that touches another text or a node's box that is not its own, or leaves the canvas
+CROWDED = """() => {
+  const svg = document.querySelector('svg.ps-graph'), vb = svg.viewBox.baseVal;
+  const box = (e) => { const b = e.getBBox(); return {x: b.x, y: b.y, w: b.width, h: b.height}; };
+  const meet = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+  const texts = [...svg.querySelectorAll('text')].map(t => Object.assign(box(t), {el: t, t: t.textContent}));
+  const nodes = [...svg.querySelectorAll('g.ps-node')].map(g => Object.assign(box(g.querySelector('rect')), {g}));
+  const lines = [...svg.querySelectorAll('g.ps-edge')].map(g => Object.assign(box(g.querySelector('line')), {g}));
+  const out = [];
+  texts.forEach((a, i) => {
+    texts.slice(i + 1).forEach(b => { if (meet(a, b)) out.push([a.t, b.t]); });
+    nodes.forEach(n => { if (!n.g.contains(a.el) && meet(a, n)) out.push([a.t, 'a node']); });
+    lines.forEach(l => { if (l.g.contains(a.el) && (l.w < 4 || l.h < 4) && meet(a, l)) out.push([a.t, 'its line']); });
+    if (a.x < 0 || a.y < 0 || a.x + a.w > vb.width || a.y + a.h > vb.height) out.push([a.t, 'outside']);
+  });
+  return out;
+}"""
+
+
 def test_failing_peer_is_flagged_on_the_dashboard_and_in_the_picture(
         eden_instance, eden_server, eden_admin, browser, backend):
     a = eden_instance("a")
@@ -104,6 +124,7 @@ def test_failing_peer_is_flagged_on_the_dashboard_and_in_the_picture(
     assert edge.locator("line").get_attribute("stroke-dasharray") and edge.locator("line").get_attribute(
         "stroke") == "#b91c1c"
     assert page.locator('svg.ps-graph g.ps-edge-ok').count() == 0
+    assert page.evaluate(CROWDED) == []  # one peer: its labels beside its edge, not on it
     # the Log page: the failed run in an error style, its message in full (wrapping, not cut)
     page.goto(server_a.url + "/plugin_sync/log")
     failed = page.locator("table.ps-log tr.ps-failed").first
@@ -137,6 +158,27 @@ def test_failing_peer_is_flagged_on_the_dashboard_and_in_the_picture(
     shot(page, "dashboard-es", backend)
     page.goto(server_a.url + "/plugin_sync/index?_language=en")
     assert page.locator("h1").first.inner_text() == "Synchronisation"
+
+    # a hub's hundred peers: the most urgent first on the dashboard, the picture readable, the Peers page paged
+    states = hub_peers(a["db"], 99, utcnow())
+    page.goto(server_a.url + "/plugin_sync/index")
+    shown = page.locator("#ps-peers table.ps-health tbody tr")
+    assert shown.count() == 10 and "All 100 peers" in page.locator("#ps-peers").inner_text()
+    assert [shown.nth(i).get_attribute("class") for i in range(10)] == (
+        ["ps-peer-failing"] * 4 + ["ps-peer-overdue"] * 5 + ["ps-peer-never"])
+    assert page.locator('svg.ps-graph g.ps-edge-failing[data-peer="%s"]' % peer.base_uuid).count() == 1
+    for uuid in states["failing"] + states["overdue"]:  # every urgent peer drawn on its own
+        assert page.locator('svg.ps-graph g.ps-edge[data-peer="%s"]' % uuid).count() == 1
+    groups = page.locator("svg.ps-graph g.ps-group-edge")
+    assert page.locator("svg.ps-graph g.ps-node").count() <= 13  # twelve around us, and us
+    assert sum(int(groups.nth(i).get_attribute("data-count")) for i in range(groups.count())) + \
+        page.locator("svg.ps-graph g.ps-edge:not(.ps-group-edge)").count() == 100
+    assert page.evaluate(CROWDED) == []
+    shot(page, "dashboard-100-peers", backend)
+    page.goto(server_a.url + "/plugin_sync/instances?page=4")
+    assert page.locator("table.ps-health tbody tr").count() == 25 and "76" in page.locator(".ps-pager").inner_text()
+    assert page.locator("table.ps-health tbody tr.ps-peer-file").count() == 2  # file-only peers come last
+    shot(page, "peers-100-page-4", backend)
 
     # 3. a non-admin: refused on every page and endpoint, in the browser and by HTTP Basic
     add_eden_user(a, "clerk@example.org", "Clerk-pass-1")

@@ -1,7 +1,8 @@
 """Peer health and the picture of the flows (issue 15), on the engine: states, lateness, changes waiting."""
 import datetime
+import re
 
-from synchelpers import instances, seed_small, settings
+from synchelpers import hub_peers, instances, seed_small, settings
 
 from applications.eden.modules.plugin_sync import graph, health
 from applications.eden.modules.plugin_sync.peers import utcnow
@@ -84,3 +85,52 @@ def test_scheduler_state_from_eden_s_worker_heartbeats(new_instance):
     db.commit()
     state = health.scheduler_state(db, now=NOW)
     assert state.alive and state.workers == 1 and state.last_heartbeat == NOW - datetime.timedelta(seconds=10)
+
+
+def test_a_hub_s_peers_most_urgent_first_in_few_queries(new_instance):
+    """A hundred peers: failing first, then overdue (the latest first), never synced, fine, file-only;
+    their health read in a number of queries that does not grow with the peers."""
+    (a,) = instances(new_instance, "a")
+    db = a["db"]
+    states = hub_peers(db, 100, NOW)
+    before = len(db._timings)
+    got = health.by_urgency(health.peer_health(db, settings(a), now=NOW))
+    queries = len(db._timings) - before
+    assert [h.state for h in got] == ["failing"] * 3 + ["overdue"] * 5 + ["never"] * 7 + ["ok"] * 83 + ["file"] * 2
+    overdue = [h.peer.base_uuid for h in got if h.state == "overdue"]
+    assert overdue == list(reversed(states["overdue"]))  # the latest first
+    assert queries < 12, queries
+
+
+def test_a_hub_s_picture_draws_the_urgent_peers_and_groups_the_rest(new_instance):
+    (a,) = instances(new_instance, "a")
+    db = a["db"]
+    states = hub_peers(db, 100, NOW)
+    me = db(db.plugin_sync_identity).select().first()
+    svg = graph.svg(me, health.peer_health(db, settings(a), now=NOW), NOW)
+    singles = re.findall(r'<g class="ps-edge ps-edge-(\w+)" data-peer="([^"]+)"', svg)
+    groups = dict((s, int(n)) for s, n in re.findall(r'ps-group-edge" data-state="(\w+)" data-count="(\d+)"', svg))
+    # every failing and overdue peer is drawn on its own; the rest by state; every peer counted once
+    assert {p for s, p in singles if s in ("failing", "overdue")} == set(states["failing"] + states["overdue"])
+    assert len(singles) + len(groups) <= graph.MAX_NODES
+    assert len(singles) + sum(groups.values()) == 100
+    assert groups["ok"] >= 80 and "file" in groups
+    # the most urgent are painted last (on top): the failing edges come after every other edge
+    order = [m.group(1) for m in re.finditer(r'<g class="ps-edge ps-edge-(\w+)', svg)]
+    assert order[-3:] == ["failing"] * 3
+    assert re.search(r'viewBox="0 0 %d %d"' % graph.WIDE[:2], svg)
+
+
+def test_one_peer_s_label_stands_beside_its_edge_not_on_it(new_instance):
+    (a,) = instances(new_instance, "a")
+    db = a["db"]
+    peer = _peer(db, "only", interval=10)
+    _run(db, peer, 2)
+    db.commit()
+    me = db(db.plugin_sync_identity).select().first()
+    svg = graph.svg(me, health.peer_health(db, settings(a), now=NOW), NOW)
+    edge = svg.split('data-peer="%s">' % peer)[1].split("</g>")[0]
+    x1, x2 = (int(v) for v in re.search(r'<line x1="(\d+)" y1="\d+" x2="(\d+)"', edge).groups())
+    assert x1 == x2  # the one peer sits above us: a vertical edge
+    for x, anchor in re.findall(r'<text x="(\d+)" y="\d+" text-anchor="(\w+)"', edge):
+        assert anchor == "start" and int(x) > x1  # its text starts to the right of the line

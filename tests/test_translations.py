@@ -12,7 +12,7 @@ import re
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VIEWS = sorted(glob.glob(os.path.join(ROOT, "views", "plugin_sync", "*.html")))
 CODE = [os.path.join(ROOT, "controllers", "plugin_sync.py")] + sorted(
-    glob.glob(os.path.join(ROOT, "modules", "plugin_sync", "*.py")))
+    glob.glob(os.path.join(ROOT, "modules", "plugin_sync", "**", "*.py"), recursive=True))
 # T() of a name, not a literal: these are the values it takes (the sub-navigation, the report's columns...)
 INDIRECT = ("Dashboard", "Export", "Import", "Peers", "Log", "Conflicts", "Read", "Created", "Updated", "Unchanged",
             "Older", "Conflicts: kept local", "Conflicts: took incoming", "Deleted", "Tombstoned",
@@ -20,7 +20,8 @@ INDIRECT = ("Dashboard", "Export", "Import", "Peers", "Log", "Conflicts", "Read"
             "Not allowed", "Error", "refused", "login needed", "not allowed", "error", "Previewing %s",
             "Importing %s", "Syncing with %s", "Base UUID", "Owner", "Contact", "URL", "Login at the peer",
             "Password at the peer", "Mode", "Transport", "Sync every (minutes, 0 = manual)", "Its account here",
-            "Exporting %s", "Sync failed", "Import failed: nothing was written", "Preview failed", "Export failed")
+            "Exporting %s", "Sync failed", "Import failed: nothing was written", "Preview failed", "Export failed",
+            "failing", "overdue", "never synced", "ok", "file only")
 SAME = ("Error", "Total", "URL", "no", "error", "manual")  # the same word in Spanish
 LITERALS = r"""((?:(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*)+)"""
 

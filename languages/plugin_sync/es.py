@@ -337,4 +337,7 @@
 'Written': 'Escritos',
 'Wrong e-mail or password (HTTP Basic).': 'Correo electrónico o contraseña incorrectos (HTTP Basic).',
 'yes': 'sí',
+'%s peers': '%s pares',
+'The %s most urgent.': 'Los %s más urgentes.',
+'Most urgent first: failing, then overdue (the latest first), never synced, fine, file only; within each, the most changes to go first.': 'Los más urgentes primero: con fallos, luego atrasados (los más atrasados primero), nunca sincronizados, correctos, solo archivos; dentro de cada grupo, los que tienen más cambios por enviar primero.',
 }

@@ -17,22 +17,32 @@ GRACE = datetime.timedelta(seconds=90)  # a scheduler period and a half: a peer 
 HEARTBEAT_DEAD = datetime.timedelta(seconds=60)  # a worker silent this long is not running
 
 
-def _last(db, base_uuid, ok=None):
-    """The newest pull/push log row with this peer (only successes: ok=True)."""
+def _last_runs(db, peers, ok=None):
+    """{base_uuid: the newest pull/push log row with that peer} (only successes: ok=True), for all the
+    peers in two queries: a hub's pages show a hundred peers."""
     t = db.plugin_sync_log
-    query = (t.peer == base_uuid) & t.operation.belongs(OPS)
+    uuids = [p.base_uuid for p in peers]
+    if not uuids:
+        return {}
+    query = t.peer.belongs(uuids) & t.operation.belongs(OPS)
     if ok:
         query &= t.result == "ok"
-    return db(query).select(orderby=~t.id, limitby=(0, 1)).first()
+    newest = t.id.max()
+    ids = [r[newest] for r in db(query).select(newest, groupby=t.peer)]
+    return {r.peer: r for r in db(t.id.belongs(ids)).select()} if ids else {}
 
 
-def _to_go(db, settings, peer, until, tables):
-    """Changes of ours the peer has not got yet (our change log since its checkpoint_sent); None if unknown."""
-    try:
-        return changelog.change_count(db, int(peer.checkpoint_sent or 0), until, tables)
-    except Exception:  # a checkpoint from another database, or no change capture here
-        db.rollback()
-        return None
+def _to_go(db, settings, peer, until, tables, counted):
+    """Changes of ours the peer has not got yet (our change log since its checkpoint_sent); None if unknown.
+    `counted` keeps the count of each checkpoint: peers synced together share one."""
+    since = int(peer.checkpoint_sent or 0)
+    if since not in counted:
+        try:
+            counted[since] = changelog.change_count(db, since, until, tables)
+        except Exception:  # a checkpoint from another database, or no change capture here
+            db.rollback()
+            counted[since] = None
+    return counted[since]
 
 
 def _overdue(peer, last_ok, now):
@@ -59,9 +69,9 @@ def peer_health(db, settings, peers=None, now=None):
     except Exception:
         db.rollback()
         until = None
-    out = []
+    attempts, successes, counted, out = _last_runs(db, peers), _last_runs(db, peers, ok=True), {}, []
     for p in peers:
-        attempt, success = _last(db, p.base_uuid), _last(db, p.base_uuid, ok=True)
+        attempt, success = attempts.get(p.base_uuid), successes.get(p.base_uuid)
         failing = attempt is not None and attempt.result != "ok"
         overdue = _overdue(p, success, now)
         to_come = p.peer_pending if p.get("peer_pending") is not None else None
@@ -69,10 +79,22 @@ def peer_health(db, settings, peers=None, now=None):
                  "file" if not p.url else "ok" if success else "never")
         out.append(Storage(peer=p, attempt=attempt, success=success, failing=failing,
                            error=attempt.error if failing else None, overdue=overdue,
-                           to_go=_to_go(db, settings, p, until, tables) if until is not None else None,
+                           to_go=_to_go(db, settings, p, until, tables, counted) if until is not None else None,
                            to_come=to_come, state=state))
     db.commit()  # end the read transaction (PostgreSQL: an idle snapshot holds checkpoints back)
     return out
+
+
+URGENCY = ("failing", "overdue", "never", "ok", "file")  # a hub's administrator looks at the first ones first
+
+
+def by_urgency(health):
+    """The peers' health, most urgent first: failing, then overdue (the latest first), never synced, fine,
+    file-only; within a state the one with most changes to go first, then by name."""
+    def key(h):
+        late = h.overdue.total_seconds() if h.overdue is not None else 0
+        return URGENCY.index(h.state), -late, -(h.to_go or 0), (h.peer.owner or "").lower(), h.peer.id
+    return sorted(health, key=key)
 
 
 def scheduler_state(db, now=None):
