@@ -7,7 +7,7 @@ PORT     ?= 8000
 INSTANCE ?= a
 WORKERS  ?= 2
 
-.PHONY: run test test-fast setup chromium install uninstall sync bench bench-eden clean
+.PHONY: run run-production test test-fast setup chromium install uninstall sync bench bench-eden clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ setup: $(STAMP)
 ## serve real Sahana Eden (instance $(INSTANCE)) with the plugin on 127.0.0.1:$(PORT), demo data, Eden's scheduler
 run: setup
 	$(PY) scripts/eden.py run --instance $(INSTANCE) --port $(PORT)
+
+## Sahana's production stack on this machine: uWSGI (PROCESSES worker processes) on the instance's own
+## PostgreSQL (kept in .runtime/pg-$(INSTANCE)/), Eden's scheduler workers as processes of their own
+PROCESSES ?= 4
+run-production: setup
+	$(PY) scripts/eden.py run --production --instance $(INSTANCE) --port $(PORT) --processes $(PROCESSES)
 
 ## the browser tests' headless chromium (Debian's; playwright drives it, never downloads one)
 chromium:

@@ -11,6 +11,10 @@ own database, its own identity.  The plugin is symlinked in (edits apply).
     eden.py sync    --instance a export ...    the plugin_sync CLI (see README)
     eden.py folder  --instance a               print the runtime folder
     eden.py worker  --instance a               Eden's scheduler worker alone (serve starts it)
+    eden.py run --production [--processes 4] [--workers 2]
+                                               Sahana's production stack on this machine: its own
+                                               PostgreSQL (.runtime/pg-<instance>/), uWSGI with several
+                                               processes, Eden's scheduler workers as processes of their own
 
 `sync` also works on any existing web2py runtime folder (the tests' minihost ones).
 """
@@ -144,6 +148,73 @@ def serve(folder, port, scheduler):
                 worker.kill()
 
 
+WSGI_HANDLER = """# web2py's handlers/wsgihandler.py for this runtime folder (written by scripts/eden.py: uWSGI's entry)
+import faulthandler, os, signal, sys
+path = os.path.dirname(os.path.abspath(__file__))
+os.chdir(path)
+sys.path = [path] + [p for p in sys.path if p != path]
+os.environ["web2py_path"] = path
+faulthandler.register(signal.SIGUSR2, all_threads=True)  # kill -USR2 <worker pid>: its stacks in the log
+import gluon.main  # noqa: E402
+application = gluon.main.wsgibase
+"""
+
+
+def uwsgi_command(folder, port, processes, limit_post=256 << 20):
+    """uWSGI as the README's production section sets it up, serving the runtime folder on 127.0.0.1:port.
+
+    A master and `processes` worker processes, each loading web2py after the fork (lazy-apps: no
+    database connection or SQLite lock state shared across a fork); bodies above `limit_post`
+    refused before web2py spools them (the plugin's max_request_size); a request stuck for 10 minutes
+    recycled (harakiri); Eden's static files served by uWSGI itself.
+    """
+    handler = os.path.join(folder, "wsgihandler.py")
+    with open(handler, "w") as out:
+        out.write(WSGI_HANDLER)
+    static = os.path.join(folder, "applications", APP, "static")
+    return [os.path.join(os.path.dirname(sys.executable), "uwsgi"), "--master", "--die-on-term", "--need-app",
+            "--http-socket", "127.0.0.1:%d" % port, "--wsgi-file", handler, "--chdir", folder,
+            "--processes", str(processes), "--lazy-apps", "--thunder-lock", "--harakiri", "600",
+            "--limit-post", str(limit_post), "--post-buffering", "65536", "--buffer-size", "32768",
+            "--static-map", "/%s/static=%s" % (APP, static), "--vacuum", "--disable-write-exception"]
+
+
+def serve_production(folder, port, processes, workers):
+    """Run Eden as Sahana runs it in production: uWSGI's master and worker processes, and `workers` of
+    Eden's scheduler workers (web2py.py -K), each a process of its own; all end with this one."""
+    import signal
+
+    dump_stacks_on_usr1()
+    children = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "worker", "--instance",
+                                  os.path.basename(folder), "--runtime", os.path.dirname(folder)])
+                for _ in range(workers)]
+    server = subprocess.Popen(uwsgi_command(folder, port, processes))
+
+    def stop(*_):
+        for child in [server] + children:
+            if child.poll() is None:
+                child.terminate()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        return server.wait()
+    finally:
+        stop()
+        for child in [server] + children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def production_database(base, instance):
+    """The production stack's own PostgreSQL (kept in <runtime>/pg-<instance>/, started now): (server, uri)."""
+    from pgserver import PostgresServer
+
+    server = PostgresServer(folder=os.path.join(base, "pg-%s" % instance)).start()
+    return server, server.database("eden_%s" % instance)
+
+
 def worker(folder):
     """Eden's scheduler worker (web2py.py -K eden) in this process, each task in a fresh interpreter.
 
@@ -179,6 +250,7 @@ def dump_stacks_on_usr1():
     import signal
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    faulthandler.register(signal.SIGUSR2, all_threads=True)  # the production stack's (uWSGI's master ignores it)
 
 
 def banner(instance, port):
@@ -203,6 +275,10 @@ def main(argv=None):
     parser.add_argument("--no-scheduler", action="store_true", help="run: without Eden's scheduler worker")
     parser.add_argument("--scheduler", action="store_true", help="serve: with Eden's scheduler worker")
     parser.add_argument("--demo", action="store_true", help="prepare, serve: with make run's demo data (run has it)")
+    parser.add_argument("--production", action="store_true",
+                        help="run, serve: uWSGI processes on PostgreSQL (run: the instance's own, started here)")
+    parser.add_argument("--processes", type=int, default=4, help="--production: uWSGI's worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="--production: Eden's scheduler workers")
     parser.add_argument("--plugin", choices=("link", "copy", "none", "keep"), default="link",
                         help="the plugin in the runtime folder: symlinks to this repository (default), "
                              "copies, none (pristine Eden), or keep what is there")
@@ -220,6 +296,17 @@ def main(argv=None):
         enter(folder, args.instance, args.db)
         worker(folder)
         return 0
+    pg = None
+    if args.production and args.command == "run" and not args.db:
+        pg, args.db = production_database(base, args.instance)
+    try:
+        return _command(args, rest, base, folder, cwd)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+def _command(args, rest, base, folder, cwd):
     if args.command != "sync" or not os.path.isdir(os.path.join(folder, "applications", APP)):
         plugin = None if args.plugin == "none" else args.plugin
         folder = edenhost.runtime_folder(args.instance, base, port=args.port, db_uri=args.db, plugin=plugin,
@@ -242,6 +329,8 @@ def main(argv=None):
         ensure_plugin_task(folder)
         banner(args.instance, args.port)
     scheduler = args.scheduler or (args.command == "run" and not args.no_scheduler)
+    if args.production:
+        return serve_production(folder, args.port, args.processes, args.workers if scheduler else 0)
     serve(folder, args.port, scheduler=scheduler)
     return 0
 

@@ -354,10 +354,15 @@ def eden_instance(backend, request):
 
 
 class EdenServer:
-    """Real Eden served by web2py's Rocket on 127.0.0.1:<port> (+ Eden's scheduler worker); stopped by pid."""
+    """Real Eden on 127.0.0.1:<port> (+ Eden's scheduler worker); stopped by pid.  On SQLite web2py's own
+    server (Rocket, as `make run`); on PostgreSQL Sahana's production stack (`make run-production`):
+    uWSGI with PROCESSES worker processes, the scheduler worker a process of its own."""
+
+    PROCESSES = 3
 
     def __init__(self, folder, uri, name, scheduler=False):
         self.folder, self.uri, self.name, self.scheduler = folder, uri, name, scheduler
+        self.production = uri is not None
         self.port = free_port()
         self.url = "http://127.0.0.1:%d/eden" % self.port
         self.log = os.path.join(folder, "server.log")
@@ -367,6 +372,8 @@ class EdenServer:
         cmd = [sys.executable, EDEN_SCRIPT, "serve", "--instance", os.path.basename(self.folder),
                "--runtime", os.path.dirname(self.folder), "--port", str(self.port), "--plugin", "keep"]
         cmd += (["--db", self.uri] if self.uri else []) + (["--scheduler"] if self.scheduler else [])
+        if self.production:
+            cmd += ["--production", "--processes", str(self.PROCESSES), "--workers", "1"]
         with open(self.log, "w") as log:
             # a session of its own: stop() can end the scheduler worker with it (by the server's pid)
             self.proc = subprocess.Popen(cmd, env=_eden_env(), stdout=log, stderr=subprocess.STDOUT,
@@ -387,14 +394,14 @@ class EdenServer:
     def stacks(self):
         """Every thread's stack of the server's processes (scripts/eden.py dumps them on SIGUSR1): the end
         of its log, for a test that finds it hung."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGUSR1)
+        if self.proc and self.proc.poll() is None:  # uWSGI's master takes SIGUSR1 for its statistics
+            os.killpg(self.proc.pid, signal.SIGUSR2 if self.production else signal.SIGUSR1)
             time.sleep(2)
         with open(self.log) as log:
             return log.read()[-20000:]
 
     def stop(self):
-        """SIGTERM (Rocket stops, eden.py ends the worker); after 5 s SIGKILL to the server's group."""
+        """SIGTERM (Rocket or uWSGI stops, eden.py ends the worker); after 5 s SIGKILL to the server's group."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:

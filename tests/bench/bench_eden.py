@@ -7,7 +7,7 @@
 
 Not a timed test: a script that prints a markdown table.  Real Eden instances are
 prepared the way the tests prepare them (`scripts/eden.py prepare`, then
-`edenhost.clone` per instance; PostgreSQL: a private server, tests/pgserver.py).
+`edenhost.clone` per instance; PostgreSQL: a private server, scripts/pgserver.py).
 Instance A gets N records through Eden's own API (insert + `s3db.update_super`,
 so persons, organisations and offices have their person entities and sites):
 gis_location (a hierarchy), org_organisation, org_office, pr_person, pr_contact,

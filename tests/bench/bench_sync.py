@@ -7,7 +7,7 @@
 
 Not a timed test: a script that prints a markdown table.  It loads the host
 app's real schema through the app environment (like tests/conftest.py), in
-temp runtime folders, on SQLite and/or a private PostgreSQL 15 (tests/pgserver.py,
+temp runtime folders, on SQLite and/or a private PostgreSQL 15 (scripts/pgserver.py,
 durability off like the test server), fills a source instance with N
 generated rows (organisations, a location hierarchy, persons -> locations,
 human resources -> persons + organisations, offices, hospitals, incidents with
