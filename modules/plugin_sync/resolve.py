@@ -202,14 +202,39 @@ class Resolver:
                 if kind == "fk":
                     for fk_field, key in keys.items():
                         t = _fk_target(plan.table, fk_field)
-                        if t:
-                            wanted.setdefault(t, set()).add(key[1])
+                        u = self.key_uuid(t, key) if t else None
+                        if u:
+                            wanted.setdefault(t, set()).add(u)
                     continue
                 for key in keys:
                     u = self.key_uuid(target, key)
                     if u:
                         wanted.setdefault(target, set()).add(u)
         return {t: self.ids.uuid_to_id(t, uuids) for t, uuids in wanted.items() if uuids}
+
+    def learn_file_ids(self, section):
+        """Read a skipped table's rows, learning {file id: uuid} of them; the number of rows.
+
+        A plain pydal file (appadmin's) refers to rows by the sender's ids, also
+        to the rows of tables that never sync.  A table is keyed on its own id
+        field: `id`, or a super table's key.  So a contact's `pe_id` in an
+        appadmin export of Eden is found in the file's `TABLE pr_pentity` (a
+        site's `site_id` in `TABLE org_site`...), whose row of that key gives
+        the uuid; Eden's super record shares its instance record's uuid, so
+        that uuid names the receiver's own super record, as a `@uuid` would.
+        """
+        name, cols, n = section.tablename, section.columns, 0
+        key = self.db[name]._id.name if name in self.db.tables else None
+        if key not in cols or "uuid" not in cols:
+            return sum(1 for _ in section.rows())
+        ids, at, uuid_at = self.file_ids.setdefault(name, {}), cols.index(key), cols.index("uuid")
+        for _, cells in section.rows():
+            n += 1
+            try:
+                ids[int(cells[at])] = cells[uuid_at]
+            except ValueError:
+                pass
+        return n
 
     def key_uuid(self, target, key):
         if key[0] == "u":
@@ -284,13 +309,14 @@ class Resolver:
                 and not any(p.plan.tablename == target for p in self.pending))
 
     def resolve_fk(self, plan, row, keys, resolved):
-        """deleted_fk travels as {field: uuid}; ids that do not resolve here are dropped."""
+        """deleted_fk travels as {field: uuid} (in a plain pydal file: {field: file id}); ids that do not
+        resolve here are dropped."""
         if not keys:
             return None
         out = {}
         for fk_field, key in keys.items():
             t = _fk_target(plan.table, fk_field)
-            local = resolved.get(t, {}).get(key[1]) if t else None
+            local = resolved.get(t, {}).get(self.key_uuid(t, key)) if t else None
             if local is not None:
                 out[fk_field] = local
         return json.dumps(out, sort_keys=True) if out else None
