@@ -406,3 +406,5 @@ def test_an_appadmin_export_of_eden_imports_with_every_reference_fixed(eden_inst
     assert [(c.pe_id, c.deleted) for c in got] == [(person_b.pe_id, False), (person_b.pe_id, False), (None, True)]
     assert json.loads(got[-1].deleted_fk) == {"pe_id": person_b.pe_id}
     assert on_b(b, "hrm_human_resource", person_id=person_b.id).site_id == office_b.site_id
+    again = fileio.import_from(b["db"], settings(b), data, name="appadmin.csv")  # nothing changes a second time
+    assert not again.changed, again.summary()
