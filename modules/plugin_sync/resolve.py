@@ -413,7 +413,6 @@ class Resolver:
             self.writer.set_references(tablename, field, params)
         self.deferred = rest + keep
 
-
     def deferred_keys(self, d):
         """[(target table, key)] a Deferred waits for."""
         if d.kind == "fk":
