@@ -14,6 +14,7 @@ each location's path is its chain of B's ids; and Eden's own pages for these rec
 """
 import http.cookiejar
 import io
+import json
 import os
 import re
 import urllib.error
@@ -353,3 +354,57 @@ def test_staff_affiliations_set_based_as_eden_makes_them(eden_instance, monkeypa
                               (org["Delta Aid"], "Staff", "Twojobs"), (org["Gamma Aid"], "Volunteer", "Both")):
         assert any(r[0] == master and r[1] == role and p == person[who] and not d
                    for r, p, d, _ in affiliations if r), (master, role, who)
+
+
+# ------------------------------------------------------------------ an appadmin export of Eden (issue 22)
+def test_an_appadmin_export_of_eden_imports_with_every_reference_fixed(eden_instance):
+    """A's whole database exported as Eden's appadmin does (all models loaded, pydal's db.export_to_csv_file:
+    local ids, no @uuid) imports into B with every reference fixed: a person's contacts hang off B's entity of
+    the person, a staff record's site is B's office, through the file's own `TABLE pr_pentity` and `TABLE
+    org_site`; a contact deleted by Eden keeps its deleted_fk, pointing at B's entity."""
+    from gluon import current
+
+    a = eden_instance("a")
+    db = a["db"]
+    org = make(a, "org_organisation", name="Appadmin Relief")
+    office = make(a, "org_office", name="Appadmin HQ", organisation_id=org)
+    person = make(a, "pr_person", first_name="Ada", last_name="Appadmin")
+    pe_id, site_id = db.pr_person[person].pe_id, db.org_office[office].site_id
+    contacts = [make(a, "pr_contact", pe_id=pe_id, contact_method=method, value=value) for method, value in (
+        ("EMAIL", "ada@appadmin.example.org"), ("SMS", "+670 7700 0001"), ("HOME_PHONE", "+670 333 0001"))]
+    make(a, "hrm_human_resource", person_id=person, organisation_id=org, type=1, site_id=site_id)
+    current.auth.override = True  # Eden's own delete (soft: the reference kept in deleted_fk), as an admin
+    try:
+        assert a["s3db"].resource("pr_contact", id=contacts[-1]).delete() == 1
+    finally:
+        current.auth.override = False
+    db.commit()
+    assert json.loads(db.pr_contact[contacts[-1]].deleted_fk) == {"pe_id": pe_id}
+    a["s3db"].load_all_models()  # what Eden's appadmin does before it exports
+    buf = io.StringIO()
+    db.export_to_csv_file(buf)
+    data = buf.getvalue().encode("utf-8")
+    assert b"TABLE pr_pentity" in data and b"TABLE org_site" in data and b"@uuid" not in data
+    uuid = {name: db[name][i].uuid for name, i in (("org_organisation", org), ("org_office", office),
+                                                   ("pr_person", person))}
+    contact_uuids = [db.pr_contact[c].uuid for c in contacts]
+    db.commit()
+
+    b = eden_instance("b")  # loaded last: B's Eden is `current` for the in-process import
+    for k in range(3):  # B's own entities and sites first: its ids for A's records cannot be A's
+        make(b, "org_office", name="Beta office %d" % k, organisation_id=make(b, "org_organisation", name="B %d" % k))
+        make(b, "pr_person", first_name="Beta %d" % k)
+    report = fileio.import_from(b["db"], settings(b), data, name="appadmin.csv")
+    assert report.plain_pydal
+    lost = [w for w in report.warnings if w.get("column") in ("pe_id", "site_id") and "NULL" in w["message"]]
+    assert not lost, lost
+    person_b, office_b = on_b(b, "pr_person", uuid=uuid["pr_person"]), on_b(b, "org_office", uuid=uuid["org_office"])
+    assert (person_b.pe_id, office_b.site_id) != (pe_id, site_id)
+    super_of(b, "pr_person", person_b)
+    assert super_of(b, "org_office", office_b, "site_id", "org_site").name == "Appadmin HQ"
+    got = [on_b(b, "pr_contact", uuid=u) for u in contact_uuids]
+    assert [(c.pe_id, c.deleted) for c in got] == [(person_b.pe_id, False), (person_b.pe_id, False), (None, True)]
+    assert json.loads(got[-1].deleted_fk) == {"pe_id": person_b.pe_id}
+    assert on_b(b, "hrm_human_resource", person_id=person_b.id).site_id == office_b.site_id
+    again = fileio.import_from(b["db"], settings(b), data, name="appadmin.csv")  # nothing changes a second time
+    assert not again.changed, again.summary()

@@ -6,11 +6,14 @@ model: tests/test_eden_entities.py.
 A's records reach B, whose own records came first (every local id differs): B makes its own super
 records and keys, realms and paths; nothing of A's local ids is stored, whatever the file says.
 """
+import io
+import json
+
 import pytest
 
 from synchelpers import export, instances, reorder, settings, sync
 
-from applications.eden.modules.plugin_sync import entities
+from applications.eden.modules.plugin_sync import entities, merge
 from applications.eden.modules.plugin_sync.errors import TableNotSynced
 from applications.eden.modules.plugin_sync.fileio import import_from
 from applications.eden.modules.plugin_sync.tables import exclusion, synced_tables
@@ -192,3 +195,47 @@ def test_a_host_without_a_model_keeps_its_super_keys_and_owners_home(new_instanc
     assert dbb(dbb.pr_pentity).count() == entities_before
     assert by_uuid(b, "org_organisation", db.org_organisation[org].uuid).pe_id is None
     assert by_uuid(b, "gis_location", db.gis_location[l0].uuid).path is None
+
+
+@pytest.mark.parametrize("paths", merge.PATHS)
+def test_an_appadmin_export_resolves_super_keys_through_its_own_super_table(new_instance, paths):
+    """A plain pydal/appadmin file (db.export_to_csv_file: local ids, no @uuid) carries the super table
+    (`TABLE pr_pentity`, keyed on pe_id): a contact's pe_id, and a deleted contact's deleted_fk, name A's
+    entity by A's pe_id, which resolves through that section's row (its uuid) to B's entity; also when the
+    contacts come before the records of their entities (in Eden's export, a staff record comes before the
+    warehouse that is its site; a super table, defined first, before all)."""
+    a, b, c = instances(new_instance, "a", "b", "c")
+    for env in (b, c):
+        seed_b_first(env)
+    db = a["db"]
+    org = made(a, "org_organisation", name="Alpha Relief")
+    office = made(a, "org_office", name="Alpha HQ", organisation_id=org)
+    org_pe, office_pe = db.org_organisation[org].pe_id, db.org_office[office].pe_id
+    made(a, "pr_contact", pe_id=org_pe, contact_method="EMAIL", value="info@alpha.org")
+    made(a, "pr_contact", pe_id=office_pe, contact_method="PHONE", value="+670 123")
+    # soft-deleted as Eden deletes: the reference nulled, kept in deleted_fk (A's ids)
+    made(a, "pr_contact", pe_id=None, contact_method="SMS", value="+670 999", deleted=True,
+         deleted_fk=json.dumps({"pe_id": office_pe}))
+    db.commit()
+    buf = io.StringIO()
+    db.export_to_csv_file(buf)  # what appadmin writes
+    data = buf.getvalue().encode("utf-8")
+    assert b"TABLE pr_pentity" in data and b"@uuid" not in data
+    contacts_first = reorder(data, ["pr_pentity", "pr_contact"])
+    assert contacts_first.index(b"TABLE pr_contact") < contacts_first.index(b"TABLE org_organisation")
+
+    for env, file in ((b, data), (c, contacts_first)):
+        dbb = env["db"]
+        report = merge.import_and_sync(dbb, file, settings(env), paths=paths)
+        dbb.commit()
+        assert report.plain_pydal and "pr_pentity" in report.skipped_tables
+        assert report.totals()["refs_nulled"] == 0, report.warnings
+        b_org = by_uuid(env, "org_organisation", db.org_organisation[org].uuid)
+        b_office = by_uuid(env, "org_office", db.org_office[office].uuid)
+        assert {b_org.pe_id, b_office.pe_id}.isdisjoint({org_pe, office_pe})  # B's own ids differ from A's
+        got = {r.value: (r.pe_id, r.deleted, r.deleted_fk) for r in dbb(dbb.pr_contact).select()}
+        assert got == {"info@alpha.org": (b_org.pe_id, False, None), "+670 123": (b_office.pe_id, False, None),
+                       "+670 999": (None, True, json.dumps({"pe_id": b_office.pe_id}))}
+        again = merge.import_and_sync(dbb, file, settings(env), paths=paths)  # nothing changes a second time
+        dbb.commit()
+        assert not again.changed, again.tables

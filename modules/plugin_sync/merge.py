@@ -216,18 +216,9 @@ class Merger:
             self.merge_table(section)
 
     def skip(self, section, why):
-        """Ignore a table's rows, but learn their id -> uuid: a plain pydal file refers to them by id."""
-        cols = section.columns
-        learn = "id" in cols and "uuid" in cols and section.tablename in self.db.tables
-        ids = self.file_ids.setdefault(section.tablename, {}) if learn else None
-        n = 0
-        for _, cells in section.rows():
-            n += 1
-            if learn:
-                try:
-                    ids[int(cells[cols.index("id")])] = cells[cols.index("uuid")]
-                except ValueError:
-                    pass
+        """Ignore a table's rows, but learn their file ids (resolve.learn_file_ids): a plain pydal file
+        refers to them by these."""
+        n = self.resolver.learn_file_ids(section)
         self.report.skipped_tables[section.tablename] = "%s: %d rows ignored" % (why, n)
 
     def read_origin(self, section):

@@ -338,13 +338,11 @@ class Parser:
         """What a reference names: ('u', uuid) or ('f', file id), a list of them, or None."""
         note = cells[note_index] if note_index is not None else None
         if kind == "fk":
+            if note is None and not plan.annotated and value:  # a plain pydal file: the sender's ids
+                return {k: ("f", v) for k, v in _json_object(value, plan, line, field).items() if v}
             if note in (None, NULL, ""):
                 return None
-            try:
-                data = json.loads(note)
-            except ValueError:
-                raise BadValue("deleted_fk annotation is not JSON", table=plan.tablename, line=line, column=field + UUID)
-            return {k: ("u", v) for k, v in data.items() if v}
+            return {k: ("u", v) for k, v in _json_object(note, plan, line, field + UUID).items() if v}
         if kind == "list":
             if note is not None:
                 if note == NULL or not note.strip("|"):
@@ -358,6 +356,18 @@ class Parser:
                 return ("dangling", value)
             return ("u", note)
         return ("f", value)
+
+
+def _json_object(text, plan, line, column):
+    """deleted_fk's {field: key}, or BadValue naming the cell."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise BadValue("%s is not a JSON object of {field: key}" % column, table=plan.tablename, line=line,
+                       column=column)
+    return data
 
 
 def is_seq(cell):

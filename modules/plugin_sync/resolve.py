@@ -12,7 +12,7 @@ reference dangled), with a warning that names table, line and field.
 import json
 from typing import NamedTuple
 
-from .entities import key_of
+from .entities import is_super_table, key_of
 from .errors import UnresolvedReference
 from .fileformat import NULL
 from .tables import references
@@ -27,9 +27,9 @@ class Deferred(NamedTuple):
     table: str
     uuid: str  # of the row that refers
     field: str
-    kind: str  # 'ref' or 'list'
-    target: str
-    keys: object  # what it names: a key, or a list of keys for 'list' (see reference_keys)
+    kind: str  # 'ref', 'list' or 'fk' (deleted_fk)
+    target: str  # None for 'fk' (each field names its own)
+    keys: object  # what it names: a key, a list of keys for 'list', {field: key} for 'fk' (see reference_keys)
     line: int
 
 
@@ -112,6 +112,7 @@ class Resolver:
         self.ctx, self.db, self.report = ctx, ctx.db, ctx.report
         self.ids, self.file_ids, self.writer = ids, file_ids, writer
         self.deferred = []  # [Deferred]: references written as NULL until their target is in
+        self.instance_types = {}  # plain pydal files: {super table: {file key: instance table}} (learn_file_ids)
         self.pending = []  # [Pending]: rows waiting for a NOT NULL reference
         self.merged_tables = set()  # tables whose section is merged: a uuid of theirs not here now never will be
 
@@ -202,14 +203,44 @@ class Resolver:
                 if kind == "fk":
                     for fk_field, key in keys.items():
                         t = _fk_target(plan.table, fk_field)
-                        if t:
-                            wanted.setdefault(t, set()).add(key[1])
+                        u = self.key_uuid(t, key) if t else None
+                        if u:
+                            wanted.setdefault(t, set()).add(u)
                     continue
                 for key in keys:
                     u = self.key_uuid(target, key)
                     if u:
                         wanted.setdefault(target, set()).add(u)
         return {t: self.ids.uuid_to_id(t, uuids) for t, uuids in wanted.items() if uuids}
+
+    def learn_file_ids(self, section):
+        """Read a skipped table's rows, learning {file id: uuid} of them; the number of rows.
+
+        A plain pydal file (appadmin's) refers to rows by the sender's ids, also
+        to the rows of tables that never sync.  A table is keyed on its own id
+        field: `id`, or a super table's key.  So a contact's `pe_id` in an
+        appadmin export of Eden is found in the file's `TABLE pr_pentity` (a
+        site's `site_id` in `TABLE org_site`...), whose row of that key gives
+        the uuid; Eden's super record shares its instance record's uuid, so
+        that uuid names the receiver's own super record, as a `@uuid` would.
+        """
+        name, cols, n = section.tablename, section.columns, 0
+        key = self.db[name]._id.name if name in self.db.tables else None
+        if key not in cols or "uuid" not in cols:
+            return sum(1 for _ in section.rows())
+        ids, at, uuid_at = self.file_ids.setdefault(name, {}), cols.index(key), cols.index("uuid")
+        # a super record's instance table: whether its record may still come later in the file (may_come)
+        types = self.instance_types.setdefault(name, {}) if is_super_table(self.db, name) else None
+        type_at = cols.index("instance_type") if types is not None and "instance_type" in cols else None
+        for _, cells in section.rows():
+            n += 1
+            try:
+                ids[int(cells[at])] = cells[uuid_at]
+                if type_at is not None:
+                    types[int(cells[at])] = cells[type_at]
+            except ValueError:
+                pass
+        return n
 
     def key_uuid(self, target, key):
         if key[0] == "u":
@@ -228,7 +259,9 @@ class Resolver:
         for pos, f, target, kind, _, notnull, synced in plan.refs:
             keys = row.refs.get(pos)
             if kind == "fk":
-                values[pos] = self.resolve_fk(plan, row, keys, resolved)
+                values[pos], later = self.resolve_fk(plan.table, keys, resolved)
+                if later:  # an id whose record may come later in the file: fixed then (fix_deferred)
+                    row.defers.append((f, "fk", None, keys))
                 continue
             if kind == "list":
                 if not keys:
@@ -283,17 +316,34 @@ class Resolver:
         return (target != plan.tablename and target in self.merged_tables
                 and not any(p.plan.tablename == target for p in self.pending))
 
-    def resolve_fk(self, plan, row, keys, resolved):
-        """deleted_fk travels as {field: uuid}; ids that do not resolve here are dropped."""
+    def resolve_fk(self, table, keys, resolved):
+        """deleted_fk travels as {field: uuid} (in a plain pydal file: {field: file id}): (its JSON of the
+        ids here, whether an id that does not resolve yet may still come later in the file: may_come);
+        ids that resolve nowhere are dropped."""
         if not keys:
-            return None
-        out = {}
+            return None, False
+        out, later = {}, False
         for fk_field, key in keys.items():
-            t = _fk_target(plan.table, fk_field)
-            local = resolved.get(t, {}).get(key[1]) if t else None
+            t = _fk_target(table, fk_field)
+            local = resolved.get(t, {}).get(self.key_uuid(t, key)) if t else None
             if local is not None:
                 out[fk_field] = local
-        return json.dumps(out, sort_keys=True) if out else None
+            elif t:
+                later = later or self.may_come(table._tablename, t, key)
+        return (json.dumps(out, sort_keys=True) if out else None), later
+
+    def may_come(self, tablename, target, key):
+        """Whether a deleted_fk id that does not resolve now may resolve later in this file: the section
+        naming it is not read yet, or its record's section (a super record's: its instance record's, by
+        the file's instance_type) is not merged yet.  Otherwise it is dropped now, so that a record whose
+        only difference is such an id compares as unchanged (see final_now)."""
+        if key[0] == "f" and target not in self.file_ids:
+            return True
+        if is_super_table(self.db, target):
+            target = self.instance_types.get(target, {}).get(key[1]) if key[0] == "f" else None
+            if target is None:
+                return False
+        return target not in self.merged_tables and (target == tablename or target in self.ctx.synced)
 
     def null_ref(self, plan, row, field, why, notnull=False, pos=None):
         """`pos` marks a reference into an unsynced table: an existing record keeps its own value."""
@@ -321,14 +371,20 @@ class Resolver:
         rest = [d for d in self.deferred if not (only_table is None or d.target == only_table or d.table == only_table)]
         wanted = {}
         for d in todo:
-            keys = d.keys if d.kind == "list" else [d.keys]
-            for key in keys:
-                u = self.key_uuid(d.target, key)
+            for target, key in self.deferred_keys(d):
+                u = self.key_uuid(target, key)
                 if u:
-                    wanted.setdefault(d.target, set()).add(u)
+                    wanted.setdefault(target, set()).add(u)
         resolved = {t: self.ids.uuid_to_id(t, us) for t, us in wanted.items()}
         for d in todo:
             tablename, row_uuid, field, kind, target, keys, line = d
+            if kind == "fk":
+                value, later = self.resolve_fk(self.db[tablename], keys, resolved)
+                if later and not final:
+                    keep.append(d)
+                    continue
+                by_table.setdefault((tablename, field), []).append((value, row_uuid))
+                continue
             if kind == "list":
                 ids = [resolved.get(target, {}).get(self.key_uuid(target, k)) for k in keys]
                 if None in ids and not final:
@@ -356,6 +412,13 @@ class Resolver:
         for (tablename, field), params in by_table.items():
             self.writer.set_references(tablename, field, params)
         self.deferred = rest + keep
+
+    def deferred_keys(self, d):
+        """[(target table, key)] a Deferred waits for."""
+        if d.kind == "fk":
+            table = self.db[d.table]
+            return [(_fk_target(table, f), key) for f, key in d.keys.items() if _fk_target(table, f)]
+        return [(d.target, key) for key in (d.keys if d.kind == "list" else [d.keys])]
 
 
 def _fk_target(table, fname):

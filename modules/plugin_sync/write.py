@@ -124,7 +124,7 @@ class Writer:
             self.many(sql, params)
         else:  # PostgreSQL: one UPDATE ... FROM unnest(...), the last value of a uuid as the UPDATEs in turn
             last = {u: v for v, u in params}
-            kind = "text[]" if table[field].type.startswith("list:") else "bigint[]"
+            kind = "text[]" if table[field].type.startswith("list:") or table[field].type == "text" else "bigint[]"
             self.ctx.execute("UPDATE %s SET %s = v.val FROM unnest(%%s::%s, %%s::text[]) AS v(val, uuid) "
                              "WHERE %s.%s = v.uuid" % (table._rname, table[field]._rname, kind, table._rname,
                                                        table.uuid._rname), (list(last.values()), list(last)))
