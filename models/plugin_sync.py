@@ -160,7 +160,8 @@ db.define_table(
     "plugin_sync_lock",  # one row per peer: the run against it now (no two overlap), and the last one
     Field("peer", length=64, notnull=True, unique=True),  # the peer's base_uuid
     Field("holder", length=128),  # host:pid:nonce of the running sync, NULL when free
-    Field("expires_on", "datetime"),  # a stale lock (crashed holder) is taken over after this
+    # the lease: the holder's heartbeat moves it on (lease.py, in the database's clock); past it, anyone takes over
+    Field("expires_on", "datetime"),
     Field("last_started", "datetime"),  # the scheduler's "is it due?"
     Field("last_finished", "datetime"),
     Field("last_result", length=16),
@@ -184,7 +185,30 @@ db.define_table(
     Field("created_on", "datetime"),
     Field("started_on", "datetime"),
     Field("finished_on", "datetime"),
-    Field("worker", length=128),  # host:pid:nonce of the process running it (a dead one fails the job)
+    Field("worker", length=128),  # host:pid:nonce of the process running it (shown; its heartbeat says if it lives)
+)
+
+db.define_table(
+    "plugin_sync_progress",  # a running job's progress and heartbeat, written apart from its transaction (progress.py)
+    Field("job", "integer", unique=True),  # plugin_sync_job.id
+    Field("state", "text"),  # JSON: phase, rows done, bytes read of the file's size, expected rows, times
+    Field("beat", "double"),  # when it was written last (epoch seconds): a job whose beat stops is dead
+)
+
+db.define_table(
+    "plugin_sync_upload",  # a file kept between two requests: a previewed upload, an export's file (stash.py)
+    Field("key", length=64, notnull=True, unique=True),
+    Field("name", length=255),
+    Field("size", "bigint"),
+    Field("chunks", "integer"),
+    Field("created_on", "datetime"),
+)
+
+db.define_table(
+    "plugin_sync_upload_chunk",  # its content, CHUNK bytes a row (raw bytes, written and read by stash.py)
+    Field("upload", length=64, notnull=True),  # plugin_sync_upload.key
+    Field("n", "integer", notnull=True),
+    Field("data", "blob"),
 )
 
 
@@ -195,7 +219,7 @@ def plugin_sync_scheduled():
 
 def plugin_sync_job(job):
     """A page's long work (jobs.py), run by Eden's scheduler worker (or in the request when none is alive)."""
-    return plugin_sync_eden.run_job(db, plugin_sync_settings, job, request.folder)
+    return plugin_sync_eden.run_job(db, plugin_sync_settings, job)
 
 
 # Eden: the task joins Eden's own task registry (deployment settings' tasks, run by its
