@@ -103,6 +103,7 @@ def _export(db, settings, params):
     progress.expect(sum(db(db[t]).count() for t in tables))
     with tempfile.TemporaryFile(prefix="plugin_sync-export-") as out:
         counts = export_to(db, settings, out, fmt=params["fmt"], tables=params.get("tables") or None)
+        db.commit()  # the export's read snapshot ends: the file is written in a transaction of its own
         size = stash.store(db, params["key"], out, params.get("name"))
     rows = sum(n for t, n in counts["tables"].items() if t != "tombstones")
     return dict(file=params.get("name"), format=params["fmt"], bytes=size, rows=rows, tables=counts["tables"],

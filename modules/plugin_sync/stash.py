@@ -13,8 +13,8 @@ Which previews belong to whom is a small dict {key: item} the caller keeps
 previews take it and return it.
 """
 import datetime
-import shutil
 import tempfile
+import time
 import uuid
 
 from . import dialect
@@ -51,7 +51,7 @@ def keep(db, pending, stream, name):
         pending.pop(old)
         discard(db, old)
     size = store(db, key, stream, name)
-    item = pending[key] = dict(key=key, name=name, size=size, at=utcnow().timestamp())
+    item = pending[key] = dict(key=key, name=name, size=size, at=time.time())
     return key, item, pending
 
 
@@ -75,11 +75,6 @@ def exists(db, key):
     return bool(key) and not db(db.plugin_sync_upload.key == key).isempty()
 
 
-def size_of(db, key):
-    row = db(db.plugin_sync_upload.key == key).select(db.plugin_sync_upload.size).first()
-    return row.size if row else None
-
-
 def open_local(db, key):
     """The kept file as a temporary file of this machine (at its start, removed when closed), or None."""
     row = db(db.plugin_sync_upload.key == key).select().first()
@@ -92,16 +87,6 @@ def open_local(db, key):
         out.write(bytes(db.executesql(sql, placeholders=(key, n))[0][0]))
     out.seek(0)
     return out
-
-
-def copy_to(db, key, out):
-    """Write the kept file into the binary stream `out`; False when there is none."""
-    kept = open_local(db, key)
-    if kept is None:
-        return False
-    with kept:
-        shutil.copyfileobj(kept, out, CHUNK)
-    return True
 
 
 def discard(db, key):
