@@ -197,7 +197,7 @@ db.define_table(
 
 db.define_table(
     "plugin_sync_upload",  # a file kept between two requests: a previewed upload, an export's file (stash.py)
-    Field("key", length=64, notnull=True, unique=True),
+    Field("upload_key", length=64, notnull=True, unique=True),  # not "key": a word Eden's DAL refuses
     Field("name", length=255),
     Field("size", "bigint"),
     Field("chunks", "integer"),
@@ -206,7 +206,7 @@ db.define_table(
 
 db.define_table(
     "plugin_sync_upload_chunk",  # its content, CHUNK bytes a row (raw bytes, written and read by stash.py)
-    Field("upload", length=64, notnull=True),  # plugin_sync_upload.key
+    Field("upload", length=64, notnull=True),  # plugin_sync_upload.upload_key
     Field("n", "integer", notnull=True),
     Field("data", "blob"),
 )

@@ -127,7 +127,7 @@ def test_the_stash_keeps_the_last_uploads_and_gives_each_once(instance):
     big = bytes(range(256)) * (stash.CHUNK // 128 + 3)
     key, _, _ = stash.keep(db, {}, io.BytesIO(big), "big.csv")
     assert stash.open_local(db, key).read() == big
-    assert db(db.plugin_sync_upload.key == key).select().first().size == len(big)
+    assert db(db.plugin_sync_upload.upload_key == key).select().first().size == len(big)
 
 
 def test_an_export_job_keeps_the_file_with_its_rows_expected(new_instance):

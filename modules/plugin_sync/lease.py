@@ -99,10 +99,12 @@ class Lease:
                          "%s s lease): this run stopped" % (self.peer, self.ttl))
 
     def end(self, result="ok"):
-        if self.beat is not None:
-            self.beat.stop()
+        """Release the lock (first: the heartbeat may be waiting for this connection's write lock on SQLite),
+        then stop the heartbeat (a beat after the release changes nothing: the lock is no longer this holder's)."""
         if self.holder is not None and not self.lost:
             release(self.db, self.peer, self.holder, result)
+        if self.beat is not None:
+            self.beat.stop()
 
 
 def _beating_connection(db, ttl):

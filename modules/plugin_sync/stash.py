@@ -38,7 +38,7 @@ def store(db, key, stream, name):
             break
         db.executesql(sql, placeholders=(key, n, data))
         size, n = size + len(data), n + 1
-    db.plugin_sync_upload.insert(key=key, name=name, size=size, chunks=n, created_on=utcnow())
+    db.plugin_sync_upload.insert(upload_key=key, name=name, size=size, chunks=n, created_on=utcnow())
     db.commit()
     return size
 
@@ -72,12 +72,12 @@ def peek(db, pending, key):
 
 
 def exists(db, key):
-    return bool(key) and not db(db.plugin_sync_upload.key == key).isempty()
+    return bool(key) and not db(db.plugin_sync_upload.upload_key == key).isempty()
 
 
 def open_local(db, key):
     """The kept file as a temporary file of this machine (at its start, removed when closed), or None."""
-    row = db(db.plugin_sync_upload.key == key).select().first()
+    row = db(db.plugin_sync_upload.upload_key == key).select().first()
     if row is None:
         return None
     out = tempfile.TemporaryFile(prefix="plugin_sync-kept-")
@@ -94,14 +94,14 @@ def discard(db, key):
     if not key:
         return
     db(db.plugin_sync_upload_chunk.upload == key).delete()
-    db(db.plugin_sync_upload.key == key).delete()
+    db(db.plugin_sync_upload.upload_key == key).delete()
     db.commit()
 
 
 def sweep(db, now=None):
     """Remove the files kept longer than MAX_AGE (nobody imported or downloaded them)."""
     limit = (now or utcnow()) - datetime.timedelta(seconds=MAX_AGE)
-    old = [r.key for r in db(db.plugin_sync_upload.created_on < limit).select(db.plugin_sync_upload.key)]
+    old = [r.upload_key for r in db(db.plugin_sync_upload.created_on < limit).select(db.plugin_sync_upload.upload_key)]
     if old:
         db(db.plugin_sync_upload_chunk.upload.belongs(old)).delete()
-        db(db.plugin_sync_upload.key.belongs(old)).delete()
+        db(db.plugin_sync_upload.upload_key.belongs(old)).delete()
