@@ -45,6 +45,10 @@ def progress_database(db):
         return same_database(db)
     side = DAL("sqlite://" + side_path(db), pool_size=0, migrate_enabled=False, check_reserved=None)
     side.executesql("PRAGMA busy_timeout = 5000")
+    # progress is disposable (the next write says it again): no waiting for the disk, readers never blocked
+    side.executesql("PRAGMA synchronous = OFF")
+    if str(side.executesql("PRAGMA journal_mode")[0][0]).lower() != "wal":
+        side.executesql("PRAGMA journal_mode = WAL")
     side.executesql(_SQLITE_PROGRESS)
     side.commit()
     return side
