@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO, close_instances, make_instance
 from synchelpers import settings, snapshot
 
-from applications.eden.modules.plugin_sync import jobs, progress, replicate, stash
+from applications.eden.modules.plugin_sync import jobs, lease, progress, replicate, stash
 from applications.eden.modules.plugin_sync.errors import Locked, PeerError
 
 LEASE = 2  # seconds: the peer lock's lease in these tests (lock_ttl)
@@ -186,6 +186,27 @@ def test_a_lock_held_by_a_node_that_died_is_taken_over_after_its_lease_not_befor
             node_a.kill()
             node_a.wait()
         silent.close()
+
+
+def test_a_live_holder_keeps_its_lease_and_one_taken_over_stops_without_freeing_the_new_holder(instance):
+    """On SQLite and PostgreSQL: a lease of 0.8 s held for 2 s by a run that lives is not taken; a run whose
+    lock another took over (it stalled beyond its lease) finds out, stops before its next step, and leaves
+    the other's lock alone."""
+    db, peer, ttl = instance["db"], "peer-1", 0.8
+    held = lease.Lease(db, peer, ttl=ttl).take()
+    try:
+        time.sleep(ttl * 2.5)
+        with pytest.raises(Locked):
+            lease.acquire(db, peer, ttl=ttl)
+        lock = db.plugin_sync_lock
+        db(lock.peer == peer).update(holder="elsewhere:1:x")  # another run took it over
+        db.commit()
+        poll(lambda: held.lost, bool, timeout=10)
+        with pytest.raises(Locked, match="taken over"):
+            held.check()
+    finally:
+        held.end("ok")
+    assert db(lock.peer == peer).select().first().holder == "elsewhere:1:x"
 
 
 def make_node_folder(hub):

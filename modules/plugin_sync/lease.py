@@ -28,8 +28,8 @@ LEASE = 60  # seconds a lock outlives its holder's last heartbeat (setting lock_
 
 def now_sql(db, plus=0):
     """The database's clock as UTC (plus `plus` seconds), in SQL: what a lease is measured in."""
-    if dialect.is_sqlite(db):
-        return "datetime('now', '%+.3f seconds')" % plus
+    if dialect.is_sqlite(db):  # to the millisecond (datetime() drops the fraction), as pydal reads it back
+        return "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '%+.3f seconds')" % plus
     return "((clock_timestamp() AT TIME ZONE 'UTC') + interval '%.3f seconds')" % plus
 
 
