@@ -74,7 +74,8 @@ def write(db, sql, placeholders):
 
 class Ticker(threading.Thread):
     """Calls `tick(conn)` every `every` seconds in a thread of its own, on a connection `opener()` makes there
-    (pydal's connections belong to the thread that made them), and (`final`) once more at `stop()`.
+    at the first tick (pydal's connections belong to the thread that made them; a run shorter than one
+    period opens none), and (`final`) once more at `stop()`.
 
     A failed tick (the database busy, the network down) is rolled back and tried again at the next one:
     what it writes is a heartbeat, the next one says the same.
@@ -84,43 +85,39 @@ class Ticker(threading.Thread):
         super().__init__(daemon=True, name=name)
         self.opener, self.tick, self.every, self.final = opener, tick, every, final
         self.stopping = threading.Event()
-        self.ready = threading.Event()
         self.error = None
 
     def run(self):
         conn = None
         try:
-            conn = self.opener()
-        except Exception as e:  # no connection: the owner finds out (self.error), the work goes on
-            self.error = e
-        self.ready.set()
-        if conn is None:
-            return
-        try:
             while not self.stopping.wait(self.every):
-                self._once(conn)
+                conn = self._once(conn)
             if self.final:
-                self._once(conn)  # the last word, at stop()
+                conn = self._once(conn)  # the last word, at stop()
         finally:
-            try:
-                conn.close()
-            except Exception:
-                pass
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
 
     def _once(self, conn):
         try:
+            if conn is None:
+                conn = self.opener()
             self.tick(conn)
             conn.commit()
         except Exception as e:
             self.error = e
-            try:
-                conn.rollback()
-            except Exception:
-                pass
+            if conn is not None:
+                try:
+                    conn.rollback()
+                except Exception:
+                    pass
+        return conn
 
     def start(self):
         super().start()
-        self.ready.wait(60)
         return self
 
     def stop(self):
@@ -128,4 +125,3 @@ class Ticker(threading.Thread):
         self.stopping.set()
         if self.is_alive() and threading.current_thread() is not self:
             self.join(60)
-
