@@ -177,7 +177,7 @@ db.define_table(
 db.define_table(
     "plugin_sync_job",  # long work started from a page (preview, import, sync), run by Eden's scheduler (jobs.py)
     Field("kind", length=16, notnull=True),  # preview | import | sync
-    Field("params", "text"),  # JSON: the file (path, name, key) or the peer (id, mode)
+    Field("params", "text"),  # JSON: the kept file (key, name: stash.py) or the peer (id, mode)
     Field("state", length=16, default="queued"),  # queued | running | done | failed
     Field("report", "text"),  # JSON: the final report
     Field("error", "text"),  # JSON: what failed (table, line, column where known)
