@@ -257,9 +257,8 @@ def export():
     if not basic and _ps_health.scheduler_state(db).alive:
         # the page's form with a live worker: a job writes the file, the page shows its progress and then a
         # download link (export_file/<job id>); otherwise (scripts, no worker) the file is the answer
-        path = os.path.join(_ps_jobs.folder_of(request.folder), "%s.%s" % (_ps_uuid.uuid4().hex, suffix))
         response.title = T("Sync: export")
-        return _ps_job_page(page, "export", dict(fmt=fmt, tables=tables, name=filename, path=path))
+        return _ps_job_page(page, "export", dict(fmt=fmt, tables=tables, name=filename, key=_ps_uuid.uuid4().hex))
     # spooled to disk, not memory: the connection closes when the action returns, so
     # the file is complete before the first byte is sent
     out = tempfile.TemporaryFile(prefix="plugin_sync-export-")
@@ -295,26 +294,26 @@ def export_file():
     """export_file/<job id>: the file an export job wrote (admin only, like every page)."""
     _ps_admin()
     status = _ps_job_status(request.args(0), ("export",))
-    row = db.plugin_sync_job(status["id"]) if status and status["state"] == "done" else None
-    path = json.loads(row.params).get("path") if row else None
-    if not path or not os.path.exists(path):
+    # kept in the database (stash.py): whichever server ran the job, this one serves the file
+    kept = _ps_stash.open_local(db, status["params"].get("key")) if status and status["state"] == "done" else None
+    if kept is None:
         _ps_fail(404, T("No such export (files are kept a day): %s") % request.args(0), dict(error="NotFound"))
     response.headers["Content-Type"] = PS_EXPORT_TYPES[status["report"]["format"]][0]
     response.headers["Content-Disposition"] = 'attachment; filename="%s"' % status["report"]["file"]
-    response.headers["Content-Length"] = os.path.getsize(path)
-    return response.stream(open(path, "rb"), chunk_size=1 << 16, request=request)
+    response.headers["Content-Length"] = status["report"]["bytes"]
+    return response.stream(kept, chunk_size=1 << 16, request=request)
 
 
 # -- import ------------------------------------------------------------------
 
 def _ps_keep_for_later(stream, name):
-    """Keep an upload on the server (stash.py) for the job that previews or imports it; (key, item)."""
-    key, item, session.plugin_sync_pending = _ps_stash.keep(request.folder, session.plugin_sync_pending, stream, name)
+    """Keep an upload in the database (stash.py) for the job that previews or imports it; (key, item)."""
+    key, item, session.plugin_sync_pending = _ps_stash.keep(db, session.plugin_sync_pending, stream, name)
     return key, item
 
 
 def _ps_take_pending(key):
-    item, session.plugin_sync_pending = _ps_stash.take(session.plugin_sync_pending, key)
+    item, session.plugin_sync_pending = _ps_stash.take(db, session.plugin_sync_pending, key)
     return item
 
 
@@ -397,7 +396,7 @@ def import_and_sync():
         if item is None:
             response.flash = T("That preview has expired: upload the file again.")
             return result
-        return _ps_job_page(result, "import", dict(path=item["path"], name=item["name"]))
+        return _ps_job_page(result, "import", dict(key=item["key"], name=item["name"]))
 
     if is_post and basic:
         # HTTP Basic callers (scripts, curl) cannot hold web2py's per-session form key.
@@ -440,14 +439,14 @@ def import_and_sync():
         if error:
             _ps_fail(400, error["describe"], error)
         return response.json(report)
-    # the page: the upload is kept (uploads/plugin_sync_pending/, keyed in the session) for the job,
+    # the page: the upload is kept (in the database, keyed in the session) for the job, wherever it runs,
     # and after a preview for "Import for real", which then needs no second upload
     key, item = _ps_keep_for_later(stream, name)
     if dry_run and not basic:
-        return _ps_job_page(result, "preview", dict(path=item["path"], name=name, key=key))
+        return _ps_job_page(result, "preview", dict(key=key, name=name))
     _ps_take_pending(key)  # imported (or previewed for a script) at once: no "Import for real" to wait for
     kind = "preview" if dry_run else "import"
-    return _ps_job_page(result, kind, dict(path=item["path"], name=name), inline=basic)
+    return _ps_job_page(result, kind, dict(key=key, name=name), inline=basic)
 
 
 # -- jobs (long work started from a page, run by Eden's scheduler: jobs.py) -----------
@@ -459,9 +458,9 @@ def _ps_job_page(result, kind, params, inline=False):
     """Start a job; with a live worker, off to the page that shows its progress (303), else its result now.
 
     `inline`: run it in this request whatever (a script's HTTP Basic call does not follow the 303)."""
-    job_id = _ps_jobs.create(db, kind, params, user_id=auth.user.id, app_folder=request.folder)
+    job_id = _ps_jobs.create(db, kind, params, user_id=auth.user.id)
     alive = not inline and _ps_health.scheduler_state(db).alive
-    if _ps_eden_tasks.start_job(db, plugin_sync_settings, job_id, request.folder, alive) == "queued":
+    if _ps_eden_tasks.start_job(db, plugin_sync_settings, job_id, alive) == "queued":
         redirect(URL(PS_JOB_PAGES[kind], vars=dict(job=job_id)))
     result.update(_ps_job_shown(job_id, (kind,)))
     if result["job"]["state"] == "failed":
@@ -473,7 +472,7 @@ def _ps_job_status(job_id, kinds=None):
     """A job's status (jobs.status) for this page, or None (no such job, or not of these kinds)."""
     if not str(job_id or "").isdigit():
         return None
-    status = _ps_jobs.status(db, int(job_id), request.folder, workers_alive=_ps_health.scheduler_state(db).alive)
+    status = _ps_jobs.status(db, int(job_id), workers_alive=_ps_health.scheduler_state(db).alive)
     if status is None or (kinds and status["kind"] not in kinds):
         return None
     return status
@@ -511,7 +510,8 @@ def _ps_job_shown(job_id, kinds):
     status["text"] = str(_ps_job_text(status))
     confirm = None
     key = status["params"].get("key")
-    if status["kind"] == "preview" and status["state"] == "done" and _ps_stash.peek(session.plugin_sync_pending, key):
+    if status["kind"] == "preview" and status["state"] == "done" and _ps_stash.peek(db, session.plugin_sync_pending,
+                                                                                    key):
         confirm = FORM(INPUT(_type="submit", _value=T("Import for real")), hidden=dict(pending=key),
                        _id="ps-confirm-form", _class="ps-inline",
                        _action=URL("plugin_sync", "import_and_sync", extension=False), _method="post")

@@ -162,7 +162,8 @@ db.define_table(
     "plugin_sync_lock",  # one row per peer: the run against it now (no two overlap), and the last one
     Field("peer", length=64, notnull=True, unique=True),  # the peer's base_uuid
     Field("holder", length=128),  # host:pid:nonce of the running sync, NULL when free
-    Field("expires_on", "datetime"),  # a stale lock (crashed holder) is taken over after this
+    # the lease: the holder's heartbeat moves it on (lease.py, in the database's clock); past it, anyone takes over
+    Field("expires_on", "datetime"),
     Field("last_started", "datetime"),  # the scheduler's "is it due?"
     Field("last_finished", "datetime"),
     Field("last_result", length=16),
@@ -178,7 +179,7 @@ db.define_table(
 db.define_table(
     "plugin_sync_job",  # long work started from a page (preview, import, sync), run by Eden's scheduler (jobs.py)
     Field("kind", length=16, notnull=True),  # preview | import | sync
-    Field("params", "text"),  # JSON: the file (path, name, key) or the peer (id, mode)
+    Field("params", "text"),  # JSON: the kept file (key, name: stash.py) or the peer (id, mode)
     Field("state", length=16, default="queued"),  # queued | running | done | failed
     Field("report", "text"),  # JSON: the final report
     Field("error", "text"),  # JSON: what failed (table, line, column where known)
@@ -186,7 +187,30 @@ db.define_table(
     Field("created_on", "datetime"),
     Field("started_on", "datetime"),
     Field("finished_on", "datetime"),
-    Field("worker", length=128),  # host:pid:nonce of the process running it (a dead one fails the job)
+    Field("worker", length=128),  # host:pid:nonce of the process running it (shown; its heartbeat says if it lives)
+)
+
+db.define_table(
+    "plugin_sync_progress",  # a running job's progress and heartbeat, written apart from its transaction (progress.py)
+    Field("job", "integer", unique=True),  # plugin_sync_job.id
+    Field("state", "text"),  # JSON: phase, rows done, bytes read of the file's size, expected rows, times
+    Field("beat", "double"),  # when it was written last (epoch seconds): a job whose beat stops is dead
+)
+
+db.define_table(
+    "plugin_sync_upload",  # a file kept between two requests: a previewed upload, an export's file (stash.py)
+    Field("upload_key", length=64, notnull=True, unique=True),  # not "key": a word Eden's DAL refuses
+    Field("name", length=255),
+    Field("size", "bigint"),
+    Field("chunks", "integer"),
+    Field("created_on", "datetime"),
+)
+
+db.define_table(
+    "plugin_sync_upload_chunk",  # its content, CHUNK bytes a row (raw bytes, written and read by stash.py)
+    Field("upload", length=64, notnull=True),  # plugin_sync_upload.upload_key
+    Field("n", "integer", notnull=True),
+    Field("data", "blob"),
 )
 
 
@@ -197,7 +221,7 @@ def plugin_sync_scheduled():
 
 def plugin_sync_job(job):
     """A page's long work (jobs.py), run by Eden's scheduler worker (or in the request when none is alive)."""
-    return plugin_sync_eden_tasks.run_job(db, plugin_sync_settings, job, request.folder)
+    return plugin_sync_eden_tasks.run_job(db, plugin_sync_settings, job)
 
 
 # Eden: the task joins Eden's own task registry (deployment settings' tasks, run by its

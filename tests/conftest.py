@@ -86,11 +86,18 @@ def new_database_uri(backend, request_fixture, folder):
     return "sqlite://%s" % os.path.join(folder, "applications", "eden", "databases", "storage.sqlite")
 
 
-def make_instance(backend, request, name, made):
-    """The app's environment (db, auth, settings) on a fresh database of `backend`."""
+def make_instance(backend, request, name, made, uri=None, like=None):
+    """The app's environment (db, auth, settings) on a fresh database of `backend` (or on `uri`: another
+    node of an instance, its own runtime folder over the same database, with the migration records of the
+    node `like`'s folder)."""
     _counter[0] += 1
     folder = minihost.runtime_folder("%s-%d" % (name, _counter[0]), BASE)
-    uri = new_database_uri(backend, request, folder)
+    uri = uri or new_database_uri(backend, request, folder)
+    if like:
+        databases = os.path.join("applications", "eden", "databases")
+        for name_ in os.listdir(os.path.join(like, databases)):
+            if name_.endswith(".table"):
+                shutil.copy(os.path.join(like, databases, name_), os.path.join(folder, databases))
     os.environ["EDEN_DB_URI"] = uri
     os.environ["EDEN_INSTANCE"] = name
     env = eden.app_env(folder)

@@ -8,7 +8,7 @@ from . import dialect
 from .changes import checkpoint, install_triggers
 from .peers import this_instance
 from .entities import super_tables
-from .schema import ensure_uuid_indexes
+from .schema import ensure_index, ensure_uuid_indexes
 from .tables import synced_tables
 
 _ready = set()
@@ -33,6 +33,7 @@ def setup(db, settings):
     # and the super-entity tables the merge makes rows of, by uuid (Eden's have no index on it: entities.py)
     ensure_uuid_indexes(db, synced_tables(db, settings) + super_tables(db))
     install_triggers(db, synced_tables(db, settings))  # change capture (changes.py)
+    ensure_index(db, "plugin_sync_upload_chunk_n", db.plugin_sync_upload_chunk, ("upload", "n"))  # stash.py
     me = this_instance(db, owner=settings.owner, contact=settings.contact)
     if me.exported_until is None:  # upgraded from before exported_until: what it exported is unknown, all may be
         me.update_record(exported_until=checkpoint(db))

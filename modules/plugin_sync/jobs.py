@@ -4,19 +4,22 @@ A job is a plugin_sync_job row: its kind, its parameters, its state (queued ->
 running -> done | failed), the final report or the error, who started it and
 when.  Eden's scheduler worker runs it (eden.tasks.start_job queues it; with no live
 worker it runs at once, in the request that started it).  The work is the same
-engine call the page made before (fileio.import_from, replicate.sync, fileio.export_to); while it
-runs, its progress goes to a small JSON file per job (progress.py), since the
-merge's one transaction hides anything it writes to the database until the end.
+engine call the page made before (fileio.import_from, replicate.sync, fileio.export_to).
+Everything a job shares with the requests that watch it is in the database
+(issue 23), so any app server shows a job any worker runs: its progress and
+heartbeat (plugin_sync_progress, written apart from the merge's transaction:
+progress.py), the upload it imports and the file it exports (stash.py).
 
 A worker that dies leaves its job "running": `status()` reports such a job failed
-once its progress has not moved for STALE seconds and its process is gone (same
-host: the pid; another host: no scheduler worker alive).  A queued job that no
-worker took within STALE seconds, while none is alive, fails the same way.
+once its heartbeat (progress.BEAT s apart while it lives) has stopped for STALE
+seconds, whichever machine it ran on.  A queued job that no worker took within
+STALE seconds, while none is alive, fails the same way.
 """
 import datetime
 import json
 import os
 import socket
+import tempfile
 import time
 import uuid
 
@@ -24,7 +27,6 @@ from . import progress, stash
 from .errors import failure
 from .fileio import export_to, import_from
 from .peers import utcnow
-from .replicate import holder_is_dead as process_gone  # the same host:pid:nonce test as the peer locks
 from .replicate import as_dict as sync_as_dict
 from .replicate import summary as sync_summary
 from .replicate import sync
@@ -32,34 +34,22 @@ from .tables import synced_tables
 
 KINDS = ("preview", "import", "sync", "export")
 FINISHED = ("done", "failed")
-STALE = 120  # seconds without progress after which a job whose process is gone counts as failed
-KEEP = 24 * 3600  # progress files older than this are removed
+STALE = 60  # seconds without a heartbeat after which a running job counts as dead
+KEEP = 24 * 3600  # progress rows of jobs older than this are removed
 
 
-def folder_of(app_folder):
-    """Where the jobs' progress files live: uploads/plugin_sync_jobs/ of the application."""
-    path = os.path.join(app_folder, "uploads", "plugin_sync_jobs")
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
-def progress_path(app_folder, job_id):
-    return os.path.join(folder_of(app_folder), "%d.json" % int(job_id))
-
-
-def create(db, kind, params, user_id=None, app_folder=None):
-    """A queued job (committed, so that a worker sees it); its id.  Old progress files are swept."""
+def create(db, kind, params, user_id=None):
+    """A queued job (committed, so that a worker sees it); its id.  Old progress rows are swept."""
     if kind not in KINDS:
         raise ValueError("job kind must be one of %s, not %r" % (", ".join(KINDS), kind))
-    if app_folder:
-        stash.sweep(folder_of(app_folder), KEEP)
+    progress.forget(db, time.time() - KEEP)
     job_id = db.plugin_sync_job.insert(kind=kind, params=json.dumps(params), state="queued", started_by=user_id,
                                        created_on=utcnow())
     db.commit()
     return job_id
 
 
-def run(db, settings, job_id, app_folder):
+def run(db, settings, job_id):
     """Run a queued job to its end (done or failed) with a progress meter; its final state.
 
     A job runs once: a second call (a retried scheduler task) finds it no longer queued.
@@ -73,17 +63,16 @@ def run(db, settings, job_id, app_folder):
         return job.state if job else None
     params = json.loads(job.params or "{}")
     params.setdefault("account", job.started_by)  # who started it: the local account that imports
-    meter = progress.Meter(progress_path(app_folder, job_id))
     state, report, error = "done", None, None
     try:
-        with progress.watching(meter):
+        with progress.watching(progress.Meter(db, job_id)):
             report = RUNNERS[job.kind](db, settings, params)
     except Exception as e:  # whatever it was, the job ends failed with one clear line
         db.rollback()
         state = "failed"
         error = failure(e, "the %s" % job.kind)
     if job.kind == "import" or (job.kind == "preview" and state == "failed"):
-        stash.discard(params.get("path"))  # imported, or failed: no "Import for real" follows
+        stash.discard(db, params.get("key"))  # imported, or failed: no "Import for real" follows
     finish(db, job_id, state, report=report, error=error)
     return state
 
@@ -97,22 +86,25 @@ def finish(db, job_id, state, report=None, error=None):
 
 
 def _import(db, settings, params, dry_run):
-    """The page's import; its administrator owns what it creates, as in Eden's own import (params["account"])."""
-    return import_from(db, settings, params["path"], dry_run=dry_run, name=params.get("name"),
-                       account=params.get("account")).as_dict()
+    """The page's import of the kept upload (params["key"]), wherever it was uploaded; its administrator owns
+    what it creates, as in Eden's own import (params["account"])."""
+    source = stash.open_local(db, params.get("key"))
+    if source is None:
+        raise ValueError("the upload %s is no longer kept (a day at most, once): upload the file again"
+                         % (params.get("name") or ""))
+    with source:
+        return import_from(db, settings, source, dry_run=dry_run, name=params.get("name"),
+                           account=params.get("account")).as_dict()
 
 
 def _export(db, settings, params):
-    """The export into the job's file (params["path"]), to be downloaded when done; its counts."""
+    """The export, kept in the database under params["key"] to be downloaded when done; its counts."""
     tables = synced_tables(db, settings, only=params.get("tables") or None)
     progress.expect(sum(db(db[t]).count() for t in tables))
-    try:
-        with open(params["path"], "wb") as out:
-            counts = export_to(db, settings, out, fmt=params["fmt"], tables=params.get("tables") or None)
-            size = out.tell()
-    except Exception:
-        stash.discard(params["path"])
-        raise
+    with tempfile.TemporaryFile(prefix="plugin_sync-export-") as out:
+        counts = export_to(db, settings, out, fmt=params["fmt"], tables=params.get("tables") or None)
+        db.commit()  # the export's read snapshot ends: the file is written in a transaction of its own
+        size = stash.store(db, params["key"], out, params.get("name"))
     rows = sum(n for t, n in counts["tables"].items() if t != "tombstones")
     return dict(file=params.get("name"), format=params["fmt"], bytes=size, rows=rows, tables=counts["tables"],
                 until=counts.get("until"), warnings=counts.get("warnings") or [])
@@ -131,24 +123,24 @@ RUNNERS = {
 }
 
 
-def status(db, job_id, app_folder, workers_alive=True, now=None):
+def status(db, job_id, workers_alive=True, now=None):
     """What a page shows of a job: state, rows done, total, rate, seconds left, the report or the error.
 
-    None when there is no such job.  A job whose process is gone (see the module's docstring) is marked
+    None when there is no such job.  A job whose heartbeat stopped (see the module's docstring) is marked
     failed here.  `workers_alive`: does a scheduler worker have a recent heartbeat (health.scheduler_state)?
     """
     job = db.plugin_sync_job(job_id)
     if job is None:
         return None
     now = now or time.time()
-    state = progress.read(progress_path(app_folder, job_id))
+    state = progress.read(db, job_id)
     if job.state not in FINISHED:
         why = _stopped(job, state, now, workers_alive)
         if why:
             finish(db, job_id, "failed", error=dict(error="WorkerGone", describe=why))
             job = db.plugin_sync_job(job_id)
     out = dict(id=job.id, kind=job.kind, state=job.state, phase=(state or {}).get("phase"),
-               params=_public(json.loads(job.params or "{}")), created_on=job.created_on,
+               params=json.loads(job.params or "{}"), created_on=job.created_on,
                started_on=job.started_on, finished_on=job.finished_on,
                report=json.loads(job.report) if job.report else None,
                error=json.loads(job.error) if job.error else None)
@@ -158,26 +150,17 @@ def status(db, job_id, app_folder, workers_alive=True, now=None):
     return out
 
 
-def _public(params):
-    """The job's parameters a page may show: not the server's file path."""
-    return {k: v for k, v in params.items() if k != "path"}
-
-
 def _stopped(job, state, now, workers_alive):
-    """Why a job that is not finished never will be (its process is gone), or None."""
-    last = (state or {}).get("updated") or _epoch(job.started_on or job.created_on)
+    """Why a job that is not finished never will be (its heartbeat stopped), or None."""
+    last = (state or {}).get("beat") or _epoch(job.started_on or job.created_on)
     if last is None or now - last < STALE:
         return None
     if job.state == "queued":
         if workers_alive:
             return None
         return "no scheduler worker took this job in %d s (is Eden's worker running? web2py.py -K eden)" % STALE
-    gone = process_gone(job.worker) if job.worker and job.worker.split(":")[0] == socket.gethostname() \
-        else not workers_alive
-    if not gone:
-        return None
-    return "the worker running this job stopped (no progress for %d s; its process %s is gone): " \
-           "what it ran was rolled back; start it again" % (int(now - last), job.worker or "?")
+    return "the worker running this job stopped (no heartbeat for %d s; it was %s): what it ran was rolled " \
+           "back; start it again" % (int(now - last), job.worker or "?")
 
 
 def _epoch(utc):

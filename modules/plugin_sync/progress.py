@@ -1,9 +1,13 @@
-"""How far a long run has got, for a page to show while it runs (issue 15): rows done, bytes read.
+"""How far a long run has got, for a page to show while it runs (issues 15, 23): rows done, bytes read.
 
 The merge runs in ONE transaction: progress written to the database inside it
-would be invisible to every other connection until the commit (and on SQLite
-the database is write-locked), so a run's progress goes to a small JSON file
-instead, written atomically (os.replace) a few times a second at most.
+would be invisible to every other connection until the commit.  A job's
+progress therefore goes to the table plugin_sync_progress through a
+connection of its own, in a thread of its own (side.py): one row per job,
+written a few times a second at most while it moves, and every BEAT seconds
+whatever (the job's heartbeat: a job whose beat stops is dead, jobs.py).  Any
+app server over the same database shows it (SQLite: a file beside the
+database, see side.py).
 
 The engine's hooks are one call each and cost nothing when no one watches:
 
@@ -14,7 +18,7 @@ The engine's hooks are one call each and cost nothing when no one watches:
 - `batch(rows)` again: the export, once per batch it wrote; `expect(rows)`: a run that
   knows its size in advance (jobs.py, for an export).
 
-Whoever wants progress (jobs.py) wraps the work in `with watching(Meter(path)):`;
+Whoever wants progress (jobs.py) wraps the work in `with watching(Meter(db, job_id)):`;
 the meter is per thread, so concurrent runs in one process never mix.
 """
 import io
@@ -23,7 +27,10 @@ import os
 import threading
 import time
 
-THROTTLE = 0.25  # seconds between two writes of the progress file
+from . import dialect, side
+
+THROTTLE = 0.25  # seconds between two writes of a job's progress while it moves
+BEAT = 5  # seconds between two writes while it does not (the job's heartbeat)
 
 _local = threading.local()
 
@@ -62,7 +69,8 @@ def phase(name):
 
 
 class watching:
-    """`with watching(meter):` the runs of this thread report to `meter`; the last state is written at the end."""
+    """`with watching(meter):` the runs of this thread report to `meter`; its writer runs meanwhile, and the last
+    state is written at the end."""
 
     def __init__(self, meter):
         self.meter = meter
@@ -70,44 +78,44 @@ class watching:
     def __enter__(self):
         self.before = _meter()
         _local.meter = self.meter
-        self.meter.write()
+        self.meter.start()
         return self.meter
 
     def __exit__(self, *exc):
         _local.meter = self.before
-        self.meter.write()
+        self.meter.stop()
         return False
 
 
 class Meter:
-    """Counts rows and bytes of one job and writes them to `path` (JSON), at most every THROTTLE seconds."""
+    """Counts rows and bytes of one job; with a `db`, its writer (side.Ticker) saves them as the job's row of
+    plugin_sync_progress: every THROTTLE s while they move, every BEAT s whatever."""
 
-    def __init__(self, path, clock=time.time, throttle=THROTTLE):
-        self.path, self.clock, self.throttle = path, clock, throttle
+    def __init__(self, db=None, job_id=None, clock=time.time, throttle=THROTTLE, beat=BEAT):
+        self.db, self.job_id, self.clock, self.throttle, self.beat = db, job_id, clock, throttle, beat
         self.started = clock()
         self.done, self.phase = 0, None
         self.stream, self.size, self.last_read = None, None, None
         self.base = 0  # rows done before the current file (a sync: the pull's rows, then the push)
         self.expected = None  # rows the run will handle, when known in advance (progress.expect)
-        self.written = 0.0
+        self.saved, self.saved_at = None, 0.0  # what was written last, and when
+        self.writer = None
 
     def set_phase(self, name):
         self.phase = name
-        self.write()
 
     def read_from(self, stream):
         self.stream, self.size, self.last_read = stream, _size(stream), None
         self.base = self.done
-        self.write()
+        self.position()
 
     def add(self, rows):
         self.done += rows
         self.position()  # remembered: the stream may be closed by the next write
-        if self.clock() - self.written >= self.throttle:
-            self.write()
 
     def position(self):
-        """Bytes of the current file read so far (the last known once it is closed; None if it cannot tell)."""
+        """Bytes of the current file read so far (the last known once it is closed; None if it cannot tell).
+        Asked in the job's own thread only: the writer reads what it remembered."""
         try:
             if self.stream is not None and not self.stream.closed:
                 self.last_read = self.stream.tell()
@@ -116,19 +124,37 @@ class Meter:
         return self.last_read
 
     def state(self):
-        return dict(phase=self.phase, done=self.done, base=self.base, read=self.position(), size=self.size,
-                    expected=self.expected,
-                    started=self.started, updated=self.clock(), pid=os.getpid())
+        return dict(phase=self.phase, done=self.done, base=self.base, read=self.last_read, size=self.size,
+                    expected=self.expected, started=self.started, updated=self.clock())
 
-    def write(self):
-        """Write the state atomically: a reader sees the old file or the new one, never half of one."""
-        self.written = self.clock()
-        if not self.path:
+    def start(self):
+        if self.db is not None and self.job_id is not None:
+            self.writer = side.Ticker(lambda: side.progress_database(self.db), self.write, self.throttle,
+                                      name="plugin_sync-progress-%s" % self.job_id).start()
+
+    def stop(self):
+        if self.writer is not None:
+            self.writer.stop()
+            self.writer = None
+
+    def write(self, pdb):
+        """Save the state (the writer's thread, its own connection) if it moved, or if a beat is due."""
+        state = self.state()
+        moved = {k: v for k, v in state.items() if k != "updated"}
+        if moved == self.saved and state["updated"] - self.saved_at < self.beat and not self.writer.stopping.is_set():
             return
-        tmp = "%s.%d.tmp" % (self.path, os.getpid())
-        with open(tmp, "w") as f:
-            json.dump(self.state(), f)
-        os.replace(tmp, self.path)
+        save(pdb, self.job_id, state)
+        self.saved, self.saved_at = moved, state["updated"]
+
+
+def save(pdb, job_id, state):
+    """Write a job's state: its row updated, or made (one row per job)."""
+    ph = dialect.placeholder(pdb)
+    text, beat = json.dumps(state), state["updated"]
+    if not side.write(pdb, "UPDATE %s SET state=%s, beat=%s WHERE job=%s" % (side.PROGRESS, ph, ph, ph),
+                      (text, beat, int(job_id))):
+        pdb.executesql("INSERT INTO %s (job, state, beat) VALUES (%s, %s, %s)" % (side.PROGRESS, ph, ph, ph),
+                       placeholders=(int(job_id), text, beat))
 
 
 def _size(stream):
@@ -141,13 +167,32 @@ def _size(stream):
         return None
 
 
-def read(path):
-    """The last state written to `path`, or None."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
+def read(db, job_id):
+    """The last state a job's meter wrote (with `beat`: when, in the writer's clock), or None."""
+    def fetch(pdb):
+        rows = pdb.executesql("SELECT state, beat FROM %s WHERE job=%s" % (side.PROGRESS, dialect.placeholder(pdb)),
+                              placeholders=(int(job_id),))
+        if pdb is not db:
+            pdb.rollback()
+        return rows
+
+    rows = side.reading_progress(db, fetch)
+    if not rows:
         return None
+    state = json.loads(rows[0][0])
+    state["beat"] = rows[0][1]
+    return state
+
+
+def forget(db, older_than):
+    """Remove the progress rows whose last beat is older than `older_than` (epoch seconds): finished jobs'."""
+    def purge(pdb):
+        pdb.executesql("DELETE FROM %s WHERE beat < %s" % (side.PROGRESS, dialect.placeholder(pdb)),
+                       placeholders=(older_than,))
+        if pdb is not db:  # SQLite's side file: its own transaction; the caller's commits the other
+            pdb.commit()
+
+    side.reading_progress(db, purge)
 
 
 def estimate(state, now):

@@ -20,29 +20,27 @@ peer's checkpoint; `sync` = pull, then push.  A run first asks the peer for
 its identity: the base_uuid must be the registered one (a URL that now
 answers as another instance is refused), and the peer's clock is compared
 with ours (sync_instance.clock_offset; a warning beyond clock_tolerance).
-Runs against one peer never overlap (plugin_sync_lock); every run is logged.
+Runs against one peer never overlap (plugin_sync_lock, a lease: lease.py); every run is logged.
 
 The server side of the same operations (`identity`, `changes`, `receive`)
 is here too: the controller and its XML-RPC functions only wrap them.
 """
 import datetime
-import os
-import socket
 import tempfile
-import uuid as uuidlib
 
 from . import changes as changelog
 from .accounts import account_id, bind
 from .bundle import upload_files
-from .errors import Locked, PeerError, SyncError
+from .errors import PeerError, SyncError
 from .export import begin_snapshot
 from .fileio import export_to, import_from
+from .lease import LEASE, Lease, acquire, release  # noqa: F401  acquire, release: the lock, asked by name
 from .log import Run
 from .peers import find_peer, this_instance, utcnow
 from .tables import synced_tables
 from .transport import PROTOCOL, app_url, connect
 
-LOCK_TTL = 3600  # seconds: a lock older than this is stale (its holder died)
+RUN_TIMEOUT = 3600  # seconds the scheduler lets a run take (a first full sync)
 MODES = ("pull", "push", "both")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -207,18 +205,19 @@ def sync(db, settings, peer, mode=None, **options):
         raise ValueError("mode must be one of %s, not %r" % (", ".join(MODES), mode))
     ops = ("pull", "push") if mode == "both" else (mode,)
     session = Session(db, settings, row, **options)
-    results, holder, outcome = {}, None, "error"
+    results, lease, outcome = {}, None, "error"
     try:
         for op in ops:
             with Run(db, op, peer=row.base_uuid, source=row.url) as run:
-                if holder is None:
-                    holder = acquire(db, row.base_uuid, ttl=settings.get("lock_ttl") or LOCK_TTL)
+                if lease is None:
+                    lease = Lease(db, row.base_uuid, ttl=settings.get("lock_ttl") or LEASE).take()
                     session.hello()
+                lease.check()
                 results[op] = getattr(session, op)(run)
         outcome = "ok"
     finally:
-        if holder is not None:
-            release(db, row.base_uuid, holder, outcome)
+        if lease is not None:
+            lease.end(outcome)
     return results
 
 
@@ -389,66 +388,6 @@ def run_due(db, settings, now=None):
             db.rollback()
             out[peer.base_uuid] = "error: %s" % getattr(e, "describe", lambda: str(e))()
     return out
-
-
-# ------------------------------------------------------------------ the lock
-
-
-def acquire(db, peer, ttl=LOCK_TTL):
-    """Take the lock of runs against `peer` (a base_uuid) or raise Locked; return the holder's name.
-
-    Commits.  One row per peer; taking it is one conditional UPDATE (free, or
-    expired), atomic on SQLite and PostgreSQL alike.  A lock whose holder
-    process is gone (same host, dead pid) or whose expiry passed is taken over.
-    """
-    lock = db.plugin_sync_lock
-    db.commit()
-    if db(lock.peer == peer).isempty():
-        try:
-            lock.insert(peer=peer)
-            db.commit()
-        except Exception:  # another process inserted it first: fine
-            db.rollback()
-    now = utcnow()
-    holder = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuidlib.uuid4().hex[:8])
-    claim = dict(holder=holder, expires_on=now + datetime.timedelta(seconds=ttl), last_started=now)
-    free = (lock.peer == peer) & ((lock.holder == None) | (lock.expires_on < now))  # noqa: E711
-    taken = db(free).update(**claim)
-    db.commit()
-    if taken:
-        return holder
-    row = db(lock.peer == peer).select().first()
-    if row is not None and row.holder and holder_is_dead(row.holder):
-        taken = db((lock.peer == peer) & (lock.holder == row.holder)).update(**claim)  # compare and swap
-        db.commit()
-        if taken:
-            return holder
-    db.commit()
-    raise Locked("another sync with peer %s is running (%s, started %s UTC; the lock expires %s UTC)"
-                 % (peer, row.holder if row else "?", row.last_started if row else "?",
-                    row.expires_on if row else "?"))
-
-
-def release(db, peer, holder, result="ok"):
-    lock = db.plugin_sync_lock
-    db.rollback()
-    db((lock.peer == peer) & (lock.holder == holder)).update(
-        holder=None, expires_on=None, last_finished=utcnow(), last_result=result)
-    db.commit()
-
-
-def holder_is_dead(holder):
-    host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
 
 
 # ------------------------------------------------------------------ helpers

@@ -55,6 +55,13 @@ def ensure_uuid_indexes(db, tablenames):
     return names
 
 
+def ensure_index(db, name, table, columns):
+    """An index `name` on `table`'s `columns`, made once (asked first, as above)."""
+    if not index_exists(db, name):
+        db.executesql("CREATE INDEX IF NOT EXISTS %s ON %s (%s);"
+                      % (name, table._rname, ", ".join(table[c]._rname for c in columns)))
+
+
 def index_exists(db, name):
     if dialect.is_sqlite(db):
         sql, args = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)

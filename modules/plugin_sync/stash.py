@@ -1,68 +1,107 @@
-"""Uploads kept on the server between a preview and its "Import for real" (no second upload needed).
+"""Files kept in the database between two requests (issue 23): an upload between its preview and its
+"Import for real", an export job's file until it is downloaded.
 
-The files live in uploads/plugin_sync_pending/ of the application, a day at most;
-which ones belong to whom is a small dict {key: item} the caller keeps (the
-pages keep it in the admin's session), so these functions take it and return it.
+In the database, not in a folder of the machine that received it, so that
+whichever app server or scheduler worker over the same database serves the
+next request finds it.  A file is a plugin_sync_upload row (its key, name,
+size, when) and its content in chunks of CHUNK bytes (plugin_sync_upload_chunk,
+raw bytes: pydal's own blob would base64 them), written and read one chunk at
+a time, never whole in memory; kept a day at most.
+
+Which previews belong to whom is a small dict {key: item} the caller keeps
+(the pages keep it in the admin's session), so the functions that hand out
+previews take it and return it.
 """
-import os
-import shutil
+import datetime
+import tempfile
 import time
 import uuid
 
-MAX_AGE = 24 * 3600  # seconds a previewed upload waits for "Import for real"
+from . import dialect
+from .peers import utcnow
+
+MAX_AGE = 24 * 3600  # seconds a kept file waits (a preview's "Import for real", an export's download)
 KEEP = 4  # previews kept per session: the last few
+CHUNK = 1 << 20  # bytes per chunk row
 
 
-def folder(app_folder, now=None):
-    """The stash's folder, swept of previews nobody imported."""
-    path = os.path.join(app_folder, "uploads", "plugin_sync_pending")
-    os.makedirs(path, exist_ok=True)
-    sweep(path, MAX_AGE, now)
-    return path
-
-
-def sweep(path, max_age, now=None):
-    """Remove the files of a folder older than `max_age` seconds (the stash's, the jobs' progress files)."""
-    now = now or time.time()
-    for name in os.listdir(path):
-        old = os.path.join(path, name)
-        try:
-            if now - os.path.getmtime(old) > max_age:
-                os.remove(old)
-        except OSError:  # swept by another request meanwhile
-            pass
-
-
-def keep(app_folder, pending, stream, name):
-    """Copy the binary `stream` into the stash; (key, item, pending) with older previews beyond KEEP dropped."""
-    key = uuid.uuid4().hex
-    path = os.path.join(folder(app_folder), key)
+def store(db, key, stream, name):
+    """Copy the binary `stream` (from its start) into the database under `key` and commit; its size in bytes.
+    Files older than MAX_AGE are swept first."""
+    sweep(db)
     stream.seek(0)
-    with open(path, "wb") as f:
-        shutil.copyfileobj(stream, f, 1 << 20)
+    ph, size, n = dialect.placeholder(db), 0, 0
+    sql = "INSERT INTO %s (upload, n, data) VALUES (%s, %s, %s)" % (db.plugin_sync_upload_chunk._rname, ph, ph, ph)
+    while True:
+        data = stream.read(CHUNK)
+        if not data:
+            break
+        db.executesql(sql, placeholders=(key, n, data))
+        size, n = size + len(data), n + 1
+    db.plugin_sync_upload.insert(upload_key=key, name=name, size=size, chunks=n, created_on=utcnow())
+    db.commit()
+    return size
+
+
+def keep(db, pending, stream, name):
+    """Keep an upload for a later request; (key, item, pending) with older previews beyond KEEP dropped."""
+    key = uuid.uuid4().hex
     pending = dict(pending or {})
     for old in sorted(pending, key=lambda k: pending[k]["at"])[:-(KEEP - 1)]:
-        discard(pending.pop(old)["path"])
-    item = pending[key] = dict(path=path, name=name, size=os.path.getsize(path), at=time.time())
+        pending.pop(old)
+        discard(db, old)
+    size = store(db, key, stream, name)
+    item = pending[key] = dict(key=key, name=name, size=size, at=time.time())
     return key, item, pending
 
 
-def take(pending, key):
-    """(item or None, pending without it): a kept upload is taken once."""
+def take(db, pending, key):
+    """(item or None, pending without it): a kept upload is handed out once (the job that imports it
+    discards it)."""
     pending = dict(pending or {})
     item = pending.pop(key or "", None)
-    if not item or not os.path.exists(item["path"]):
+    if not item or not exists(db, key):
         return None, pending
     return item, pending
 
 
-def peek(pending, key):
+def peek(db, pending, key):
     """The kept upload under `key` if it is still there (a preview's "Import for real" is offered only then)."""
     item = (pending or {}).get(key or "")
-    return item if item and os.path.exists(item["path"]) else None
+    return item if item and exists(db, key) else None
 
 
-def discard(path):
-    """Remove a kept upload (imported, or its preview failed)."""
-    if path and os.path.exists(path):
-        os.remove(path)
+def exists(db, key):
+    return bool(key) and not db(db.plugin_sync_upload.upload_key == key).isempty()
+
+
+def open_local(db, key):
+    """The kept file as a temporary file of this machine (at its start, removed when closed), or None."""
+    row = db(db.plugin_sync_upload.upload_key == key).select().first()
+    if row is None:
+        return None
+    out = tempfile.TemporaryFile(prefix="plugin_sync-kept-")
+    sql = "SELECT data FROM %s WHERE upload=%s AND n=%s" % (db.plugin_sync_upload_chunk._rname,
+                                                            dialect.placeholder(db), dialect.placeholder(db))
+    for n in range(row.chunks or 0):
+        out.write(bytes(db.executesql(sql, placeholders=(key, n))[0][0]))
+    out.seek(0)
+    return out
+
+
+def discard(db, key):
+    """Remove a kept file (imported, downloaded, or its preview failed) and commit."""
+    if not key:
+        return
+    db(db.plugin_sync_upload_chunk.upload == key).delete()
+    db(db.plugin_sync_upload.upload_key == key).delete()
+    db.commit()
+
+
+def sweep(db, now=None):
+    """Remove the files kept longer than MAX_AGE (nobody imported or downloaded them)."""
+    limit = (now or utcnow()) - datetime.timedelta(seconds=MAX_AGE)
+    old = [r.upload_key for r in db(db.plugin_sync_upload.created_on < limit).select(db.plugin_sync_upload.upload_key)]
+    if old:
+        db(db.plugin_sync_upload_chunk.upload.belongs(old)).delete()
+        db(db.plugin_sync_upload.upload_key.belongs(old)).delete()

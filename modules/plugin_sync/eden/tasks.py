@@ -6,7 +6,7 @@ from .. import database_key, jobs
 from ..accounts import PEER_GROUP, PEER_ROLE_DESCRIPTION, PEER_ROLE_NAME, ensure_peer_role as engine_peer_role
 from ..accounts import find_role, peer_group
 from ..log import briefly
-from ..replicate import LOCK_TTL, run_due
+from ..replicate import RUN_TIMEOUT, run_due
 from .model import is_eden, prepare
 
 TASK = "plugin_sync_scheduled"  # the task's name in Eden's registry and in scheduler_task.task_name
@@ -49,13 +49,13 @@ def register_task(db, function):
     return True
 
 
-def run_job(db, settings, job_id, app_folder):
+def run_job(db, settings, job_id):
     """The job task (a page's long work, jobs.py): the synced tables defined, then the job run; its final state."""
     prepare(db, settings)
-    return jobs.run(db, settings, int(job_id), app_folder)
+    return jobs.run(db, settings, int(job_id))
 
 
-def start_job(db, settings, job_id, app_folder, worker_alive):
+def start_job(db, settings, job_id, worker_alive):
     """Queue a job for Eden's scheduler worker; "queued", or "ran" when it ran here and now.
 
     Queued the way Eden schedules tasks (S3Task.schedule_task: a one-off scheduler_task row of
@@ -77,13 +77,13 @@ def start_job(db, settings, job_id, app_folder, worker_alive):
             return "queued"
         except Exception:  # the scheduler's tables locked or missing: run it here rather than not at all
             db.rollback()
-    run_job(db, settings, job_id, app_folder)
+    run_job(db, settings, job_id)
     return "ran"
 
 
 def task_timeout(settings):
-    """A run may take long (a first full sync); the lock outlives the scheduler's timeout."""
-    return max(60, int((settings.get("lock_ttl") or LOCK_TTL) * 0.9))
+    """A run may take long (a first full sync): the scheduler's timeout (the lock is a lease: lease.py)."""
+    return RUN_TIMEOUT
 
 
 def ensure_task(db, settings):

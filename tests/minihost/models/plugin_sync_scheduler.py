@@ -47,8 +47,8 @@ def plugin_sync_ensure_task():
 
 
 def replicate_timeout():
-    """A run may take long (a first full sync); the lock outlives the scheduler's timeout."""
-    return max(60, int((plugin_sync_settings.get("lock_ttl") or plugin_sync_replicate.LOCK_TTL) * 0.9))
+    """A run may take long (a first full sync): the scheduler's timeout (the lock is a lease: lease.py)."""
+    return plugin_sync_replicate.RUN_TIMEOUT
 
 
 if request.is_scheduler:
