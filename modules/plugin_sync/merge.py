@@ -188,7 +188,7 @@ class Merger:
         self.conflicts = ConflictLog(ctx)
         self.tombstones = Tombstones(ctx, self.ids, self.conflicts, self.writer)
         # None: uuids only, and no alias here (aliases.py); else the ids resolve aliases too
-        self.aliases = self.ids.aliases = Aliases.for_import(db, settings)
+        self.aliases = self.ids.aliases = Aliases.for_import(db, settings, ctx.synced)
         conn = db._adapter.connection
         if self.sqlite and not conn.in_transaction:
             # SQLite: take the write lock now (a concurrent writer waits instead of failing midway),
@@ -581,11 +581,14 @@ class Merger:
         if self.ctx.merged_until and _row_seq(plan, row) < self.ctx.merged_until:
             return MERGED_ALREADY, values  # a version of the sender's that we merged already: nothing new
         concurrent = changed_here is None or local_id in changed_here
-        if row.future and concurrent:
+        # a record made here on its own and never edited since is no local change: no conflict (made_here)
+        made = concurrent and made_here(plan, local_values, values)
+        conflict = concurrent and not made
+        if row.future and conflict:
             return FUTURE_WAITS, values
-        if self.decide(plan, row, local_values, concurrent):
-            return (CONFLICT_TAKEN if concurrent else UPDATED), values
-        return (CONFLICT_KEPT if concurrent else OLDER), values
+        if self.decide(plan, row, local_values, concurrent, edit_over_made=made and not made_only(plan, values)):
+            return (CONFLICT_TAKEN if conflict else UPDATED), values
+        return (CONFLICT_KEPT if conflict else OLDER), values
 
     def dedupe(self, plan, batch):
         """A uuid twice in one file: the newer row counts, the other is an older copy."""
@@ -616,12 +619,14 @@ class Merger:
                 out[vals[uuid_pos]] = (raw[0], vals)
         return out
 
-    def decide(self, plan, row, local_values, concurrent):
+    def decide(self, plan, row, local_values, concurrent, edit_over_made=False):
         """True when the incoming version wins.
 
         Timestamps have one-second resolution: two versions of the same second
         are common.  If the sender had seen our version, its version is the
         later one; only between concurrent versions is a tie broken by hash.
+        `edit_over_made`: the incoming version is an edit, the local one was
+        made here and never edited (made_here): the edit wins.
         """
         policy = conflict_policy(self.settings, plan.tablename)
         if policy == "this":
@@ -638,6 +643,8 @@ class Merger:
         if not concurrent and _row_seq(plan, row) != UNKNOWN_SEQ:
             # the sender had our version and wrote its own after it (what it had sent us
             # before is skipped, see merged_until): a successor, whatever the clocks say
+            return True
+        if edit_over_made:  # (two versions both only made: the usual rule below, alike on both sides)
             return True
         if a != b:
             return a > b
@@ -744,6 +751,34 @@ UNKNOWN_SEQ = float("inf")
 
 
 _first = itemgetter(0)
+
+
+def made_only(plan, values):
+    """Whether this version of a record is as it was made, never edited since: created_on == modified_on.
+
+    What Eden (and pydal's `update=` stamps) record: both stamps are set when a record is made, in the
+    same second (Eden stores seconds), and every later write through the model moves modified_on.
+    A table without both stamps has no made-only versions."""
+    c, m = plan.created_pos, plan.mod_pos
+    return c is not None and m is not None and values[c] is not None and values[c] == values[m]
+
+
+def made_here(plan, local_values, values):
+    """Whether the local version is no local change: the record was made here on its own (its created_on is
+    not the incoming version's: two makings, as every Eden's prepopulate makes its lookups and countries,
+    or a record matched by its key) and never edited here since (made_only).
+
+    Why this is safe: one making copied around carries one created_on everywhere, so between copies the
+    usual rule (change sequences, checkpoints) decides, as before.  Only where both instances made the
+    record does this one decide, and there the local version holds no one's edit: an incoming edit of
+    the record simply wins, no conflict.  The error is on the safe side: a write that moves the stamp
+    (Eden's onaccept a second later, a merge taking a later stamp) counts as an edit, and at worst a
+    conflict is logged as before.  Only an edit in the very second the record was made, or one that
+    keeps modified_on (raw SQL; Eden's bookkeeping writes keep it on purpose: realms, super links),
+    would pass as no edit.
+    """
+    c = plan.created_pos
+    return made_only(plan, local_values) and values[c] is not None and values[c] != local_values[c]
 
 
 def _row_seq(plan, row):
