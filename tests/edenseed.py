@@ -238,11 +238,11 @@ def menu_pages(opener, url):
 BASE_DONE = ("marker", "hierarchy", "config")
 
 
-def prepopulate_template(env, template="default"):
+def prepopulate_template(env, template="default", leave_out=()):
     """Eden's own prepopulate of a template's lookups (its tasks.cfg: markers, supply catalogue items, types,
     sectors, statuses, skills...) into this instance, through Eden's S3BulkImporter, as Eden's first run
-    does; GIS layers and what default/base made already are left out.  Every record gets a uuid of this
-    instance's own, as on every Eden.  Only for the instance loaded last (Eden's importer works on `current`)."""
+    does; GIS layers, what default/base made already and the CSV files named in `leave_out` are left out.
+    Every record gets a uuid of this instance's own, as on every Eden.  Only for the instance loaded last (Eden's importer works on `current`)."""
     from gluon import current
     from applications.eden.modules.s3.s3import import S3BulkImporter
 
@@ -253,7 +253,8 @@ def prepopulate_template(env, template="default"):
     importer.load_descriptor(os.path.join(env["folder"], "applications", "eden", "modules", "templates", template))
     try:
         for task in importer.tasks:
-            if task[0] == 1 and not (task[2] in BASE_DONE or task[2].startswith("layer_")):
+            if task[0] == 1 and not (task[2] in BASE_DONE or task[2].startswith("layer_") or
+                                     os.path.basename(task[3]) in leave_out):
                 importer.execute_import_task(task)
             elif task[0] == 2 and task[1] != "import_role":
                 importer.execute_special_task(task)
