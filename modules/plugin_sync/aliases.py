@@ -20,8 +20,8 @@ here) the setting `match` says how to find it here under another uuid:
   `matcher`), then the key for what the rule leaves.  A rule matches records
   that differ in their unique fields too (persons by name...): a judgement
   an administrator makes, hence not the default.
-- "uuid": by uuid only (a record whose key is held here is refused by the
-  database).
+- "uuid": by uuid only (a record whose key is held here is then refused where
+  the database holds the key unique).
 
 A match is kept as an alias (`plugin_sync_alias`): from then on the
 incoming uuid -- the record itself, later versions of it, references to it --
