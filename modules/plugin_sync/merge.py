@@ -45,7 +45,9 @@ Deciding a row that exists on both sides (see `classify` and `decide`):
 - it is a *conflict* when the local version is one the sender has not seen
   (see changes.unseen_by: neither written by the sender nor older than the
   checkpoint up to which the sender merged our changes; local sequences, not
-  clocks); the losing version then goes to plugin_sync_conflict.  Otherwise
+  clocks), unless it is a record made here on its own and never edited since
+  (made_here: no local change, the incoming edit wins); the losing version
+  then goes to plugin_sync_conflict.  Otherwise
   the incoming version simply updates the record: the sender had our version
   and wrote its own after it, whatever the clocks say (a file without
   `id@seq` may be stale: there an older modified_on is an older copy).
