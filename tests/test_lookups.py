@@ -92,3 +92,19 @@ def test_a_lookup_edited_on_both_is_still_a_conflict(two, paths):
     assert [(t.uuid, t.comments) for t in types(b)] == [(b_type.uuid, "Line ministries")]
     assert "Ministries" in db(db.plugin_sync_conflict).select().first().loser
 
+
+
+@pytest.mark.parametrize("paths", ["auto", "rows"])
+def test_the_never_edited_copy_arriving_first_is_no_conflict_either(two, paths):
+    a, b, a_type, b_type = two
+    edit_and_refer(a, a_type)
+
+    report = merge_into(a, export(b), paths)  # B's copy, only made (and later than A's), into A that edited
+
+    db = a["db"]
+    assert report.totals()["conflicts"] == 0 and db(db.plugin_sync_conflict).isempty()
+    assert [(t.uuid, t.comments) for t in types(a)] == [(a_type.uuid, "Ministries")]  # A's edit stays
+    assert db(db.plugin_sync_alias.alias_uuid == b_type.uuid).select().first().local_uuid == a_type.uuid
+    merge_into(b, export(a), paths)
+    assert [(t.uuid, t.comments) for t in types(b)] == [(b_type.uuid, "Ministries")]
+    assert b["db"](b["db"].plugin_sync_conflict).isempty()
