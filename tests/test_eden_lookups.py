@@ -8,8 +8,8 @@ independent first run gives every such record a uuid of the instance's own; the
 prepared database is copied, so B's copies of what it made (the markers, the
 "Default" catalogue) get new uuids here, as B's own first run would have given them.
 
-A then edits some of the prepopulated records and adds records that refer to them;
-its first sync into B: no UNIQUE error (the names are unique: Eden's model and
+A then edits some of the prepopulated records and adds records that refer to them.
+B's file into A first: no conflict, A's edits stay.  A's first sync into B: no UNIQUE error (the names are unique: Eden's model and
 database say so), no conflict (B never touched its copies: nothing of B's to lose),
 one record per name with A's edits, A's uuids kept as aliases, and A's records
 referring to the lookups refer to B's (catalogue items keep their catalogue).
@@ -107,6 +107,12 @@ def test_first_sync_of_two_prepopulated_instances_matches_lookups_without_confli
     government = row(a, "org_organisation_type", name="Government").id
     make(a, "org_organisation_organisation_type", organisation_id=org, organisation_type_id=government)
     current.db, current.s3db = b["db"], b["s3db"]
+
+    # B's never-edited copies reaching A first are no conflict either: A's edits stay
+    first = sync_file(b, a)
+    assert first.totals()["conflicts"] == 0, conflicts(first)
+    assert row(a, "gis_marker", name="marker_red").height == 40
+    assert row(a, "supply_catalog", name="Default").comments == "A's catalogue, checked"
 
     # before: "UNIQUE constraint failed: org_organisation_type.name" (then gis_marker.name, supply_catalog.name);
     # with the names matched but B's untouched copies taken for local edits: 3 conflicts
