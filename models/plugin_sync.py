@@ -34,9 +34,10 @@ plugin_sync_settings = plugin_sync_eden_model.configure(PluginManager(
     default_policy="newer",
     master=None,  # base_uuid of the instance that wins under the 'master' policy
     clock_tolerance=300,  # seconds a modified_on or deleted_on may lie in the future before it is suspect
-    # records whose uuid is unknown here: "uuid" (a new record) or "eden" (ask the table's deduplicate
-    # rule; a match makes the incoming uuid an alias of the local record, see modules/plugin_sync/aliases.py)
-    match="uuid",
+    # records whose uuid is unknown here: "keys" (the one here with the same unique key: markers, catalogues,
+    # types... every Eden prepopulates under uuids of its own), "eden" (the table's deduplicate rule first) or
+    # "uuid" (a new record); a match makes the incoming uuid an alias of the local record (aliases.py)
+    match="keys",
     # owners (owned_by_user, owned_by_group) a file names: False, the receiver decides them (a new record is
     # owned by the importing account, an existing one keeps its owners); True takes them, counted
     accept_owners=False,

@@ -231,3 +231,34 @@ def menu_pages(opener, url):
         side = re.search(r"<aside[^>]*id='menu-options'.*?</aside>", text, re.S)
         pages += _links(side.group(0)) if side else []
     return [p[len(prefix):] for p in dict.fromkeys(pages)]
+
+
+# what the prepared database holds already (default/base ran in its own first run): imported again later,
+# they would be stamped as edited, which a real first run (base, then the template, in one request) does not do
+BASE_DONE = ("marker", "hierarchy", "config")
+
+
+def prepopulate_template(env, template="default", leave_out=()):
+    """Eden's own prepopulate of a template's lookups (its tasks.cfg: markers, supply catalogue items, types,
+    sectors, statuses, skills...) into this instance, through Eden's S3BulkImporter, as Eden's first run
+    does; GIS layers, what default/base made already and the CSV files named in `leave_out` are left out.
+    Every record gets a uuid of this instance's own, as on every Eden.  Only for the instance loaded last (Eden's importer works on `current`)."""
+    from gluon import current
+    from applications.eden.modules.s3.s3import import S3BulkImporter
+
+    assert current.db is env["db"], "prepopulate_template() needs the instance loaded last (current.db)"
+    current.request.env.request_method = "GET"  # as zzz_1st_run does for shell imports
+    current.auth.override = True
+    importer = S3BulkImporter()
+    importer.load_descriptor(os.path.join(env["folder"], "applications", "eden", "modules", "templates", template))
+    try:
+        for task in importer.tasks:
+            if task[0] == 1 and not (task[2] in BASE_DONE or task[2].startswith("layer_") or
+                                     os.path.basename(task[3]) in leave_out):
+                importer.execute_import_task(task)
+            elif task[0] == 2 and task[1] != "import_role":
+                importer.execute_special_task(task)
+    finally:
+        current.auth.override = False
+    assert not importer.errorList, importer.errorList[:5]
+    env["db"].commit()

@@ -1,8 +1,8 @@
 """Records known here under another uuid (aliases.py): setting `match`, the host's matcher, the alias table.
 
 Two instances each hold "the same" person under a uuid of their own (as Eden's
-default users' persons are).  With match = "uuid" (the default) a file brings the
-other's as a new record; with match = "eden" the host's matcher (in Eden the
+default users' persons are).  By default (match = "keys", and persons have no
+unique key) a file brings the other's as a new record; with match = "eden" the host's matcher (in Eden the
 table's deduplicate rule; here a stand-in matching by name) finds the local one,
 the incoming uuid becomes its alias, and the record, its later versions and the
 records referring to it resolve to the local record under the usual rules.
@@ -55,7 +55,7 @@ def two(new_instance):
 
 def test_by_default_unknown_uuids_are_new_records(two):
     a, b, a_admin, b_admin = two
-    assert settings(b).match == "uuid"
+    assert settings(b).match == "keys"  # the default: by uuid, then by a unique key (pr_person has none)
     sync(a, b)
     assert [p.uuid for p in person_rows(b)] == [b_admin, a_admin]
     assert b["db"](b["db"].plugin_sync_alias).isempty()
@@ -121,5 +121,5 @@ def test_a_dry_run_keeps_no_alias_and_a_bad_setting_is_refused(two):
     assert report.tables["pr_person"]["created"] == 0
     assert b["db"](b["db"].plugin_sync_alias).isempty()
     settings(b).match = "name"
-    with pytest.raises(ValueError, match="match must be one of uuid, eden"):
+    with pytest.raises(ValueError, match="match must be one of uuid, keys, eden"):
         Aliases.for_import(b["db"], settings(b))

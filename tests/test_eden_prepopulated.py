@@ -8,7 +8,7 @@ instances share), seconds apart: the same records with their own created_on and
 modified_on.  The default user's person record is the template's on both
 (the prepared database is copied); B gets it a uuid of its own, as Eden's
 default/users gives each instance.  B matches unknown uuids with Eden's own
-deduplicate rules (match = "eden"), A by uuid only (the default).
+deduplicate rules (match = "eden"), A by uuid and unique keys only (the default).
 """
 import io
 import uuid

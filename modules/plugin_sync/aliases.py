@@ -1,43 +1,137 @@
 """Records known here under another uuid: the incoming uuid is an alias of a local record.
 
 A record is its uuid (README, "Sync semantics"), but not every record that is
-the same everywhere has one uuid everywhere: Eden's prepopulate gives each
-instance's default users' person records uuids of their own.  Setting
-`match = "eden"` asks the host, for each incoming record whose uuid is unknown
-here (not a record, not an alias, not deleted here), whether it has the record
-under another uuid: in Eden, the table's own `deduplicate` rule (eden.py,
-`matcher`).  A match is kept as an alias (`plugin_sync_alias`): from then on the
+the same everywhere has one uuid everywhere: every Eden prepopulates its
+lookups (markers, the "Default" supply catalogue, types, statuses...) and its
+default users' person records under uuids of its own.  For each incoming
+record whose uuid is unknown here (not a record, not an alias, not deleted
+here) the setting `match` says how to find it here under another uuid:
+
+- "keys" (the default): by the table's **unique key**, what the host's model
+  declares identifies a record (a field with `unique=True`, or one whose
+  validator is IS_NOT_IN_DB / Eden's IS_NOT_ONE_OF on that same field): the
+  receiver cannot hold two records with one key value (its database or its
+  own validator refuses the second), so a record with the key value of a
+  local one is that record, or an error.  In Eden those are its prepopulated
+  lookups, whose names are unique (`gis_marker.name`, `supply_catalog.name`,
+  `org_organisation_type.name`, `project_status.name`...).  Empty keys match
+  nothing; a reference field is no key (its value is a local id).
+- "eden": first the table's own `deduplicate` rule (eden/match.py,
+  `matcher`), then the key for what the rule leaves.  A rule matches records
+  that differ in their unique fields too (persons by name...): a judgement
+  an administrator makes, hence not the default.
+- "uuid": by uuid only (a record whose key is held here is then refused where
+  the database holds the key unique).
+
+A match is kept as an alias (`plugin_sync_alias`): from then on the
 incoming uuid -- the record itself, later versions of it, references to it --
 resolves to the local record, which keeps its own uuid.  The matched pair is
 then merged like any other (newest wins, a concurrent edit is a conflict): a
-match is never a silent overwrite.  The default, `match = "uuid"`, matches by
-uuid only; aliases made before still hold.
+match is never a silent overwrite.  Aliases made before hold whatever the
+setting.
 
-Only unknown uuids pay: one lookup per batch, and the matcher for the rows it
-leaves.  Without the matcher and without aliases, the merge does none of this.
+Only unknown uuids of a table that can match pay: one lookup per batch, then
+one query per key (and the rule per row); without keys, rule or aliases the
+merge does none of this.
 """
+from .dialect import chunks
 from .errors import MatchRuleError
+from .fileformat import NULL
 
-MATCHES = ("uuid", "eden")
+MATCHES = ("uuid", "keys", "eden")
+DEFAULT_MATCH = "keys"
+NOT_KEYS = ("id", "uuid")  # the local id; the uuid is the identity the key stands in for
+
+
+def unique_keys(table):
+    """The fields of `table` its model declares unique: `unique=True`, or a validator IS_NOT_IN_DB (Eden's
+    IS_NOT_ONE_OF is one) on this very field.  Not references, lists or uploads (their values are local)."""
+    keys = []
+    for field in table:
+        if field.name in NOT_KEYS or field.type.startswith(("reference", "list:", "big-reference")) or \
+                field.type in ("id", "upload", "password", "blob", "json"):
+            continue
+        if field.unique or any(_not_in_db(v, field) for v in _validators(field.requires)):
+            keys.append(field.name)
+    return keys
+
+
+def _validators(requires):
+    """Every validator of a field's `requires`, those inside IS_EMPTY_OR (IS_NULL_OR) included."""
+    todo, out = [requires], []
+    while todo:
+        v = todo.pop()
+        if isinstance(v, (list, tuple)):
+            todo.extend(v)
+        elif v is not None:
+            out.append(v)
+            if getattr(v, "other", None) is not None:
+                todo.append(v.other)
+    return out
+
+
+def _not_in_db(validator, field):
+    """An IS_NOT_IN_DB (or a subclass, as Eden's IS_NOT_ONE_OF) on `field` itself: the field's values are unique."""
+    if not any(c.__name__ == "IS_NOT_IN_DB" for c in type(validator).__mro__):
+        return False
+    return str(getattr(validator, "field", "")) == "%s.%s" % (field.tablename, field.name)
+
+
+def key_matches(db, tablename, rows, keys):
+    """{incoming uuid: local uuid} of the rows ({column: cell}) whose value of a unique key (of `keys`) a local
+    record holds.  One query per key; the first key that matches decides; an empty key matches nothing."""
+    table, found = db[tablename], {}
+    for key in keys:
+        values = {r.get(key) for r in rows if r.get("uuid") not in found} - {None, NULL, ""}
+        if not values:
+            continue
+        here = {}
+        for chunk in chunks(sorted(values)):
+            for r in db(table[key].belongs(chunk)).select(table[key], table.uuid):
+                here.setdefault(str(r[key]), r.uuid)
+        for r in rows:
+            if r.get("uuid") not in found and r.get(key) in here:
+                found[r["uuid"]] = here[r[key]]
+    return found
 
 
 class Aliases:
-    """The aliases of one import: {table: {incoming uuid: local uuid}}, and the host's matcher."""
+    """The aliases of one import: {table: {incoming uuid: local uuid}}, and how unknown uuids are matched."""
 
-    def __init__(self, db, matcher=None):
-        self.db, self.matcher = db, matcher
-        self.known = {}
+    def __init__(self, db, matcher=None, keys=True):
+        self.db, self.matcher, self.keys = db, matcher, keys
+        self.known, self.key_fields = {}, {}
 
     @classmethod
-    def for_import(cls, db, settings):
-        """The aliases an import uses, or None when there is nothing to translate (the common case)."""
-        match = settings.get("match") or "uuid"
+    def for_import(cls, db, settings, tables=()):
+        """The aliases an import into `tables` uses, or None when there is nothing to translate (no alias
+        here, and no key or rule to match by)."""
+        match = settings.get("match") or DEFAULT_MATCH
         if match not in MATCHES:
             raise ValueError("plugins.sync.match must be one of %s, not %r" % (", ".join(MATCHES), match))
         matcher = settings.get("matcher") if match == "eden" else None
-        if matcher is None and db(db.plugin_sync_alias).isempty():
+        aliases = cls(db, matcher, keys=match != "uuid")
+        if matcher is None and not any(aliases.matches(t) for t in tables) and db(db.plugin_sync_alias).isempty():
             return None
-        return cls(db, matcher)
+        return aliases
+
+    def keys_of(self, tablename):
+        """The unique key fields unknown uuids of this table are matched by ([] with match = "uuid")."""
+        if tablename not in self.key_fields:
+            self.key_fields[tablename] = unique_keys(self.db[tablename]) if self.keys else []
+        return self.key_fields[tablename]
+
+    def matches(self, tablename):
+        """Whether unknown uuids of this table are matched at all: by the host's rule, or by a unique key."""
+        return self.matcher is not None or bool(self.keys_of(tablename))
+
+    def match(self, tablename, rows, resolve):
+        """{incoming uuid: local uuid}: the host's rule first (match = "eden"), then the unique key."""
+        found = dict(self.matcher(tablename, rows, resolve)) if self.matcher is not None else {}
+        rest = [r for r in rows if r.get("uuid") not in found]
+        if rest and self.keys_of(tablename):
+            found.update(key_matches(self.db, tablename, rest, self.keys_of(tablename)))
+        return found
 
     def of_table(self, tablename):
         if tablename not in self.known:  # None: the aliases of every table
@@ -51,27 +145,27 @@ class Aliases:
         """Rewrite the uuid cell of the rows of `raw` ([(line, cells)]) that are aliases here; True if any.
 
         `lookup(uuids)`: those of them that are records or tombstones of the
-        table here.  The matcher, `matcher(tablename, rows, resolve)` with rows
-        as {column: cell}, answers {incoming uuid: local uuid}; `resolve(target,
+        table here.  The host's matcher, `matcher(tablename, rows, resolve)` with
+        rows as {column: cell}, answers {incoming uuid: local uuid}; `resolve(target,
         uuids)` -> {uuid: local id} (the merge's uuid_to_id) is for the
         references it compares.
         """
         known = self.of_table(tablename)
         i = columns.index("uuid")
-        changed, unknown = False, []
+        changed, unknown, matching = False, [], self.matches(tablename)
         for line, cells in raw:
             local = known.get(cells[i])
             if local is not None:
                 cells[i] = local
                 changed = True
-            elif self.matcher is not None:
+            elif matching:
                 unknown.append(cells)
         if unknown:
             here = lookup([cells[i] for cells in unknown])
             unknown = [cells for cells in unknown if cells[i] not in here]
         if unknown:
             try:
-                found = self.matcher(tablename, [dict(zip(columns, cells)) for cells in unknown], resolve)
+                found = self.match(tablename, [dict(zip(columns, cells)) for cells in unknown], resolve)
             except MatchRuleError as e:  # the host's rule cannot be used here: said with the row's line
                 line = next((ln for ln, cells in raw if cells[i] == e.uuid), e.line)
                 raise MatchRuleError(e.message, table=e.table or tablename, line=line, column="uuid") from None

@@ -45,7 +45,9 @@ Deciding a row that exists on both sides (see `classify` and `decide`):
 - it is a *conflict* when the local version is one the sender has not seen
   (see changes.unseen_by: neither written by the sender nor older than the
   checkpoint up to which the sender merged our changes; local sequences, not
-  clocks); the losing version then goes to plugin_sync_conflict.  Otherwise
+  clocks), unless one of the two versions is of a record made on both
+  instances on its own and never edited since (made_here: no change, the
+  edit wins); the losing version then goes to plugin_sync_conflict.  Otherwise
   the incoming version simply updates the record: the sender had our version
   and wrote its own after it, whatever the clocks say (a file without
   `id@seq` may be stale: there an older modified_on is an older copy).
@@ -188,7 +190,7 @@ class Merger:
         self.conflicts = ConflictLog(ctx)
         self.tombstones = Tombstones(ctx, self.ids, self.conflicts, self.writer)
         # None: uuids only, and no alias here (aliases.py); else the ids resolve aliases too
-        self.aliases = self.ids.aliases = Aliases.for_import(db, settings)
+        self.aliases = self.ids.aliases = Aliases.for_import(db, settings, ctx.synced)
         conn = db._adapter.connection
         if self.sqlite and not conn.in_transaction:
             # SQLite: take the write lock now (a concurrent writer waits instead of failing midway),
@@ -572,11 +574,15 @@ class Merger:
         if self.ctx.merged_until and _row_seq(plan, row) < self.ctx.merged_until:
             return MERGED_ALREADY, values  # a version of the sender's that we merged already: nothing new
         concurrent = changed_here is None or local_id in changed_here
-        if row.future and concurrent:
+        # a version made on its own and never edited since is no change: no conflict with it (made_here)
+        made = (made_here(plan, local_values, values), made_here(plan, values, local_values)) if concurrent \
+            else (False, False)
+        conflict = concurrent and not any(made)
+        if row.future and conflict:
             return FUTURE_WAITS, values
-        if self.decide(plan, row, local_values, concurrent):
-            return (CONFLICT_TAKEN if concurrent else UPDATED), values
-        return (CONFLICT_KEPT if concurrent else OLDER), values
+        if self.decide(plan, row, local_values, concurrent, made):
+            return (CONFLICT_TAKEN if conflict else UPDATED), values
+        return (CONFLICT_KEPT if conflict else OLDER), values
 
     def dedupe(self, plan, batch):
         """A uuid twice in one file: the newer row counts, the other is an older copy."""
@@ -607,12 +613,14 @@ class Merger:
                 out[vals[uuid_pos]] = (raw[0], vals)
         return out
 
-    def decide(self, plan, row, local_values, concurrent):
+    def decide(self, plan, row, local_values, concurrent, made=(False, False)):
         """True when the incoming version wins.
 
         Timestamps have one-second resolution: two versions of the same second
         are common.  If the sender had seen our version, its version is the
         later one; only between concurrent versions is a tie broken by hash.
+        `made`: whether the (local, incoming) version is one made on its own
+        and never edited since (made_here): an edit wins over it.
         """
         policy = conflict_policy(self.settings, plan.tablename)
         if policy == "this":
@@ -630,6 +638,8 @@ class Merger:
             # the sender had our version and wrote its own after it (what it had sent us
             # before is skipped, see merged_until): a successor, whatever the clocks say
             return True
+        if made[0] != made[1]:  # an edit beats a version only made (both only made: the usual rule below)
+            return made[0]
         if a != b:
             return a > b
         if not concurrent:
@@ -735,6 +745,35 @@ UNKNOWN_SEQ = float("inf")
 
 
 _first = itemgetter(0)
+
+
+def made_only(plan, values):
+    """Whether this version of a record is as it was made, never edited since: created_on == modified_on.
+
+    What Eden (and pydal's `update=` stamps) record: both stamps are set when a record is made, in the
+    same second (Eden stores seconds), and every later write through the model moves modified_on.
+    A table without both stamps has no made-only versions."""
+    c, m = plan.created_pos, plan.mod_pos
+    return c is not None and m is not None and values[c] is not None and values[c] == values[m]
+
+
+def made_here(plan, version, other):
+    """Whether `version` (the local one, or the incoming one) is no change against `other`: the record was
+    made on both instances on its own (the two created_on differ: every Eden's prepopulate makes its
+    lookups and countries, a record matched by its key) and this version was never edited since
+    (made_only).
+
+    Why this is safe: one making copied around carries one created_on everywhere, so between copies the
+    usual rule (change sequences, checkpoints) decides, as before.  Only where both instances made the
+    record does this one decide, and there a version only made holds no one's edit: an edit of the
+    record simply wins over it, no conflict, whichever side it comes from.  The error is on the safe
+    side: a write that moves the stamp (Eden's onaccept a second later, a merge taking a later stamp)
+    counts as an edit, and at worst a conflict is logged as before.  Only an edit in the very second the
+    record was made, or one that keeps modified_on (raw SQL; Eden's bookkeeping writes keep it on
+    purpose: realms, super links), would pass as no edit.
+    """
+    c = plan.created_pos
+    return made_only(plan, version) and other[c] is not None and other[c] != version[c]
 
 
 def _row_seq(plan, row):
