@@ -45,7 +45,8 @@ def line_of(data, uuid):
     raise AssertionError(uuid)
 
 
-def test_a_value_eden_s_validator_refuses_is_refused_where_it_stands(eden_instance):
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_value_eden_s_validator_refuses_is_refused_where_it_stands(eden_instance, backend):
     a = eden_instance("a")
     people = [make(a, "pr_person", first_name="Ana %d" % k, last_name="Alpha", gender=2) for k in range(3)]
     db = a["db"]

@@ -48,8 +48,9 @@ class Super:
 
 class Model:
     """What the host tells the engine about its data model: its super-entities (and the super tables
-    that never sync as tables), the columns holding its own local ids, its realms and their rule, its
-    hierarchies (paths), the columns that name records across instances, its owners, its own upkeep."""
+    that never sync as tables), the columns holding its own local ids (text ones too), its realms and
+    their rule, its hierarchies (paths), the columns that name records across instances, its owners, its
+    own upkeep, the approver of new records, and whether its fields' validators decide what is refused."""
 
     def __init__(self, supers=None, super_tables=(), keys=None, local=(), realms=(), realm_rule=None,
                  realm_sql=None, paths=None, ownership=None, after=None, described=True, validates=False,

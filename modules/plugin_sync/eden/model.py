@@ -1,5 +1,5 @@
 """Eden's data model for the engine: the synced tables defined through s3db, the settings' Eden defaults,
-and Eden's super-entities, realms and location paths described as one entities.Model."""
+and Eden's super-entities, realms, paths, approver and validators described as one entities.Model."""
 import threading
 
 from gluon import current
@@ -97,7 +97,11 @@ def entity_model(db, names):
     as tables; Eden's local ids (realm_entity, approved_by: left out of Eden's
     S3XML too); users named by email and roles by uuid (Eden's S3XML maps them
     so); realms of the tables with a realm_entity, by Eden's rule (realm_sql,
-    or the template's own: _realm_rule); gis_location's path.
+    or the template's own: _realm_rule); gis_location's path and Eden's other
+    text columns of local ids (LOCAL_TEXT); the approver of new records
+    (approver); the fields' validators decide what is refused (validators.py);
+    after the import, the affiliations and the fields onaccept computes
+    (affiliations.py, derived.py).
     """
     s3db = current.s3db
     get_config = s3db.get_config
