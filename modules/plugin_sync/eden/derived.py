@@ -10,11 +10,14 @@ the column) or that never travels (a super record's field):
 - a project location's name (`project_location.name`, what Eden's map popups
   show): made by the table's onaccept from the project and the location.
 
-Both with Eden's own functions, once per record that lacks the field (new
-sites, locations sent without a name: rare against the rest of an import),
-with `modified_on` left as it is (as Eden's import does around onaccept), so
-that the record's version stays the sender's.
+Site codes set-based, by Eden's rule (site_code: a site is one record in 30
+of an import, and Eden's function asks the database once per try); names by
+the table's own onaccept, once per location that lacks one (rare), with
+`modified_on` left as it is (as Eden's import does around onaccept), so that
+the record's version stays the sender's.
 """
+import random
+
 from gluon import current
 from gluon.storage import Storage
 
@@ -42,19 +45,52 @@ def upkeep(db, names, is_eden):
 
 
 def site_codes(db, tablename, uuids):
-    """org_site_onaccept (the code) for the super records of these sites that have no code."""
-    s3db = current.s3db
-    onaccept = s3db.get_config("org_site", "create_onaccept") or s3db.get_config("org_site", "onaccept")
-    if not onaccept:
+    """A code for each super record of these sites that has none, as org_site_onaccept makes it (Eden's
+    org_SiteModel.generate_site_code), set-based: the codes in use read once, the new ones written in
+    one statement per chunk (Eden's function asks the database once per try and site: 300 new offices
+    took 2.5 s of a 16 s profiled merge of 10,000 records)."""
+    if "code" not in db.org_site.fields:
         return
     stable, ph = db.org_site, dialect.placeholder(db)
+    length = min(current.deployment_settings.get_org_site_code_len(), 10)
+    used = None
     for chunk in dialect.chunks(list(uuids)):
         rows = db.executesql("SELECT s.site_id, s.name FROM %s s WHERE s.uuid IN (%s) AND s.instance_type = %s "
                              "AND s.code IS NULL AND %s" % (stable._rname, ",".join([ph] * len(chunk)), ph,
                                                             dialect.not_deleted(db, "s")),
                              placeholders=list(chunk) + [tablename])
+        if not rows:
+            continue
+        if used is None:
+            used = {r[0] for r in db.executesql("SELECT code FROM %s WHERE code IS NOT NULL" % stable._rname)}
+        todo = []
         for site_id, name in rows:
-            _call(onaccept, Storage(vars=Storage(site_id=site_id, name=name)))
+            code = site_code(name, length, used)
+            used.add(code)
+            todo.append((code, site_id))
+        db._adapter.cursor.executemany("UPDATE %s SET %s = %s WHERE site_id = %s" % (
+            stable._rname, stable.code._rname, ph, ph), todo)
+
+
+def site_code(name, length, used, rnd=random):
+    """Eden's generate_site_code (org.py): the name's first two letters and its consonants after them, as
+    a prefix filled up with X, then a random suffix of consonants and digits, 4 long first, longer after
+    20 tries; a code not in `used`."""
+    alpha, cons = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "BCDFGHJKLMNPQRSTVWXYZ"
+    if not name:
+        name = "SITE"
+    else:
+        name = "".join(c for c in name[:2].upper() if c in alpha) + "".join(c for c in name[2:].upper() if c in cons)
+    if not name:
+        name = "".join(rnd.choice(alpha) for _ in range(length))
+    prefix = (name[:length] + "X" * length)[:length]
+    charset = "1234567890" + cons
+    for suffix_length in range(min(length, 4), length + 1):
+        for _ in range(20):
+            code = prefix[:-suffix_length] + "".join(rnd.choice(charset) for _ in range(suffix_length))
+            if code not in used:
+                return code
+    raise RuntimeError("Could not generate a site code")  # (Eden's words, where it gives up too)
 
 
 def computed_fields(db, tablename, uuids):
