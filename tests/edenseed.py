@@ -7,6 +7,7 @@ site_id...), later edits are plain updates of the instance's own `db`.
 import base64
 import datetime
 import gzip
+import io
 import json
 import os
 import re
@@ -262,3 +263,43 @@ def prepopulate_template(env, template="default", leave_out=()):
         current.auth.override = False
     assert not importer.errorList, importer.errorList[:5]
     env["db"].commit()
+
+
+def s3xml(env, tablenames):
+    """Eden's own S3XML of every record of these tables, one document per table (as Eden's sync exports them);
+    only for the instance loaded last."""
+    from gluon import current
+
+    assert current.db is env["db"], "s3xml() needs the instance loaded last (current.db)"
+    saved, current.auth.override = current.auth.override, True
+    try:
+        out = {}
+        for name in tablenames:
+            xml = env["s3db"].resource(name).export_xml(dereference=False, mcomponents=None)
+            out[name] = xml if isinstance(xml, bytes) else xml.encode("utf-8")
+        return out
+    finally:
+        current.auth.override = saved
+
+
+def eden_import(env, documents):
+    """Eden's own import (S3Resource.import_xml) of s3xml()'s documents, in their order, with no one logged in
+    (as Eden's first run imports): {table: records imported}, {table: Eden's error}; then a commit."""
+    from gluon import current
+    from lxml import etree
+
+    assert current.db is env["db"], "eden_import() needs the instance loaded last (current.db)"
+    current.request.env.request_method = "GET"
+    saved, current.auth.override = current.auth.override, True
+    counts, errors = {}, {}
+    try:
+        for name, xml in documents.items():
+            resource = env["s3db"].resource(name)
+            resource.import_xml(etree.parse(io.BytesIO(xml)))
+            counts[name] = resource.import_count
+            if resource.error:
+                errors[name] = resource.error
+    finally:
+        current.auth.override = saved
+    env["db"].commit()
+    return counts, errors

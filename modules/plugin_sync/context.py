@@ -8,7 +8,7 @@ sender row said (`origin`, the checkpoints), which Merger.read_origin sets.
 """
 import datetime
 
-from . import changes, dialect, entities
+from . import changes, dialect, entities, validators
 from .peers import this_instance, utcnow
 from .tables import synced_tables
 
@@ -41,6 +41,7 @@ class Context:
         self.account = None  # the local account that imports (a peer's login; None: no one): owner of what is new
         # issue 12: the host's data model (super-entities, realms, paths); does nothing without one
         self.entities = entities.Hooks(db, lambda: self.tag_origin)
+        self.checks = validators.Checks(db, self.char_bool)  # the host's field validators (does nothing without)
 
     @property
     def origin_uuid(self):

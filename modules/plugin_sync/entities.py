@@ -48,11 +48,13 @@ class Super:
 
 class Model:
     """What the host tells the engine about its data model: its super-entities (and the super tables
-    that never sync as tables), the columns holding its own local ids, its realms and their rule, its
-    hierarchies (paths), the columns that name records across instances, its owners, its own upkeep."""
+    that never sync as tables), the columns holding its own local ids (text ones too), its realms and
+    their rule, its hierarchies (paths), the columns that name records across instances, its owners, its
+    own upkeep, the approver of new records, and whether its fields' validators decide what is refused."""
 
     def __init__(self, supers=None, super_tables=(), keys=None, local=(), realms=(), realm_rule=None,
-                 realm_sql=None, paths=None, ownership=None, after=None, described=True):
+                 realm_sql=None, paths=None, ownership=None, after=None, described=True, validates=False,
+                 approver=None, local_text=None):
         self.supers = supers or {}  # {instance table: [Super]}
         # every super table (those of `supers` and any other the host has): never synced as a table
         self.super_tables = set(super_tables) | {s.table for ss in self.supers.values() for s in ss}
@@ -62,10 +64,15 @@ class Model:
         self.realm_rule = realm_rule  # callable(tablename, uuids) -> True if it set them: the host's own rule
         self.realm_sql = realm_sql  # callable(db, table) -> SQL of a row `t`'s realm, or None (no realm)
         self.paths = paths or {}  # {table: (parent field, path field)}: paths of local ids, rebuilt
+        # {table: (field, ...)}: text holding local ids (a path, "table,id"): never sent; a path of `paths` is
+        # rebuilt on arrival, any other left to the host (Eden rebuilds pr_role.path where it is NULL)
+        self.local_text = dict(local_text or {})
         self.ownership = ownership or {}  # {integer field: table it names}: e.g. owned_by_group -> auth_group
         self.upkept = set(getattr(after, "tables", ()))  # the tables `after` looks after
         self.after = after  # callable(tablename, uuids): the host's own per-record upkeep, last (Eden: affiliations)
         self.described = described  # False: NOTHING, the model of a host that attaches none
+        self.validates = validates  # True: the fields' validators (requires) decide what is refused (validators.py)
+        self.approver = approver  # callable(table, account) -> approved_by of a record the merge creates (Eden's)
 
     def local_fields(self, db, table):
         """The columns of `table` that hold this instance's own ids: never sent; the receiver makes them
@@ -75,6 +82,7 @@ class Model:
         out |= {s.key for s in self.supers.get(name, ()) if s.key in fields}
         if name in self.paths:
             out.add(self.paths[name][1])
+        out |= {f for f in self.local_text.get(name, ()) if f in fields}
         if not self.described:  # nothing maps them: the owners, and every reference to a super key
             out |= {f.name for f in table if f.name in UNMAPPED_OWNERS or _keyed_on_its_own(db, f)}
         return out
@@ -120,6 +128,16 @@ def key_of(db, tablename):
     (Eden: a user's email); None if it has neither (the id, local, is all there is)."""
     key = model(db).keys.get(tablename) or "uuid"
     return key if key in db[tablename].fields else None
+
+
+def creation_values(db, table, account):
+    """[(field, value)] the host gives a record the merge creates, beyond the file's: approved_by as its own
+    import sets it for the account that imports (Model.approver); [] if it has no such rule."""
+    approver = model(db).approver
+    if approver is None or "approved_by" not in table.fields:
+        return []
+    value = approver(table, account)
+    return [] if value is None else [("approved_by", value)]
 
 
 def ownership_refs(db, table):

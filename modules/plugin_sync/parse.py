@@ -14,7 +14,7 @@ import json
 from operator import itemgetter
 from typing import NamedTuple
 
-from .entities import is_super_table
+from .entities import creation_values, is_super_table
 from .errors import BadValue, FormatError
 from .fileformat import NULL, ROW_SEQ, UUID
 from .tables import LOCAL_META, OWNER_FIELDS, accepts_owners, annotations, local_fields
@@ -385,7 +385,7 @@ def new_record_defaults(ctx, table, fields):
         out.append(("deleted", flag_parser(ctx.char_bool)(NULL)))
     if "owned_by_user" in table.fields and "owned_by_user" not in fields and ctx.account is not None:
         out.append(("owned_by_user", ctx.account))
-    return out
+    return out + creation_values(ctx.db, table, ctx.account)  # approved_by as the host's import sets it
 
 
 class _Unusual(Exception):

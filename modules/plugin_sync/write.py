@@ -72,6 +72,7 @@ class Writer:
         index refuses the batch if one is here already: then nothing is
         written and this returns None.
         """
+        self.ctx.checks.check(plan, columns, lines, created=True)  # the host's validators refuse before a write
         table = plan.table
         cols = [table[f]._rname for f in plan.fields] + [table.mci._rname]
         if plan.insert_defaults:  # what a new record gets where the file says nothing (parse.new_record_defaults)
@@ -110,6 +111,7 @@ class Writer:
 
     def write_updates(self, plan, params, lines):
         """UPDATE the rows (values in plan.fields order, mci, then the local id)."""
+        self.ctx.checks.check(plan, list(zip(*params)), lines, created=False)
         table = plan.table
         sets = ", ".join("%s=%s" % (table[f]._rname, self.ph) for f in plan.fields + ["mci"])
         sql = "UPDATE %s SET %s WHERE id=%s" % (table._rname, sets, self.ph)

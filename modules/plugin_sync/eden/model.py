@@ -1,5 +1,5 @@
 """Eden's data model for the engine: the synced tables defined through s3db, the settings' Eden defaults,
-and Eden's super-entities, realms and location paths described as one entities.Model."""
+and Eden's super-entities, realms, paths, approver and validators described as one entities.Model."""
 import threading
 
 from gluon import current
@@ -8,6 +8,7 @@ from gluon.storage import Storage
 from .. import affiliations, database_key, entities
 from .. import setup as engine_setup
 from ..tables import DEFAULT_EDEN_TABLES, references
+from . import derived
 from .match import matcher
 
 _lock = threading.Lock()
@@ -78,6 +79,13 @@ def load_tables(db, settings):
     return missing
 
 
+# Eden's text columns that hold its own ids (found in its models: the paths of gis_location and of
+# pr_role, "|pe_id|pe_id|", and a presence's check-in link "tablename,record id"): never sent; the
+# location path rebuilt on arrival (entities.rebuild_paths), a role's path left NULL for Eden's lazy
+# rebuild (pr_rebuild_path), an interlock left out (no check-in link to a record of another instance)
+LOCAL_TEXT = {"gis_location": ("path",), "pr_role": ("path",), "sit_presence": ("interlock",)}
+
+
 def entity_model(db, names):
     """Eden's data model for the merge (entities.Model), read from s3db's configuration of the synced tables.
 
@@ -89,7 +97,11 @@ def entity_model(db, names):
     as tables; Eden's local ids (realm_entity, approved_by: left out of Eden's
     S3XML too); users named by email and roles by uuid (Eden's S3XML maps them
     so); realms of the tables with a realm_entity, by Eden's rule (realm_sql,
-    or the template's own: _realm_rule); gis_location's path.
+    or the template's own: _realm_rule); gis_location's path and Eden's other
+    text columns of local ids (LOCAL_TEXT); the approver of new records
+    (approver); the fields' validators decide what is refused (validators.py);
+    after the import, the affiliations and the fields onaccept computes
+    (affiliations.py, derived.py).
     """
     s3db = current.s3db
     get_config = s3db.get_config
@@ -118,9 +130,43 @@ def entity_model(db, names):
         db.gis_location.fields) else {}
     keys = {"auth_user": "email"} if "auth_user" in db.tables and "email" in db.auth_user.fields else {}
     ownership = {"owned_by_group": "auth_group"} if "auth_group" in db.tables else {}
+    after = _after(affiliations.upkeep(db, names, is_eden), derived.upkeep(db, names, is_eden))
     return entities.Model(supers=supers, super_tables=super_tables, keys=keys, local=("realm_entity", "approved_by"),
                           realms=realms, realm_rule=_realm_rule(db, realms), realm_sql=realm_sql, paths=paths,
-                          ownership=ownership, after=affiliations.upkeep(db, names, is_eden))
+                          ownership=ownership, after=after, validates=True,
+                          approver=approver, local_text=LOCAL_TEXT)
+
+
+def _after(*hooks):
+    """One Model.after of several per-table hooks (each with its `tables`), in their order."""
+    def after(tablename, uuids):
+        for hook in hooks:
+            if tablename in hook.tables:
+                hook(tablename, uuids)
+    after.tables = set().union(*(hook.tables for hook in hooks))
+    return after
+
+
+def approver(table, account):
+    """approved_by of a record the merge creates, as Eden's import sets it (S3XML.record: the file says nothing
+    of approval, so `set_default_approver`) for the account that imports: without record approval that account
+    (0 for none, as Eden's import with no one logged in); with it, Eden's own rule where that account is the
+    one logged in (its approve permission, 0 under override, None for a table approved by hand), else None:
+    the record waits for an approver, as one imported by an account that may not approve."""
+    settings, auth = current.deployment_settings, current.auth
+    if not settings.get_auth_record_approval():
+        return account or 0
+    user = getattr(auth, "user", None)
+    if not (auth.override or (user and account and user.id == account)):
+        return None
+    field = table.approved_by
+    default = field.default
+    try:
+        field.default = None
+        auth.permission.set_default_approver(table)
+        return field.default
+    finally:
+        field.default = default
 
 
 def realm_sql(db, table):

@@ -1,0 +1,158 @@
+"""Eden's semantics on arrival (issue 22): what B holds after the plugin's merge is what Eden's own import holds.
+
+A's records go to B by the plugin's file and to C by Eden's own import of A's S3XML
+(S3Resource.import_xml, with no one logged in, as Eden's first run imports).  Then:
+a value Eden's field validators refuse is refused with table, line and column and
+nothing written (Eden's import refuses the record too); a record created gets the
+approved_by Eden's import gives it; a new site gets its site code, a project location
+its name (Eden's onaccept); a text column holding A's local ids (a role's path) is
+never copied from A.
+"""
+import io
+
+import pytest
+from edenseed import count, eden_import, make, row, s3xml
+
+from applications.eden.modules.plugin_sync import fileio
+from applications.eden.modules.plugin_sync.eden import model as plugin_eden
+from applications.eden.modules.plugin_sync.errors import BadValue
+from applications.eden.modules.plugin_sync.tables import DEFAULT_EDEN_TABLES
+
+
+def settings(env):
+    return env["plugin_sync_settings"]
+
+
+def syncing(env, *extra):
+    """The instance's settings with these tables synced too (defined through s3db, the model attached):
+    only for the instance loaded last."""
+    s = plugin_eden.configure(dict(settings(env), tables=list(DEFAULT_EDEN_TABLES) + list(extra)), env["db"])
+    assert not plugin_eden.load_tables(env["db"], s)
+    return s
+
+
+def a_file(a, s=None):
+    data = io.BytesIO()
+    fileio.export_to(a["db"], s or settings(a), data, fmt="csv", log=False)
+    return data.getvalue()
+
+
+def line_of(data, uuid):
+    """The line of the file on which the record of this uuid stands."""
+    for n, text in enumerate(data.decode("utf-8").splitlines(), 1):
+        if uuid in text:
+            return n
+    raise AssertionError(uuid)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_value_eden_s_validator_refuses_is_refused_where_it_stands(eden_instance, backend):
+    a = eden_instance("a")
+    people = [make(a, "pr_person", first_name="Ana %d" % k, last_name="Alpha", gender=2) for k in range(3)]
+    db = a["db"]
+    db(db.pr_person.id == people[2]).update(gender=99)  # not one of Eden's genders (its form never lets it in)
+    db.commit()
+    bad = db.pr_person[people[2]].uuid
+    data, xml = a_file(a), s3xml(a, ["pr_person"])
+    b = eden_instance("b")
+    before = count(b, "pr_person"), count(b, "pr_pentity")
+
+    with pytest.raises(BadValue) as refused:
+        fileio.import_from(b["db"], settings(b), data, name="a.csv")
+
+    error = refused.value
+    assert (error.table, error.column, error.line) == ("pr_person", "gender", line_of(data, bad)), error.describe()
+    assert "99" in error.message
+    assert (count(b, "pr_person"), count(b, "pr_pentity")) == before  # nothing written
+    # Eden's own import of the same records refuses that one too
+    imported, errors = eden_import(b, xml)
+    assert errors and row(b, "pr_person", uuid=bad) is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_latitude_out_of_range_is_refused_column_wise_with_its_line(eden_instance, backend):
+    a = eden_instance("a")
+    places = [make(a, "gis_location", name="Place %d" % k, lat=-8.5 - k / 100.0, lon=125.5) for k in range(40)]
+    db = a["db"]
+    db(db.gis_location.id == places[31]).update(lat=1000)
+    db.commit()
+    data = a_file(a)
+    b = eden_instance("b")
+    before = count(b, "gis_location")
+
+    with pytest.raises(BadValue) as refused:
+        fileio.import_from(b["db"], settings(b), data, name="a.csv")
+
+    error = refused.value
+    assert (error.table, error.column) == ("gis_location", "lat"), error.describe()
+    assert error.line == line_of(data, db.gis_location[places[31]].uuid)
+    assert count(b, "gis_location") == before
+
+
+def test_records_arrive_approved_coded_and_named_as_eden_s_import_makes_them(eden_instance, backend):
+    tables = ["gis_location", "org_organisation", "org_office", "project_project", "project_location"]
+    a = eden_instance("a")
+    s = syncing(a, "project_project", "project_location")
+    place = make(a, "gis_location", name="Alpha Town", level="L1")
+    org = make(a, "org_organisation", name="Alpha Relief", acronym="AR")
+    make(a, "org_office", name="Alpha Head Office", organisation_id=org, location_id=place)
+    project = make(a, "project_project", name="Wells for Alpha", organisation_id=org)
+    make(a, "project_location", project_id=project, location_id=place)  # (no onaccept ran: no name)
+    data, xml = a_file(a, s), s3xml(a, tables)
+
+    b = eden_instance("b")
+    fileio.import_from(b["db"], syncing(b, "project_project", "project_location"), data, name="a.csv")
+    got_b = held(b, tables)
+    c = eden_instance("c")
+    imported, errors = eden_import(c, xml)
+    assert not errors and all(imported.values()), (imported, errors)
+    got_c = held(c, tables)
+
+    # approved_by as Eden's import sets it (no record approval, no one logged in: 0), on every record created
+    assert got_b["approved"] == got_c["approved"] and set(got_c["approved"].values()) == {0}
+    # the office's site has a code of its own, made by Eden's rule from its name (its suffix is random)
+    code_b, code_c = got_b["site code"], got_c["site code"]
+    assert code_b and code_b[:6] == code_c[:6] == "ALPHHD"
+    # the project location has the name Eden's onaccept gives it
+    assert got_b["location name"] and got_b["location name"] == got_c["location name"]
+
+
+def held(env, tables):
+    """What an instance holds of A's records: approved_by by (table, uuid), the office's site code, the
+    project location's name."""
+    db = env["db"]
+    approved = {}
+    for name in tables:
+        table = db[name]
+        for r in db(table.name.like("%Alpha%") if "name" in table.fields and name != "project_location"
+                    else table.id > 0).select(table.uuid, table.approved_by):
+            approved[(name, r.uuid)] = r.approved_by
+    office = row(env, "org_office", name="Alpha Head Office")
+    site = db(db.org_site.site_id == office.site_id).select(db.org_site.code).first()
+    location = db(db.project_location.id > 0).select(db.project_location.name).first()
+    db.commit()
+    return {"approved": approved, "site code": site.code, "location name": location.name}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_role_s_path_of_local_ids_is_never_copied(eden_instance, backend):
+    a = eden_instance("a")
+    org = make(a, "org_organisation", name="Alpha Relief")
+    for k in range(3):  # A's ids of things run ahead of B's
+        make(a, "org_organisation", name="Alpha branch %d" % k)
+    s = syncing(a, "pr_role")
+    db, s3db = a["db"], a["s3db"]
+    parent, branch = db.org_organisation[org].pe_id, db.org_organisation[org + 1].pe_id
+    s3db.pr_add_affiliation(parent, branch, role="Branches")
+    s3db.pr_add_affiliation(branch, parent, role="Partners")  # a role the branch owns: under its parent
+    s3db.pr_rebuild_path(branch)
+    db.commit()
+    roles = db(db.pr_role.path != None).select()  # noqa: E711
+    assert roles, "A's roles have paths of A's entities"
+    data = a_file(a, s)
+    assert b"pr_role.path" not in data, "the path travels"
+    b = eden_instance("b")
+    fileio.import_from(b["db"], syncing(b, "pr_role"), data, name="a.csv")
+    for r in roles:
+        here = row(b, "pr_role", uuid=r.uuid)
+        assert here is not None and here.path is None  # never A's path: Eden rebuilds it from B's affiliations
