@@ -71,6 +71,8 @@ db.define_table(
     Field("password", "password", readable=False, requires=IS_LENGTH(255), label="Password at the peer"),
     Field("checkpoint_sent", "bigint", default=0, writable=False),
     Field("checkpoint_received", "bigint", default=0, writable=False),
+    # a batched sync's place in the peer's range: "since:until:table:id" merged so far (batches.py)
+    Field("checkpoint_resume", length=200, writable=False, readable=False),
     Field("clock_offset", "double", writable=False, label="Clock offset (s)"),
     # the local account this peer logs in with here: it may push only this instance's files
     Field("account", "reference auth_user", ondelete="SET NULL", label="Its account here",
