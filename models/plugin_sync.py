@@ -122,6 +122,12 @@ db.define_table(
 )
 
 db.define_table(
+    "plugin_sync_deferred",  # a batched sync's references whose targets come in a later batch (resolve.py)
+    Field("peer", length=64),  # base_uuid of the sender
+    Field("deferred", "text"),  # JSON of a resolve.Deferred
+)
+
+db.define_table(
     "plugin_sync_tombstone",  # hard deletes: keeps a deleted uuid from coming back
     Field("tablename", length=64),
     Field("record_uuid", length=128),

@@ -112,3 +112,66 @@ def test_a_first_sync_over_a_link_that_drops_every_30kb_resumes_in_batches_and_l
         print("push: %d cuts, %d bytes delivered, %d in cut connections" % (link.cuts, link.delivered, link.wasted))
     finally:
         link.close()
+
+
+# ---------------------------------------------------------------------------- the receiver's side, in process
+
+
+def batches_of(src, dst, since=0, limit=2):
+    """b's changes since `since` in batches of `limit`, as a pull fetches them: [(file, until, next)]."""
+    me = dst["db"](dst["db"].plugin_sync_identity).select().first().base_uuid
+    dst["db"].commit()
+    out, until, after = [], None, None
+    while True:
+        answer = replicate.changes(src["db"], src["plugin_sync_settings"], since, peer=me, until=until, after=after,
+                                   limit=limit)
+        src["db"].commit()
+        out.append((answer[0], answer[3], answer.next))
+        until, after = answer[3], answer.next and str(answer.next)
+        if answer.next is None:
+            return out
+
+
+def test_a_reference_to_a_record_of_a_later_batch_is_resolved_and_batches_out_of_order_move_nothing(new_instance):
+    from synchelpers import instances
+
+    from applications.eden.modules.plugin_sync.fileio import import_from
+
+    a, b = instances(new_instance, "a", "b")
+    db = b["db"]
+    # a district made before its province (a lower id pointing at a higher one: a later batch)
+    district = db.gis_location.insert(name="District first", level="L2")
+    for i in range(3):
+        db.gis_location.insert(name="Filler %d" % i, level="L3")
+    province = db.gis_location.insert(name="Province later", level="L1")
+    db(db.gis_location.id == district).update(parent=province)
+    db.commit()
+    sender = db(db.plugin_sync_identity).select().first().base_uuid
+    db.commit()
+    files = batches_of(b, a, limit=2)
+    assert len(files) >= 3
+
+    def merge(data):
+        return import_from(a["db"], a["plugin_sync_settings"], data, sender=sender)
+
+    def place():
+        row = a["db"](a["db"].sync_instance.base_uuid == sender).select().first()
+        a["db"].commit()
+        return row.checkpoint_received, row.checkpoint_resume
+
+    # the second batch before the first: merged (idempotent), but the resume point stays where it was
+    report = merge(files[1][0])
+    assert any("starts after" in w["message"] for w in report.warnings)
+    assert place() == (0, None)
+    nulled = 0
+    for k, (data, until, next_) in enumerate(files):
+        nulled += merge(data).totals()["refs_nulled"]
+        if next_ is not None:
+            assert place() == (0, "0:%d:%s" % (until, next_))  # a batch moves the resume point only
+    assert place() == (files[-1][1], None)  # the last one moves the checkpoint to the range's end
+    dba = a["db"]
+    child = dba(dba.gis_location.name == "District first").select().first()
+    parent = dba(dba.gis_location.name == "Province later").select().first()
+    assert nulled == 0 and child.parent == parent.id
+    assert dba(dba.plugin_sync_deferred).isempty()
+    dba.commit()

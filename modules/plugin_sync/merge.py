@@ -269,6 +269,7 @@ class Merger:
                 self.ctx.seen_until = self.capped_claim(peer[MERGED], line)
         if self.tags_writes(row):
             self.ctx.tag_origin = row["base_uuid"]  # the batch captures tag their changes at once
+        self.resolver.more = bool(row.get(NEXT)) and bool(row.get("base_uuid"))  # a batch, more to come
 
     def check_origin(self, row, line):
         """Refuse a sender row that is not the logged-in peer's, or whose URL is not http(s)."""
@@ -684,11 +685,18 @@ class Merger:
         return progress
 
     def finish(self, origin_hint=None):
+        sender = (self.ctx.origin or {}).get("base_uuid")
+        if sender and sender != self.me.base_uuid:
+            self.resolver.take_over(sender)  # what earlier batches of a batched sync left unresolved
         while self.resolver.pending and self.retry_pending(final=False):
             self.resolver.fix_deferred()
         if self.resolver.pending:
             self.retry_pending(final=True)
-        self.resolver.fix_deferred(final=True)
+        if self.resolver.more:  # a later batch of the range may bring the targets
+            self.resolver.fix_deferred()
+            self.resolver.carry_over(sender)
+        else:
+            self.resolver.fix_deferred(final=True)
         self.ctx.entities.finish(self.report)  # issue 12: realms, super records' shared fields, paths
         for name, counts in self.report.tables.items():
             if counts["owners_changed"]:  # said in the report and the log, never silent
