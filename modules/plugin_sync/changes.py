@@ -455,13 +455,15 @@ def changed_where(db, tablename, since, until, alias="t", echo_of=None, ids=None
     lo < id <= hi (either may be None): one batch of a range (batches.py).
     """
     subselect, params = _changed_ids_sql(db, tablename, since, until, echo_of)
-    sql = "WHERE %s.id IN (%s)" % (alias, subselect)
+    bounds = ""
     lo, hi = ids or (None, None)
     if lo is not None:
-        sql += " AND %s.id > %d" % (alias, int(lo))
+        bounds += " AND %%s > %d" % int(lo)
     if hi is not None:
-        sql += " AND %s.id <= %d" % (alias, int(hi))
-    return sql, params
+        bounds += " AND %%s <= %d" % int(hi)
+    # the bounds on both sides: the subselect reads only the batch's part of the change log
+    return "WHERE %s.id IN (%s%s)%s" % (alias, subselect, bounds.replace("%s", "record_id"),
+                                        bounds.replace("%s", alias + ".id")), params
 
 
 def changed_page(db, tablename, since, until, after_id=None, room=None, echo_of=None):

@@ -221,7 +221,7 @@ def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH, 
     writer = Writer(out)
     me = identity_record(db)
     me.update(url=getattr(settings, "url", None) or None, last_update=utcnow())
-    positions = [AFTER, NEXT] if limit and since is not None else []  # a batch: where it starts and ends
+    positions = [AFTER, NEXT] if (limit or after) and since is not None else []  # a batch: its two ends
     writer.begin_table(IDENTITY_TABLE, list(IDENTITY_COLUMNS) + [SINCE, UNTIL, MERGED, PARTIAL] + positions)
     rows = [[_cell(_fmt_any(me.get(c))) for c in IDENTITY_COLUMNS] + [_cell(since), _cell(until), NULL, partial]
             + [_cell(p and str(p)) for p in (after, next_)][:len(positions)]]

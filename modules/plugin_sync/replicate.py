@@ -38,7 +38,7 @@ from . import changes as changelog
 from .accounts import account_id, bind
 from .batches import batch_size, position, resume_point
 from .bundle import upload_files
-from .errors import Locked, PeerError, SyncError
+from .errors import Locked, PeerError, SyncError, UnresolvedReference
 from .export import begin_snapshot
 from .fileio import export_to, import_from
 from .log import Run
@@ -294,9 +294,15 @@ class Session:
             if got.since != since or (until is not None and got.until != until):
                 raise PeerError("changes: asked peer %s for changes %d..%s, got %d..%d"
                                 % (self.transport.name, since, until or "now", got.since, got.until))
-            part = import_from(self.db, self.settings, got.stream(), sender=self.peer.base_uuid,
-                               account=self.peer.account,  # what is new is owned by the peer's account here
-                               name="pull from %s (%s)" % (self.transport.name, self.transport.url))
+            try:
+                part = import_from(self.db, self.settings, got.stream(), sender=self.peer.base_uuid,
+                                   account=self.peer.account,  # what is new is owned by the peer's account here
+                                   name="pull from %s (%s)" % (self.transport.name, self.transport.url))
+            except UnresolvedReference:
+                if got.next is None:
+                    raise
+                limit = 0  # a NOT NULL reference into a later batch: the rest of the range in one piece
+                continue
             report = part if report is None else report.add(part)
             self.batches += 1
             if got.next is None or not self._moved(peer):  # the range is done (or the peer's batch was refused)

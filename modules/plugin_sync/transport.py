@@ -421,7 +421,7 @@ class XMLRPCTransport(Transport):
         return check_identity(self, self.call("identity", "identity", me or ""))
 
     def changes(self, since, tables=None, me=None, until=None, after=None, limit=None):
-        batch = () if not limit else (str(until or ""), after or "", str(int(limit)))  # a peer before batches: 3 args
+        batch = (str(until or ""), after or "", str(int(limit or 0))) if limit or after else ()  # else 3 args, as before
         answer = self.call("changes", "changes", str(int(since or 0)), ",".join(tables or ()), me or "", *batch,
                            timeout=self.transfer_timeout, deadline=self.transfer_deadline)
         data = answer.get("data")
