@@ -10,37 +10,23 @@ test (tests/test_batched_sync.py) and the benchmark (tests/bench/bench_resume.py
 import socket
 import threading
 
+from test_network import Proxy
 
-class DroppingLink:
+
+class DroppingLink(Proxy):
+    """test_network's Proxy (its listening socket, url, close()), with a link's drops instead of its rules."""
+
     def __init__(self, target_port, every=None):
-        self.target, self.every = target_port, every
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(32)
-        self.port = self.sock.getsockname()[1]
-        self.url = "http://127.0.0.1:%d/eden" % self.port
+        self.every = every
         self.lock = threading.Lock()
         self.total = self.delivered = self.wasted = self.cuts = self.connections = 0
         self.on_cut = None  # called (in the proxy's thread) after each cut
-        self.closed = False
-        threading.Thread(target=self.serve, daemon=True).start()
+        super().__init__(target_port)
 
     def reset(self, every=None):
         with self.lock:
             self.every = every
             self.total = self.delivered = self.wasted = self.cuts = self.connections = 0
-
-    def close(self):
-        self.closed = True
-        self.sock.close()
-
-    def serve(self):
-        while not self.closed:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(client,), daemon=True).start()
 
     def handle(self, client):
         upstream = socket.create_connection(("127.0.0.1", self.target))

@@ -40,11 +40,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from conftest import Server  # noqa: E402  (also enters the harness' runtime, as the tests do)
-from droplink import DroppingLink  # noqa: E402
+if "--worker" not in sys.argv:  # the Eden worker loads Eden, not the minihost the harness enters
+    from conftest import Server  # noqa: E402  (enters the harness' runtime, as the tests do)
+    from droplink import DroppingLink  # noqa: E402
 
-from applications.eden.modules.plugin_sync import changes, replicate  # noqa: E402
-from applications.eden.modules.plugin_sync.errors import PeerError  # noqa: E402
+    from applications.eden.modules.plugin_sync import changes, replicate  # noqa: E402
+    from applications.eden.modules.plugin_sync.errors import PeerError  # noqa: E402
 
 FIRST = ("Maria", "Joao", "Ana", "Jose", "Rosa", "Antonio", "Fatima", "Manuel", "Ines", "Paulo", "Aylin", "Mehmet")
 LAST = ("da Silva", "Soares", "Pereira", "Guterres", "Ximenes", "Alves", "Yilmaz", "Kaya", "Ramos", "Belo")
@@ -204,6 +205,7 @@ def main(argv=None):
     p.add_argument("--changed", type=int, default=100)
     p.add_argument("--eden-persons", type=int, default=1000, help="persons made in the real Eden instance")
     p.add_argument("--no-eden", action="store_true")
+    p.add_argument("--eden-only", action="store_true", help="only part 3 (real Eden)")
     p.add_argument("--json")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
@@ -213,6 +215,21 @@ def main(argv=None):
     if args.worker == "eden":
         return eden_worker(args)
 
+    results = {}
+    if not args.eden_only:
+        results.update(minihost_figures(args))
+    if not args.no_eden:
+        results["eden"] = eden_figures(args.changed, args.eden_persons)
+        print("real Eden: %s" % json.dumps(results["eden"]), flush=True)
+    print(report(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+def minihost_figures(args):
+    """Parts 1 and 2, on two minihost servers."""
     from test_network import Node, register_all  # noqa: E402  the network tests' nodes
 
     rnd = random.Random(23)
@@ -238,19 +255,28 @@ def main(argv=None):
         link.close()
         for s in servers:
             s.stop()
-    if not args.no_eden:
-        results["eden"] = eden_figures(args.changed, args.eden_persons)
-        print("real Eden: %s" % json.dumps(results["eden"]), flush=True)
-    print(report(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
-    return 0
+    return results
 
 
 def report(r):
+    lines = minihost_report(r) if "first_sync" in r else []
+    e = r.get("eden")
+    if e:
+        lines += [
+            "",
+            "| real Eden, %d of %d persons changed | bytes |" % (e["changed"], e["persons"]),
+            "|---|---:|",
+            "| the plugin's changes file (gzip'd CSV) | %s |" % _size(e["plugin_gz"]),
+            "| Eden's S3XML of the same %d persons (export_xml msince, as its sync sends it) | %s |" % (
+                e["eden_results"], _size(e["s3xml"])),
+            "| the same S3XML gzip'd | %s |" % _size(e["s3xml_gz"]),
+        ]
+    return "\n".join(lines)
+
+
+def minihost_report(r):
     f, i, o = r["first_sync"], r["incremental"], r["one_transfer"]
-    lines = [
+    return [
         "",
         "| first sync over a link dropping every %s | batches of %s | one transfer (before) |" % (
             _size(f["every"]), f["batch"] or "default"),
@@ -271,15 +297,6 @@ def report(r):
         "| on the wire (both ways, HTTP headers and identity included) | %s |" % _size(i["wire"]),
         "| the changes file (gzip'd CSV) | %s |" % _size(i["file"]),
     ]
-    e = r.get("eden")
-    if e:
-        lines += [
-            "| real Eden: the plugin's changes file (gzip'd CSV) | %s |" % _size(e["plugin_gz"]),
-            "| real Eden: Eden's S3XML of the same %d persons (export_xml msince, as its sync sends it) | %s |" % (
-                e["eden_results"], _size(e["s3xml"])),
-            "| real Eden: the same S3XML gzip'd | %s |" % _size(e["s3xml_gz"]),
-        ]
-    return "\n".join(lines)
 
 
 def _size(n):
