@@ -265,22 +265,28 @@ def begin_snapshot(db):
 
 
 def export_table(db, writer, tablename, since=None, until=None, batch=BATCH, echo_of=None, ids=None):
-    """Stream one table into `writer`; return the number of rows written.  `ids` (lo, hi): a batch's part."""
+    """Stream one table into `writer`; return the number of rows written.  `ids` (lo, hi): a batch's part.
+
+    An incremental export (`since`) leaves out the section of a table without changes: in Eden a
+    hundred synced tables' headers would be most of a small sync's bytes.  A full export keeps
+    every section (the file shows every table synced)."""
     te = TableExporter(db, tablename)
     where, params = "", ()
     if since is not None:
         where, params = changes.changed_where(db, tablename, since, until, alias="t", echo_of=echo_of, ids=ids)
-    writer.begin_table(tablename, te.columns + [ROW_SEQ])
     cur = raw_cursor(db)
     cur.execute(te.sql(where, seq=True), params)  # ROW_SEQ joined: one query
+    raw = cur.fetchmany(batch)
+    if not raw and since is not None:
+        cur.close()
+        return 0
+    writer.begin_table(tablename, te.columns + [ROW_SEQ])
     count = 0
-    while True:
-        raw = cur.fetchmany(batch)
-        if not raw:
-            break
+    while raw:
         writer.writelines(te.lines(raw, seq=True))
         count += len(raw)
         progress.batch(len(raw))  # a page's progress bar (progress.py): a no-op unless a job watches
+        raw = cur.fetchmany(batch)
     cur.close()
     writer.end_table()
     return count

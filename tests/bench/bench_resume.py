@@ -26,6 +26,7 @@ multiple of --every.
    push posts text/xml uncompressed), gzip'd too for comparison.
 """
 import argparse
+import datetime
 import gzip
 import json
 import os
@@ -158,8 +159,8 @@ def eden_worker(args):
     db.commit()
     since = capture.checkpoint(db)
     db.commit()
-    time.sleep(1.1)  # Eden's msince compares modified_on (seconds): the edits come strictly later
-    msince = db.executesql("SELECT max(modified_on) FROM pr_person")[0][0]
+    time.sleep(1.1)  # Eden's msince takes modified_on >= msince (seconds): the persons made stay before it
+    msince = datetime.datetime.utcnow().replace(microsecond=0)  # Eden's last_push: the edits come after it
     time.sleep(1.1)
     for rid in rnd.sample(made, args.changed):
         db(table.id == rid).update(last_name="Edited %d" % rid)
