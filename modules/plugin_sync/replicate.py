@@ -71,6 +71,7 @@ def identity(db, settings, peer=None, since=None):
         contact=me.contact or settings.contact or "",
         now=utcnow().strftime(TIME_FORMAT),
         checkpoint=str(changelog.checkpoint(db)),
+        batches=True,  # it merges a batch of a range as one (batches.py): a push may come in batches
     )
     if peer:
         row = find_peer(db, peer)
@@ -255,7 +256,6 @@ class Session:
     def __init__(self, db, settings, peer, transport=None, batch=None, **options):
         self.db, self.settings, self.peer = db, settings, peer
         self.options = dict(batch=batch)  # batch: records per batch (None: the setting sync_batch)
-        self.batches = 0  # batches merged (pull) or sent (push), for reports and tests
         self.transport = transport or connect(peer, settings, **options)
         self.me = this_instance(db).base_uuid
         self.ident = None
@@ -289,7 +289,8 @@ class Session:
         report = None
         while True:
             peer = self.reload()
-            since, until, after = _range_to_resume(peer.checkpoint_received, peer.checkpoint_resume)
+            since, until, after = _range_to_resume(peer.checkpoint_received, peer.checkpoint_resume,
+                                                   (self.ident or {}).get("checkpoint"))
             got = self.transport.changes(since, me=self.me, until=until, after=after, limit=limit if limit > 0 else None)
             if got.since != since or (until is not None and got.until != until):
                 raise PeerError("changes: asked peer %s for changes %d..%s, got %d..%d"
@@ -304,7 +305,6 @@ class Session:
                 limit = 0  # a NOT NULL reference into a later batch: the rest of the range in one piece
                 continue
             report = part if report is None else report.add(part)
-            self.batches += 1
             if got.next is None or not self._moved(peer):  # the range is done (or the peer's batch was refused)
                 break
         for warning in self.warnings:
@@ -324,6 +324,8 @@ class Session:
         """Send our changes, batch after batch; each moves the peer's resume point, the last our checkpoint."""
         db = self.db
         limit = batch_size(self.settings, self.options.get("batch"))
+        if not (self.ident or {}).get("batches"):  # an older peer would take a batch's `until` for the range's
+            limit = 0
         peer = self.reload()
         begin_snapshot(db)  # the checkpoint and the data read in one snapshot
         now = changelog.checkpoint(db)  # before exporting: later changes go with the next push
@@ -351,7 +353,6 @@ class Session:
                     result.warnings.extend(dict(message=w) for w in counts.get("warnings") or [])
                     db.rollback()  # end the export's read transaction: the peer may take long to merge
                     result.add(self.transport.receive(out, result.fmt, me=self.me))
-                self.batches += 1
                 after = counts["next"]
                 if after is None:
                     break
@@ -541,10 +542,13 @@ def _peer_row(db, peer):
     return row
 
 
-def _range_to_resume(received, resume):
-    """(since, until, after) of a pull: the range our resume point walks, or a new one from `received`."""
+def _range_to_resume(received, resume, peer_now=None):
+    """(since, until, after) of a pull: the range our resume point walks, or a new one from `received`.
+
+    A range ending beyond the peer's log as it is now (`peer_now`: a peer restored from a backup) is
+    not resumed: a new range starts from `received`."""
     received, point = int(received or 0), resume_point(resume)
-    if point is not None and point.since <= received < point.until:
+    if point is not None and point.since <= received < point.until and (peer_now is None or point.until <= peer_now):
         return point.since, point.until, str(point.after)
     return received, None, None
 
