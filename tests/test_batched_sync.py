@@ -16,10 +16,10 @@ from test_network import FAST, converged, nodes  # noqa: F401 (the fixture)
 from applications.eden.modules.plugin_sync import changes, replicate
 from applications.eden.modules.plugin_sync.errors import PeerError
 
-RECORDS = 1000  # persons on each side, about 100 KB gzip'd per side
-BATCH = 100  # records per batch: about 10 KB gzip'd
-EVERY = 30000  # the link drops every 30 KB: a whole side's range never passes in one piece
-WASTE = 15000  # bytes a cut may cost at most: the batch in flight (and its request)
+RECORDS = 500  # persons on each side, about 50 KB gzip'd per side
+BATCH = 50  # records per batch: about 5 KB gzip'd
+EVERY = 15000  # the link drops every 15 KB: a whole side's range never passes in one piece
+WASTE = 8000  # bytes a cut may cost at most: the batch in flight (and its request)
 RUNS = 8  # runs (each with FAST's 3 tries per request) before the test gives up
 
 
@@ -50,7 +50,7 @@ def uuids(node):
     return out
 
 
-def test_a_first_sync_over_a_link_that_drops_every_30kb_resumes_in_batches_and_loses_nothing(nodes):
+def test_a_first_sync_over_a_link_that_drops_every_15kb_resumes_in_batches_and_loses_nothing(nodes):
     a, b = nodes("a"), nodes("b")
     link = DroppingLink(b.server.port)
     try:
