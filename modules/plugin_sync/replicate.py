@@ -120,7 +120,7 @@ def changes_file(db, settings, since, tables=None, fmt="auto", peer=None, until=
             counts = export_to(db, settings, out, fmt=fmt, tables=tables, since=since, until=until, log=False,
                                echo_of=peer if since else None,  # incremental: not the peer's own versions back
                                peers=[peer] if peer else [],  # the header names the caller alone
-                               after=after, limit=limit or None)
+                               after=after, limit=limit if limit and limit > 0 else None)
             run.counts = dict(docs_read=sum(v for k, v in counts["tables"].items() if k != "tombstones")
                               + counts["tables"].get("tombstones", 0), warnings=counts.get("warnings") or [])
             run.dry_run = not run.counts["docs_read"] and not run.counts["warnings"]  # an empty poll: no log row
