@@ -748,7 +748,8 @@ def conflicts():
 #
 #   GET  identity.json[?peer=<caller base_uuid>]  who we are, our clock, checkpoints
 #   GET  changes?since=N[&tables=a,b][&peer=...]  our changes since N: gzip'd CSV (zip with
-#                                                 uploads); X-Sync-Since/-Until/-Sha256 headers
+#        [&until=U&after=table:id&limit=L]        uploads); X-Sync-Since/-Until/-Sha256 headers;
+#                                                 one batch of [N, U) and X-Sync-Next
 #   POST receive.json  (body: the file)           merge it; 200 + report only after the commit
 #   POST call/xmlrpc                              identity(peer), changes(since, tables, peer),
 #                                                 receive(Binary, peer): the same over XML-RPC
@@ -830,13 +831,17 @@ def changes():
     user = _ps_peer()
     try:
         since = int(request.vars.since or 0)
+        until = int(request.vars.until) if request.vars.until else None
+        limit = int(request.vars.limit) if request.vars.limit else None
     except ValueError:
-        _ps_peer_error(400, ValueError("since must be an integer checkpoint"))
+        _ps_peer_error(400, ValueError("since, until and limit must be whole numbers"))
     tables = [t for t in (request.vars.tables or "").split(",") if t] or None
     fmt = request.vars.format if request.vars.format in ("gz", "zip") else "auto"
     try:
-        out, fmt, since, until = _ps_replicate.changes_file(db, plugin_sync_settings, since, tables, fmt,
-                                                            peer=_ps_speaks_for(user, request.get_vars.peer))
+        answer = _ps_replicate.changes_file(
+            db, plugin_sync_settings, since, tables, fmt, peer=_ps_speaks_for(user, request.get_vars.peer),
+            until=until, after=request.vars.after or None, limit=limit)
+        out, fmt, since, until = answer
     except errors.SyncError as e:
         _ps_peer_error(400, e)
     digest = _ps_hashlib.sha256()
@@ -850,6 +855,8 @@ def changes():
         "X-Sync-Since": str(since), "X-Sync-Until": str(until), "X-Sync-Format": fmt,
         "X-Sync-Sha256": digest.hexdigest(), "Content-Length": str(size),
     })
+    if answer.next is not None:
+        response.headers["X-Sync-Next"] = str(answer.next)
     return response.stream(out, chunk_size=1 << 16, request=request)
 
 
@@ -898,10 +905,12 @@ def _ps_rpc_identity(peer=""):
     return _ps_replicate.identity(db, plugin_sync_settings, peer=_ps_speaks_for(request.ps_user, peer))
 
 
-def _ps_rpc_changes(since="0", tables="", peer=""):
-    out, fmt, since, until = _ps_replicate.changes_file(
+def _ps_rpc_changes(since="0", tables="", peer="", until="", after="", limit=""):
+    answer = _ps_replicate.changes_file(
         db, plugin_sync_settings, int(since or 0), [t for t in (tables or "").split(",") if t] or None,
-        peer=_ps_speaks_for(request.ps_user, peer))
+        peer=_ps_speaks_for(request.ps_user, peer), until=int(until) if until else None, after=after or None,
+        limit=int(limit) if limit else None)
+    out, fmt, since, until = answer
     with out:
         out.seek(0, 2)
         limit = _ps_limits.Limits(plugin_sync_settings).max_request_size
@@ -911,7 +920,7 @@ def _ps_rpc_changes(since="0", tables="", peer=""):
         out.seek(0)
         data = out.read()
     return dict(data=_ps_xmlrpc.Binary(data), format=fmt, since=str(since), until=str(until),
-                sha256=_ps_hashlib.sha256(data).hexdigest())
+                next=str(answer.next or ""), sha256=_ps_hashlib.sha256(data).hexdigest())
 
 
 def _ps_rpc_receive(data, peer=""):

@@ -74,6 +74,8 @@ db.define_table(
     Field("password", "password", readable=False, requires=IS_LENGTH(255), label="Password at the peer"),
     Field("checkpoint_sent", "bigint", default=0, writable=False),
     Field("checkpoint_received", "bigint", default=0, writable=False),
+    # a batched sync's place in the peer's range: "since:until:table:id" merged so far (batches.py)
+    Field("checkpoint_resume", length=200, writable=False, readable=False),
     Field("clock_offset", "double", writable=False, label="Clock offset (s)"),
     # the local account this peer logs in with here: it may push only this instance's files
     Field("account", "reference auth_user", ondelete="SET NULL", label="Its account here",
@@ -120,6 +122,12 @@ db.define_table(
     Field("local_uuid", length=128, notnull=True),
     Field("origin", length=64),  # base_uuid of the instance whose file it came in
     Field("created_on", "datetime", default=request.utcnow),
+)
+
+db.define_table(
+    "plugin_sync_deferred",  # a batched sync's references whose targets come in a later batch (resolve.py)
+    Field("peer", length=64),  # base_uuid of the sender
+    Field("deferred", "text"),  # JSON of a resolve.Deferred
 )
 
 db.define_table(

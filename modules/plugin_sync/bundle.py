@@ -27,20 +27,29 @@ def is_bundle(head):
     return head[:4] == ZIP_MAGIC
 
 
-def upload_files(db, settings, tables=None, since=None, until=None, warnings=None):
+def upload_files(db, settings, tables=None, since=None, until=None, warnings=None, parts=None):
     """(stored name, path) of every uploaded file named by the exported records.
 
     A value that names no file inside its field's upload folder (`../x`,
     `/etc/passwd`) is never read: it is skipped, with a message in `warnings`.
+    `parts`: one batch's tables and id bounds ([(table, (lo, hi))], batches.plan): its files only.
     """
+    bounds = dict(parts) if parts is not None else None
     for name in synced_tables(db, settings, only=tables):
+        if bounds is not None and name not in bounds:
+            continue
         table = db[name]
+        lo, hi = (bounds or {}).get(name) or (None, None)
         for field in table:
             if field.type != "upload":
                 continue
             query = field != None  # noqa: E711 (pydal)
             if since is not None:
                 query &= changes.changed_query(db, name, since, until)
+            if lo is not None:
+                query &= table.id > lo
+            if hi is not None:
+                query &= table.id <= hi
             for row in db(query).select(table.uuid, field, orderby=table.id):
                 value = row[field.name]
                 path = path_of(db, field, value) if value else None

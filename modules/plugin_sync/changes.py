@@ -445,23 +445,49 @@ def literal(text):
 # ------------------------------------------------------- used by export and merge
 
 
-def changed_where(db, tablename, since, until, alias="t", echo_of=None):
+def changed_where(db, tablename, since, until, alias="t", echo_of=None, ids=None):
     """SQL `WHERE` (and its parameters) restricting `alias` to the records changed in [since, until).
 
     `echo_of` (a peer's base_uuid) leaves out the versions our merge wrote from
     that peer's own files and nobody changed since: the peer has them, and
     sending them back would only echo (or, where a reference of theirs did
-    not resolve here, undo their value).
+    not resolve here, undo their value).  `ids` (lo, hi): only ids in
+    lo < id <= hi (either may be None): one batch of a range (batches.py).
     """
+    subselect, params = _changed_ids_sql(db, tablename, since, until, echo_of)
+    bounds = ""
+    lo, hi = ids or (None, None)
+    if lo is not None:
+        bounds += " AND %%s > %d" % int(lo)
+    if hi is not None:
+        bounds += " AND %%s <= %d" % int(hi)
+    # the bounds on both sides: the subselect reads only the batch's part of the change log
+    return "WHERE %s.id IN (%s%s)%s" % (alias, subselect, bounds.replace("%s", "record_id"),
+                                        bounds.replace("%s", alias + ".id")), params
+
+
+def changed_page(db, tablename, since, until, after_id=None, room=None, echo_of=None):
+    """(how many, the last id) of the first `room` records of `tablename` changed in [since, until)
+    with an id above `after_id`, in id order: where a batch of at most `room` records ends."""
+    subselect, params = _changed_ids_sql(db, tablename, since, until, echo_of)
+    if after_id is not None:
+        subselect += " AND record_id > %d" % int(after_id)
+    if room is not None:
+        subselect += " ORDER BY record_id LIMIT %d" % int(room)
+    n, last = db.executesql("SELECT count(*), max(record_id) FROM (%s) page" % subselect, placeholders=params)[0]
+    return int(n), (None if last is None else int(last))
+
+
+def _changed_ids_sql(db, tablename, since, until, echo_of=None):
+    """The change log's SELECT of record_id for `tablename` in [since, until) (and its parameters)."""
     _range(db, db[CHANGE], since, until)  # same check of the checkpoint
     ph = dialect.placeholder(db)
-    sql = "WHERE %s.id IN (SELECT record_id FROM %s WHERE tablename = %s AND seq >= %s AND seq < %s" % (
-        alias, CHANGE, ph, ph, ph)
+    sql = "SELECT record_id FROM %s WHERE tablename = %s AND seq >= %s AND seq < %s" % (CHANGE, ph, ph, ph)
     params = (tablename, int(since or 0), int(until))
     if echo_of:
         sql += " AND NOT (COALESCE(origin, '') = %s AND COALESCE(origin_seq, -1) = seq)" % ph
         params += (echo_of,)
-    return sql + ")", params
+    return sql, params
 
 
 def unseen_by(db, tablename, ids, origin, seen_until):

@@ -218,7 +218,7 @@ def cmd_sync(db, settings, args, stdout):
     from .replicate import as_dict, summary, sync
 
     mode = "pull" if args.pull and not args.push else "push" if args.push and not args.pull else None
-    results = sync(db, settings, args.peer, mode=mode)
+    results = sync(db, settings, args.peer, mode=mode, batch=args.batch)
     if args.json:
         stdout.write(json.dumps(dict(ok=True, **as_dict(results)), indent=2, default=str) + "\n")
         return
@@ -232,6 +232,7 @@ def _sync_args(p):
     p.add_argument("peer", help="the peer's id, base_uuid or owner (see `peers`)")
     p.add_argument("--pull", action="store_true", help="only pull the peer's changes")
     p.add_argument("--push", action="store_true", help="only push ours")
+    p.add_argument("--batch", type=int, help="records per batch (default: the setting sync_batch; 0: one transfer)")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
 
 

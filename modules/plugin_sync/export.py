@@ -14,8 +14,9 @@ import json
 from . import changes, dialect, progress
 from .csvstream import Writer
 from .entities import key_of
-from .fileformat import (IDENTITY_COLUMNS, IDENTITY_TABLE, MERGED, NULL, PARTIAL, ROW_SEQ, SINCE, TOMBSTONE_COLUMNS,
-                         TOMBSTONE_TABLE, UNTIL)
+from .batches import plan
+from .fileformat import (AFTER, IDENTITY_COLUMNS, IDENTITY_TABLE, MERGED, NEXT, NULL, PARTIAL, ROW_SEQ, SINCE,
+                         TOMBSTONE_COLUMNS, TOMBSTONE_TABLE, UNTIL)
 from .gcpause import paused
 from .peers import identity_record, utcnow
 from .tables import annotations, synced_tables, travelling_fields
@@ -192,7 +193,8 @@ def raw_cursor(db, named=True):
 
 
 @paused
-def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH, echo_of=None, peers=None):
+def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH, echo_of=None, peers=None, after=None,
+           limit=None):
     """Write the synced tables (or `tables`) to the text stream `out`; return counts per table.
 
     With `since`, only records changed in [since, until) are written (the
@@ -203,31 +205,41 @@ def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH, 
     base_uuids whose rows (URL, checkpoint `merged@seq`) the header may name:
     a peer's `changes` or a push names its receiver alone, never the others;
     None (a file for anyone, e.g. on a USB stick) names every peer we merged.
+    `limit` (with `since`): one batch of the range, at most this many records
+    after the position `after` (batches.py); the header names both ends, and
+    counts["next"] where the next batch starts (None: this one ends the range).
     """
     names = synced_tables(db, settings, only=tables)
     begin_snapshot(db)
     partial = bar_encode(names) if tables and set(names) != set(synced_tables(db, settings)) else NULL
     if until is None:
         until = changes.checkpoint(db)  # written into the file: the receiver's next `since`
+    if since is None or (after is not None and after.table not in names):
+        after = None  # a whole export; a position in a table that no longer syncs: from the range's start
+    parts, next_ = plan(db, names, since, until, after, limit, echo_of) if since is not None else (
+        [(name, None) for name in names], None)
     writer = Writer(out)
     me = identity_record(db)
     me.update(url=getattr(settings, "url", None) or None, last_update=utcnow())
-    writer.begin_table(IDENTITY_TABLE, list(IDENTITY_COLUMNS) + [SINCE, UNTIL, MERGED, PARTIAL])
-    rows = [[_cell(_fmt_any(me.get(c))) for c in IDENTITY_COLUMNS] + [_cell(since), _cell(until), NULL, partial]]
+    positions = [AFTER, NEXT] if (limit or after) and since is not None else []  # a batch: its two ends
+    writer.begin_table(IDENTITY_TABLE, list(IDENTITY_COLUMNS) + [SINCE, UNTIL, MERGED, PARTIAL] + positions)
+    rows = [[_cell(_fmt_any(me.get(c))) for c in IDENTITY_COLUMNS] + [_cell(since), _cell(until), NULL, partial]
+            + [_cell(p and str(p)) for p in (after, next_)][:len(positions)]]
     known = db.sync_instance.checkpoint_received > 0
     if peers is not None:
         known &= db.sync_instance.base_uuid.belongs(list(peers) or [""])
     for peer in db(known).select(orderby=db.sync_instance.id):
         rows.append([_cell(_fmt_any(peer[c])) for c in IDENTITY_COLUMNS] + [NULL, NULL, peer.checkpoint_received,
-                                                                             NULL])
+                                                                             NULL] + [NULL] * len(positions))
     writer.writerows(rows)
     writer.end_table()
     counts = {}
-    for name in names:
-        counts[name] = export_table(db, writer, name, since, until, batch, echo_of)
-    counts["tombstones"] = export_tombstones(db, writer, names, since, until)
+    for name, ids in parts:
+        counts[name] = export_table(db, writer, name, since, until, batch, echo_of, ids)
+    counts["tombstones"] = export_tombstones(db, writer, names, since, until) if next_ is None else 0
     writer.close()
-    return dict(tables=counts, since=since, until=until, base_uuid=me["base_uuid"])
+    return dict(tables=counts, since=since, until=until, base_uuid=me["base_uuid"], next=next_,
+                parts=parts if limit and since is not None else None)
 
 
 def begin_snapshot(db):
@@ -252,23 +264,29 @@ def begin_snapshot(db):
     db.executesql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
 
-def export_table(db, writer, tablename, since=None, until=None, batch=BATCH, echo_of=None):
-    """Stream one table into `writer`; return the number of rows written."""
+def export_table(db, writer, tablename, since=None, until=None, batch=BATCH, echo_of=None, ids=None):
+    """Stream one table into `writer`; return the number of rows written.  `ids` (lo, hi): a batch's part.
+
+    An incremental export (`since`) leaves out the section of a table without changes: in Eden a
+    hundred synced tables' headers would be most of a small sync's bytes.  A full export keeps
+    every section (the file shows every table synced)."""
     te = TableExporter(db, tablename)
     where, params = "", ()
     if since is not None:
-        where, params = changes.changed_where(db, tablename, since, until, alias="t", echo_of=echo_of)
-    writer.begin_table(tablename, te.columns + [ROW_SEQ])
+        where, params = changes.changed_where(db, tablename, since, until, alias="t", echo_of=echo_of, ids=ids)
     cur = raw_cursor(db)
     cur.execute(te.sql(where, seq=True), params)  # ROW_SEQ joined: one query
+    raw = cur.fetchmany(batch)
+    if not raw and since is not None:
+        cur.close()
+        return 0
+    writer.begin_table(tablename, te.columns + [ROW_SEQ])
     count = 0
-    while True:
-        raw = cur.fetchmany(batch)
-        if not raw:
-            break
+    while raw:
         writer.writelines(te.lines(raw, seq=True))
         count += len(raw)
         progress.batch(len(raw))  # a page's progress bar (progress.py): a no-op unless a job watches
+        raw = cur.fetchmany(batch)
     cur.close()
     writer.end_table()
     return count

@@ -15,7 +15,7 @@ ask the other what a column means. A leaf: it imports nothing of the engine.
 - the header block, `TABLE sync_instance` (IDENTITY_TABLE): the sender's identity
   (IDENTITY_COLUMNS) and the change range `since@seq`/`until@seq`, then one row
   per peer with the sender's checkpoint of that peer (`merged@seq`), and
-  `tables@seq` for a file of some tables only;
+  `tables@seq` for a file of some tables only, `after@seq`/`next@seq` for a batch of a range;
 - the tombstone block, `TABLE plugin_sync_tombstone` (TOMBSTONE_TABLE), last:
   the hard deletions (TOMBSTONE_COLUMNS);
 - NULL, the cell of a missing value, and END, the file's last line.
@@ -34,6 +34,11 @@ SINCE, UNTIL, MERGED = "since@seq", "until@seq", "merged@seq"
 # sender must not move past changes of the tables left out
 PARTIAL = "tables@seq"
 CHECKPOINTS = (SINCE, UNTIL, MERGED)  # whole numbers or nothing
+# a batch of a range (replicate's batched syncs): the position in [since, until) after which its records
+# start (`after@seq`, NULL: the range's start) and where the next batch starts (`next@seq`, NULL: this
+# batch ends the range, tombstones included); a position is "table:id", records ordered by table
+# (the export's order), then id
+AFTER, NEXT = "after@seq", "next@seq"
 # per row: the sender's change seq of the version exported; the receiver skips a version
 # below its checkpoint of the sender (merged already: a full or stale file re-sends it)
 ROW_SEQ = "id@seq"

@@ -20,10 +20,11 @@ FORMATS = ("csv", "gz", "zip")
 
 
 def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None, log=True, echo_of=None,
-              peers=None):
+              peers=None, after=None, limit=None):
     """Write an export to the binary stream `out` in `fmt` (csv, gz or zip); return its counts.
 
-    `peers`: the instances the header may name (export.export); None: every peer."""
+    `peers`: the instances the header may name (export.export); None: every peer.
+    `after`, `limit`: one batch of the range (export.export, batches.py)."""
     if fmt not in FORMATS:
         raise ValueError("unknown format %r (use %s)" % (fmt, ", ".join(FORMATS)))
     with Run(db, "export", source=fmt, dry_run=not log) as run:
@@ -31,18 +32,19 @@ def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None,
             with tempfile.NamedTemporaryFile(suffix=".csv", delete=False) as tmp:
                 text, _ = open_output(tmp)
                 counts = export(db, text, settings, tables=tables, since=since, until=until, echo_of=echo_of,
-                                peers=peers)
+                                peers=peers, after=after, limit=limit)
                 text.flush()
                 text.detach()
             warnings = counts["warnings"] = []
             try:
-                write_bundle(out, tmp.name, upload_files(db, settings, tables, since, counts["until"], warnings))
+                write_bundle(out, tmp.name, upload_files(db, settings, tables, since, counts["until"], warnings,
+                                                         counts["parts"]))
             finally:
                 os.remove(tmp.name)
         else:
             text, raw = open_output(out, compress=(fmt == "gz"))
             counts = export(db, text, settings, tables=tables, since=since, until=until, echo_of=echo_of,
-                            peers=peers)
+                            peers=peers, after=after, limit=limit)
             text.flush()
             text.detach()
             if raw is not out:

@@ -67,7 +67,9 @@ from .context import EPOCH, Context
 from .csvstream import Reader
 from .errors import BadValue, Busy, Refused, SyncError
 from .export import wire_rows
-from .fileformat import (CHECKPOINTS, IDENTITY_TABLE, MERGED, NULL, PARTIAL, ROW_SEQ, SINCE, TOMBSTONE_TABLE, UNTIL)
+from .batches import Resume, position, resume_point
+from .fileformat import (AFTER, CHECKPOINTS, IDENTITY_TABLE, MERGED, NEXT, NULL, PARTIAL, ROW_SEQ, SINCE,
+                         TOMBSTONE_TABLE, UNTIL)
 from .gcpause import paused
 from .names import record_name
 from .parse import NOT_COMPARED, UNUSUAL, Parser, SectionPlan, canonical_text
@@ -239,6 +241,11 @@ class Merger:
                 if row.get(k) is not None and not (row[k].isascii() and row[k].strip().isdigit()):
                     raise BadValue("%r is not a change sequence (a whole number)" % row[k][:60],
                                    table=section.tablename, line=line, column=k)
+            for k in (AFTER, NEXT):  # a batch's ends: positions (table:id) or nothing
+                try:
+                    position(row.get(k))
+                except ValueError as e:
+                    raise BadValue(str(e), table=section.tablename, line=line, column=k)
             rows.append((line, row))
         if not rows:
             return
@@ -255,6 +262,7 @@ class Merger:
                 self.ctx.seen_until = self.capped_claim(peer[MERGED], line)
         if self.tags_writes(row):
             self.ctx.tag_origin = row["base_uuid"]  # the batch captures tag their changes at once
+        self.resolver.more = bool(row.get(NEXT)) and bool(row.get("base_uuid"))  # a batch, more to come
 
     def check_origin(self, row, line):
         """Refuse a sender row that is not the logged-in peer's, or whose URL is not http(s)."""
@@ -678,11 +686,18 @@ class Merger:
         return progress
 
     def finish(self, origin_hint=None):
+        sender = (self.ctx.origin or {}).get("base_uuid")
+        if sender and sender != self.me.base_uuid:
+            self.resolver.take_over(sender)  # what earlier batches of a batched sync left unresolved
         while self.resolver.pending and self.retry_pending(final=False):
             self.resolver.fix_deferred()
         if self.resolver.pending:
             self.retry_pending(final=True)
-        self.resolver.fix_deferred(final=True)
+        if self.resolver.more:  # a later batch of the range may bring the targets
+            self.resolver.fix_deferred()
+            self.resolver.carry_over(sender)
+        else:
+            self.resolver.fix_deferred(final=True)
         self.ctx.entities.finish(self.report)  # issue 12: realms, super records' shared fields, paths
         for name, counts in self.report.tables.items():
             if counts["owners_changed"]:  # said in the report and the log, never silent
@@ -707,7 +722,12 @@ class Merger:
         return since is None or int(since) <= self.ctx.merged_until
 
     def acknowledge(self, peer_id, origin):
-        """Remember up to where we merged the sender's changes, if the file left no gap."""
+        """Remember up to where we merged the sender's changes, if the file left no gap.
+
+        A batch of a range (batches.py) moves the resume point (checkpoint_resume) to its end, and
+        only when it starts where the last batch committed ended; the range's last batch moves
+        checkpoint_received to `until`.
+        """
         since, until = origin.get(SINCE), origin.get(UNTIL)
         if until is None:
             return
@@ -717,11 +737,23 @@ class Merger:
             return
         peer = self.db.sync_instance(peer_id)
         have = peer.checkpoint_received or 0
-        if since is None or int(since) <= have:
-            peer.update_record(checkpoint_received=max(have, int(until)))
-        else:
+        if since is not None and int(since) > have:
             self.report.warn("this file starts at the sender's change %s but we had merged only up to %s: "
                              "changes in between are missing (sync the full data once)" % (since, have))
+            return
+        after, next_ = position(origin.get(AFTER)), position(origin.get(NEXT))
+        resume = resume_point(peer.checkpoint_resume)
+        if after is not None and (since is None or resume != Resume(int(since), int(until), after)):
+            self.report.warn("this batch of the sender's changes %s..%s starts after %s, but we had merged that "
+                             "range up to %s: its records are merged, the checkpoint stays"
+                             % (since, until, after, resume.after if resume else "nothing of it"))
+            return
+        if next_ is not None:
+            peer.update_record(checkpoint_resume=str(Resume(int(since), int(until), next_)))
+            return
+        done = max(have, int(until))
+        peer.update_record(checkpoint_received=done,
+                           checkpoint_resume=str(resume) if resume is not None and resume.until > done else None)
 
     def abort(self):
         """Undo everything: the transaction and the upload files this import wrote."""

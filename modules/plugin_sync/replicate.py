@@ -16,7 +16,10 @@ transaction.  Each instance keeps two checkpoints per peer in the peer's
 
 `pull(db, settings, peer)` asks the peer for its changes since our
 checkpoint_received of it and merges them; `push` sends ours since the
-peer's checkpoint; `sync` = pull, then push.  A run first asks the peer for
+peer's checkpoint; `sync` = pull, then push.  A large range goes in batches
+of `sync_batch` records (batches.py), each merged and committed in its own
+transaction with the receiver's resume point (checkpoint_resume): a run cut
+short resumes at the last committed batch, never at the range's start.  A run first asks the peer for
 its identity: the base_uuid must be the registered one (a URL that now
 answers as another instance is refused), and the peer's clock is compared
 with ours (sync_instance.clock_offset; a warning beyond clock_tolerance).
@@ -30,8 +33,9 @@ import tempfile
 
 from . import changes as changelog
 from .accounts import account_id, bind
+from .batches import batch_size, position, resume_point
 from .bundle import upload_files
-from .errors import PeerError, SyncError
+from .errors import PeerError, SyncError, UnresolvedReference
 from .export import begin_snapshot
 from .fileio import export_to, import_from
 from .lease import LEASE, Lease, acquire, release  # noqa: F401  acquire, release: the lock, asked by name
@@ -65,10 +69,14 @@ def identity(db, settings, peer=None, since=None):
         contact=me.contact or settings.contact or "",
         now=utcnow().strftime(TIME_FORMAT),
         checkpoint=str(changelog.checkpoint(db)),
+        batches=True,  # it merges a batch of a range as one (batches.py): a push may come in batches
     )
     if peer:
         row = find_peer(db, peer)
         out["received"] = str(row.checkpoint_received or 0) if row else "0"
+        resume = resume_point(row.checkpoint_resume) if row else None
+        if resume is not None and resume.until > (row.checkpoint_received or 0):
+            out["resume"] = str(resume)  # the caller's batched push resumes here
     if since is not None:
         try:
             out["pending"] = changelog.change_count(db, int(since), int(out["checkpoint"]), synced_tables(db, settings))
@@ -78,21 +86,30 @@ def identity(db, settings, peer=None, since=None):
     return out
 
 
-def changes_file(db, settings, since, tables=None, fmt="auto", peer=None):
-    """Our changes in [since, now) as a temporary file: (file at 0, format, since, until).
+def changes_file(db, settings, since, tables=None, fmt="auto", peer=None, until=None, after=None, limit=None):
+    """Our changes in [since, until or now) as a temporary file: (file at 0, format, since, until) and .next.
 
     The `changes` endpoint streams it: a bundle of large uploaded files is
     written to disk, never held in memory.  fmt "auto": a zip bundle when
-    changed records name uploaded files, else gzip'd CSV.
+    changed records name uploaded files, else gzip'd CSV.  `limit`: one batch
+    of at most that many records after the position `after` ("table:id") of
+    the range [since, until) a batched pull walks (batches.py); `next`: where
+    the next batch starts, None when this one ends the range.
     """
     since = int(since or 0)
     if since < 0:
         raise SyncError("since must be a checkpoint >= 0, not %d" % since)
+    try:
+        after = position(after)
+    except ValueError as e:
+        raise SyncError("after: %s" % e)
     begin_snapshot(db)  # the checkpoint and the data read in one snapshot
-    until = changelog.checkpoint(db)
-    if since > until:
+    now = changelog.checkpoint(db)
+    until = now if until is None else int(until)
+    if since > until or until > now:
         raise SyncError("checkpoint %d is ahead of this instance's change log (now at %d): it was taken on "
-                        "another database or before a restore; reset the peer's checkpoint to 0" % (since, until))
+                        "another database or before a restore; reset the peer's checkpoint to 0"
+                        % (max(since, until), now))
     if fmt == "auto":
         fmt = "zip" if next(upload_files(db, settings, tables, since, until), None) else "gz"
     out = tempfile.TemporaryFile(prefix="plugin_sync-changes-")
@@ -100,7 +117,8 @@ def changes_file(db, settings, since, tables=None, fmt="auto", peer=None):
         with Run(db, "export", peer=peer, source="changes since %d (%s)" % (since, fmt)) as run:
             counts = export_to(db, settings, out, fmt=fmt, tables=tables, since=since, until=until, log=False,
                                echo_of=peer if since else None,  # incremental: not the peer's own versions back
-                               peers=[peer] if peer else [])  # the header names the caller alone
+                               peers=[peer] if peer else [],  # the header names the caller alone
+                               after=after, limit=limit if limit and limit > 0 else None)
             run.counts = dict(docs_read=sum(v for k, v in counts["tables"].items() if k != "tombstones")
                               + counts["tables"].get("tombstones", 0), warnings=counts.get("warnings") or [])
             run.dry_run = not run.counts["docs_read"] and not run.counts["warnings"]  # an empty poll: no log row
@@ -108,14 +126,24 @@ def changes_file(db, settings, since, tables=None, fmt="auto", peer=None):
         out.close()
         raise
     out.seek(0)
-    return out, fmt, since, until
+    return Answer(out, fmt, since, until, counts["next"])
 
 
-def changes(db, settings, since, tables=None, fmt="auto", peer=None):
-    """changes_file() as bytes: (bytes, format, since, until) (XML-RPC sends one document)."""
-    out, fmt, since, until = changes_file(db, settings, since, tables, fmt, peer)
-    with out:
-        return out.read(), fmt, since, until
+def changes(db, settings, since, tables=None, fmt="auto", peer=None, **batch):
+    """changes_file() as bytes: (bytes, format, since, until) and .next (XML-RPC sends one document)."""
+    answer = changes_file(db, settings, since, tables, fmt, peer, **batch)
+    with answer[0] as out:
+        return Answer(out.read(), *answer[1:], next_=answer.next)
+
+
+class Answer(tuple):
+    """(file or bytes, format, since, until) of a `changes` answer, and `next`: where the next batch of the
+    range starts (a batches.Position; None: this answer ends the range)."""
+
+    def __new__(cls, data, fmt, since, until, next_=None):
+        self = tuple.__new__(cls, (data, fmt, since, until))
+        self.next = next_
+        return self
 
 
 def receive(db, settings, source, peer=None, name=None, sender=None, account=None):
@@ -224,8 +252,9 @@ def sync(db, settings, peer, mode=None, **options):
 class Session:
     """One run against one peer: its transport, what it told us, our warnings."""
 
-    def __init__(self, db, settings, peer, transport=None, **options):
+    def __init__(self, db, settings, peer, transport=None, batch=None, **options):
         self.db, self.settings, self.peer = db, settings, peer
+        self.options = dict(batch=batch)  # batch: records per batch (None: the setting sync_batch)
         self.transport = transport or connect(peer, settings, **options)
         self.me = this_instance(db).base_uuid
         self.ident = None
@@ -254,14 +283,29 @@ class Session:
         return ident
 
     def pull(self, run):
-        since = int(self.reload().checkpoint_received or 0)
-        got = self.transport.changes(since, me=self.me)
-        if got.since != since:
-            raise PeerError("changes: asked peer %s for changes since %d, got since %d"
-                            % (self.transport.name, since, got.since))
-        report = import_from(self.db, self.settings, got.stream(), sender=self.peer.base_uuid,
-                             account=self.peer.account,  # what is new is owned by the peer's account here
-                             name="pull from %s (%s)" % (self.transport.name, self.transport.url))
+        """Merge the peer's changes, batch after batch, each committed with our resume point."""
+        limit = batch_size(self.settings, self.options.get("batch"))
+        report = None
+        while True:
+            peer = self.reload()
+            since, until, after = _range_to_resume(peer.checkpoint_received, peer.checkpoint_resume,
+                                                   (self.ident or {}).get("checkpoint"))
+            got = self.transport.changes(since, me=self.me, until=until, after=after, limit=limit if limit > 0 else None)
+            if got.since != since or (until is not None and got.until != until):
+                raise PeerError("changes: asked peer %s for changes %d..%s, got %d..%d"
+                                % (self.transport.name, since, until or "now", got.since, got.until))
+            try:
+                part = import_from(self.db, self.settings, got.stream(), sender=self.peer.base_uuid,
+                                   account=self.peer.account,  # what is new is owned by the peer's account here
+                                   name="pull from %s (%s)" % (self.transport.name, self.transport.url))
+            except UnresolvedReference:
+                if got.next is None:
+                    raise
+                limit = 0  # a NOT NULL reference into a later batch: the rest of the range in one piece
+                continue
+            report = part if report is None else report.add(part)
+            if got.next is None or not self._moved(peer):  # the range is done (or the peer's batch was refused)
+                break
         for warning in self.warnings:
             report.warn(warning)
         run.report = report
@@ -269,13 +313,27 @@ class Session:
         self.db.commit()
         return report
 
+    def _moved(self, before):
+        """Did the last batch move our place in the peer's changes? (else another batch would repeat it)"""
+        after = self.reload()
+        return (after.checkpoint_received, after.checkpoint_resume) != (before.checkpoint_received,
+                                                                         before.checkpoint_resume)
+
     def push(self, run):
+        """Send our changes, batch after batch; each moves the peer's resume point, the last our checkpoint."""
         db = self.db
+        limit = batch_size(self.settings, self.options.get("batch"))
+        if not (self.ident or {}).get("batches"):  # an older peer would take a batch's `until` for the range's
+            limit = 0
         peer = self.reload()
         begin_snapshot(db)  # the checkpoint and the data read in one snapshot
-        until = changelog.checkpoint(db)  # before exporting: later changes go with the next push
+        now = changelog.checkpoint(db)  # before exporting: later changes go with the next push
         received = self.ident.get("received") if self.ident else None
         since = received if received is not None else int(peer.checkpoint_sent or 0)
+        resume = resume_point(self.ident.get("resume")) if self.ident else None
+        until, after = now, None
+        if resume is not None and resume.since <= since < resume.until <= now:
+            since, until, after = resume.since, resume.until, resume.after  # where the peer's last batch ended
         result = PushReport(since, until, self.warnings)
         if since > until:
             result.note("the peer claims changes up to %d, ahead of this instance's log (%d): "
@@ -284,13 +342,19 @@ class Session:
         tables = synced_tables(db, self.settings)
         if changelog.change_count(db, since, until, tables):
             result.fmt = "zip" if next(upload_files(db, self.settings, None, since, until), None) else "gz"
-            with tempfile.TemporaryFile(prefix="plugin_sync-push-") as out:  # on disk, not in memory
-                counts = export_to(db, self.settings, out, fmt=result.fmt, since=since, until=until, log=False,
-                                   echo_of=peer.base_uuid if since else None, peers=[peer.base_uuid])
-                result.sent = sum(counts["tables"].values())
-                result.size = out.tell()
-                result.warnings.extend(dict(message=w) for w in counts.get("warnings") or [])
-                result.answer = self.transport.receive(out, result.fmt, me=self.me)
+            while True:
+                with tempfile.TemporaryFile(prefix="plugin_sync-push-") as out:  # on disk, not in memory
+                    counts = export_to(db, self.settings, out, fmt=result.fmt, since=since, until=until, log=False,
+                                       echo_of=peer.base_uuid if since else None, peers=[peer.base_uuid],
+                                       after=after, limit=limit if limit > 0 else None)
+                    result.sent += sum(counts["tables"].values())
+                    result.size += out.tell()
+                    result.warnings.extend(dict(message=w) for w in counts.get("warnings") or [])
+                    db.rollback()  # end the export's read transaction: the peer may take long to merge
+                    result.add(self.transport.receive(out, result.fmt, me=self.me))
+                after = counts["next"]
+                if after is None:
+                    break
         db.rollback()  # end the export's read transaction before writing the checkpoint
         # the peer has committed (or there was nothing to send): only now does the checkpoint move
         db(db.sync_instance.id == peer.id).update(checkpoint_sent=until)
@@ -304,27 +368,35 @@ class Session:
 
 
 class PushReport:
-    """What a push sent and what the peer answered (its import report)."""
+    """What a push sent and what the peer answered (its import report; of each batch)."""
 
     def __init__(self, since, until, warnings=()):
         self.since, self.until = since, until
-        self.fmt, self.sent, self.size, self.answer = None, 0, 0, None
+        self.fmt, self.sent, self.size, self.answers = None, 0, 0, []
         self.warnings = [dict(message=w) for w in warnings]
         self.notes = []
 
     def note(self, message):
         self.notes.append(message)
 
+    def add(self, answer):
+        """The peer's answer to one batch (committed there)."""
+        self.answers.append(answer)
+
     @property
     def peer_report(self):
-        return (self.answer or {}).get("report") or {}
+        """The peer's report of the last batch."""
+        return (self.answers[-1] if self.answers else {}).get("report") or {}
 
     def totals(self):
-        theirs = self.peer_report.get("totals") or {}
-        return dict(docs_read=self.sent, docs_written=theirs.get("docs_written", 0),
-                    conflicts=theirs.get("conflicts", 0), created=theirs.get("created", 0),
-                    updated=theirs.get("updated", 0), unchanged=theirs.get("unchanged", 0),
-                    deleted=theirs.get("deleted", 0))
+        """The peer's counts, summed over the batches."""
+        keys = ("docs_written", "conflicts", "created", "updated", "unchanged", "deleted")
+        out = dict.fromkeys(keys, 0)
+        for answer in self.answers:
+            theirs = (answer.get("report") or {}).get("totals") or {}
+            for k in keys:
+                out[k] += theirs.get(k, 0)
+        return dict(out, docs_read=self.sent)
 
     def summary(self):
         if not self.sent:
@@ -335,8 +407,8 @@ class PushReport:
 
     def as_dict(self):
         return dict(ok=True, since=self.since, until=self.until, format=self.fmt, sent=self.sent, bytes=self.size,
-                    totals=self.totals(), warnings=self.warnings, notes=self.notes, summary=self.summary(),
-                    peer_report=self.peer_report)
+                    batches=len(self.answers), totals=self.totals(), warnings=self.warnings, notes=self.notes,
+                    summary=self.summary(), peer_report=self.peer_report)
 
 
 def summary(results):
@@ -407,6 +479,17 @@ def _peer_row(db, peer):
     if not row.url:
         raise PeerError("peer %s has no URL: it can only exchange files" % (row.owner or row.base_uuid))
     return row
+
+
+def _range_to_resume(received, resume, peer_now=None):
+    """(since, until, after) of a pull: the range our resume point walks, or a new one from `received`.
+
+    A range ending beyond the peer's log as it is now (`peer_now`: a peer restored from a backup) is
+    not resumed: a new range starts from `received`."""
+    received, point = int(received or 0), resume_point(resume)
+    if point is not None and point.since <= received < point.until and (peer_now is None or point.until <= peer_now):
+        return point.since, point.until, str(point.after)
+    return received, None, None
 
 
 def _offset(peer_now, before, after):

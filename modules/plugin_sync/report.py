@@ -78,6 +78,24 @@ class Report:
         if message not in self.notes:
             self.notes.append(message)
 
+    def add(self, other):
+        """Fold the report of the next batch of a sync into this one (counts summed, warnings kept); self."""
+        for name, counts in other.tables.items():
+            mine = self.table(name)
+            for k, v in counts.items():
+                mine[k] += v
+        for w in other.warnings:
+            if len(self.warnings) < MAX_WARNINGS:
+                self.warnings.append(w)
+        self.warning_count += other.warning_count
+        for n in other.notes:
+            self.note(n)
+        self.skipped_tables.update(other.skipped_tables)
+        self.origin, self.checkpoint = other.origin or self.origin, other.checkpoint
+        self.seconds = (self.seconds or 0) + (other.seconds or 0)
+        self.plain_pydal = self.plain_pydal or other.plain_pydal
+        return self
+
     def totals(self):
         total = dict.fromkeys(COUNTERS, 0)
         for counts in self.tables.values():

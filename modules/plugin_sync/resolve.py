@@ -7,7 +7,10 @@ resolved (the target is here), deferred (written as NULL until its target
 is in: `Deferred`, fixed by `fix_deferred`), waiting (a NOT NULL reference
 whose target is not in yet: the row is `Pending` until `Merger.retry_pending`),
 or nulled (the target is not in the file and not here, or the sender's own
-reference dangled), with a warning that names table, line and field.
+reference dangled), with a warning that names table, line and field.  In a
+batch of a batched sync with more to come (batches.py), a reference not
+resolved by the batch's end is carried over to the next batch
+(plugin_sync_deferred), and nulled only after the range's last batch.
 """
 import json
 from typing import NamedTuple
@@ -115,6 +118,7 @@ class Resolver:
         self.instance_types = {}  # plain pydal files: {super table: {file key: instance table}} (learn_file_ids)
         self.pending = []  # [Pending]: rows waiting for a NOT NULL reference
         self.merged_tables = set()  # tables whose section is merged: a uuid of theirs not here now never will be
+        self.more = False  # a batch with more of its range to come: a target may still arrive
 
     def resolve_columns(self, plan, cols, columns):
         """(cols with references as local ids, [(row index, field, kind, target, keys)] deferred,
@@ -313,7 +317,7 @@ class Resolver:
         """An unresolved reference into a table whose section is merged (none of its rows still
         waiting) cannot resolve later in this file: it is NULL now, as at the end, so that a record
         whose only difference is such a reference compares as unchanged."""
-        return (target != plan.tablename and target in self.merged_tables
+        return (not self.more and target != plan.tablename and target in self.merged_tables
                 and not any(p.plan.tablename == target for p in self.pending))
 
     def resolve_fk(self, table, keys, resolved):
@@ -361,6 +365,24 @@ class Resolver:
             if not synced and kind == "ref" and values[pos] is None:
                 values[pos] = local_values[pos]
         row.nulls = [n for n in row.nulls if n[2] is None]
+
+    def carry_over(self, peer):
+        """End of a batch with more to come: the references still unresolved wait for the next batches
+        (in plugin_sync_deferred, written in this import's transaction)."""
+        table = self.db.plugin_sync_deferred
+        for d in self.deferred:
+            table.insert(peer=peer, deferred=json.dumps(list(d)))
+        self.deferred = []
+
+    def take_over(self, peer):
+        """The references earlier batches of `peer` carried over: resolved with this batch's."""
+        table = self.db.plugin_sync_deferred
+        query = table.peer == peer
+        for row in self.db(query).select(table.deferred, orderby=table.id):
+            d = json.loads(row.deferred)
+            d[5] = [tuple(k) for k in d[5]] if d[3] == "list" else tuple(d[5])
+            self.deferred.append(Deferred(*d))
+        self.db(query).delete()
 
     def fix_deferred(self, only_table=None, final=False):
         """Point NULL-ed references at their targets now that these are written."""

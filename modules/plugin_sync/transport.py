@@ -10,7 +10,9 @@ Three operations, the same on both transports:
     identity(me)          -> dict: base_uuid, owner, contact, now, checkpoint,
                              received (what the peer has merged of `me`'s changes)
     changes(since)        -> Changes: the peer's changes since `since` (gzip'd CSV
-                             or, with uploaded files, a zip bundle), since, until
+                             or, with uploaded files, a zip bundle), since, until;
+                             with `limit` one batch of the range [since, until)
+                             after the position `after`, and `next` (batches.py)
     receive(data)         -> dict: the peer's import report (answered after its commit)
 
 Data travels gzip'd both ways (the CSV itself is gzip'd or a zip bundle; an
@@ -61,11 +63,12 @@ USER_AGENT = "plugin_sync/%d" % PROTOCOL
 
 
 class Changes:
-    """What a peer answered to `changes`: the file (a binary file object) and the range it covers."""
+    """What a peer answered to `changes`: the file (a binary file object), the range it covers, and
+    where the next batch of the range starts (`next`, None: this file ends the range)."""
 
-    def __init__(self, data, since, until, fmt):
+    def __init__(self, data, since, until, fmt, next_=None):
         self.file = io.BytesIO(data) if isinstance(data, bytes) else data
-        self.since, self.until, self.fmt = since, until, fmt
+        self.since, self.until, self.fmt, self.next = since, until, fmt, next_ or None
 
     @property
     def data(self):
@@ -354,15 +357,16 @@ class HTTPTransport(Transport):
     def identity(self, me=None, since=None):
         return check_identity(self, self.json("identity", self.endpoint("identity.json", peer=me, since=since)))
 
-    def changes(self, since, tables=None, me=None):
-        url = self.endpoint("changes", since=int(since or 0), tables=",".join(tables) if tables else None, peer=me)
+    def changes(self, since, tables=None, me=None, until=None, after=None, limit=None):
+        url = self.endpoint("changes", since=int(since or 0), tables=",".join(tables) if tables else None, peer=me,
+                            until=until, after=after, limit=limit)
         _, info, body = self.request("changes", url, timeout=self.transfer_timeout, deadline=self.transfer_deadline)
         try:
             until = int(info["X-Sync-Until"])
             since_ = int(info.get("X-Sync-Since") or 0)
         except (KeyError, TypeError, ValueError):
             raise self.bad_answer("changes", "no X-Sync-Until header")
-        return Changes(body, since_, until, info.get("X-Sync-Format") or "gz")
+        return Changes(body, since_, until, info.get("X-Sync-Format") or "gz", info.get("X-Sync-Next"))
 
     def receive(self, data, fmt="gz", me=None):
         ctype = "application/zip" if fmt == "zip" else "application/gzip"
@@ -416,8 +420,9 @@ class XMLRPCTransport(Transport):
     def identity(self, me=None, since=None):  # XML-RPC's identity(peer) counts no pending changes
         return check_identity(self, self.call("identity", "identity", me or ""))
 
-    def changes(self, since, tables=None, me=None):
-        answer = self.call("changes", "changes", str(int(since or 0)), ",".join(tables or ()), me or "",
+    def changes(self, since, tables=None, me=None, until=None, after=None, limit=None):
+        batch = (str(until or ""), after or "", str(int(limit or 0))) if limit or after else ()  # else 3 args, as before
+        answer = self.call("changes", "changes", str(int(since or 0)), ",".join(tables or ()), me or "", *batch,
                            timeout=self.transfer_timeout, deadline=self.transfer_deadline)
         data = answer.get("data")
         if not isinstance(data, xmlrpc.client.Binary):
@@ -426,7 +431,8 @@ class XMLRPCTransport(Transport):
         if answer.get("sha256") and hashlib.sha256(body).hexdigest() != answer["sha256"]:
             raise PeerError("changes: peer %s sent a corrupted file (SHA-256 mismatch)" % self.name)
         try:
-            return Changes(body, int(answer.get("since") or 0), int(answer["until"]), answer.get("format") or "gz")
+            return Changes(body, int(answer.get("since") or 0), int(answer["until"]), answer.get("format") or "gz",
+                           answer.get("next"))
         except (KeyError, TypeError, ValueError):
             raise self.bad_answer("changes", "no until")
 
