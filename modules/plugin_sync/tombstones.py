@@ -12,9 +12,10 @@ back.
 """
 from typing import NamedTuple
 
+from . import changes
 from .context import CHUNK, EPOCH, chunks
 from .errors import BadValue
-from .fileformat import NULL
+from .fileformat import NULL, UNTIL
 from .tables import references
 from .values import bar_decode, bar_encode, parser
 
@@ -38,6 +39,7 @@ class Tombstones:
         self.ids, self.conflicts, self.writer = ids, conflicts, writer
         self.rows = []  # the file's deletions (Deletion)
         self.tombstoned_tables = {}  # {table: has tombstones here}, see local()
+        self.nulled = {}  # {table: ids} kept against a deletion, a reference nulled here: see untag()
 
     def read(self, section):
         """The file's tombstone block."""
@@ -62,17 +64,20 @@ class Tombstones:
     def apply(self):
         """Hard-delete what the sender hard-deleted, unless it changed here afterwards; remember the uuid."""
         self.ids.clear()  # deleted records' uuids must not resolve any more
+        if self.merged_already():
+            return
         me, gone = self.ctx.me.base_uuid, False
         for tablename, uuid, deleted_on, origin, line, future in self.rows:
             if tablename not in self.ctx.synced or not uuid:
                 continue
             table = self.db[tablename]
             row = self.db(table.uuid == uuid).select(table.id, table.modified_on).first()
-            if row is not None and (row.modified_on or EPOCH) > deleted_on:
+            concurrent = row is not None and self.concurrent(tablename, row.id)
+            if concurrent and (row.modified_on or EPOCH) > deleted_on:
                 self.report.warn("kept: changed here after it was deleted elsewhere", table=tablename, line=line,
                                  uuid=uuid)
                 continue
-            if row is not None and future and self.concurrent(tablename, row.id):
+            if concurrent and future:
                 self.report.count(tablename, "conflicts_kept_local")
                 self.report.warn("kept: changed here, unseen by the deleter, whose deletion is dated %s, ahead of "
                                  "this instance's clock" % future, table=tablename, line=line, uuid=uuid)
@@ -87,7 +92,7 @@ class Tombstones:
                 # first, so that the delete trigger keeps the sender's origin and time
                 tomb.insert(tablename=tablename, record_uuid=uuid, deleted_on=deleted_on, origin=origin or me)
             if row is not None:
-                if self.concurrent(tablename, row.id):  # changed here, unknown to the deleter: a conflict
+                if concurrent:  # changed here, unknown to the deleter: a conflict
                     self.conflicts.deleted(tablename, uuid, row, deleted_on)
                 else:
                     self.report.count(tablename, "deleted")
@@ -96,6 +101,14 @@ class Tombstones:
                 gone = True
         if gone:
             self.drop_from_lists({d.tablename for d in self.rows})
+
+    def merged_already(self):
+        """A file no newer than what we merged of its sender (its `until` within our checkpoint): its
+        deletions were decided when they first came (applied, or kept against), as its rows were
+        (Merger.classify's MERGED_ALREADY).  Decided again, they would meet versions the sender wrote
+        later, tagged as seen by it."""
+        until = (self.ctx.origin or {}).get(UNTIL)
+        return until is not None and self.ctx.merged_until and int(until) <= self.ctx.merged_until
 
     def concurrent(self, tablename, record_id):
         """Was the local version of this record changed here without the deleter having seen it?"""
@@ -134,10 +147,18 @@ class Tombstones:
                         if kept:
                             self.ctx.execute("UPDATE %s SET %s = NULL WHERE id = %d" % (
                                 table._rname, table[field]._rname, r.id))
+                            self.nulled.setdefault(name, set()).add(r.id)
                             self.report.warn("kept: changed here after the %s it refers to was deleted elsewhere "
                                              "(%s set to NULL)" % (target, field), table=name, line=line, uuid=r.uuid)
                     if doomed:
                         todo.append((name, doomed))
+
+    def untag(self):
+        """After the import's writes are tagged as the sender's: a record kept against a deletion, its
+        reference nulled here, holds a version of ours that the sender never had (else a re-sent
+        tombstone, finding it 'seen', would delete it)."""
+        for tablename, ids in self.nulled.items():
+            changes.untag(self.db, tablename, ids)
 
     def tombstone_first(self, tablename, uuid, deleted_on, origin):
         """The tombstone of a record about to be deleted here for a deletion elsewhere (replacing a stale one)."""
@@ -173,8 +194,13 @@ class Tombstones:
     def local(self, tablename, uuids):
         """{uuid: deleted_on} for incoming uuids that were hard-deleted here.
 
-        Raw SQL (pydal's belongs() renders each uuid in Python), and none at all
-        for a table without tombstones: the merge writes tombstones only in finish().
+        A deletion the sender had seen (its seq below the sender's checkpoint of
+        ours) counts as older than any version the sender still sends: the sender
+        kept that version against it (changed there, unseen by us, or dated ahead
+        of the sender's clock), a successor whatever the clocks say, as in
+        Merger.decide.  Raw SQL (pydal's belongs() renders each uuid in Python),
+        and none at all for a table without tombstones: the merge writes
+        tombstones only in finish().
         """
         out, t = {}, self.db.plugin_sync_tombstone
         if tablename not in self.tombstoned_tables:
@@ -183,12 +209,14 @@ class Tombstones:
             self.tombstoned_tables[tablename] = bool(rows)
         if not self.tombstoned_tables[tablename]:
             return out
+        seen_until = int(self.ctx.seen_until) if self.ctx.origin_uuid and self.ctx.seen_until else None
         for chunk in chunks(uuids, CHUNK):
-            sql = "SELECT %s, %s FROM %s WHERE %s = %s AND %s IN (%s)" % (
-                t.record_uuid._rname, t.deleted_on._rname, t._rname, t.tablename._rname, self.ctx.ph,
+            sql = "SELECT %s, %s, %s FROM %s WHERE %s = %s AND %s IN (%s)" % (
+                t.record_uuid._rname, t.deleted_on._rname, t.seq._rname, t._rname, t.tablename._rname, self.ctx.ph,
                 t.record_uuid._rname, ",".join([self.ctx.ph] * len(chunk)))
-            for record_uuid, deleted_on in self.ctx.execute(sql, [tablename] + list(chunk)):
-                out[record_uuid] = deleted_on or EPOCH
+            for record_uuid, deleted_on, seq in self.ctx.execute(sql, [tablename] + list(chunk)):
+                seen = seen_until is not None and seq is not None and seq < seen_until
+                out[record_uuid] = EPOCH if seen else deleted_on or EPOCH
         return out
 
     def revive(self, tablename, uuids):
