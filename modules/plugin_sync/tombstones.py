@@ -1,11 +1,15 @@
 """Hard deletes: the file's tombstones applied at the end, and the tombstones here.
 
-The later of two deletions of a uuid is the one kept.  A record changed
-here after the deletion stays, and so does one that refers to the deleted
-record (its reference set to NULL) where the database would cascade; a
-local version the deleter never saw goes to the conflict log (as does an
-incoming version that our own later deletion beats: Merger.classify's
-TOMBSTONED); the deleted ids leave the list:references here.  While the
+The later of two deletions of a uuid is the one kept.  Knowledge first,
+then clocks, as for versions (Merger.decide): a local version the deleter
+had seen goes whatever the clocks say, and a version the sender still sends
+after seeing our deletion comes back (local()).  One the deleter never saw
+stays if it outlives the deletion (`outlives`: changed here after it, or
+the deletion dated ahead of our clock), and so does one that refers to the
+deleted record (its reference set to NULL) where the database would
+cascade; else it goes to the conflict log (as does an incoming version that
+our own later deletion beats: Merger.classify's TOMBSTONED); the deleted
+ids leave the list:references here.  While the
 rows merge, `local()` says which incoming uuids were deleted here (see
 Merger.classify), and `revive()` drops the tombstone of a record that comes
 back.
@@ -29,6 +33,13 @@ class Deletion(NamedTuple):
     origin: str
     line: int
     future: object = None
+
+
+def outlives(modified_on, deleted_on, future):
+    """The clock rule of a deletion elsewhere against a local version that the deleter never saw (one it
+    had seen goes, whatever the clocks say): that version stays if changed here after the deletion, or
+    if the deletion is dated ahead of our clock (`future`, its own date: then it never wins)."""
+    return (modified_on or EPOCH) > deleted_on or bool(future)
 
 
 class Tombstones:
@@ -62,7 +73,8 @@ class Tombstones:
                                       line, future))
 
     def apply(self):
-        """Hard-delete what the sender hard-deleted, unless it changed here afterwards; remember the uuid."""
+        """Hard-delete what the sender hard-deleted, unless a version the deleter never saw outlives it; remember
+        the uuid."""
         self.ids.clear()  # deleted records' uuids must not resolve any more
         if self.merged_already():
             return
@@ -73,11 +85,11 @@ class Tombstones:
             table = self.db[tablename]
             row = self.db(table.uuid == uuid).select(table.id, table.modified_on).first()
             concurrent = row is not None and self.concurrent(tablename, row.id)
-            if concurrent and (row.modified_on or EPOCH) > deleted_on:
+            if concurrent and outlives(row.modified_on, deleted_on, None):
                 self.report.warn("kept: changed here after it was deleted elsewhere", table=tablename, line=line,
                                  uuid=uuid)
                 continue
-            if concurrent and future:
+            if concurrent and outlives(row.modified_on, deleted_on, future):
                 self.report.count(tablename, "conflicts_kept_local")
                 self.report.warn("kept: changed here, unseen by the deleter, whose deletion is dated %s, ahead of "
                                  "this instance's clock" % future, table=tablename, line=line, uuid=uuid)
@@ -96,7 +108,7 @@ class Tombstones:
                     self.conflicts.deleted(tablename, uuid, row, deleted_on)
                 else:
                     self.report.count(tablename, "deleted")
-                self.before_cascade(tablename, row.id, deleted_on, origin or me, line)
+                self.before_cascade(tablename, row.id, deleted_on, future, origin or me, line)
                 self.db(table.id == row.id).delete()
                 gone = True
         if gone:
@@ -115,7 +127,7 @@ class Tombstones:
         unseen = self.ctx.unseen(tablename, [record_id])
         return unseen is None or record_id in unseen
 
-    def before_cascade(self, tablename, record_id, deleted_on, origin, line):
+    def before_cascade(self, tablename, record_id, deleted_on, future, origin, line):
         """The synced records the database would delete along (ON DELETE CASCADE), recursively.
 
         One changed here after the deletion is kept, like the deleted record
@@ -137,12 +149,13 @@ class Tombstones:
                     for r in self.db(table[field].belongs(ids)).select(table.id, table.uuid, table.modified_on):
                         kept = fate.get((name, r.id)) == "kept"
                         if (name, r.id) not in fate:
-                            kept = (r.modified_on or EPOCH) > deleted_on and not table[field].notnull
+                            concurrent = self.concurrent(name, r.id)
+                            kept = concurrent and outlives(r.modified_on, deleted_on, future) and not table[field].notnull
                             fate[(name, r.id)] = "kept" if kept else "gone"
                             if not kept:
                                 doomed.add(r.id)
                                 self.tombstone_first(name, r.uuid, deleted_on, origin)
-                                if self.concurrent(name, r.id):
+                                if concurrent:
                                     self.conflicts.deleted(name, r.uuid, r, deleted_on)
                         if kept:
                             self.ctx.execute("UPDATE %s SET %s = NULL WHERE id = %d" % (
