@@ -563,8 +563,8 @@ class Merger:
         # owners: read only with accept_owners (plan.owner_pos); a change of them is a write, counted
         row.owners = any(values[pos] != local_values[pos] for pos in plan.owner_pos)
         if not row.defers and plan.same(values) == plan.same(local_values):  # a deferred reference differs
-            if self.restamped(plan, row, local_values[plan.mod_pos] if plan.mod_pos is not None else None,
-                              local_id, changed_here):
+            if plan.mod_pos is not None and not row.future and row.modified_on and \
+                    row.modified_on > (local_values[plan.mod_pos] or EPOCH):
                 if plan.created_pos is not None:  # the stamp only: the record keeps its own created_on
                     values[plan.created_pos] = local_values[plan.created_pos]
                 return LATER_STAMP, values
@@ -586,23 +586,6 @@ class Merger:
         if self.decide(plan, row, local_values, concurrent):
             return (CONFLICT_TAKEN if concurrent else UPDATED), values
         return (CONFLICT_KEPT if concurrent else OLDER), values
-
-    def restamped(self, plan, row, local_mod, local_id, changed_here):
-        """Does the same content take the incoming stamp?  A later one, or any other from a successor.
-
-        A successor (the sender had seen our version and wrote its own after
-        it, see decide) dates the version as the sender does: one of ours that
-        a receiver dated by its own clock (a stamp ahead of it, see
-        context.future_limit) comes back here with that date and is taken, so
-        that every instance keeps one modified_on for it.  A suspect stamp
-        (row.future) never moves ours, nor does a version merged already.
-        """
-        local_mod, seq = local_mod or EPOCH, _row_seq(plan, row)
-        if row.future or not row.modified_on or row.modified_on == local_mod or seq < self.ctx.merged_until:
-            return False  # (a version we merged already: its stamp too, or a later dating would flip back)
-        if row.modified_on > local_mod:
-            return True
-        return seq != UNKNOWN_SEQ and not (changed_here is None or local_id in changed_here)
 
     def dedupe(self, plan, batch):
         """A uuid twice in one file: the newer row counts, the other is an older copy."""
