@@ -99,8 +99,8 @@ from applications.eden.modules.plugin_sync.merge import import_and_sync
 from applications.eden.modules.plugin_sync.peers import this_instance
 from applications.eden.modules.plugin_sync.tables import references, synced_tables
 
-EXAMPLES = {"sqlite": int(os.environ.get("CONVERGENCE_EXAMPLES", 20)),
-            "postgres": int(os.environ.get("CONVERGENCE_EXAMPLES_PG", 3))}
+EXAMPLES = {"sqlite": int(os.environ.get("CONVERGENCE_EXAMPLES", 40)),
+            "postgres": int(os.environ.get("CONVERGENCE_EXAMPLES_PG", 5))}
 MAX_OPS = 40
 BASE_TIME = datetime.datetime(2025, 3, 1, 12, 0, 0)  # the simulated clocks start here
 GOSSIP_ROUNDS = 8

@@ -20,8 +20,8 @@ from applications.eden.modules.plugin_sync.changes import CHANGE, checkpoint
 from applications.eden.modules.plugin_sync.peers import this_instance
 from applications.eden.modules.plugin_sync.tables import synced_tables
 
-EXAMPLES = {"sqlite": int(os.environ.get("PATHS_EXAMPLES", 12)),
-            "postgres": int(os.environ.get("PATHS_EXAMPLES_PG", 3))}
+EXAMPLES = {"sqlite": int(os.environ.get("PATHS_EXAMPLES", 25)),
+            "postgres": int(os.environ.get("PATHS_EXAMPLES_PG", 6))}
 
 
 def _seed(a):
