@@ -546,6 +546,15 @@ def tag_writes(db, mark, origin):
          "OR coalesce(origin_seq, -1) <> seq)" % (CHANGE, literal(origin), where, literal(origin)))
 
 
+def untag(db, tablename, ids):
+    """These records' last writes are this instance's own, not the sender's version (tag_writes tagged
+    the whole import): their versions stay unseen by the sender."""
+    ids = sorted(int(i) for i in ids)
+    for k in range(0, len(ids), 900):
+        _sql(db, "UPDATE %s SET origin_seq = NULL WHERE tablename = %s AND record_id IN (%s)" % (
+            CHANGE, literal(tablename), ",".join(str(i) for i in ids[k:k + 900])))
+
+
 def bulk_begin(db, tablename):
     """The merge is about to batch-write `tablename` in this transaction: its triggers stand aside.
 

@@ -708,6 +708,7 @@ class Merger:
         if origin and origin.get("base_uuid") and origin["base_uuid"] != self.me.base_uuid:
             if self.tags_writes(origin):
                 changes.tag_writes(self.db, self.mark, origin["base_uuid"])
+                self.tombstones.untag()
             peer_id = record_sync(self.db, origin, when=self.now)
             self.acknowledge(peer_id, origin)
         self.report.checkpoint = (self.ctx.origin or {}).get(UNTIL)
