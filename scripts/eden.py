@@ -234,6 +234,10 @@ def main(argv=None):
         if edenhost.is_eden(folder):
             prepare(folder, quiet=True)
         env = app_env(folder)
+        if edenhost.is_eden(folder):  # as the plugin's controller does: Eden's synced tables, after Eden's models
+            from applications.eden.modules.plugin_sync.eden import model as plugin_eden_model
+
+            plugin_eden_model.prepare(env["db"], env["plugin_sync_settings"])
         return sync_main(env["db"], env["plugin_sync_settings"], rest, cwd=cwd)
     prepare(folder)
     if args.command == "prepare":

@@ -337,4 +337,10 @@
 'Written': 'Escritos',
 'Wrong e-mail or password (HTTP Basic).': 'Correo electrónico o contraseña incorrectos (HTTP Basic).',
 'yes': 'sí',
+'%s of %s tables sync': '%s de %s tablas se sincronizan',
+'%s synced': '%s sincronizadas',
+'Every table of the enabled modules, under its module: what syncs, and for what stays on this instance, why. Files never carry those, and asking for them is refused.': 'Todas las tablas de los módulos activos, bajo su módulo: qué se sincroniza y, para lo que se queda en esta instancia, por qué. Los archivos nunca las llevan, y pedirlas se rechaza.',
+'Tables by module': 'Tablas por módulo',
+'Why not': 'Por qué no',
+'records': 'registros',
 }
