@@ -2,7 +2,7 @@
 the tables by the host's module (synced or not, and why), and the whole as plain JSON for scripts (index.json).  Health of the peers is health.py's."""
 from .tables import exclusion, is_syncable, synced_tables
 
-ORDER = ("lookup list", "site-specific", "excluded", "not listed", "not here", "no identity", "never")
+ORDER = ("lookup list", "site-specific", "derived", "excluded", "not listed", "not here", "no identity", "never")
 
 
 def synced_counts(db, settings):

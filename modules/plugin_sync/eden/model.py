@@ -76,10 +76,12 @@ def _read_deployment(db):
         s3db.load(module)
     tables, left_out, derived = [], {}, dict(DERIVED)
     for name in db.tables:
-        if name.split("_", 1)[0] not in modules or not is_syncable(db[name]) or is_never_synced(db, name):
+        if name.split("_", 1)[0] not in modules:
             continue
-        if db[name]._id.name != "id" and "instance_type" in db[name].fields:
+        if db[name]._id.name != "id" and "instance_type" in db[name].fields:  # what s3db's super_entity() makes
             left_out[name] = ("never", SUPER)
+        elif not is_syncable(db[name]) or is_never_synced(db, name):
+            continue
         elif name in derived:
             left_out[name] = ("derived", derived[name])
         elif name in EDEN_SITE_TABLES:
