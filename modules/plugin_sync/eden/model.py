@@ -88,7 +88,7 @@ def _read_deployment(db):
             left_out[name] = ("site-specific", MAP_SETUP)
         else:
             tables.append(name)
-    return Storage(tables=tables, left_out=left_out, modules=modules)
+    return Storage(tables=sorted(tables), left_out=left_out, modules=modules)  # (one order in every process)
 
 
 def define(db, names):
