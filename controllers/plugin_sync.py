@@ -40,10 +40,10 @@ from plugin_sync import verify as _ps_verify
 from plugin_sync.tables import synced_tables
 
 # The host's tables for this request: in Sahana Eden the synced tables are defined on
-# demand (current.s3db), but for the actions that read none of them (a job's progress, polled
-# twice a second; the log; a finished export's download); the peer role and the scheduled task
-# are checked once per process.
-_PS_NO_TABLES = ("job", "log", "export_file")
+# demand (current.s3db), but for the actions that read no synced table's rows (the dashboard
+# counts them by name; a job's progress, polled twice a second; the log; a finished export's
+# download); the peer role and the scheduled task are checked once per process.
+_PS_NO_TABLES = ("index", "job", "log", "export_file")
 _ps_eden_model.prepare(db, plugin_sync_settings, tables=request.function not in _PS_NO_TABLES)
 _ps_eden_tasks.once_per_process(db, plugin_sync_settings)
 
@@ -179,7 +179,6 @@ def index():
     s = plugin_sync_settings
     peers = db(db.sync_instance).select(orderby=~db.sync_instance.last_update | db.sync_instance.owner, limitby=(0, 10))
     counts = _ps_overview.synced_counts(db, s)
-    _ps_eden_model.define(db, s.get("left_out") or ())  # Eden: the tables its default leaves out, to count them
     data = dict(
         identity=plugin_sync.peers.this_instance(db),
         tables=counts,

@@ -92,7 +92,6 @@ def test_default_set_carries_every_module_and_keeps_derived_rows_home(eden_insta
     # syncs, why the rest does not
     db, settings = b["db"], b["plugin_sync_settings"]
     counts = overview.synced_counts(db, settings)
-    plugin_eden.define(db, settings.left_out)
     body = json.loads(json.dumps(overview.as_json(this_instance(db), counts, [], [], Storage(), 0, overview.by_module(
         db, settings, plugin_eden.module_names(db), counts)), default=str))
     modules = {m["name"]: m["tables"] for m in body["modules"]}

@@ -7,12 +7,13 @@ from gluon.storage import Storage
 
 from .. import affiliations, database_key, entities
 from .. import setup as engine_setup
-from ..tables import DERIVED, EDEN_SITE_TABLES, NEVER_PREFIXES, is_never_synced, is_syncable, references
+from ..tables import DERIVED, EDEN_SITE_TABLES, NEVER_PREFIXES, never_reason, is_syncable, references, synced_tables
 from .match import matcher
 
 _lock = threading.Lock()
 _ready = set()  # (database, folder) whose schema this process has checked
 _deployments = {}  # (template, enabled modules) -> Eden's default synced set, read once per process
+_order = {}  # database -> its synced tables in export order, as this process found them with the tables defined
 SUPER = "a super-entity of Eden's data model: the receiver makes its records from the instance records"
 MAP_SETUP = "this site's map set-up (markers, projections, styles, menus), beside gis_config and the layers"
 
@@ -80,8 +81,10 @@ def _read_deployment(db):
             continue
         if db[name]._id.name != "id" and "instance_type" in db[name].fields:  # what s3db's super_entity() makes
             left_out[name] = ("never", SUPER)
-        elif not is_syncable(db[name]) or is_never_synced(db, name):
+        elif not is_syncable(db[name]):
             continue
+        elif never_reason(name):  # shown on the dashboard under its module, with its reason
+            left_out[name] = ("never", never_reason(name))
         elif name in derived:
             left_out[name] = ("derived", derived[name])
         elif name in EDEN_SITE_TABLES:
@@ -236,13 +239,20 @@ def setup(db, settings):
 def prepare(db, settings, tables=True):
     """Before the engine runs in a request (pages, endpoints, task, CLI), after Eden's models: Eden's default set
     in the settings (read once per process), the synced tables defined here, once per process the schema; the
-    synced tables Eden does not have.  tables=False: the settings only (and the schema's first check), for a
-    request that reads no synced table (a job's progress, the log): defining Eden's tables costs about as much
-    as Eden's own pages pay for their module's, for every enabled module at once."""
+    synced tables Eden does not have.  tables=False: for a request that reads no synced table's rows (the
+    dashboard counts them in SQL, a job's progress, the log): the synced set by name only (`synced_order`, as
+    this process found it with the tables defined), none defined: defining Eden's tables costs what Eden's own
+    pages pay for their module's, for every enabled module at once (seconds)."""
     if settings.get("eden_default") and settings.get("tables") is None and is_eden(db):
         default = deployment_tables(db)
         settings.tables, settings.left_out = list(default.tables), dict(default.left_out)
-    missing = load_tables(db, settings) if tables or database_key(db) not in _ready else []
-    if database_key(db) not in _ready:
+    key = database_key(db)
+    if not tables and key in _ready and key in _order and is_eden(db):
+        settings.synced_order = list(_order[key])  # the synced set by name (tables.synced_tables), none defined
+        return []
+    missing = load_tables(db, settings)
+    if key not in _ready:
         setup(db, settings)
+    if key not in _order and is_eden(db):
+        _order[key] = synced_tables(db, settings)
     return missing
