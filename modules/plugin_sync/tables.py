@@ -197,9 +197,15 @@ def _suffix(db, tablename):
 
 
 def dependency_order(db, names):
-    """Order tables so that referenced tables come first where possible (cycles allowed).  Each table's
+    """Order tables so that referenced tables come first where possible (cycles allowed); a reference to a super
+    table (a staff record's site) waits for its instance tables (offices, facilities...: their records make the
+    super records, and their affiliations are made set-based only before the staff's).  Each table's
     references are read once (a deployment's hundreds of tables: not once per table placed)."""
-    deps = {t: {r for _, r, _ in references(db[t]) if r != t} for t in names}
+    instances = {}
+    for t, supers in entities.model(db).supers.items():
+        for sup in supers:
+            instances.setdefault(sup.table, set()).add(t)
+    deps = {t: {d for _, r, _ in references(db[t]) for d in (instances.get(r, set()) | {r}) if d != t} for t in names}
     remaining, left = list(names), set(names)
     ordered = []
     while remaining:
