@@ -6,7 +6,7 @@ from gluon import current
 from gluon.storage import Storage
 
 from .. import affiliations, database_key, entities
-from .. import setup as engine_setup
+from .. import install_schema as engine_install_schema, setup as engine_setup
 from ..tables import DERIVED, EDEN_SITE_TABLES, NEVER_PREFIXES, never_reason, is_syncable, references, synced_tables
 from .match import matcher
 
@@ -236,6 +236,23 @@ def setup(db, settings):
         _ready.add(database_key(db))
 
 
+def _default_set(db, settings):
+    """Eden's default synced set into these settings, where they leave it to Eden (configure: eden_default)."""
+    if settings.get("eden_default") and settings.get("tables") is None and is_eden(db):
+        default = deployment_tables(db)
+        settings.tables, settings.left_out = list(default.tables), dict(default.left_out)
+
+
+def install_schema(db, settings):
+    """The synced tables' schema (uuid indexes, change triggers), without an identity: for a database that is
+    copied into several instances, each making its own identity (the launcher's first run, the tests' template),
+    so that each copy starts with it rather than recording every table's rows at its first request."""
+    _default_set(db, settings)
+    load_tables(db, settings)
+    engine_install_schema(db, settings)
+    db.commit()
+
+
 def prepare(db, settings, tables=True):
     """Before the engine runs in a request (pages, endpoints, task, CLI), after Eden's models: Eden's default set
     in the settings (read once per process), the synced tables defined here, once per process the schema; the
@@ -243,9 +260,7 @@ def prepare(db, settings, tables=True):
     dashboard counts them in SQL, a job's progress, the log): the synced set by name only (`synced_order`, as
     this process found it with the tables defined), none defined: defining Eden's tables costs what Eden's own
     pages pay for their module's, for every enabled module at once (seconds)."""
-    if settings.get("eden_default") and settings.get("tables") is None and is_eden(db):
-        default = deployment_tables(db)
-        settings.tables, settings.left_out = list(default.tables), dict(default.left_out)
+    _default_set(db, settings)
     key = database_key(db)
     if not tables and key in _ready and key in _order and is_eden(db):
         settings.synced_order = list(_order[key])  # the synced set by name (tables.synced_tables), none defined
