@@ -70,6 +70,8 @@ def deployment_tables(db):
 
 
 def _read_deployment(db):
+    """deployment_tables' work: every enabled module with a model loaded, its tables sorted into synced and left
+    out (with why)."""
     s3db, models = current.s3db, current.models
     modules = [m for m in current.deployment_settings.modules if isinstance(getattr(models, m, None), type(models))
                and not (m + "_").startswith(NEVER_PREFIXES)]  # (setup's tables need the scheduler's: not yet here)
