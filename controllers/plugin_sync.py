@@ -40,8 +40,12 @@ from plugin_sync import verify as _ps_verify
 from plugin_sync.tables import synced_tables
 
 # The host's tables for this request: in Sahana Eden the synced tables are defined on
-# demand (current.s3db); the peer role and the scheduled task are checked once per process.
-_ps_eden_model.prepare(db, plugin_sync_settings)
+# demand (current.s3db), but for the actions that read no synced table's rows (the dashboard
+# counts them by name; a peer's identity call counts changes by table name; a job's progress,
+# polled twice a second; the log; a finished export's download); the peer role and the
+# scheduled task are checked once per process.
+_PS_NO_TABLES = ("index", "identity", "job", "log", "export_file")
+_ps_eden_model.prepare(db, plugin_sync_settings, tables=request.function not in _PS_NO_TABLES)
 _ps_eden_tasks.once_per_process(db, plugin_sync_settings)
 
 # ---------------------------------------------------------------- pages (admin UI)
@@ -180,9 +184,11 @@ def index():
     _ps_admin()
     s = plugin_sync_settings
     health = _ps_health.by_urgency(_ps_health.peer_health(db, s))  # every peer: the picture draws them all
+    counts = _ps_overview.synced_counts(db, s)
     data = dict(
         identity=plugin_sync.peers.this_instance(db),
-        tables=_ps_overview.synced_counts(db, s),
+        tables=counts,
+        modules=_ps_overview.by_module(db, s, _ps_eden_model.module_names(db), counts),
         excluded=_ps_overview.excluded(db, s),
         peer_count=len(health),
         log=db(db.plugin_sync_log).select(orderby=~db.plugin_sync_log.id, limitby=(0, 10)),
@@ -196,7 +202,7 @@ def index():
     )
     if _ps_wants_json():
         return response.json(_ps_overview.as_json(data["identity"], data["tables"], data["excluded"], health,
-                                                  data["scheduler"], data["unreviewed"]))
+                                                  data["scheduler"], data["unreviewed"], data["modules"]))
     data["graph"] = XML(_ps_graph.svg(data["identity"], health, data["now"], T))
     response.title = T("Sync")
     return data

@@ -25,7 +25,7 @@ plugin_sync_settings = plugin_sync_eden_model.configure(PluginManager(
     "sync",
     owner="",  # this instance's owner, shown to peers
     contact="",  # contact details of this instance's owner
-    tables=None,  # explicit list of synced tables (None: in Eden tables.DEFAULT_EDEN_TABLES, else every
+    tables=None,  # explicit list of synced tables (None: in Eden those of its enabled modules, eden/model.py, else every
     #               table with uuid + modified_on); never the tables of tables.NEVER_*, whatever it says
     exclude=[],  # more tables never to sync
     lookup_tables=None,  # identical on every site: not synced (None: DEFAULT_LOOKUP_TABLES; in Eden none)

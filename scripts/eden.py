@@ -96,9 +96,19 @@ def prepare(folder, quiet=False):
     if os.path.isdir(kept):
         for rel in edenhost.install.plugin_paths(kept):
             os.renames(os.path.join(kept, rel), os.path.join(app, rel))
+        plugin_schema(folder)
     if not quiet:
         print("eden: first start done in %.0f s" % (time.time() - started), flush=True)
     return True
+
+
+def plugin_schema(folder):
+    """The plugin's schema for Eden's synced tables (uuid indexes, change triggers) in the first run, not at the
+    first plugin request: a copy of this database (the tests' instances) starts with it."""
+    env = app_env(folder)
+    from applications.eden.modules.plugin_sync.eden import model as plugin_eden_model
+
+    plugin_eden_model.install_schema(env["db"], env["plugin_sync_settings"])
 
 
 def ensure_plugin_task(folder):
@@ -321,6 +331,10 @@ def _command(args, rest, base, folder, cwd):
         if edenhost.is_eden(folder):
             prepare(folder, quiet=True)
         env = app_env(folder)
+        if edenhost.is_eden(folder):  # as the plugin's controller does: Eden's synced tables, after Eden's models
+            from applications.eden.modules.plugin_sync.eden import model as plugin_eden_model
+
+            plugin_eden_model.prepare(env["db"], env["plugin_sync_settings"])
         return sync_main(env["db"], env["plugin_sync_settings"], rest, cwd=cwd)
     prepare(folder)
     if args.command == "prepare":

@@ -323,6 +323,10 @@ def load_eden(folder, name):
 
     env["s3db"] = current.s3db
     env["settings"] = current.deployment_settings
+    if "plugin_sync_settings" in env:  # as the plugin's controller does: Eden's synced tables, after Eden's models
+        from applications.eden.modules.plugin_sync.eden import model as plugin_eden_model
+
+        plugin_eden_model.prepare(env["db"], env["plugin_sync_settings"])
     env["db"].commit()
     return env
 

@@ -17,7 +17,7 @@ import io
 from edenseed import as_json, country, http, later, make, peer_login, row, seed_org, uuids
 
 from applications.eden.modules.plugin_sync import fileio, replicate
-from applications.eden.modules.plugin_sync.tables import DEFAULT_EDEN_TABLES, synced_tables
+from applications.eden.modules.plugin_sync.tables import synced_tables
 
 SHARED = ("org_organisation", "org_organisation_type", "org_office", "gis_location", "pr_person", "pr_contact",
           "pr_address", "hrm_job_title", "hrm_human_resource", "org_organisation_organisation_type", "med_hospital")
@@ -36,10 +36,10 @@ def test_eden_instances_sync_over_http_xmlrpc_and_by_file(eden_instance, eden_se
     seed_org(c, "Gamma", country(c))
     login = peer_login(b, speaks_for=a)  # A's account at B
     login_c = peer_login(b, speaks_for=c, email="peer-c@example.org")  # C's: one instance per account
-    # the synced set is Eden's default list, loaded through s3db (hms is off in the default template)
+    # the synced set is Eden's default, read from Eden's model and loaded through s3db
     for env in (a, b, c):
-        assert synced_tables(env["db"], settings(env)) and set(synced_tables(env["db"], settings(env))) == {
-            t for t in DEFAULT_EDEN_TABLES if t in env["db"].tables}
+        assert synced_tables(env["db"], settings(env)) and set(synced_tables(env["db"], settings(env))) == set(
+            settings(env).tables)
         assert set(SHARED) <= set(synced_tables(env["db"], settings(env)))
     a_org_pe = row(a, "org_organisation", name="Alpha Relief").pe_id
     assert a_org_pe  # Eden's update_super made its person entity

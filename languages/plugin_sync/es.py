@@ -340,4 +340,10 @@
 '%s peers': '%s pares',
 'The %s most urgent.': 'Los %s más urgentes.',
 'Most urgent first: failing, then overdue (the latest first), never synced, fine, file only; within each, the most changes to go first.': 'Los más urgentes primero: con fallos, luego atrasados (los más atrasados primero), nunca sincronizados, correctos, solo archivos; dentro de cada grupo, los que tienen más cambios por enviar primero.',
+'%s of %s tables sync': '%s de %s tablas se sincronizan',
+'%s synced': '%s sincronizadas',
+'Every table of the enabled modules, under its module: what syncs, and for what stays on this instance, why. Files never carry those, and asking for them is refused.': 'Todas las tablas de los módulos activos, bajo su módulo: qué se sincroniza y, para lo que se queda en esta instancia, por qué. Los archivos nunca las llevan, y pedirlas se rechaza.',
+'Tables by module': 'Tablas por módulo',
+'Why not': 'Por qué no',
+'records': 'registros',
 }

@@ -30,15 +30,22 @@ def setup(db, settings):
         return
     if dialect.is_sqlite(db):
         use_wal(db)
-    # and the super-entity tables the merge makes rows of, by uuid (Eden's have no index on it: entities.py)
-    ensure_uuid_indexes(db, synced_tables(db, settings) + super_tables(db))
-    install_triggers(db, synced_tables(db, settings))  # change capture (changes.py)
-    ensure_index(db, "plugin_sync_upload_chunk_n", db.plugin_sync_upload_chunk, ("upload", "n"))  # stash.py
+    install_schema(db, settings)
     me = this_instance(db, owner=settings.owner, contact=settings.contact)
     if me.exported_until is None:  # upgraded from before exported_until: what it exported is unknown, all may be
         me.update_record(exported_until=checkpoint(db))
     db.commit()
     _ready.add(key)
+
+
+def install_schema(db, settings):
+    """The synced tables' uuid indexes and change triggers (changes.py), and the uuid indexes of the super-entity
+    tables the merge makes rows of (Eden's have none: entities.py); not this instance's identity, so that a
+    database copied into several instances (a template) can have it."""
+    names = synced_tables(db, settings)
+    ensure_uuid_indexes(db, names + super_tables(db))
+    install_triggers(db, names)
+    ensure_index(db, "plugin_sync_upload_chunk_n", db.plugin_sync_upload_chunk, ("upload", "n"))  # stash.py
 
 
 def use_wal(db):

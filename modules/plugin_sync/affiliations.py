@@ -2,6 +2,7 @@
 organisation (pr_affiliation to the organisation's "Sites", "Staff" or "Volunteer" role, pr_role), which
 Eden's realm hierarchies and the organisation's pages read, and which Eden keeps in the tables' onaccept.
 
+Branches, organisation groups, teams and group memberships: Eden's own function per record (few rows).
 Set-based for what an import mostly brings (new sites and staff, whose entity has no affiliation of
 that kind yet), Eden's own per-record functions for the rest (a changed organisation, an entity that
 owns OU roles): upkeep(db, names, is_eden) is the merge's per-table hook (entities.Model.after).
@@ -23,11 +24,17 @@ def upkeep(db, names, is_eden):
     auth, s3db = current.auth, current.s3db
     sites = {name for name in names if name in (getattr(auth, "org_site_types", None) or ())}
     staff = {"hrm_human_resource"} & set(names)
+    links = set(LINKS) & set(names)
 
     def upkeep(tablename, uuids):
-        if not is_eden(db) or tablename not in sites | staff:
+        if not is_eden(db) or tablename not in sites | staff | links:
             return
         table = db[tablename]
+        if tablename in links:  # few rows: Eden's own function per record written
+            for k in range(0, len(uuids), 900):
+                for record_id in db(table.uuid.belongs(uuids[k:k + 900])).select(table.id).column("id"):
+                    s3db.pr_update_affiliations(tablename, record_id)
+            return
         for k in range(0, len(uuids), 900):
             ids = _unaffiliated(db, table, uuids[k:k + 900], tablename in staff)
             if tablename in staff:
@@ -36,8 +43,14 @@ def upkeep(db, names, is_eden):
             else:
                 for record_id in affiliate_sites(db, table, ids):
                     s3db.org_update_affiliations(tablename, {"id": record_id})
-    upkeep.tables = sites | staff
+    upkeep.tables = sites | staff | links
     return upkeep
+
+
+# The other records whose onaccept makes affiliations (Eden's pr_update_affiliations dispatches them): an
+# organisation's branches ("Branches"), organisation groups' members, teams, persons' group memberships
+# ("Members").  Rare, so Eden's own function runs for each record written.
+LINKS = ("org_organisation_branch", "org_group_membership", "org_organisation_team", "pr_group_membership")
 
 
 # Eden's names (pr.py: pr_human_resource_update_affiliations, OU)

@@ -56,6 +56,15 @@ def not_deleted(db, alias, column="deleted"):
     return "(%s.%s IS NULL OR %s.%s <> %s)" % (alias, column, alias, column, "'T'" if char_bool(db) else "TRUE")
 
 
+def existing_tables(db):
+    """The names of the tables the database holds (whether or not this request defined them)."""
+    if is_sqlite(db):
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    else:
+        sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    return {r[0] for r in db.executesql(sql)}
+
+
 def copy_escape(text):
     """A value as a cell of PostgreSQL's COPY text format (backslash, tab and line breaks escaped)."""
     return str(text).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")

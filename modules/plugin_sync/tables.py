@@ -1,7 +1,8 @@
 """The table policy: which tables sync, in which order, under which conflict rule.
 
 Default: every table that has a `uuid` and a `modified_on` field (in Sahana Eden:
-the list DEFAULT_EDEN_TABLES, see eden.py), minus lookup lists that are identical
+those of its enabled modules, minus the DERIVED ones and its map set-up, see
+eden/model.py), minus lookup lists that are identical
 on every site, site-specific tables, and never -- whatever a request, a file or a
 setting asks -- the tables that hold secrets or local bookkeeping (NEVER_PREFIXES,
 NEVER_TABLES).  Within a synced table, columns that hold secrets or local ids
@@ -21,16 +22,38 @@ from .fileformat import EMAIL, UUID
 
 DEFAULT_LOOKUP_TABLES = ("org_organisation_type",)  # a plain host's default (Eden: none, see eden.py)
 DEFAULT_SITE_TABLES = ("s3_setting", "gis_config")
-# Sahana Eden's shared data, parents first (what they reference is in the list, or is
-# resolved by uuid: auth_user for created_by).  Overridable: plugins.sync.tables.
-DEFAULT_EDEN_TABLES = (
-    "gis_location",  # the location hierarchy (countries share uuids between instances)
-    "org_organisation_type", "org_organisation", "org_organisation_organisation_type",
-    "org_office_type", "org_office", "org_facility_type", "org_facility",
-    "pr_person", "pr_contact", "pr_address",
-    "hrm_department", "hrm_job_title", "hrm_human_resource", "hrm_job_title_human_resource",
-    "med_hospital",  # hospitals: Eden's med module (hms_hospital in older Eden: list it in settings there)
+# Sahana Eden: by default every table of Eden's enabled modules that holds data people enter (eden/model.py
+# reads them from Eden's own model), minus the never-list, this site's map configuration (EDEN_SITE_TABLES) and
+# the derived tables (DERIVED).  Overridable: plugins.sync.tables, plugins.sync.exclude.
+EDEN_SITE_TABLES = (  # this site's map set-up, beside gis_config and the layers (never-list): markers, projections...
+    "gis_marker", "gis_projection", "gis_style", "gis_symbology", "gis_menu", "gis_poi_feed")
+# Derived: rows that Eden's own code makes from other records (a table's onaccept/ondelete, its scheduled tasks),
+# never a person's entry.  The receiver makes its own from what arrives, as Eden would: a copy from the sender
+# would double them (Eden makes them here too) and carry the sender's local ids (pr_role.path).  The rule, read
+# in Eden's code: a table whose only writers are Eden's functions (an `insert` in an onaccept or a task), with no
+# form of its own.  A table that Eden's code fills AND people enter (hrm_job_title_human_resource, asset_log,
+# supply_item_pack, supply_catalog_item: Eden's onaccept adds a default row, a person adds more) holds entered
+# data: it syncs.  (table, reason); "remade" tells what the sync makes on arrival.
+DERIVED = (
+    ("pr_affiliation", "made by Eden's onaccept of sites, staff, branches, teams and groups: remade on arrival "
+                       "(affiliations.py)"),
+    ("pr_role", "the affiliations' roles, made with them by Eden: remade on arrival (affiliations.py)"),
+    ("pr_person_slot", "made by Eden's onaccept of a person's availability (its schedule)"),
+    ("hrm_human_resource_site", "made by Eden's onaccept of a staff record (its site)"),
+    ("hrm_trainings", "made by Eden's onaccept of trainings (a person's courses as one list)"),
+    ("org_site_event", "made by Eden's code when a site's status changes or a person checks in"),
+    ("inv_stock_card", "made by Eden's code from stock movements"),
+    ("inv_stock_log", "made by Eden's code from stock movements"),
+    ("cr_shelter_registration_history", "made by Eden's onaccept of shelter registrations"),
+    ("stats_demographic_aggregate", "computed by Eden's aggregation task from demographic data"),
+    ("disease_stats_aggregate", "computed by Eden's aggregation task"),
+    ("vulnerability_aggregate", "computed by Eden's aggregation task"),
+    ("vulnerability_aggregated_indicator", "computed by Eden's aggregation task"),
+    ("sit_presence", "a trackable's location history, made by Eden's tracker (its interlock holds local ids)"),
+    ("gis_cache", "Eden's map cache"), ("gis_cache2", "Eden's map cache"),
+    ("gis_feature_query", "Eden's map cache of feature queries"),
 )
+DERIVED_TABLES = tuple(t for t, _ in DERIVED)
 # Never synced, whatever the settings say (hard-coded; enforced by export and import):
 NEVER_PREFIXES = (
     "auth_",  # accounts, password hashes, roles, memberships, consent
@@ -120,6 +143,8 @@ def synced_tables(db, settings, only=None):
     `only` restricts to a subset; asking for a table the policy never syncs
     raises TableNotSynced rather than silently dropping or exporting it.
     """
+    if settings.get("synced_order") is not None and not only:  # the host's answer for a request that defines no table
+        return list(settings.synced_order)
     excluded = excluded_tables(settings)
     if settings.get("tables") is not None:
         names = [t for t in settings.tables if t in db.tables]
@@ -172,19 +197,32 @@ def _suffix(db, tablename):
 
 
 def dependency_order(db, names):
-    """Order tables so that referenced tables come first where possible (cycles allowed)."""
-    remaining = list(names)
+    """Order tables so that referenced tables come first where possible (cycles allowed); a reference to a super
+    table (a staff record's site) waits for its instance tables (offices, facilities...: their records make the
+    super records, and their affiliations are made set-based only before the staff's).  Each table's
+    references are read once (a deployment's hundreds of tables: not once per table placed)."""
+    instances = {}
+    for t, supers in entities.model(db).supers.items():
+        for sup in supers:
+            instances.setdefault(sup.table, set()).add(t)
+    deps = {t: {d for _, r, _ in references(db[t]) for d in (instances.get(r, set()) | {r}) if d != t} for t in names}
+    remaining, left = list(names), set(names)
     ordered = []
     while remaining:
         for t in remaining:
-            deps = {r for _, r, _ in references(db[t]) if r in remaining and r != t}
-            if not deps:
+            if not deps[t] & left:
                 break
         else:
             t = remaining[0]  # a cycle: any order works, the merge resolves it
         ordered.append(t)
         remaining.remove(t)
+        left.discard(t)
     return ordered
+
+
+def derived_reason(tablename):
+    """Why a derived table stays home (DERIVED), or None."""
+    return dict(DERIVED).get(tablename)
 
 
 NEVER_REASONS = (  # (prefix or name, reason): the first match explains
@@ -204,12 +242,20 @@ NEVER_REASONS = (  # (prefix or name, reason): the first match explains
 )
 
 
+def never_reason(tablename):
+    """Why a table of the never-list never syncs (NEVER_REASONS), or None."""
+    for name, why in NEVER_REASONS:
+        if tablename.startswith(name):
+            return why
+    return None
+
+
 def exclusion(db, settings, tablename):
     """(kind, reason) why a table does not sync, or None if it does: for pages, CLI and reports."""
     s = settings
-    for name, why in NEVER_REASONS:
-        if tablename.startswith(name):
-            return "never", why
+    why = never_reason(tablename)
+    if why:
+        return "never", why
     if entities.is_super_table(db, tablename):
         return "never", "a super-entity of the host's data model: the receiver makes its records (issue 12)"
     if tablename in lookup_tables(s):
@@ -218,6 +264,8 @@ def exclusion(db, settings, tablename):
         return "site-specific", "this site's configuration and API keys"
     if tablename in (s.exclude or ()):
         return "excluded", "excluded by settings (plugins.sync.exclude)"
+    if tablename in (s.get("left_out") or {}):  # the host's default left it out (Eden: derived, map set-up...)
+        return tuple(s.left_out[tablename])
     if tablename in db.tables and not is_syncable(db[tablename]):
         return "no identity", "no uuid or modified_on field"
     if tablename not in db.tables:

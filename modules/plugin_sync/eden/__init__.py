@@ -5,9 +5,11 @@ knows nothing of requests or of Eden.  These modules are what
 models/plugin_sync.py, controllers/plugin_sync.py and the launcher call to fit
 the engine into the host, one concern each:
 
-- `model`: Eden's data model for the engine.  Eden defines its tables lazily
-  (`current.s3db`): at model time `db.tables` holds a handful.  `load_tables()`
-  defines the synced set through `s3db.table(name)`, so every request, process
+- `model`: Eden's data model for the engine.  The synced set by default is
+  every table of the enabled modules that holds entered data, read once per
+  process from Eden's own model (`deployment_tables()`).  Eden defines its
+  tables lazily (`current.s3db`): at model time `db.tables` holds a handful.
+  `load_tables()` defines the synced set through `s3db.table(name)`, so every request, process
   and the scheduler see the same set, and `entity_model()` describes Eden's
   super-entities, realms and paths to the merge (entities.Model).  The model
   file only makes sure, once per process, that the schema is ready (`setup()`);

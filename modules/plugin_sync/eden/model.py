@@ -6,13 +6,17 @@ from gluon import current
 from gluon.storage import Storage
 
 from .. import affiliations, database_key, entities
-from .. import setup as engine_setup
-from ..tables import DEFAULT_EDEN_TABLES, references
+from .. import install_schema as engine_install_schema, setup as engine_setup
+from ..tables import DERIVED, EDEN_SITE_TABLES, NEVER_PREFIXES, never_reason, is_syncable, references, synced_tables
 from . import derived
 from .match import matcher
 
 _lock = threading.Lock()
 _ready = set()  # (database, folder) whose schema this process has checked
+_deployments = {}  # (template, enabled modules) -> Eden's default synced set, read once per process
+_order = {}  # database -> its synced tables in export order, as this process found them with the tables defined
+SUPER = "a super-entity of Eden's data model: the receiver makes its records from the instance records"
+MAP_SETUP = "this site's map set-up (markers, projections, styles, menus), beside gis_config and the layers"
 
 
 def is_eden(db=None):
@@ -30,13 +34,15 @@ def configure(settings, db=None):
     """The settings this instance runs with: a copy of the host's, with Eden's defaults where unset.
 
     A copy, because gluon's PluginManager keeps one settings object per thread,
-    shared by every app (and request) that thread serves.  In Eden: the synced
-    tables (tables.DEFAULT_EDEN_TABLES) and no lookup lists.
+    shared by every app (and request) that thread serves.  In Eden: no lookup
+    lists, and the synced tables left to prepare() (`eden_default`): Eden's
+    default set is read from Eden's model, whose modules can be loaded only once
+    all of Eden's models ran (inv's tables need the scheduler's, models/tasks.py).
     """
     settings = Storage(settings)
     if is_eden(db):
         if settings.get("tables") is None:
-            settings.tables = list(DEFAULT_EDEN_TABLES)
+            settings.eden_default = True  # deployment_tables(), by prepare()
         if settings.get("lookup_tables") is None:
             settings.lookup_tables = []  # Eden's type lists (org_organisation_type...) sync with the rest
         if settings.get("match") == "eden" and settings.get("matcher") is None:
@@ -44,17 +50,59 @@ def configure(settings, db=None):
     return settings
 
 
-def load_tables(db, settings):
-    """Define the synced tables (and what Eden's models define along) in this request; the names missing.
+def deployment_tables(db):
+    """Eden's default synced set: Storage(tables, left_out={table: (kind, reason)}), read from Eden's own model
+    once per process and deployment (its template and enabled modules: every instance of one deployment has the
+    same tables), in `db`, the database Eden serves in this request.
 
-    A table Eden does not have (a module switched off in the template) is
-    reported, not silently dropped: pages and status list it as not here.
+    Eden finds a table's model by its name's prefix, the module (`S3Model.table`: `current.models.<prefix>`), and
+    defines a model's tables only where its module is enabled (`S3Model.__init__`: `has_module`): so the tables
+    of the enabled modules are those of `s3db.load(module)` for each module of `deployment_settings.modules`
+    with a model, named `<module>_...`.  Of those, every table with a uuid and a modified_on syncs but the
+    never-list (and the super-entities), the derived ones (tables.DERIVED) and the map set-up (EDEN_SITE_TABLES).
+    Loading every enabled module costs seconds: once, here; a request defines only the synced tables (prepare).
     """
-    if not is_eden(db):
-        return []
-    s3db = current.s3db
-    missing = []
-    for name in settings.get("tables") or ():
+    deployment = current.deployment_settings
+    key = (str(deployment.get_template()), tuple(deployment.modules))
+    found = _deployments.get(key)
+    if found is None:
+        found = _deployments[key] = _read_deployment(db)
+    return found
+
+
+def _read_deployment(db):
+    """deployment_tables' work: every enabled module with a model loaded, its tables sorted into synced and left
+    out (with why)."""
+    s3db, models = current.s3db, current.models
+    modules = [m for m in current.deployment_settings.modules if isinstance(getattr(models, m, None), type(models))
+               and not (m + "_").startswith(NEVER_PREFIXES)]  # (setup's tables need the scheduler's: not yet here)
+    for module in modules:
+        s3db.load(module)
+    tables, left_out, derived = [], {}, dict(DERIVED)
+    for name in db.tables:
+        if name.split("_", 1)[0] not in modules:
+            continue
+        if db[name]._id.name != "id" and "instance_type" in db[name].fields:  # what s3db's super_entity() makes
+            left_out[name] = ("never", SUPER)
+        elif not is_syncable(db[name]):
+            continue
+        elif never_reason(name):  # shown on the dashboard under its module, with its reason
+            left_out[name] = ("never", never_reason(name))
+        elif name in derived:
+            left_out[name] = ("derived", derived[name])
+        elif name in EDEN_SITE_TABLES:
+            left_out[name] = ("site-specific", MAP_SETUP)
+        else:
+            tables.append(name)
+    return Storage(tables=sorted(tables), left_out=left_out, modules=modules)  # (one order in every process)
+
+
+def define(db, names):
+    """Define these tables through s3db in this request (Eden's lazy tables); the names Eden does not have."""
+    if not is_eden():
+        return [name for name in names if name not in db.tables]
+    s3db, missing = current.s3db, []
+    for name in names:
         if name in db.tables:
             continue
         if getattr(current, "db", None) is not db:  # s3db defines into current.db: not this one's
@@ -66,16 +114,30 @@ def load_tables(db, settings):
             table = None
         if table is None:
             missing.append(name)
+    return missing
+
+
+def module_names(db):
+    """[(module, Eden's name of it)] of the enabled modules, in the deployment's order (the dashboard's groups);
+    [] outside Eden."""
+    if not is_eden(db):
+        return []
+    return [(m, str(info.get("name_nice") or m)) for m, info in current.deployment_settings.modules.items()]
+
+
+def load_tables(db, settings):
+    """Define the synced tables (and what Eden's models define along) in this request; the names missing.
+
+    A table Eden does not have (a module switched off in the template) is
+    reported, not silently dropped: pages and status list it as not here.
+    """
+    if not is_eden(db):
+        return []
+    missing = define(db, settings.get("tables") or ())
     names = [name for name in settings.get("tables") or () if name in db.tables]
     entities.attach(db, entity_model(db, names))
     # what they reference (org_region, auth_user, pr_pentity...): so that references travel with their uuid
-    for name in names:
-        for _, target, _ in references(db[name]):
-            if target not in db.tables:
-                try:
-                    s3db.table(target)
-                except AttributeError:
-                    pass
+    define(db, {target for name in names for _, target, _ in references(db[name])})
     return missing
 
 
@@ -208,8 +270,11 @@ def _realm_rule(db, realms):
 
 
 def setup(db, settings):
-    """The model's call, every request: settings, the task's registration, and once per process the schema."""
-    if database_key(db) in _ready:
+    """The model's call, every request: once per process the schema (uuid indexes, change triggers, identity) of
+    the synced tables.  Eden's default set waits for prepare(): its tables can be defined only after Eden's own
+    models (the change triggers, when first put on a table, record its existing rows: nothing written before is
+    missed)."""
+    if database_key(db) in _ready or (settings.get("eden_default") and settings.get("tables") is None):
         return
     with _lock:
         if database_key(db) in _ready:
@@ -219,9 +284,38 @@ def setup(db, settings):
         _ready.add(database_key(db))
 
 
-def prepare(db, settings):
-    """Before the engine runs in a request (pages, endpoints, task, CLI): the synced tables defined here."""
+def _default_set(db, settings):
+    """Eden's default synced set into these settings, where they leave it to Eden (configure: eden_default)."""
+    if settings.get("eden_default") and settings.get("tables") is None and is_eden(db):
+        default = deployment_tables(db)
+        settings.tables, settings.left_out = list(default.tables), dict(default.left_out)
+
+
+def install_schema(db, settings):
+    """The synced tables' schema (uuid indexes, change triggers), without an identity: for a database that is
+    copied into several instances, each making its own identity (the launcher's first run, the tests' template),
+    so that each copy starts with it rather than recording every table's rows at its first request."""
+    _default_set(db, settings)
+    load_tables(db, settings)
+    engine_install_schema(db, settings)
+    db.commit()
+
+
+def prepare(db, settings, tables=True):
+    """Before the engine runs in a request (pages, endpoints, task, CLI), after Eden's models: Eden's default set
+    in the settings (read once per process), the synced tables defined here, once per process the schema; the
+    synced tables Eden does not have.  tables=False: for a request that reads no synced table's rows (the
+    dashboard counts them in SQL, a job's progress, the log): the synced set by name only (`synced_order`, as
+    this process found it with the tables defined), none defined: defining Eden's tables costs what Eden's own
+    pages pay for their module's, for every enabled module at once (seconds)."""
+    _default_set(db, settings)
+    key = database_key(db)
+    if not tables and key in _ready and key in _order and is_eden(db):
+        settings.synced_order = list(_order[key])  # the synced set by name (tables.synced_tables), none defined
+        return []
     missing = load_tables(db, settings)
-    if database_key(db) not in _ready:
+    if key not in _ready:
         setup(db, settings)
+    if key not in _order and is_eden(db):
+        _order[key] = synced_tables(db, settings)
     return missing

@@ -6,7 +6,7 @@ from .. import database_key, jobs
 from ..accounts import PEER_GROUP, PEER_ROLE_DESCRIPTION, PEER_ROLE_NAME, ensure_peer_role as engine_peer_role
 from ..accounts import find_role, peer_group
 from ..log import briefly
-from ..replicate import RUN_TIMEOUT, run_due
+from ..replicate import RUN_TIMEOUT, due_peers, run_due
 from .model import is_eden, prepare
 
 TASK = "plugin_sync_scheduled"  # the task's name in Eden's registry and in scheduler_task.task_name
@@ -35,8 +35,9 @@ def ensure_peer_role(db, settings):
 
 
 def scheduled(db, settings):
-    """The scheduled task: sync the peers that are due; {base_uuid: "ok" | "error: ..."}."""
-    prepare(db, settings)
+    """The scheduled task: sync the peers that are due; {base_uuid: "ok" | "error: ..."}.  Eden's tables are
+    defined only when a peer is due (the task runs every minute, most often for nothing)."""
+    prepare(db, settings, tables=bool(due_peers(db)))
     return run_due(db, settings)
 
 
