@@ -102,7 +102,6 @@ def affiliate_staff(db, table, ids):
     """
     if not ids:
         return []
-    s3db = current.s3db
     ptable = db.pr_person
     rows = db.executesql("SELECT h.id, h.person_id, p.pe_id FROM %s h LEFT JOIN %s p ON p.id = h.person_id "
                          "WHERE h.id IN (%s)" % (table._rname, ptable._rname, _ints(ids)))

@@ -83,7 +83,6 @@ class SectionPlan:
             self.parsers = [for_plain_pydal(p) for p in self.parsers]
         self.refs = []  # [Ref]
         for f in self.fields:
-            ftype = table[f].type
             note = notes.get(f)
             if note is None:
                 continue
