@@ -70,7 +70,7 @@ from .parse import NOT_COMPARED, UNUSUAL, Parser, SectionPlan, canonical_text
 from .peers import find_peer, is_http_url, record_sync
 from .readahead import ReadAhead
 from .report import SAMPLED, Report
-from .resolve import Deferred, IdCache, Pending, Resolver
+from .resolve import Deferred, IdCache, Nulled, Pending, Resolver
 from .schema import unique_uuid_index
 from .tables import annotations, conflict_policy, exclusion
 from .tombstones import Tombstones
@@ -361,8 +361,7 @@ class Merger:
             parsed = self.parser.try_parse_cols(plan, raw)
         if parsed is UNUSUAL:
             return False
-        cols, columns, uuids, mods, mcis = parsed
-        cols = list(cols)
+        columns, uuids = parsed.cells, parsed.uuids
         n, name = len(raw), plan.tablename
         if len(set(uuids)) != n:
             return False
@@ -377,10 +376,12 @@ class Merger:
             return False
         else:
             here = None  # not looked up: the insert itself finds out (see write_inserts)
-        resolved = self.resolver.resolve_columns(plan, cols, columns)
+        resolved = self.resolver.resolve_columns(plan, self.parser.key_columns(plan, parsed, raw), parsed.values)
         if resolved is None:
             return False
-        cols, defers, nulls = resolved
+        cols, said = resolved
+        nulls = [(i, n) for i, n in said if type(n) is Nulled]
+        defers = [(i, d) for i, d in said if type(d) is Deferred]
         texts = {}  # canonical date/datetime columns as their text (None for <NULL>): the stored text itself
         for pos, i, width, marks in plan.text_dates:
             text = canonical_text(columns[i], width, marks)
@@ -397,7 +398,7 @@ class Merger:
             return True
         for pos, text in texts.items():
             cols[pos] = text
-        cols.append([m + 1 for m in mcis])
+        cols.append([m + 1 for m in parsed.mcis])
         written = self.writer.write_inserts(plan, cols, [line for line, _ in raw], uuids, optimistic=plan.optimistic)
         if written is None:
             plan.optimistic = False  # a uuid of the batch is here already: look them up from now on
@@ -408,10 +409,9 @@ class Merger:
             if not self.report.wants_sample(name, "created"):  # bounded: a dry run names the first few only
                 break
             self.sample(plan, "created", cells)
-        for i, pos, field, why in sorted(nulls):  # as keep_references() reports them, row by row
-            self.resolver.nulled(plan, field, why, raw[i][0], uuids[i])
-        for i, field, kind, target, keys in defers:
-            self.resolver.deferred.append(Deferred(name, uuids[i], field, kind, target, keys, raw[i][0]))
+        for i, null in nulls:  # as keep_references() reports them, row by row
+            self.resolver.nulled(plan, null.field, null.why, raw[i][0], uuids[i])
+        self.resolver.deferred.extend(d._replace(uuid=uuids[i], line=raw[i][0]) for i, d in defers)
         self.after_write(plan, written)
         return True
 
@@ -450,7 +450,7 @@ class Merger:
         the incoming one is canonical (equal canonical texts are equal values).
         """
         positions = plan.same_positions
-        if any(pos in positions for _, pos, _, _ in nulls):  # keep_local_unsynced would take the local value
+        if any(null.pos in positions for _, null in nulls):  # keep_local_unsynced would take the local value
             return False
         if self.sqlite:
             for pos, _, _, _ in plan.text_dates:
@@ -480,7 +480,7 @@ class Merger:
         name, counts = plan.tablename, self.report.table(plan.tablename)
         locals_ = self.lookup_locals(plan, [r.uuid for r in batch])
         dead = self.tombstones.local(name, [r.uuid for r in batch if r.uuid not in locals_])
-        resolved_ids = self.resolver.resolve_batch(plan, batch)
+        resolved_ids = self.resolver.lookup_rows(plan, batch)
         changed_here = self.unseen_later(name, [loc[0] for loc in locals_.values()])
         # records this import wrote already: the same uuid in an earlier batch of the file
         from_file = _Later(lambda: changes.written_since(self.db, name, [loc[0] for loc in locals_.values()],
