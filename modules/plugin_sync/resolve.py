@@ -15,7 +15,6 @@ from typing import NamedTuple
 
 from .entities import key_of
 from .errors import UnresolvedReference
-from .fileformat import NULL
 from .tables import references
 from .values import bar_encode
 
@@ -30,7 +29,7 @@ class Deferred(NamedTuple):
     field: str
     kind: str  # 'ref' or 'list'
     target: str
-    keys: object  # what it names: a key, or a list of keys for 'list' (see reference_keys)
+    keys: object  # what it names: a key, or a list of keys for 'list' (parse.ref_key)
     line: int
 
 
@@ -59,7 +58,7 @@ class Pending(NamedTuple):
 
     plan: object  # its SectionPlan
     row: object  # the Incoming row
-    local: object  # (local id, local values) of the record here when it first waited, or None
+    local: object  # the record here when it first waited (local.Local), or None
 
 
 class IdCache:
