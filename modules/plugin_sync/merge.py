@@ -348,8 +348,8 @@ class Merger:
         same content.  Cells are parsed per column (parse_cols), references
         resolved per column (one query per referenced table, dict lookups),
         and the write's parameters zipped from the columns.  Anything else (a
-        row that differs, a mix, a reference nulled or waiting for a NOT NULL
-        target, a uuid twice, uploads, plain pydal files, any bad value) is
+        row that differs, a mix, a reference waiting for a NOT NULL target or
+        refused, a uuid twice, uploads, plain pydal files, any bad value) is
         left to merge_batch, row by row: this returns False before it has
         written or reported anything.
         """

@@ -131,7 +131,7 @@ class SectionPlan:
         self.compile(ctx.char_bool)
         self.optimistic = False  # see Merger.merge_table
         self.skip = self.backoff = 0  # see missed()
-        # what Merger.all_same compares: the compared fields and modified_on
+        # what local.Locals.all_same compares: the compared fields, modified_on and the owners
         self.same_positions = list(self.compared) + ([self.mod_pos] if self.mod_pos is not None else []) + \
             self.owner_pos
         # fast_batch: annotated files whose references all carry their @uuid, no uploads to store
