@@ -278,7 +278,10 @@ class Parser:
             values = parsed.values[ref.pos]
             notes = parsed.cells[ref.note] if ref.note is not None else repeat(None)
             try:
-                out[ref.pos] = list(map(ref_key, repeat(ref.kind), values, notes))
+                if ref.kind == "ref":  # a reference without a value names nothing (ref_key's first rule, at once)
+                    out[ref.pos] = [None if v is None else ref_key("ref", v, n) for v, n in zip(values, notes)]
+                else:
+                    out[ref.pos] = list(map(ref_key, repeat(ref.kind), values, notes))
             except ValueError:  # a deleted_fk annotation that is not JSON: named row by row
                 [self.reference_keys(plan, ref, v, cells, line) for v, (line, cells) in zip(values, raw)]
                 raise

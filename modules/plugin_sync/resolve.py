@@ -141,18 +141,24 @@ class Resolver:
         (the row-wise merge does these).  `keycols`: {position: [ref_key per row]}."""
         found, cols, said = self.lookup(plan, keycols), list(cols), []
         for ref in plan.refs:
-            keys, values = keycols[ref.pos], cols[ref.pos]
+            keys, values, decided = keycols[ref.pos], cols[ref.pos], {}
             if ref.kind == "ref":  # at once the common case, a uuid found here; the rest by the rule
                 ids = found.get(ref.target, {})
                 out = [None if k is None else ids.get(k[1]) for k in keys]
                 rest = [i for i, v in enumerate(out) if v is None and keys[i] is not None] if None in out else ()
-            else:
-                out, rest = list(values), range(len(keys))
+            else:  # (no key and no value: NULL, whatever the kind)
+                out, rest = [None] * len(keys), [i for i, k in enumerate(keys) if k or values[i] is not None]
             for i in rest:
-                notes = []
-                out[i] = self.reference(plan, ref, keys[i], values[i], found, notes)
-                if out[i] is WAIT or any(type(n) is Nulled and n.required for n in notes):
-                    return None
+                key = keys[i]
+                if ref.kind == "ref" and key in decided:  # a 'ref' is decided by its key alone
+                    out[i], notes = decided[key]
+                else:
+                    notes = []
+                    out[i] = self.reference(plan, ref, key, values[i], found, notes)
+                    if out[i] is WAIT or any(type(n) is Nulled and n.required for n in notes):
+                        return None
+                    if ref.kind == "ref":
+                        decided[key] = out[i], notes
                 said.extend((i, n) for n in notes)
             cols[ref.pos] = out
         said.sort(key=_first)  # stable: in each row, in the order of its references
@@ -187,7 +193,8 @@ class Resolver:
                 continue
             if ref.kind == "list":
                 keys = [k for ks in keys for k in ks]
-            wanted.setdefault(ref.target, set()).update(self.key_uuid(ref.target, k) for k in keys)
+            key_uuid = self.key_uuid  # (a uuid at once: the common case)
+            wanted.setdefault(ref.target, set()).update([k[1] if k[0] == "u" else key_uuid(ref.target, k) for k in keys])
         return {t: self.ids.uuid_to_id(t, uuids - {None, ""}) for t, uuids in wanted.items() if uuids - {None, ""}}
 
     def lookup_rows(self, plan, batch):
