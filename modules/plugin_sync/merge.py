@@ -377,7 +377,7 @@ class Merger:
             return False
         else:
             here = None  # not looked up: the insert itself finds out (see write_inserts)
-        resolved = self.resolver.resolve_columns(plan, self.parser.key_columns(plan, parsed, raw), parsed.values)
+        resolved = self.resolver.resolve_columns(plan, parsed.keys, parsed.values)
         if resolved is None:
             return False
         cols, said = resolved

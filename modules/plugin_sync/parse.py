@@ -59,6 +59,7 @@ class Columns(NamedTuple):
     uuids: list
     mods: list  # modified_on
     mcis: list
+    keys: dict  # {position of a reference: what it names in each row (ref_key)}
 
 
 class Incoming:
@@ -220,15 +221,15 @@ class Parser:
     def parse_columns(self, plan, raw, parsed=None):
         """Incoming rows from parse_cols() (given as `parsed` when the column-wise path tried the batch)."""
         parsed = parsed if parsed is not None else self.parse_cols(plan, raw)
-        keycols = self.key_columns(plan, parsed, raw)
+        keycols = parsed.keys
         keyrows = zip(*keycols.values()) if keycols else [()] * len(raw)
         return [Incoming(line, uuid, list(values), dict(zip(keycols, keyrow)), mci, mod, cells)
                 for (line, cells), values, keyrow, uuid, mci, mod
                 in zip(raw, zip(*parsed.values), keyrows, parsed.uuids, parsed.mcis, parsed.mods)]
 
     def parse_cols(self, plan, raw):
-        """The batch parsed column by column: (columns of values in plan.fields order, the file's
-        columns of cells, uuids, modified_on, mci); raises _Unusual for anything out of the ordinary."""
+        """The batch parsed column by column (Columns: values, cells, uuids, modified_on, mci and what
+        each reference names); raises _Unusual for anything out of the ordinary."""
         columns = list(zip(*[cells for _, cells in raw]))
         cols = []
         for pos, i in enumerate(plan.cell_index):
@@ -268,23 +269,23 @@ class Parser:
                     raise _Unusual()
         else:
             mcis = [0] * len(raw)
-        return Columns(cols, columns, uuids, mods, mcis)
+        try:
+            keys = self.key_columns(plan, cols, columns)
+        except ValueError:  # a deleted_fk annotation that is not JSON: parse() names it
+            raise _Unusual()
+        return Columns(cols, columns, uuids, mods, mcis, keys)
 
-    def key_columns(self, plan, parsed, raw):
+    def key_columns(self, plan, cols, columns):
         """{position: what the reference names in each row} (ref_key), for the references of a batch
-        parsed column by column (Columns)."""
+        parsed column by column (`cols`: its values, `columns`: its cells); ValueError as ref_key."""
         out = {}
         for ref in plan.refs:
-            values = parsed.values[ref.pos]
-            notes = parsed.cells[ref.note] if ref.note is not None else repeat(None)
-            try:
-                if ref.kind == "ref":  # a reference without a value names nothing (ref_key's first rule, at once)
-                    out[ref.pos] = [None if v is None else ref_key("ref", v, n) for v, n in zip(values, notes)]
-                else:
-                    out[ref.pos] = list(map(ref_key, repeat(ref.kind), values, notes))
-            except ValueError:  # a deleted_fk annotation that is not JSON: named row by row
-                [self.reference_keys(plan, ref, v, cells, line) for v, (line, cells) in zip(values, raw)]
-                raise
+            values = cols[ref.pos]
+            notes = columns[ref.note] if ref.note is not None else repeat(None)
+            if ref.kind == "ref":  # a reference without a value names nothing (ref_key's first rule, at once)
+                out[ref.pos] = [None if v is None else ref_key("ref", v, n) for v, n in zip(values, notes)]
+            else:
+                out[ref.pos] = list(map(ref_key, repeat(ref.kind), values, notes))
         return out
 
     def parse(self, plan, line, cells):
