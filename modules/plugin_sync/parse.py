@@ -1,16 +1,18 @@
 """Reading a table's section: one row's cells into values, and what each reference names.
 
-`SectionPlan` says which cell feeds which field and which fields are
-references (`Ref`); `Parser` turns a batch of (line, cells) into `Incoming`
-rows, column by column when the batch is ordinary (`parse_cols`), else row by
-row (`parse`), which checks every cell and names table, line and column.
-The one reference rule is `reference_keys` (and its column form
-`key_column`): a reference names ('u', uuid) from its `@uuid` annotation,
-('f', file id) in a plain pydal file, ('dangling', id) when the sender's own
-reference pointed nowhere, a list of these, or None.  Nothing here reads or
-writes the database but the upload check.
+`SectionPlan` says which cell feeds which field, which fields are
+references (`Ref`) and which rules a cell keeps (`Check`, each in a row
+form and a column form); `Parser` turns a batch of (line, cells) into
+`Incoming` rows, column by column when the batch is ordinary (`parse_cols`),
+else row by row (`parse`), which names table, line and column of a bad cell.
+What a reference names is one rule, `ref_key` (used row by row and column by
+column): ('u', uuid) from its `@uuid` annotation, ('f', file id) in a plain
+pydal file, ('dangling', id) when the sender's own reference pointed
+nowhere, a list of these, or None.  Nothing here reads or writes the
+database but the upload check.
 """
 import json
+from itertools import repeat
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -36,6 +38,28 @@ class Ref(NamedTuple):
     note: object  # index of its `@uuid` column in the file's rows, or None
     notnull: bool
     synced: bool  # the target syncs (or is this table): a record not here yet may still come
+
+
+class Check(NamedTuple):
+    """One rule a cell keeps, in the two forms of the two paths: `row` says what is wrong with one value
+    (None: nothing; the row-wise parse raises BadValue naming table, line and `column`), `batch` whether a
+    whole column surely keeps it (else the column-wise parse leaves the batch to the row-wise one)."""
+
+    column: str
+    at: int  # the value's position in plan.fields (a cell's index in the file's row for plan.cell_checks)
+    row: object  # value -> message or None
+    batch: object  # column -> bool
+
+
+class Columns(NamedTuple):
+    """A batch parsed column by column (Parser.parse_cols)."""
+
+    values: list  # a column of values per field, in plan.fields order
+    cells: list  # the file's columns of cells
+    uuids: list
+    mods: list  # modified_on
+    mcis: list
+    keys: dict  # {position of a reference: what it names in each row (ref_key)}
 
 
 class Incoming:
@@ -97,23 +121,18 @@ class SectionPlan:
                 Ref(self.pos[f], f, target, kind, index.get(note[0]), bool(table[f].notnull), synced)
             )
         self.compared = [i for i, f in enumerate(self.fields) if f not in NOT_COMPARED]
-        self.lengths = [
-            (i, table[f].length) for i, f in enumerate(self.fields)
-            if table[f].type in ("string", "password") and table[f].length
-        ]
-        self.required = [
-            i for i, f in enumerate(self.fields)
-            if table[f].notnull and not any(r.field == f for r in self.refs)
-        ]
         self.upload_fields = [self.pos[f] for f in self.fields if table[f].type == "upload"]
         self.types = [table[f].type for f in self.fields]
         self.uuid_pos = self.pos["uuid"]
+        self.checks = self.value_checks(db)
+        # id@seq: the sender's change seq of the row (merge.row_seq)
+        self.cell_checks = [Check(ROW_SEQ, self.seq_index, _seq_problem, _all_seqs)] if self.seq_index is not None else []
         self.mod_pos = self.pos.get("modified_on")
         self.created_pos = self.pos.get("created_on")
         self.compile(ctx.char_bool)
         self.optimistic = False  # see Merger.merge_table
         self.skip = self.backoff = 0  # see missed()
-        # what Merger.all_same compares: the compared fields and modified_on
+        # what local.Locals.all_same compares: the compared fields, modified_on and the owners
         self.same_positions = list(self.compared) + ([self.mod_pos] if self.mod_pos is not None else []) + \
             self.owner_pos
         # fast_batch: annotated files whose references all carry their @uuid, no uploads to store
@@ -122,6 +141,20 @@ class SectionPlan:
         # date/datetime cells written as they are when canonical (SQLite stores that very text; no adapter)
         self.text_dates = [(pos, self.cell_index[pos]) + CANONICAL[t] for pos, t in enumerate(self.types)
                            if t in CANONICAL]
+
+    def value_checks(self, db):
+        """The checks of a row's values, in the order the row-wise parse applies them."""
+        table, checks = self.table, []
+        for i, f in enumerate(self.fields):
+            if table[f].notnull and not any(r.field == f for r in self.refs):
+                checks.append(Check(f, i, _required_problem, _no_none))
+        for i, f in enumerate(self.fields):
+            if table[f].type in ("string", "password") and table[f].length:
+                checks.append(Check(f, i, *_length_check(table[f].length)))
+        for i in self.upload_fields:  # (a batch with uploads goes row by row)
+            checks.append(Check(self.fields[i], i, _upload_check(db, table[self.fields[i]]), _never))
+        checks.append(Check("uuid", self.uuid_pos, _uuid_problem, _no_empty))
+        return checks
 
     def missed(self):
         """The column-wise path looked a batch up in vain (rows differ, or some are new): skip it for
@@ -187,17 +220,16 @@ class Parser:
 
     def parse_columns(self, plan, raw, parsed=None):
         """Incoming rows from parse_cols() (given as `parsed` when the column-wise path tried the batch)."""
-        cols, columns, uuids, mods, mcis = parsed if parsed is not None else self.parse_cols(plan, raw)
-        keycols = [(pos, self.key_column(plan, pos, kind, cols[pos], columns, note_index, raw, f))
-                   for pos, f, target, kind, note_index, notnull, synced in plan.refs]
-        ref_pos = [pos for pos, _ in keycols]
-        keyrows = zip(*[keys for _, keys in keycols]) if keycols else [()] * len(raw)
-        return [Incoming(line, uuid, list(values), dict(zip(ref_pos, keyrow)), mci, mod, cells)
-                for (line, cells), values, keyrow, uuid, mci, mod in zip(raw, zip(*cols), keyrows, uuids, mcis, mods)]
+        parsed = parsed if parsed is not None else self.parse_cols(plan, raw)
+        keycols = parsed.keys
+        keyrows = zip(*keycols.values()) if keycols else [()] * len(raw)
+        return [Incoming(line, uuid, list(values), dict(zip(keycols, keyrow)), mci, mod, cells)
+                for (line, cells), values, keyrow, uuid, mci, mod
+                in zip(raw, zip(*parsed.values), keyrows, parsed.uuids, parsed.mcis, parsed.mods)]
 
     def parse_cols(self, plan, raw):
-        """The batch parsed column by column: (columns of values in plan.fields order, the file's
-        columns of cells, uuids, modified_on, mci); raises _Unusual for anything out of the ordinary."""
+        """The batch parsed column by column (Columns: values, cells, uuids, modified_on, mci and what
+        each reference names); raises _Unusual for anything out of the ordinary."""
         columns = list(zip(*[cells for _, cells in raw]))
         cols = []
         for pos, i in enumerate(plan.cell_index):
@@ -212,17 +244,13 @@ class Parser:
             except (ValueError, TypeError):
                 raise _Unusual()
             cols.append(col)
-        for pos in plan.required:
-            if None in cols[pos]:
+        for check in plan.checks:
+            if not check.batch(cols[check.at]):
                 raise _Unusual()
-        for pos, length in plan.lengths:
-            col = cols[pos]
-            if max(map(len, columns[plan.cell_index[pos]])) > length and any(
-                    v is not None and len(v) > length for v in col):
-                raise _Unusual()
+        for check in plan.cell_checks:
+            if not check.batch(columns[check.at]):
+                raise _Unusual()  # parse() names the cell
         uuids = cols[plan.uuid_pos]
-        if None in uuids or "" in uuids:
-            raise _Unusual()
         mods = cols[plan.mod_pos] if plan.mod_pos is not None else [None] * len(raw)
         if plan.mod_pos is not None and None not in mods:
             if max(mods) > self.future_limit:
@@ -234,21 +262,31 @@ class Parser:
         if plan.mci_index is not None:
             try:
                 mcis = list(map(int, columns[plan.mci_index]))
-            except ValueError:
-                raise _Unusual()
+            except ValueError:  # <NULL>, blanks, or a bad value: the cell-by-cell rule
+                try:
+                    mcis = list(map(mci_of, columns[plan.mci_index]))
+                except ValueError:
+                    raise _Unusual()
         else:
             mcis = [0] * len(raw)
-        if plan.seq_index is not None and not all(map(is_seq, columns[plan.seq_index])):
-            raise _Unusual()  # parse() names the cell
-        return cols, columns, uuids, mods, mcis
+        try:
+            keys = self.key_columns(plan, cols, columns)
+        except ValueError:  # a deleted_fk annotation that is not JSON: parse() names it
+            raise _Unusual()
+        return Columns(cols, columns, uuids, mods, mcis, keys)
 
-    def key_column(self, plan, pos, kind, values, columns, note_index, raw, field):
-        """reference_keys() for a whole column (the annotated reference inline)."""
-        if kind == "ref" and note_index is not None:
-            notes = columns[note_index]
-            return [None if v is None else ("dangling", v) if n == NULL else ("u", n) for v, n in zip(values, notes)]
-        return [self.reference_keys(plan, kind, v, cells, note_index, line, field)
-                for v, (line, cells) in zip(values, raw)]
+    def key_columns(self, plan, cols, columns):
+        """{position: what the reference names in each row} (ref_key), for the references of a batch
+        parsed column by column (`cols`: its values, `columns`: its cells); ValueError as ref_key."""
+        out = {}
+        for ref in plan.refs:
+            values = cols[ref.pos]
+            notes = columns[ref.note] if ref.note is not None else repeat(None)
+            if ref.kind == "ref":  # a reference without a value names nothing (ref_key's first rule, at once)
+                out[ref.pos] = [None if v is None else ref_key("ref", v, n) for v, n in zip(values, notes)]
+            else:
+                out[ref.pos] = list(map(ref_key, repeat(ref.kind), values, notes))
+        return out
 
     def parse(self, plan, line, cells):
         values = [cells[i] for i in plan.cell_index]
@@ -262,18 +300,8 @@ class Parser:
             for pos in plan.texts:
                 if values[pos] == NULL:
                     values[pos] = None
-        for i in plan.required:
-            if values[i] is None:
-                raise BadValue("a value is required", table=plan.tablename, line=line, column=plan.fields[i])
-        for i, length in plan.lengths:
-            if values[i] is not None and len(values[i]) > length:
-                raise BadValue("text longer than %d characters" % length, table=plan.tablename, line=line,
-                               column=plan.fields[i])
-        for i in plan.upload_fields:
-            self.check_upload(plan, line, i, values[i])
+        self.check(plan, line, plan.checks, values)
         uuid = values[plan.uuid_pos]
-        if not uuid:
-            raise BadValue("empty uuid", table=plan.tablename, line=line, column="uuid")
         modified_on = values[plan.mod_pos] if plan.mod_pos is not None else None
         future = None
         if modified_on is not None and modified_on > self.future_limit:
@@ -285,13 +313,11 @@ class Parser:
             )
             future, modified_on = modified_on, self.now
             values[plan.mod_pos] = modified_on
-        if plan.seq_index is not None and not is_seq(cells[plan.seq_index]):
-            raise BadValue("%r is not a change sequence (a whole number)" % cells[plan.seq_index][:60],
-                           table=plan.tablename, line=line, column=ROW_SEQ)
+        self.check(plan, line, plan.cell_checks, cells)
         mci = 0
         if plan.mci_index is not None:
             try:
-                mci = int(cells[plan.mci_index]) if cells[plan.mci_index] not in (NULL, "") else 0
+                mci = mci_of(cells[plan.mci_index])
             except ValueError:
                 raise BadValue("%r is not a valid integer" % cells[plan.mci_index], table=plan.tablename,
                                line=line, column="mci")
@@ -301,27 +327,17 @@ class Parser:
             except ValueError:
                 raise BadValue("%r is not a valid id" % cells[plan.file_id], table=plan.tablename, line=line,
                                column="id")
-        refs = {}
-        for pos, f, target, kind, note_index, notnull, synced in plan.refs:
-            value = values[pos]
-            if kind == "ref" and note_index is not None and value is not None:  # the common case, inline
-                note = cells[note_index]
-                refs[pos] = ("dangling", value) if note == NULL else ("u", note)
-            else:
-                refs[pos] = self.reference_keys(plan, kind, value, cells, note_index, line, f)
+        refs = {ref.pos: self.reference_keys(plan, ref, values[ref.pos], cells, line) for ref in plan.refs}
         row = Incoming(line, uuid, values, refs, mci, modified_on, cells)
         row.future = future
         return row
 
-    def check_upload(self, plan, line, pos, value):
-        """Refuse an upload value that is not a plain file name inside the field's upload folder."""
-        if not value:
-            return
-        field = plan.table[plan.fields[pos]]
-        why = unsafe(value) or (None if path_of(self.db, field, value) else "resolves outside the folder")
-        if why:
-            raise BadValue("upload value %r %s: only a plain file name inside %s's upload folder is accepted"
-                           % (value[:80], why, field), table=plan.tablename, line=line, column=plan.fields[pos])
+    def check(self, plan, line, checks, values):
+        """The row form of the checks: BadValue naming table, line and column of the first value that fails."""
+        for check in checks:
+            why = check.row(values[check.at])
+            if why:
+                raise BadValue(why, table=plan.tablename, line=line, column=check.column)
 
     def bad_cell(self, plan, line, cells):
         """Raise BadValue for the first cell of the row that does not parse (the slow path of parse)."""
@@ -334,35 +350,97 @@ class Parser:
                     table=plan.tablename, line=line, column=plan.fields[pos],
                 )
 
-    def reference_keys(self, plan, kind, value, cells, note_index, line, field):
-        """What a reference names: ('u', uuid) or ('f', file id), a list of them, or None."""
-        note = cells[note_index] if note_index is not None else None
-        if kind == "fk":
-            if note in (None, NULL, ""):
-                return None
-            try:
-                data = json.loads(note)
-            except ValueError:
-                raise BadValue("deleted_fk annotation is not JSON", table=plan.tablename, line=line, column=field + UUID)
-            return {k: ("u", v) for k, v in data.items() if v}
-        if kind == "list":
-            if note is not None:
-                if note == NULL or not note.strip("|"):
-                    return []
-                return [("u", u) for u in note.strip("|").split("|") if u]
-            return [("f", i) for i in (value or [])]
+    def reference_keys(self, plan, ref, value, cells, line):
+        """ref_key() of one row's reference; BadValue naming the cell for a deleted_fk that is not JSON."""
+        try:
+            return ref_key(ref.kind, value, cells[ref.note] if ref.note is not None else None)
+        except ValueError:
+            raise BadValue("deleted_fk annotation is not JSON", table=plan.tablename, line=line,
+                           column=ref.field + UUID)
+
+
+def ref_key(kind, value, note):
+    """What a reference names, the one rule (Ref.kind, its value, its annotation cell or None: no annotation).
+
+    ('u', uuid) from its `@uuid` annotation; ('f', file id) in a plain pydal
+    file; ('dangling', id) when the sender's own reference pointed nowhere
+    (its annotation is <NULL>); a list of these for a list:reference;
+    {field: ('u', uuid)} for deleted_fk; None when it names nothing.
+    ValueError for a deleted_fk annotation that is not JSON.
+    """
+    if kind == "ref":
         if value is None:
             return None
-        if note is not None:
-            if note == NULL:  # the sender's reference was already dangling
-                return ("dangling", value)
-            return ("u", note)
-        return ("f", value)
+        if note is None:
+            return ("f", value)
+        return ("dangling", value) if note == NULL else ("u", note)
+    if kind == "list":
+        if note is None:
+            return [("f", i) for i in (value or [])]
+        if note == NULL or not note.strip("|"):
+            return []
+        return [("u", u) for u in note.strip("|").split("|") if u]
+    if note in (None, NULL, ""):  # deleted_fk
+        return None
+    return {k: ("u", v) for k, v in json.loads(note).items() if v}
 
 
 def is_seq(cell):
     """An `id@seq` cell the sender can have written: its change seq (a whole number), or none."""
     return cell.isdigit() and cell.isascii() or cell == NULL or cell == ""
+
+
+def mci_of(cell):
+    """The `mci` (modification count) of a row: a whole number, 0 when none; ValueError otherwise."""
+    return int(cell) if cell not in (NULL, "") else 0
+
+
+# the checks' two forms (Check): a value -> what is wrong with it; a column -> whether all surely pass
+
+def _required_problem(value):
+    return "a value is required" if value is None else None
+
+
+def _no_none(col):
+    return None not in col
+
+
+def _uuid_problem(value):
+    return None if value else "empty uuid"
+
+
+def _no_empty(col):
+    return None not in col and "" not in col
+
+
+def _seq_problem(cell):
+    return None if is_seq(cell) else "%r is not a change sequence (a whole number)" % cell[:60]
+
+
+def _all_seqs(col):
+    return all(map(is_seq, col))
+
+
+def _length_check(length):
+    def problem(value):
+        return "text longer than %d characters" % length if value is not None and len(value) > length else None
+
+    def batch(col):
+        given = [v for v in col if v is not None] if None in col else col
+        return not given or max(map(len, given)) <= length
+    return problem, batch
+
+
+def _upload_check(db, field):
+    """Refuse an upload value that is not a plain file name inside the field's upload folder."""
+    def problem(value):
+        if not value:
+            return None
+        why = unsafe(value) or (None if path_of(db, field, value) else "resolves outside the folder")
+        if why:
+            return ("upload value %r %s: only a plain file name inside %s's upload folder is accepted"
+                    % (value[:80], why, field))
+    return problem
 
 
 def new_record_defaults(ctx, table, fields):
@@ -376,6 +454,10 @@ def new_record_defaults(ctx, table, fields):
     if "owned_by_user" in table.fields and "owned_by_user" not in fields and ctx.account is not None:
         out.append(("owned_by_user", ctx.account))
     return out
+
+
+def _never(col):
+    return False
 
 
 class _Unusual(Exception):

@@ -10,11 +10,11 @@ or nulled (the target is not in the file and not here, or the sender's own
 reference dangled), with a warning that names table, line and field.
 """
 import json
+from operator import itemgetter
 from typing import NamedTuple
 
 from .entities import key_of
 from .errors import UnresolvedReference
-from .fileformat import NULL
 from .tables import references
 from .values import bar_encode
 
@@ -29,8 +29,28 @@ class Deferred(NamedTuple):
     field: str
     kind: str  # 'ref' or 'list'
     target: str
-    keys: object  # what it names: a key, or a list of keys for 'list' (see reference_keys)
+    keys: object  # what it names: a key, or a list of keys for 'list' (parse.ref_key)
     line: int
+
+
+class Nulled(NamedTuple):
+    """A reference set to NULL (or dropped from a list): said in a warning once its row is written."""
+
+    field: str
+    why: str
+    pos: object  # its position, for a reference into an unsynced table (a record here keeps its own); else None
+    required: bool  # NOT NULL: the row is refused instead (UnresolvedReference)
+
+
+class Missing(NamedTuple):
+    """A row's NOT NULL reference whose target is not in yet (the row waits: Pending)."""
+
+    field: str
+    target: str
+    key: tuple  # what it names (ref_key)
+
+
+WAIT = object()  # Resolver.reference: the row waits for its NOT NULL reference's target
 
 
 class Pending(NamedTuple):
@@ -38,7 +58,7 @@ class Pending(NamedTuple):
 
     plan: object  # its SectionPlan
     row: object  # the Incoming row
-    local: object  # (local id, local values) of the record here when it first waited, or None
+    local: object  # the record here when it first waited (local.Local), or None
 
 
 class IdCache:
@@ -115,64 +135,40 @@ class Resolver:
         self.pending = []  # [Pending]: rows waiting for a NOT NULL reference
         self.merged_tables = set()  # tables whose section is merged: a uuid of theirs not here now never will be
 
-    def resolve_columns(self, plan, cols, columns):
-        """(cols with references as local ids, [(row index, field, kind, target, keys)] deferred,
-        [(row index, position, field, why)] nulled), or None when a reference waits for a NOT NULL
-        target or dangled at the sender (the row-wise merge does these)."""
-        cols, defers, nulls, n = list(cols), [], [], len(cols[0]) if cols else 0
-        for pos, f, target, kind, note_index, notnull, synced in plan.refs:
-            if kind == "fk":  # deleted_fk: {field: uuid}; mostly empty
-                notes = columns[note_index] if note_index is not None else ()
-                if any(nt != NULL and nt for nt in notes):
-                    return None
-                cols[pos] = [None] * n
-                continue
-            notes = columns[note_index]
-            if kind == "list":
-                keylists = [[u for u in nt.strip("|").split("|") if u] if nt != NULL else [] for nt in notes]
-                found = self.ids.uuid_to_id(target, {u for keys in keylists for u in keys})
-                out = []
-                cells = cols[pos]
-                for i, keys in enumerate(keylists):
-                    if not keys:
-                        out.append(None if cells[i] is None else "||")  # an empty list stays one
-                        continue
-                    ids = [found.get(u) for u in keys]
-                    out.append(bar_encode([x for x in ids if x is not None]))
-                    if None in ids:
-                        defers.append((i, f, "list", target, [("u", u) for u in keys]))
-                cols[pos] = out
-                continue
-            values = cols[pos]
-            if None in values:
-                wanted = {nt for v, nt in zip(values, notes) if v is not None}
-            else:
-                wanted = set(notes)
-            if NULL in wanted or "" in wanted:  # the sender's own reference dangled
-                return None
-            found = self.ids.uuid_to_id(target, wanted) if wanted else {}
-            get = found.get
-            if None in values:
-                out = [None if v is None else get(nt) for v, nt in zip(values, notes)]
-            else:
-                out = [get(nt) for nt in notes]
-            if len(found) < len(wanted):  # not here (yet)
-                if notnull:
-                    return None
-                missing = [(i, nt) for i, (v, nt) in enumerate(zip(values, notes)) if v is not None and nt not in found]
-                if synced:
-                    defers.extend((i, f, "ref", target, ("u", nt)) for i, nt in missing)
-                else:  # not in this file by policy: nulled (a record here keeps its own value)
-                    nulls.extend((i, pos, f, "%s %s is not here" % (target, nt)) for i, nt in missing)
-            cols[pos] = out
-        return cols, defers, nulls
+    def resolve_columns(self, plan, keycols, cols):
+        """The column form of `reference`: (cols with references as local ids, [(row index, Nulled or
+        Deferred)] in row order), or None when a row waits for a NOT NULL target or would be refused
+        (the row-wise merge does these).  `keycols`: {position: [ref_key per row]}."""
+        found, cols, said = self.lookup(plan, keycols), list(cols), []
+        for ref in plan.refs:
+            keys, values, decided = keycols[ref.pos], cols[ref.pos], {}
+            if ref.kind == "ref":  # at once the common case, a uuid found here; the rest by the rule
+                ids = found.get(ref.target, {})
+                out = [None if k is None else ids.get(k[1]) for k in keys]
+                rest = [i for i, v in enumerate(out) if v is None and keys[i] is not None] if None in out else ()
+            else:  # (no key and no value: NULL, whatever the kind)
+                out, rest = [None] * len(keys), [i for i, k in enumerate(keys) if k or values[i] is not None]
+            for i in rest:
+                key = keys[i]
+                if ref.kind == "ref" and key in decided:  # a 'ref' is decided by its key alone
+                    out[i], notes = decided[key]
+                else:
+                    notes = []
+                    out[i] = self.reference(plan, ref, key, values[i], found, notes)
+                    if out[i] is WAIT or any(type(n) is Nulled and n.required for n in notes):
+                        return None
+                    if ref.kind == "ref":
+                        decided[key] = out[i], notes
+                said.extend((i, n) for n in notes)
+            cols[ref.pos] = out
+        said.sort(key=_first)  # stable: in each row, in the order of its references
+        return cols, said
 
     def keep_references(self, plan, row):
         """For a row that is written: count its nulled references, queue its deferred ones."""
-        for field, why, _ in row.nulls:
-            self.nulled(plan, field, why, row.line, row.uuid)
-        for field, kind, target, keys in row.defers:
-            self.deferred.append(Deferred(plan.tablename, row.uuid, field, kind, target, keys, row.line))
+        for n in row.nulls:
+            self.nulled(plan, n.field, n.why, row.line, row.uuid)
+        self.deferred.extend(d._replace(uuid=row.uuid, line=row.line) for d in row.defers)
 
     def nulled(self, plan, field, why, line, uuid):
         """Count a reference set to NULL and say so; user accounts missing here are said once per table and
@@ -182,34 +178,28 @@ class Resolver:
             self.report.warn("reference set to NULL: %s" % why, table=plan.tablename, line=line, column=field,
                              uuid=uuid)
 
-    def resolve_batch(self, plan, batch):
-        """{target table: {uuid: local id}} for every reference in the batch that resolves now."""
+    def lookup(self, plan, keycols):
+        """{target table: {uuid: local id}} of what a batch's references name that is here now, one
+        query per table; `keycols`: {position: [ref_key per row]}."""
         wanted = {}
-        for pos, f, target, kind, _, _, _ in plan.refs:
-            if kind == "ref":  # the common case: one key per row, mostly ('u', uuid)
-                uuids = wanted.setdefault(target, set())
-                for row in batch:
-                    key = row.refs.get(pos)
-                    if key:
-                        u = key[1] if key[0] == "u" else self.key_uuid(target, key)
-                        if u:
-                            uuids.add(u)
-                continue
-            for row in batch:
-                keys = row.refs.get(pos)
-                if not keys:
-                    continue
-                if kind == "fk":
-                    for fk_field, key in keys.items():
+        for ref in plan.refs:
+            keys = [k for k in keycols[ref.pos] if k]
+            if ref.kind == "fk":
+                for fks in keys:
+                    for fk_field, key in fks.items():
                         t = _fk_target(plan.table, fk_field)
                         if t:
                             wanted.setdefault(t, set()).add(key[1])
-                    continue
-                for key in keys:
-                    u = self.key_uuid(target, key)
-                    if u:
-                        wanted.setdefault(target, set()).add(u)
-        return {t: self.ids.uuid_to_id(t, uuids) for t, uuids in wanted.items() if uuids}
+                continue
+            if ref.kind == "list":
+                keys = [k for ks in keys for k in ks]
+            key_uuid = self.key_uuid  # (a uuid at once: the common case)
+            wanted.setdefault(ref.target, set()).update([k[1] if k[0] == "u" else key_uuid(ref.target, k) for k in keys])
+        return {t: self.ids.uuid_to_id(t, uuids - {None, ""}) for t, uuids in wanted.items() if uuids - {None, ""}}
+
+    def lookup_rows(self, plan, batch):
+        """lookup() for a batch of Incoming rows."""
+        return self.lookup(plan, {ref.pos: [row.refs.get(ref.pos) for row in batch] for ref in plan.refs})
 
     def key_uuid(self, target, key):
         if key[0] == "u":
@@ -218,63 +208,75 @@ class Resolver:
             return self.file_ids.get(target, {}).get(key[1])
         return None
 
-    def resolved_values(self, plan, row, resolved):
-        """The row's values with references turned into local ids; None if it must wait.
-
-        References nulled or deferred are noted on the row; they count only if it is written.
-        """
+    def resolved_values(self, plan, row, found):
+        """The row form of `reference`: the row's values with references turned into local ids; None if it
+        must wait.  References nulled or deferred are noted on the row; they count only if it is written."""
         values = list(row.values)
         row.nulls, row.defers, row.missing = [], [], None
-        for pos, f, target, kind, _, notnull, synced in plan.refs:
-            keys = row.refs.get(pos)
-            if kind == "fk":
-                values[pos] = self.resolve_fk(plan, row, keys, resolved)
-                continue
-            if kind == "list":
-                if not keys:
-                    values[pos] = None if row.values[pos] is None else "||"  # an empty list stays one
-                    continue
-                ids = [resolved.get(target, {}).get(self.key_uuid(target, key)) for key in keys]
-                values[pos] = bar_encode([i for i in ids if i is not None])
-                if None in ids:
-                    if not self.final_now(plan, target):
-                        row.defers.append((f, "list", target, keys))
-                        continue
-                    for key, i in zip(keys, ids):
-                        if i is None:
-                            self.null_ref(plan, row, f, "%s %s is neither in the file nor here (dropped from the list)"
-                                          % (target, self.key_uuid(target, key) or key[1]))
-                continue
-            if keys is None:
-                continue
-            if keys[0] == "dangling":
-                values[pos] = None
-                self.null_ref(plan, row, f, "the sender's own reference (id %s) pointed nowhere" % keys[1], notnull)
-                continue
-            local = resolved.get(target, {}).get(self.key_uuid(target, keys))
-            if local is not None:
-                values[pos] = local
-                continue
-            values[pos] = None
-            if not synced:  # not in this file by policy: resolve by uuid here or null it
-                self.null_ref(plan, row, f, "%s %s is not here" % (target, keys[1]), notnull, pos)
-                continue
-            if notnull:
-                row.missing = (f, target, keys)
+        for ref in plan.refs:
+            notes, key = [], row.refs.get(ref.pos)
+            value = self.reference(plan, ref, key, values[ref.pos], found, notes)
+            if value is WAIT:
+                row.missing = Missing(ref.field, ref.target, key)
                 return None
-            if self.final_now(plan, target):
-                self.null_ref(plan, row, f, "%s %s is neither in the file nor here" % (target, self.key_uuid(target, keys)
-                                                                                     or "id %s" % keys[1]))
-                continue
-            row.defers.append((f, "ref", target, keys))
+            values[ref.pos] = value
+            for n in notes:
+                if type(n) is Deferred:
+                    row.defers.append(n)
+                elif n.required:
+                    raise UnresolvedReference("required reference cannot be resolved: %s" % n.why,
+                                              table=plan.tablename, line=row.line, column=n.field)
+                else:
+                    row.nulls.append(n)
         return values
+
+    def reference(self, plan, ref, key, value, found, notes):
+        """One reference of one row, the rule of both paths: what it is written as (a local id; for a list
+        the ids found), or WAIT (a NOT NULL reference whose target is not in yet).  What there is to say is
+        appended to `notes`: Nulled (set to NULL, dropped from a list) or Deferred (NULL until its target
+        is in; its row's uuid and line are filled in by the caller).  `value`: the parsed value, `key`:
+        ref_key of it, `found`: lookup()."""
+        target, field = ref.target, ref.field
+        if ref.kind == "fk":
+            return self.resolve_fk(plan, key, found)
+        if ref.kind == "list":
+            if not key:
+                return None if value is None else "||"  # an empty list stays one
+            ids = [found.get(target, {}).get(self.key_uuid(target, k)) for k in key]
+            if None in ids:
+                if not self.final_now(plan, target):
+                    notes.append(Deferred(plan.tablename, None, field, "list", target, key, None))
+                else:
+                    notes.extend(Nulled(field, "%s %s is neither in the file nor here (dropped from the list)"
+                                        % (target, self.key_uuid(target, k) or k[1]), None, False)
+                                 for k, i in zip(key, ids) if i is None)
+            return bar_encode([i for i in ids if i is not None])
+        if key is None:
+            return value
+        if key[0] == "dangling":
+            notes.append(Nulled(field, "the sender's own reference (id %s) pointed nowhere" % key[1], None,
+                                ref.notnull))
+            return None
+        local = found.get(target, {}).get(self.key_uuid(target, key))
+        if local is not None:
+            return local
+        if not ref.synced:  # not in this file by policy: resolve by uuid here or null it
+            notes.append(Nulled(field, "%s %s is not here" % (target, key[1]), ref.pos, ref.notnull))
+        elif ref.notnull:
+            return WAIT
+        elif self.final_now(plan, target):
+            notes.append(Nulled(field, "%s %s is neither in the file nor here"
+                                % (target, self.key_uuid(target, key) or "id %s" % key[1]), None, False))
+        else:
+            notes.append(Deferred(plan.tablename, None, field, "ref", target, key, None))
+        return None
 
     def refuse_missing(self, plan, row):
         """A row's NOT NULL reference still names nothing after the last row: UnresolvedReference."""
-        f, target, key = row.missing
+        field, target, key = row.missing
         raise UnresolvedReference("required reference to %s %s is neither in the file nor here"
                                   % (target, self.key_uuid(target, key) or "id %s" % key[1]),
-                                  table=plan.tablename, line=row.line, column=f)
+                                  table=plan.tablename, line=row.line, column=field)
 
     def final_now(self, plan, target):
         """An unresolved reference into a table whose section is merged (none of its rows still
@@ -283,7 +285,7 @@ class Resolver:
         return (target != plan.tablename and target in self.merged_tables
                 and not any(p.plan.tablename == target for p in self.pending))
 
-    def resolve_fk(self, plan, row, keys, resolved):
+    def resolve_fk(self, plan, keys, resolved):
         """deleted_fk travels as {field: uuid}; ids that do not resolve here are dropped."""
         if not keys:
             return None
@@ -295,14 +297,6 @@ class Resolver:
                 out[fk_field] = local
         return json.dumps(out, sort_keys=True) if out else None
 
-    def null_ref(self, plan, row, field, why, notnull=False, pos=None):
-        """`pos` marks a reference into an unsynced table: an existing record keeps its own value."""
-        if notnull:
-            raise UnresolvedReference(
-                "required reference cannot be resolved: %s" % why, table=plan.tablename, line=row.line, column=field
-            )
-        row.nulls.append((field, why, pos))
-
     def keep_local_unsynced(self, plan, row, values, local_values):
         """A reference into an unsynced table (a lookup list, auth_user) that is empty or does not
         resolve here says nothing about the record (the sender may just lack that lookup row):
@@ -310,7 +304,7 @@ class Resolver:
         for pos, f, target, kind, _, _, synced in plan.refs:
             if not synced and kind == "ref" and values[pos] is None:
                 values[pos] = local_values[pos]
-        row.nulls = [n for n in row.nulls if n[2] is None]
+        row.nulls = [n for n in row.nulls if n.pos is None]
 
     def fix_deferred(self, only_table=None, final=False):
         """Point NULL-ed references at their targets now that these are written."""
@@ -356,6 +350,9 @@ class Resolver:
         for (tablename, field), params in by_table.items():
             self.writer.set_references(tablename, field, params)
         self.deferred = rest + keep
+
+
+_first = itemgetter(0)
 
 
 def _fk_target(table, fname):
