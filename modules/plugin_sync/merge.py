@@ -387,7 +387,7 @@ class Merger:
             return False
         else:
             here = None  # not looked up: the insert itself finds out (see write_inserts)
-        resolved = self.resolver.resolve_columns(plan, parsed.keys, parsed.values)
+        resolved = self.resolver.resolve_columns(plan, parsed)
         if resolved is None:
             return False
         cols, said = resolved

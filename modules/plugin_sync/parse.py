@@ -59,7 +59,6 @@ class Columns(NamedTuple):
     uuids: list
     mods: list  # modified_on
     mcis: list
-    keys: dict  # {position of a reference: what it names in each row (ref_key)}
 
 
 class Incoming:
@@ -221,15 +220,18 @@ class Parser:
     def parse_columns(self, plan, raw, parsed=None):
         """Incoming rows from parse_cols() (given as `parsed` when the column-wise path tried the batch)."""
         parsed = parsed if parsed is not None else self.parse_cols(plan, raw)
-        keycols = parsed.keys
+        try:
+            keycols = {ref.pos: key_column(ref, parsed.values, parsed.cells) for ref in plan.refs}
+        except ValueError:  # a deleted_fk annotation that is not JSON: parse() names it
+            raise _Unusual()
         keyrows = zip(*keycols.values()) if keycols else [()] * len(raw)
         return [Incoming(line, uuid, list(values), dict(zip(keycols, keyrow)), mci, mod, cells)
                 for (line, cells), values, keyrow, uuid, mci, mod
                 in zip(raw, zip(*parsed.values), keyrows, parsed.uuids, parsed.mcis, parsed.mods)]
 
     def parse_cols(self, plan, raw):
-        """The batch parsed column by column (Columns: values, cells, uuids, modified_on, mci and what
-        each reference names); raises _Unusual for anything out of the ordinary."""
+        """The batch parsed column by column (Columns: values, cells, uuids, modified_on, mci); raises
+        _Unusual for anything out of the ordinary."""
         columns = list(zip(*[cells for _, cells in raw]))
         cols = []
         for pos, i in enumerate(plan.cell_index):
@@ -269,24 +271,7 @@ class Parser:
                     raise _Unusual()
         else:
             mcis = [0] * len(raw)
-        try:
-            keys = self.key_columns(plan, cols, columns)
-        except ValueError:  # a deleted_fk annotation that is not JSON: parse() names it
-            raise _Unusual()
-        return Columns(cols, columns, uuids, mods, mcis, keys)
-
-    def key_columns(self, plan, cols, columns):
-        """{position: what the reference names in each row} (ref_key), for the references of a batch
-        parsed column by column (`cols`: its values, `columns`: its cells); ValueError as ref_key."""
-        out = {}
-        for ref in plan.refs:
-            values = cols[ref.pos]
-            notes = columns[ref.note] if ref.note is not None else repeat(None)
-            if ref.kind == "ref":  # a reference without a value names nothing (ref_key's first rule, at once)
-                out[ref.pos] = [None if v is None else ref_key("ref", v, n) for v, n in zip(values, notes)]
-            else:
-                out[ref.pos] = list(map(ref_key, repeat(ref.kind), values, notes))
-        return out
+        return Columns(cols, columns, uuids, mods, mcis)
 
     def parse(self, plan, line, cells):
         values = [cells[i] for i in plan.cell_index]
@@ -385,6 +370,13 @@ def ref_key(kind, value, note):
     return {k: ("u", v) for k, v in json.loads(note).items() if v}
 
 
+def key_column(ref, values, cells):
+    """ref_key() of a reference in each row of a batch parsed column by column (`values`: its columns of
+    values, `cells`: the file's columns of cells); ValueError as ref_key."""
+    notes = cells[ref.note] if ref.note is not None else repeat(None)
+    return list(map(ref_key, repeat(ref.kind), values[ref.pos], notes))
+
+
 def is_seq(cell):
     """An `id@seq` cell the sender can have written: its change seq (a whole number), or none."""
     return cell.isdigit() and cell.isascii() or cell == NULL or cell == ""
@@ -426,8 +418,7 @@ def _length_check(length):
         return "text longer than %d characters" % length if value is not None and len(value) > length else None
 
     def batch(col):
-        given = [v for v in col if v is not None] if None in col else col
-        return not given or max(map(len, given)) <= length
+        return max(map(len, filter(None, col)), default=0) <= length
     return problem, batch
 
 

@@ -10,11 +10,14 @@ or nulled (the target is not in the file and not here, or the sender's own
 reference dangled), with a warning that names table, line and field.
 """
 import json
+from itertools import repeat
 from operator import itemgetter
 from typing import NamedTuple
 
 from .entities import key_of
 from .errors import UnresolvedReference
+from .fileformat import NULL
+from .parse import key_column, ref_key
 from .tables import references
 from .values import bar_encode
 
@@ -135,21 +138,40 @@ class Resolver:
         self.pending = []  # [Pending]: rows waiting for a NOT NULL reference
         self.merged_tables = set()  # tables whose section is merged: a uuid of theirs not here now never will be
 
-    def resolve_columns(self, plan, keycols, cols):
-        """The column form of `reference`: (cols with references as local ids, [(row index, Nulled or
-        Deferred)] in row order), or None when a row waits for a NOT NULL target or would be refused
-        (the row-wise merge does these).  `keycols`: {position: [ref_key per row]}."""
-        found, cols, said = self.lookup(plan, keycols), list(cols), []
+    def resolve_columns(self, plan, parsed):
+        """The column form of `reference`: (columns of values with references as local ids, [(row index,
+        Nulled or Deferred)] in row order), or None when a row waits for a NOT NULL target or would be
+        refused (the row-wise merge does these).  `parsed`: parse.Columns.  At once only the common case,
+        a reference whose @uuid cell names a record here; every other one by ref_key and `reference`."""
+        cols, cells, said, wanted, keycols, n = list(parsed.values), parsed.cells, [], {}, {}, len(parsed.uuids)
         for ref in plan.refs:
+            values, notes = cols[ref.pos], cells[ref.note] if ref.note is not None else None
+            if ref.kind == "ref":  # its @uuid cells (fast_ok): for the uuids found here, these are its keys
+                keycols[ref.pos] = notes
+                wanted.setdefault(ref.target, set()).update(notes)
+            elif values.count(None) == n and (notes is None or notes.count(NULL) + notes.count("") == n):
+                cols[ref.pos] = [None] * n  # no value and no annotation in any row: NULL, whatever the kind
+            else:
+                try:
+                    keycols[ref.pos] = key_column(ref, cols, cells)
+                except ValueError:  # a deleted_fk annotation that is not JSON: the row-wise parse names it
+                    return None
+                self.want(plan, ref, keycols[ref.pos], wanted)
+        found = self.lookup(wanted)
+        for ref in plan.refs:
+            if ref.pos not in keycols:
+                continue
             keys, values, decided = keycols[ref.pos], cols[ref.pos], {}
-            if ref.kind == "ref":  # at once the common case, a uuid found here; the rest by the rule
-                ids = found.get(ref.target, {})
-                out = [None if k is None else ids.get(k[1]) for k in keys]
-                rest = [i for i, v in enumerate(out) if v is None and keys[i] is not None] if None in out else ()
-            else:  # (no key and no value: NULL, whatever the kind)
-                out, rest = [None] * len(keys), [i for i, k in enumerate(keys) if k or values[i] is not None]
+            if ref.kind == "ref":  # rows with a value but no record found here go by the rule
+                get = found.get(ref.target, {}).get
+                out = [None if v is None else get(k) for v, k in zip(values, keys)] if None in values \
+                    else list(map(get, keys))
+                rest = [i for i, v in enumerate(out) if v is None and values[i] is not None] \
+                    if out.count(None) > values.count(None) else ()
+            else:
+                out, rest = [None] * n, [i for i, k in enumerate(keys) if k or values[i] is not None]
             for i in rest:
-                key = keys[i]
+                key = ref_key(ref.kind, values[i], keys[i]) if ref.kind == "ref" else keys[i]
                 if ref.kind == "ref" and key in decided:  # a 'ref' is decided by its key alone
                     out[i], notes = decided[key]
                 else:
@@ -178,28 +200,32 @@ class Resolver:
             self.report.warn("reference set to NULL: %s" % why, table=plan.tablename, line=line, column=field,
                              uuid=uuid)
 
-    def lookup(self, plan, keycols):
-        """{target table: {uuid: local id}} of what a batch's references name that is here now, one
-        query per table; `keycols`: {position: [ref_key per row]}."""
-        wanted = {}
-        for ref in plan.refs:
-            keys = [k for k in keycols[ref.pos] if k]
-            if ref.kind == "fk":
-                for fks in keys:
-                    for fk_field, key in fks.items():
-                        t = _fk_target(plan.table, fk_field)
-                        if t:
-                            wanted.setdefault(t, set()).add(key[1])
-                continue
-            if ref.kind == "list":
-                keys = [k for ks in keys for k in ks]
-            key_uuid = self.key_uuid  # (a uuid at once: the common case)
-            wanted.setdefault(ref.target, set()).update([k[1] if k[0] == "u" else key_uuid(ref.target, k) for k in keys])
-        return {t: self.ids.uuid_to_id(t, uuids - {None, ""}) for t, uuids in wanted.items() if uuids - {None, ""}}
+    def lookup(self, wanted):
+        """{target table: {uuid: local id}} of the records here of `wanted` ({table: uuids}), one query per table."""
+        for uuids in wanted.values():
+            uuids -= {None, "", NULL}
+        return {t: self.ids.uuid_to_id(t, uuids) for t, uuids in wanted.items() if uuids}
+
+    def want(self, plan, ref, keys, wanted):
+        """Add to `wanted` ({table: uuids}) what a reference names in a batch (`keys`: ref_key per row)."""
+        keys = [k for k in keys if k]
+        if ref.kind == "fk":
+            for fks in keys:
+                for fk_field, key in fks.items():
+                    t = _fk_target(plan.table, fk_field)
+                    if t:
+                        wanted.setdefault(t, set()).add(key[1])
+            return
+        if ref.kind == "list":
+            keys = [k for ks in keys for k in ks]
+        wanted.setdefault(ref.target, set()).update(map(self.key_uuid, repeat(ref.target), keys))
 
     def lookup_rows(self, plan, batch):
-        """lookup() for a batch of Incoming rows."""
-        return self.lookup(plan, {ref.pos: [row.refs.get(ref.pos) for row in batch] for ref in plan.refs})
+        """lookup() of what the references of a batch of Incoming rows name."""
+        wanted = {}
+        for ref in plan.refs:
+            self.want(plan, ref, [row.refs.get(ref.pos) for row in batch], wanted)
+        return self.lookup(wanted)
 
     def key_uuid(self, target, key):
         if key[0] == "u":
