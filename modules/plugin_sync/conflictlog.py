@@ -6,18 +6,14 @@ beats (`tombstoned`), a local version the deleter never saw (`deleted`).
 A dry run counts them and writes none.
 """
 import json
-from typing import NamedTuple
+from collections import namedtuple
 
 from .export import wire_rows
 
 
-class Loser(NamedTuple):
-    """A conflict of two edits, as the merge decided it."""
-
-    resolution: str  # 'kept_local' (the incoming version lost) or 'took_incoming' (the local one)
-    row: object  # the incoming row (parse.Incoming)
-    local_id: int
-    local_values: list
+# a conflict of two edits as the merge decided it: 'kept_local' (the incoming version lost) or 'took_incoming'
+# (the local one), the incoming row (parse.Incoming), the record's local id and values
+Loser = namedtuple("Loser", "resolution row local_id local_values")
 
 
 class ConflictLog:

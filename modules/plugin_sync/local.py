@@ -1,27 +1,12 @@
-"""The records here: what the merge reads of a batch's records already in this instance, and the
-one "unchanged" rule, each in the form of the row-wise path and of the column-wise one.
-
-`Locals.rows` (row form, for classify): {uuid: Local(id, values)}, the values
-normalised as the file's are parsed (values.normaliser), in plan.fields order.
-`Locals.stored` (column form, for Merger.fast_batch): tuples of the uuid and
-the fields of plan.same_positions as the driver returns them.  Both read
-through `Locals.select`, one query per chunk of uuids.
-
-Unchanged: the compared fields (NOT_COMPARED aside) are equal (`same`);
-classify then tells a later stamp and other owners from "unchanged".
-`all_same` asks it of a whole batch at once, and more strictly: content,
-modified_on and owners all equal (plan.same_positions), so a batch it passes
-is unchanged row by row too, and any other goes to the row-wise merge.
+"""The records here of a batch's uuids, read by one query builder (`Locals.select`), and the "unchanged"
+rule, each in the form of the row-wise path (`Locals.rows`, `same`: for classify, which then tells a
+later stamp and other owners from "unchanged") and of the column-wise one (`Locals.stored`,
+`Locals.all_same`: for fast_batch, a whole batch at once).
 """
+from collections import namedtuple
 from operator import itemgetter
-from typing import NamedTuple
 
-
-class Local(NamedTuple):
-    """A record here, as classify compares it."""
-
-    id: int
-    values: list  # normalised, in plan.fields order
+Local = namedtuple("Local", "id values")  # a record here: its id, its values normalised, in plan.fields order
 
 
 class Locals:
@@ -39,20 +24,19 @@ class Locals:
         return rows
 
     def rows(self, plan, uuids):
-        """{uuid: Local} of the records here (row form)."""
+        """{uuid: Local} of the records here, normalised as the file's values are parsed (values.normaliser)."""
         table, out = plan.table, {}
-        normalisers, uuid_pos = plan.normalisers, plan.uuid_pos
         for raw in self.select(plan, uuids, [table._id._rname] + [table[f]._rname for f in plan.fields]):
             vals = list(raw[1:])
-            for i, fn in normalisers:
+            for i, fn in plan.normalisers:
                 if vals[i] is not None:
                     vals[i] = fn(vals[i])
-            out[vals[uuid_pos]] = Local(raw[0], vals)
+            out[vals[plan.uuid_pos]] = Local(raw[0], vals)
         return out
 
     def stored(self, plan, uuids):
-        """The records here (column form), as rows of what all_same() compares: the uuid, then the
-        fields of plan.same_positions as stored (on SQLite dates as their stored text: no converter).
+        """The records here as rows of what all_same() compares: the uuid, then the fields of
+        plan.same_positions as stored (on SQLite dates as their stored text: no converter).
 
         Of a table that others refer to, the same query reads the ids too, for the uuid -> id cache:
         the tables merged after it then resolve their references without a query of their own.
@@ -69,8 +53,8 @@ class Locals:
         return rows
 
     def all_same(self, plan, cols, texts, uuids, stored, nulls):
-        """Whether every incoming row equals its record here (content, modified_on and owners): the column
-        form of `same`.  `stored`: the records' stored() rows; `nulls`: [(row index, resolve.Nulled)].
+        """Whether every incoming row equals its record here, content, modified_on and owners (stricter than
+        `same`: a batch it passes is unchanged row by row too).  `stored`: stored(); `nulls`: [(row, Nulled)].
 
         Both sides as tuples (uuid first) sorted by uuid, compared in one
         list equality (in C).  Stored values are compared as the driver

@@ -12,6 +12,7 @@ nowhere, a list of these, or None.  Nothing here reads or writes the
 database but the upload check.
 """
 import json
+from collections import namedtuple
 from itertools import repeat
 from operator import itemgetter
 from typing import NamedTuple
@@ -41,24 +42,19 @@ class Ref(NamedTuple):
 
 
 class Check(NamedTuple):
-    """One rule a cell keeps, in the two forms of the two paths: `row` says what is wrong with one value
-    (None: nothing; the row-wise parse raises BadValue naming table, line and `column`), `batch` whether a
-    whole column surely keeps it (else the column-wise parse leaves the batch to the row-wise one)."""
+    """One rule a cell keeps, in the forms of the two paths: `row` says what is wrong with a value (None:
+    nothing; parse() raises BadValue naming table, line and `column`), `batch` whether a whole column
+    surely keeps it (else parse_cols leaves the batch to parse())."""
 
     column: str
-    at: int  # the value's position in plan.fields (a cell's index in the file's row for plan.cell_checks)
+    at: int  # the value's position in plan.fields (for plan.cell_checks, the cell's in the file's row)
     row: object  # value -> message or None
     batch: object  # column -> bool
 
 
-class Columns(NamedTuple):
-    """A batch parsed column by column (Parser.parse_cols)."""
-
-    values: list  # a column of values per field, in plan.fields order
-    cells: list  # the file's columns of cells
-    uuids: list
-    mods: list  # modified_on
-    mcis: list
+# a batch parsed column by column (parse_cols): a column of values per field (plan.fields order), the
+# file's columns of cells, and the uuids, modified_on and mci of its rows
+Columns = namedtuple("Columns", "values cells uuids mods mcis")
 
 
 class Incoming:
@@ -125,7 +121,7 @@ class SectionPlan:
         self.uuid_pos = self.pos["uuid"]
         self.checks = self.value_checks(db)
         # id@seq: the sender's change seq of the row (merge.row_seq)
-        self.cell_checks = [Check(ROW_SEQ, self.seq_index, _seq_problem, _all_seqs)] if self.seq_index is not None else []
+        self.cell_checks = [Check(ROW_SEQ, self.seq_index, *SEQ)] if self.seq_index is not None else []
         self.mod_pos = self.pos.get("modified_on")
         self.created_pos = self.pos.get("created_on")
         self.compile(ctx.char_bool)
@@ -142,18 +138,13 @@ class SectionPlan:
                            if t in CANONICAL]
 
     def value_checks(self, db):
-        """The checks of a row's values, in the order the row-wise parse applies them."""
-        table, checks = self.table, []
-        for i, f in enumerate(self.fields):
-            if table[f].notnull and not any(r.field == f for r in self.refs):
-                checks.append(Check(f, i, _required_problem, _no_none))
-        for i, f in enumerate(self.fields):
-            if table[f].type in ("string", "password") and table[f].length:
-                checks.append(Check(f, i, *_length_check(table[f].length)))
-        for i in self.upload_fields:  # (a batch with uploads goes row by row)
-            checks.append(Check(self.fields[i], i, _upload_check(db, table[self.fields[i]]), _never))
-        checks.append(Check("uuid", self.uuid_pos, _uuid_problem, _no_empty))
-        return checks
+        """The checks of a row's values, in the order parse() applies them (a batch with uploads goes row by row)."""
+        fields, refs = [self.table[f] for f in self.fields], {r.field for r in self.refs}
+        return ([Check(f.name, i, *REQUIRED) for i, f in enumerate(fields) if f.notnull and f.name not in refs]
+                + [Check(f.name, i, *_length_check(f.length)) for i, f in enumerate(fields)
+                   if f.type in ("string", "password") and f.length]
+                + [Check(fields[i].name, i, _upload_check(db, fields[i]), _never) for i in self.upload_fields]
+                + [Check("uuid", self.uuid_pos, *UUID_GIVEN)])
 
     def missed(self):
         """The column-wise path looked a batch up in vain (rows differ, or some are new): skip it for
@@ -254,23 +245,12 @@ class Parser:
                 raise _Unusual()  # parse() names the cell
         uuids = cols[plan.uuid_pos]
         mods = cols[plan.mod_pos] if plan.mod_pos is not None else [None] * len(raw)
-        if plan.mod_pos is not None and None not in mods:
-            if max(mods) > self.future_limit:
-                raise _Unusual()
-        else:
-            known = [m for m in mods if m is not None]
-            if known and max(known) > self.future_limit:
-                raise _Unusual()
-        if plan.mci_index is not None:
-            try:
-                mcis = list(map(int, columns[plan.mci_index]))
-            except ValueError:  # <NULL>, blanks, or a bad value: the cell-by-cell rule
-                try:
-                    mcis = list(map(mci_of, columns[plan.mci_index]))
-                except ValueError:
-                    raise _Unusual()
-        else:
-            mcis = [0] * len(raw)
+        if max(filter(None, mods), default=self.future_limit) > self.future_limit:
+            raise _Unusual()  # parse() dates it here and warns
+        try:  # (<NULL> or a blank too: parse() reads it as 0)
+            mcis = list(map(int, columns[plan.mci_index])) if plan.mci_index is not None else [0] * len(raw)
+        except ValueError:
+            raise _Unusual()
         return Columns(cols, columns, uuids, mods, mcis)
 
     def parse(self, plan, line, cells):
@@ -302,7 +282,7 @@ class Parser:
         mci = 0
         if plan.mci_index is not None:
             try:
-                mci = mci_of(cells[plan.mci_index])
+                mci = int(cells[plan.mci_index]) if cells[plan.mci_index] not in (NULL, "") else 0
             except ValueError:
                 raise BadValue("%r is not a valid integer" % cells[plan.mci_index], table=plan.tablename,
                                line=line, column="mci")
@@ -382,55 +362,24 @@ def is_seq(cell):
     return cell.isdigit() and cell.isascii() or cell == NULL or cell == ""
 
 
-def mci_of(cell):
-    """The `mci` (modification count) of a row: a whole number, 0 when none; ValueError otherwise."""
-    return int(cell) if cell not in (NULL, "") else 0
-
-
-# the checks' two forms (Check): a value -> what is wrong with it; a column -> whether all surely pass
-
-def _required_problem(value):
-    return "a value is required" if value is None else None
-
-
-def _no_none(col):
-    return None not in col
-
-
-def _uuid_problem(value):
-    return None if value else "empty uuid"
-
-
-def _no_empty(col):
-    return None not in col and "" not in col
-
-
-def _seq_problem(cell):
-    return None if is_seq(cell) else "%r is not a change sequence (a whole number)" % cell[:60]
-
-
-def _all_seqs(col):
-    return all(map(is_seq, col))
+# checks (Check.row: a value -> what is wrong with it, Check.batch: a column -> whether all surely pass)
+REQUIRED = (lambda value: "a value is required" if value is None else None, lambda col: None not in col)
+UUID_GIVEN = (lambda value: None if value else "empty uuid", lambda col: None not in col and "" not in col)
+SEQ = (lambda cell: None if is_seq(cell) else "%r is not a change sequence (a whole number)" % cell[:60],
+       lambda col: all(map(is_seq, col)))
 
 
 def _length_check(length):
-    def problem(value):
-        return "text longer than %d characters" % length if value is not None and len(value) > length else None
-
-    def batch(col):
-        return max(map(len, filter(None, col)), default=0) <= length
-    return problem, batch
+    return (lambda value: "text longer than %d characters" % length if value and len(value) > length else None,
+            lambda col: max(map(len, filter(None, col)), default=0) <= length)
 
 
 def _upload_check(db, field):
-    """Refuse an upload value that is not a plain file name inside the field's upload folder."""
+    """Check.row of an upload: a plain file name inside the field's upload folder, or nothing."""
     def problem(value):
-        if not value:
-            return None
-        why = unsafe(value) or (None if path_of(db, field, value) else "resolves outside the folder")
-        if why:
-            return ("upload value %r %s: only a plain file name inside %s's upload folder is accepted"
-                    % (value[:80], why, field))
+        why = value and (unsafe(value) or (None if path_of(db, field, value) else "resolves outside the folder"))
+        return why and ("upload value %r %s: only a plain file name inside %s's upload folder is accepted"
+                        % (value[:80], why, field))
     return problem
 
 

@@ -10,6 +10,7 @@ or nulled (the target is not in the file and not here, or the sender's own
 reference dangled), with a warning that names table, line and field.
 """
 import json
+from collections import namedtuple
 from itertools import repeat
 from operator import itemgetter
 from typing import NamedTuple
@@ -36,23 +37,11 @@ class Deferred(NamedTuple):
     line: int
 
 
-class Nulled(NamedTuple):
-    """A reference set to NULL (or dropped from a list): said in a warning once its row is written."""
-
-    field: str
-    why: str
-    pos: object  # its position, for a reference into an unsynced table (a record here keeps its own); else None
-    required: bool  # NOT NULL: the row is refused instead (UnresolvedReference)
-
-
-class Missing(NamedTuple):
-    """A row's NOT NULL reference whose target is not in yet (the row waits: Pending)."""
-
-    field: str
-    target: str
-    key: tuple  # what it names (ref_key)
-
-
+# a reference set to NULL (or dropped from a list), said once its row is written: `pos` its position if it
+# points into an unsynced table (a record here keeps its own), else None; `required`: NOT NULL, the row is refused
+Nulled = namedtuple("Nulled", "field why pos required")
+# a row's NOT NULL reference whose target is not in yet (the row waits: Pending); `key`: what it names (ref_key)
+Missing = namedtuple("Missing", "field target key")
 WAIT = object()  # Resolver.reference: the row waits for its NOT NULL reference's target
 
 
@@ -161,7 +150,7 @@ class Resolver:
         for ref in plan.refs:
             if ref.pos not in keycols:
                 continue
-            keys, values, decided = keycols[ref.pos], cols[ref.pos], {}
+            keys, values = keycols[ref.pos], cols[ref.pos]
             if ref.kind == "ref":  # rows with a value but no record found here go by the rule
                 get = found.get(ref.target, {}).get
                 out = [None if v is None else get(k) for v, k in zip(values, keys)] if None in values \
@@ -171,16 +160,11 @@ class Resolver:
             else:
                 out, rest = [None] * n, [i for i, k in enumerate(keys) if k or values[i] is not None]
             for i in rest:
+                notes = []
                 key = ref_key(ref.kind, values[i], keys[i]) if ref.kind == "ref" else keys[i]
-                if ref.kind == "ref" and key in decided:  # a 'ref' is decided by its key alone
-                    out[i], notes = decided[key]
-                else:
-                    notes = []
-                    out[i] = self.reference(plan, ref, key, values[i], found, notes)
-                    if out[i] is WAIT or any(type(n) is Nulled and n.required for n in notes):
-                        return None
-                    if ref.kind == "ref":
-                        decided[key] = out[i], notes
+                out[i] = self.reference(plan, ref, key, values[i], found, notes)
+                if out[i] is WAIT or any(type(n) is Nulled and n.required for n in notes):
+                    return None
                 said.extend((i, n) for n in notes)
             cols[ref.pos] = out
         said.sort(key=_first)  # stable: in each row, in the order of its references

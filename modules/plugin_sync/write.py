@@ -10,7 +10,7 @@ here too, and removed again by `remove_files` when the import is undone.
 """
 import io
 import os
-from typing import NamedTuple
+from collections import namedtuple
 
 from . import changes
 from .dialect import copy_escape
@@ -18,19 +18,8 @@ from .errors import BadValue, SyncError
 from .uploads import path_of
 
 
-class Insert(NamedTuple):
-    """A row the merge creates."""
-
-    row: object  # the Incoming row
-    values: list  # as written, in plan.fields order
-
-
-class Update(NamedTuple):
-    """A record the merge updates."""
-
-    row: object
-    values: list
-    id: int  # the record's local id
+Insert = namedtuple("Insert", "row values")  # a row the merge creates: the Incoming row, its values as written
+Update = namedtuple("Update", "row values id")  # a record it updates: the same, and the record's local id
 
 
 class Written:
