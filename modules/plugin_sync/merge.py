@@ -72,7 +72,7 @@ from .parse import NOT_COMPARED, UNUSUAL, Parser, SectionPlan, canonical_text
 from .peers import find_peer, is_http_url, record_sync
 from .readahead import ReadAhead
 from .report import SAMPLED, Report
-from .resolve import Deferred, IdCache, Nulled, Pending, Resolver
+from .resolve import Deferred, IdCache, Pending, Resolver
 from .schema import unique_uuid_index
 from .tables import annotations, conflict_policy, exclusion
 from .tombstones import Tombstones
@@ -391,8 +391,6 @@ class Merger:
         if resolved is None:
             return False
         cols, said = resolved
-        nulls = [(i, n) for i, n in said if type(n) is Nulled]
-        defers = [(i, d) for i, d in said if type(d) is Deferred]
         texts = {}  # canonical date/datetime columns as their text (None for <NULL>): the stored text itself
         for pos, i, width, marks in plan.text_dates:
             text = canonical_text(columns[i], width, marks)
@@ -400,7 +398,8 @@ class Merger:
                 texts[pos] = text
         counts = self.report.table(name)
         if here:  # every row here already: unchanged, or back to the row-wise merge
-            if defers or not self.locals.all_same(plan, cols, texts, uuids, here, nulls):
+            if any(type(n) is Deferred for _, n in said) or \
+                    not self.locals.all_same(plan, cols, texts, uuids, here, said):
                 return plan.missed()
             plan.backoff = 0
             counts["read"] += n
@@ -420,9 +419,8 @@ class Merger:
             if not self.report.wants_sample(name, "created"):  # bounded: a dry run names the first few only
                 break
             self.sample(plan, "created", cells)
-        for i, null in nulls:  # as keep_references() reports them, row by row
-            self.resolver.nulled(plan, null.field, null.why, raw[i][0], uuids[i])
-        self.resolver.deferred.extend(d._replace(uuid=uuids[i], line=raw[i][0]) for i, d in defers)
+        for i, note in said:
+            self.resolver.keep(plan, raw[i][0], uuids[i], [note])
         self.after_write(plan, written)
         return True
 
@@ -469,14 +467,13 @@ class Merger:
                 waiting += 1
             elif outcome == CREATED:
                 inserts.append(Insert(row, values))
-                self.resolver.keep_references(plan, row)
+                self.resolver.keep(plan, row.line, row.uuid, row.nulls + row.defers)
                 if row.uuid in dead:  # changed elsewhere after it was deleted here: it comes back
                     back.append(row.uuid)
-            elif outcome in (LATER_STAMP, OWNERS):  # the same content, stamped later or other owners
+            elif outcome in (LATER_STAMP, OWNERS, FILE_NEWER, UPDATED, CONFLICT_TAKEN):
                 updates.append(Update(row, values, local.id))
-            elif outcome in (FILE_NEWER, UPDATED, CONFLICT_TAKEN):
-                updates.append(Update(row, values, local.id))
-                self.resolver.keep_references(plan, row)
+                if outcome not in (LATER_STAMP, OWNERS):  # (the same content: nothing to say)
+                    self.resolver.keep(plan, row.line, row.uuid, row.nulls + row.defers)
             if outcome in (CONFLICT_KEPT, FUTURE_WAITS, CONFLICT_TAKEN):
                 losers.append(Loser("took_incoming" if outcome == CONFLICT_TAKEN else "kept_local", row, *local))
         self.conflicts.log(plan, losers)

@@ -170,11 +170,13 @@ class Resolver:
         said.sort(key=_first)  # stable: in each row, in the order of its references
         return cols, said
 
-    def keep_references(self, plan, row):
-        """For a row that is written: count its nulled references, queue its deferred ones."""
-        for n in row.nulls:
-            self.nulled(plan, n.field, n.why, row.line, row.uuid)
-        self.deferred.extend(d._replace(uuid=row.uuid, line=row.line) for d in row.defers)
+    def keep(self, plan, line, uuid, notes):
+        """For a row that is written (its line, uuid): count its Nulled references and say so, queue its Deferred."""
+        for n in notes:
+            if type(n) is Deferred:
+                self.deferred.append(n._replace(uuid=uuid, line=line))
+            else:
+                self.nulled(plan, n.field, n.why, line, uuid)
 
     def nulled(self, plan, field, why, line, uuid):
         """Count a reference set to NULL and say so; user accounts missing here are said once per table and
