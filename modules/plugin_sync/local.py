@@ -56,13 +56,10 @@ class Locals:
         """Whether every incoming row equals its record here, content, modified_on and owners (stricter than
         `same`: a batch it passes is unchanged row by row too).  `stored`: stored(); `nulls`: [(row, Nulled)].
 
-        Both sides as tuples (uuid first) sorted by uuid, compared in one
-        list equality (in C).  Stored values are compared as the driver
-        returns them, not normalised: equal raw values are equal normalised
-        ones, and a value stored in another form (a boolean kept as 't', a
-        date with a time) only sends the batch to the row-wise merge, which
-        normalises.  On SQLite a date/datetime column compares as text when
-        the incoming one is canonical (equal canonical texts are equal values).
+        Both sides as tuples sorted by uuid, in one list equality (in C); stored values as the driver returns
+        them: equal raw values are equal normalised ones, and a value stored in another form (a boolean kept
+        as 't', a date with a time) only sends the batch to the row-wise merge, which normalises.  On SQLite a
+        date/datetime column compares as text when the incoming one is canonical (as pydal stores it).
         """
         positions = plan.same_positions
         if any(null.pos in positions for _, null in nulls):  # keep_local_unsynced would take the local value

@@ -41,17 +41,10 @@ class Ref(NamedTuple):
     synced: bool  # the target syncs (or is this table): a record not here yet may still come
 
 
-class Check(NamedTuple):
-    """One rule a cell keeps, in the forms of the two paths: `row` says what is wrong with a value (None:
-    nothing; parse() raises BadValue naming table, line and `column`), `batch` whether a whole column
-    surely keeps it (else parse_cols leaves the batch to parse())."""
-
-    column: str
-    at: int  # the value's position in plan.fields (for plan.cell_checks, the cell's in the file's row)
-    row: object  # value -> message or None
-    batch: object  # column -> bool
-
-
+# one rule a cell keeps (its value's position `at` in plan.fields; for plan.cell_checks its cell's in the row), in
+# the forms of the two paths: `row`, what is wrong with a value (None: nothing; parse() raises BadValue naming
+# table, line and `column`), and `batch`, whether a whole column surely keeps it (else parse() decides)
+Check = namedtuple("Check", "column at row batch")
 # a batch parsed column by column (parse_cols): a column of values per field (plan.fields order), the
 # file's columns of cells, and the uuids, modified_on and mci of its rows
 Columns = namedtuple("Columns", "values cells uuids mods mcis")
