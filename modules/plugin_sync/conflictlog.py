@@ -6,8 +6,14 @@ beats (`tombstoned`), a local version the deleter never saw (`deleted`).
 A dry run counts them and writes none.
 """
 import json
+from collections import namedtuple
 
 from .export import wire_rows
+
+
+# a conflict of two edits as the merge decided it: 'kept_local' (the incoming version lost) or 'took_incoming'
+# (the local one), the incoming row (parse.Incoming), the record's local id and values
+Loser = namedtuple("Loser", "resolution row local_id local_values")
 
 
 class ConflictLog:
@@ -17,10 +23,10 @@ class ConflictLog:
         self.ctx, self.db, self.report = ctx, ctx.db, ctx.report
 
     def log(self, plan, losers):
-        """Conflicts of two edits: [(resolution, row, local id, local values)]."""
+        """Conflicts of two edits: [Loser]."""
         if not losers or self.report.dry_run:
             return
-        local_wire = wire_rows(self.db, plan.tablename, [l[2] for l in losers if l[0] == "took_incoming"])
+        local_wire = wire_rows(self.db, plan.tablename, [l.local_id for l in losers if l.resolution == "took_incoming"])
         origin = self.ctx.origin_uuid
         rows = []
         for resolution, row, local_id, local_values in losers:

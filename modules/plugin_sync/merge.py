@@ -58,11 +58,10 @@ import hashlib
 import json
 import sqlite3
 import time
-from operator import itemgetter
 
 from . import changes, dialect, progress, scratch
 from .aliases import Aliases
-from .conflictlog import ConflictLog
+from .conflictlog import ConflictLog, Loser
 from .context import EPOCH, Context
 from .csvstream import Reader
 from .errors import BadValue, Busy, Refused, SyncError
@@ -71,6 +70,7 @@ from .batches import Resume, position, resume_point
 from .fileformat import (AFTER, CHECKPOINTS, IDENTITY_TABLE, MERGED, NEXT, NULL, PARTIAL, ROW_SEQ, SINCE,
                          TOMBSTONE_TABLE, UNTIL)
 from .gcpause import paused
+from .local import Locals, same
 from .names import record_name
 from .parse import NOT_COMPARED, UNUSUAL, Parser, SectionPlan, canonical_text
 from .peers import find_peer, is_http_url, record_sync
@@ -80,7 +80,7 @@ from .resolve import Deferred, IdCache, Pending, Resolver
 from .schema import unique_uuid_index
 from .tables import annotations, conflict_policy, exclusion
 from .tombstones import Tombstones
-from .write import Writer
+from .write import Insert, Update, Writer
 
 BATCH = 2000
 READ_AHEAD = True  # PostgreSQL: read and parse the next batches in a thread (see readahead.py)
@@ -187,6 +187,7 @@ class Merger:
         self.file_ids = {}  # plain pydal files: {table: {file id: uuid}}
         self.parser = Parser(ctx, self.file_ids, paths)
         self.ids = IdCache(ctx)
+        self.locals = Locals(ctx, self.ids)
         self.writer = Writer(ctx, self.ids, files)
         self.resolver = Resolver(ctx, self.ids, self.file_ids, self.writer)
         self.conflicts = ConflictLog(ctx)
@@ -358,8 +359,8 @@ class Merger:
         same content.  Cells are parsed per column (parse_cols), references
         resolved per column (one query per referenced table, dict lookups),
         and the write's parameters zipped from the columns.  Anything else (a
-        row that differs, a mix, a reference nulled or waiting for a NOT NULL
-        target, a uuid twice, uploads, plain pydal files, any bad value) is
+        row that differs, a mix, a reference waiting for a NOT NULL target or
+        refused, a uuid twice, uploads, plain pydal files, any bad value) is
         left to merge_batch, row by row: this returns False before it has
         written or reported anything.
         """
@@ -372,13 +373,12 @@ class Merger:
             parsed = self.parser.try_parse_cols(plan, raw)
         if parsed is UNUSUAL:
             return False
-        cols, columns, uuids, mods, mcis = parsed
-        cols = list(cols)
+        columns, uuids = parsed.cells, parsed.uuids
         n, name = len(raw), plan.tablename
         if len(set(uuids)) != n:
             return False
         if not plan.optimistic:
-            here = self.local_rows(plan, uuids)
+            here = self.locals.stored(plan, uuids)
             if here and len(here) != n:
                 return plan.missed()
             if not here and self.tombstones.local(name, uuids):
@@ -388,10 +388,10 @@ class Merger:
             return False
         else:
             here = None  # not looked up: the insert itself finds out (see write_inserts)
-        resolved = self.resolver.resolve_columns(plan, cols, columns)
+        resolved = self.resolver.resolve_columns(plan, parsed)
         if resolved is None:
             return False
-        cols, defers, nulls = resolved
+        cols, said = resolved
         texts = {}  # canonical date/datetime columns as their text (None for <NULL>): the stored text itself
         for pos, i, width, marks in plan.text_dates:
             text = canonical_text(columns[i], width, marks)
@@ -399,7 +399,8 @@ class Merger:
                 texts[pos] = text
         counts = self.report.table(name)
         if here:  # every row here already: unchanged, or back to the row-wise merge
-            if defers or not self.all_same(plan, cols, texts, uuids, here, nulls):
+            if any(type(n) is Deferred for _, n in said) or \
+                    not self.locals.all_same(plan, cols, texts, uuids, here, said):
                 return plan.missed()
             plan.backoff = 0
             counts["read"] += n
@@ -408,7 +409,7 @@ class Merger:
             return True
         for pos, text in texts.items():
             cols[pos] = text
-        cols.append([m + 1 for m in mcis])
+        cols.append([m + 1 for m in parsed.mcis])
         written = self.writer.write_inserts(plan, cols, [line for line, _ in raw], uuids, optimistic=plan.optimistic)
         if written is None:
             plan.optimistic = False  # a uuid of the batch is here already: look them up from now on
@@ -419,59 +420,10 @@ class Merger:
             if not self.report.wants_sample(name, "created"):  # bounded: a dry run names the first few only
                 break
             self.sample(plan, "created", cells)
-        for i, pos, field, why in sorted(nulls):  # as keep_references() reports them, row by row
-            self.resolver.nulled(plan, field, why, raw[i][0], uuids[i])
-        for i, field, kind, target, keys in defers:
-            self.resolver.deferred.append(Deferred(name, uuids[i], field, kind, target, keys, raw[i][0]))
+        for i, note in said:
+            self.resolver.keep(plan, raw[i][0], uuids[i], [note])
         self.after_write(plan, written)
         return True
-
-    def local_rows(self, plan, uuids):
-        """The records of these uuids here, as rows of what all_same() compares: the uuid, then the
-        fields of plan.same_positions as stored (on SQLite dates as their stored text: no converter).
-
-        Of a table that others refer to, the same query reads the ids too, for the uuid -> id cache:
-        the tables merged after it then resolve their references without a query of their own.
-        """
-        table, sqlite = plan.table, self.sqlite
-        dates = {pos for pos, _, _, _ in plan.text_dates} if sqlite else ()
-        cols = ", ".join(("CAST(%s AS TEXT)" if pos in dates else "%s") % table[plan.fields[pos]]._rname
-                         for pos in plan.same_positions)
-        with_ids = self.ids.is_referenced(table)
-        if with_ids:
-            cols += ", %s" % table._id._rname
-        rows = []
-        for where, params in self.ctx.in_list(table.uuid._rname, uuids):
-            rows.extend(self.ctx.execute("SELECT %s, %s FROM %s WHERE %s" % (table.uuid._rname, cols, table._rname, where),
-                                     params))
-        if with_ids:
-            self.ids.cache_ids(plan.tablename, {r[0]: r[-1] for r in rows})
-            rows = [r[:-1] for r in rows]
-        return rows
-
-    def all_same(self, plan, cols, texts, uuids, here, nulls):
-        """Whether every incoming row equals its record here (content and modified_on).
-
-        Both sides as tuples (uuid first) sorted by uuid, compared in one
-        list equality (in C).  Stored values are compared as the driver
-        returns them, not normalised: equal raw values are equal normalised
-        ones, and a value stored in another form (a boolean kept as 't', a
-        date with a time) only sends the batch to the row-wise merge, which
-        normalises.  On SQLite a date/datetime column compares as text when
-        the incoming one is canonical (equal canonical texts are equal values).
-        """
-        positions = plan.same_positions
-        if any(pos in positions for _, pos, _, _ in nulls):  # keep_local_unsynced would take the local value
-            return False
-        if self.sqlite:
-            for pos, _, _, _ in plan.text_dates:
-                if pos in positions and pos not in texts:
-                    return False
-            incoming = [texts.get(pos) or cols[pos] for pos in positions]
-        else:
-            incoming = [cols[pos] for pos in positions]
-        here.sort(key=_first)  # by uuid alone: unique on both sides, and cheaper than whole tuples
-        return here == sorted(zip(uuids, *incoming), key=_first)
 
     def sample(self, plan, kind, cells):
         """A dry run names the record (name-like cells of the file, else its uuid): first few per table and kind."""
@@ -489,12 +441,12 @@ class Merger:
         """Decide every row (classify), log the losers, write the rest; the number of rows written or
         decided.  A row waiting for a NOT NULL reference is queued (Pending), or refused when `final`."""
         name, counts = plan.tablename, self.report.table(plan.tablename)
-        locals_ = self.lookup_locals(plan, [r.uuid for r in batch])
+        locals_ = self.locals.rows(plan, [r.uuid for r in batch])
         dead = self.tombstones.local(name, [r.uuid for r in batch if r.uuid not in locals_])
-        resolved_ids = self.resolver.resolve_batch(plan, batch)
-        changed_here = self.unseen_later(name, [loc[0] for loc in locals_.values()])
+        resolved_ids = self.resolver.lookup_rows(plan, batch)
+        changed_here = self.unseen_later(name, [loc.id for loc in locals_.values()])
         # records this import wrote already: the same uuid in an earlier batch of the file
-        from_file = _Later(lambda: changes.written_since(self.db, name, [loc[0] for loc in locals_.values()],
+        from_file = _Later(lambda: changes.written_since(self.db, name, [loc.id for loc in locals_.values()],
                                                          self.mark))
         inserts, updates, losers, back, waiting = [], [], [], [], 0
         sampling = self.report.dry_run
@@ -515,19 +467,18 @@ class Merger:
                 self.resolver.pending.append(Pending(plan, row, local))
                 waiting += 1
             elif outcome == CREATED:
-                inserts.append((row, values))
-                self.resolver.keep_references(plan, row)
+                inserts.append(Insert(row, values))
+                self.resolver.keep(plan, row.line, row.uuid, row.nulls + row.defers)
                 if row.uuid in dead:  # changed elsewhere after it was deleted here: it comes back
                     back.append(row.uuid)
-            elif outcome in (LATER_STAMP, OWNERS):  # the same content, stamped later or other owners
-                updates.append((row, values, local[0]))
-            elif outcome in (FILE_NEWER, UPDATED, CONFLICT_TAKEN):
-                updates.append((row, values, local[0]))
-                self.resolver.keep_references(plan, row)
+            elif outcome in (LATER_STAMP, OWNERS, FILE_NEWER, UPDATED, CONFLICT_TAKEN):
+                updates.append(Update(row, values, local.id))
+                if outcome not in (LATER_STAMP, OWNERS):  # (the same content: nothing to say)
+                    self.resolver.keep(plan, row.line, row.uuid, row.nulls + row.defers)
             if outcome in (CONFLICT_KEPT, FUTURE_WAITS, CONFLICT_TAKEN):
-                losers.append(("took_incoming" if outcome == CONFLICT_TAKEN else "kept_local", row) + tuple(local))
+                losers.append(Loser("took_incoming" if outcome == CONFLICT_TAKEN else "kept_local", row, *local))
         self.conflicts.log(plan, losers)
-        counts["owners_changed"] += sum(1 for row, _, _ in updates if row.owners)
+        counts["owners_changed"] += sum(1 for u in updates if u.row.owners)
         written = self.writer.write(plan, inserts, updates)
         if back:
             self.tombstones.revive(name, back)
@@ -546,8 +497,8 @@ class Merger:
         """(outcome, values): what to make of an incoming version against the local one.
 
         The one place where the merge decides (the column-wise path only takes
-        CREATED and UNCHANGED, for whole batches it proves so).  `local`: (id,
-        values) here or None; `dead`: {uuid: deletion time} of tombstones here;
+        CREATED and UNCHANGED, for whole batches it proves so).  `local`: the
+        record here (local.Local) or None; `dead`: {uuid: deletion time} of tombstones here;
         `changed_here`: local ids the sender has not seen (None: all);
         `from_file`: ids this import wrote already.  `values`, the row's values
         as they would be written, is None for TOMBSTONED and WAITS.
@@ -563,7 +514,7 @@ class Merger:
         self.resolver.keep_local_unsynced(plan, row, values, local_values)
         # owners: read only with accept_owners (plan.owner_pos); a change of them is a write, counted
         row.owners = any(values[pos] != local_values[pos] for pos in plan.owner_pos)
-        if not row.defers and plan.same(values) == plan.same(local_values):  # a deferred reference differs
+        if not row.defers and same(plan, values, local_values):  # a deferred reference differs
             if plan.mod_pos is not None and not row.future and row.modified_on and \
                     row.modified_on > (local_values[plan.mod_pos] or EPOCH):
                 if plan.created_pos is not None:  # the stamp only: the record keeps its own created_on
@@ -578,7 +529,7 @@ class Merger:
         if local_id in from_file:  # an earlier row of this file: the two decided as if together
             earlier = local_values[plan.mod_pos] if plan.mod_pos is not None else None
             # the record counts once (as the earlier row did), the version that lost as older
-            return (FILE_NEWER if (row.modified_on or EPOCH) > (earlier or EPOCH) else FILE_OLDER), values
+            return in_file(row.modified_on, earlier), values
         if self.ctx.merged_until and _row_seq(plan, row) < self.ctx.merged_until:
             return MERGED_ALREADY, values  # a version of the sender's that we merged already: nothing new
         concurrent = changed_here is None or local_id in changed_here
@@ -593,32 +544,17 @@ class Merger:
         return (CONFLICT_KEPT if conflict else OLDER), values
 
     def dedupe(self, plan, batch):
-        """A uuid twice in one file: the newer row counts, the other is an older copy."""
+        """A uuid twice in one batch: decided as classify decides a uuid again in a later batch
+        (in_file): the newer row counts, the other as the version that lost."""
         out, index = [], {}
         for row in batch:
             if row.uuid in index:
-                other = out[index[row.uuid]]
-                if (row.modified_on or EPOCH) > (other.modified_on or EPOCH):
+                if in_file(row.modified_on, out[index[row.uuid]].modified_on) == FILE_NEWER:
                     out[index[row.uuid]] = row
-                self.report.count(plan.tablename, "older")
+                self.report.count(plan.tablename, COUNTER[FILE_OLDER])
                 continue
             index[row.uuid] = len(out)
             out.append(row)
-        return out
-
-    def lookup_locals(self, plan, uuids):
-        """{uuid: (id, [normalised values in plan.fields order])} of the records already here."""
-        table, out = plan.table, {}
-        cols = ", ".join(table[f]._rname for f in plan.fields)
-        normalisers, uuid_pos = plan.normalisers, plan.uuid_pos
-        for where, params in self.ctx.in_list(table.uuid._rname, uuids):
-            sql = "SELECT id, %s FROM %s WHERE %s" % (cols, table._rname, where)
-            for raw in self.ctx.execute(sql, params):
-                vals = list(raw[1:])
-                for i, fn in normalisers:
-                    if vals[i] is not None:
-                        vals[i] = fn(vals[i])
-                out[vals[uuid_pos]] = (raw[0], vals)
         return out
 
     def decide(self, plan, row, local_values, concurrent, made=(False, False)):
@@ -777,7 +713,10 @@ class _Later:
 UNKNOWN_SEQ = float("inf")
 
 
-_first = itemgetter(0)
+def in_file(modified_on, earlier):
+    """A uuid again in the same file: FILE_NEWER if this row's version is the later one (it is written),
+    else FILE_OLDER (an older copy); `earlier`: the modified_on of the row before it."""
+    return FILE_NEWER if (modified_on or EPOCH) > (earlier or EPOCH) else FILE_OLDER
 
 
 def made_only(plan, values):

@@ -1,16 +1,19 @@
 """Reading a table's section: one row's cells into values, and what each reference names.
 
-`SectionPlan` says which cell feeds which field and which fields are
-references (`Ref`); `Parser` turns a batch of (line, cells) into `Incoming`
-rows, column by column when the batch is ordinary (`parse_cols`), else row by
-row (`parse`), which checks every cell and names table, line and column.
-The one reference rule is `reference_keys` (and its column form
-`key_column`): a reference names ('u', uuid) from its `@uuid` annotation,
-('f', file id) in a plain pydal file, ('dangling', id) when the sender's own
-reference pointed nowhere, a list of these, or None.  Nothing here reads or
-writes the database but the upload check.
+`SectionPlan` says which cell feeds which field, which fields are
+references (`Ref`) and which rules a cell keeps (`Check`, each in a row
+form and a column form); `Parser` turns a batch of (line, cells) into
+`Incoming` rows, column by column when the batch is ordinary (`parse_cols`),
+else row by row (`parse`), which names table, line and column of a bad cell.
+What a reference names is one rule, `ref_key` (used row by row and column by
+column): ('u', uuid) from its `@uuid` annotation, ('f', file id) in a plain
+pydal file, ('dangling', id) when the sender's own reference pointed
+nowhere, a list of these, or None.  Nothing here reads or writes the
+database but the upload check.
 """
 import json
+from collections import namedtuple
+from itertools import repeat
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -36,6 +39,15 @@ class Ref(NamedTuple):
     note: object  # index of its `@uuid` column in the file's rows, or None
     notnull: bool
     synced: bool  # the target syncs (or is this table): a record not here yet may still come
+
+
+# one rule a cell keeps (its value's position `at` in plan.fields; for plan.cell_checks its cell's in the row), in
+# the forms of the two paths: `row`, what is wrong with a value (None: nothing; parse() raises BadValue naming
+# table, line and `column`), and `batch`, whether a whole column surely keeps it (else parse() decides)
+Check = namedtuple("Check", "column at row batch")
+# a batch parsed column by column (parse_cols): a column of values per field (plan.fields order), the
+# file's columns of cells, and the uuids, modified_on and mci of its rows
+Columns = namedtuple("Columns", "values cells uuids mods mcis")
 
 
 class Incoming:
@@ -96,23 +108,18 @@ class SectionPlan:
                 Ref(self.pos[f], f, target, kind, index.get(note[0]), bool(table[f].notnull), synced)
             )
         self.compared = [i for i, f in enumerate(self.fields) if f not in NOT_COMPARED]
-        self.lengths = [
-            (i, table[f].length) for i, f in enumerate(self.fields)
-            if table[f].type in ("string", "password") and table[f].length
-        ]
-        self.required = [
-            i for i, f in enumerate(self.fields)
-            if table[f].notnull and not any(r.field == f for r in self.refs)
-        ]
         self.upload_fields = [self.pos[f] for f in self.fields if table[f].type == "upload"]
         self.types = [table[f].type for f in self.fields]
         self.uuid_pos = self.pos["uuid"]
+        self.checks = self.value_checks(db)
+        # id@seq: the sender's change seq of the row (merge.row_seq)
+        self.cell_checks = [Check(ROW_SEQ, self.seq_index, *SEQ)] if self.seq_index is not None else []
         self.mod_pos = self.pos.get("modified_on")
         self.created_pos = self.pos.get("created_on")
         self.compile(ctx.char_bool)
         self.optimistic = False  # see Merger.merge_table
         self.skip = self.backoff = 0  # see missed()
-        # what Merger.all_same compares: the compared fields and modified_on
+        # what local.Locals.all_same compares: the compared fields, modified_on and the owners
         self.same_positions = list(self.compared) + ([self.mod_pos] if self.mod_pos is not None else []) + \
             self.owner_pos
         # fast_batch: annotated files whose references all carry their @uuid, no uploads to store
@@ -121,6 +128,15 @@ class SectionPlan:
         # date/datetime cells written as they are when canonical (SQLite stores that very text; no adapter)
         self.text_dates = [(pos, self.cell_index[pos]) + CANONICAL[t] for pos, t in enumerate(self.types)
                            if t in CANONICAL]
+
+    def value_checks(self, db):
+        """The checks of a row's values, in the order parse() applies them (a batch with uploads goes row by row)."""
+        fields, refs = [self.table[f] for f in self.fields], {r.field for r in self.refs}
+        return ([Check(f.name, i, *REQUIRED) for i, f in enumerate(fields) if f.notnull and f.name not in refs]
+                + [Check(f.name, i, *_length_check(f.length)) for i, f in enumerate(fields)
+                   if f.type in ("string", "password") and f.length]
+                + [Check(fields[i].name, i, _upload_check(db, fields[i]), _never) for i in self.upload_fields]
+                + [Check("uuid", self.uuid_pos, *UUID_GIVEN)])
 
     def missed(self):
         """The column-wise path looked a batch up in vain (rows differ, or some are new): skip it for
@@ -186,17 +202,20 @@ class Parser:
 
     def parse_columns(self, plan, raw, parsed=None):
         """Incoming rows from parse_cols() (given as `parsed` when the column-wise path tried the batch)."""
-        cols, columns, uuids, mods, mcis = parsed if parsed is not None else self.parse_cols(plan, raw)
-        keycols = [(pos, self.key_column(plan, pos, kind, cols[pos], columns, note_index, raw, f))
-                   for pos, f, target, kind, note_index, notnull, synced in plan.refs]
-        ref_pos = [pos for pos, _ in keycols]
-        keyrows = zip(*[keys for _, keys in keycols]) if keycols else [()] * len(raw)
-        return [Incoming(line, uuid, list(values), dict(zip(ref_pos, keyrow)), mci, mod, cells)
-                for (line, cells), values, keyrow, uuid, mci, mod in zip(raw, zip(*cols), keyrows, uuids, mcis, mods)]
+        parsed = parsed if parsed is not None else self.parse_cols(plan, raw)
+        try:
+            plain = not plan.annotated
+            keycols = {ref.pos: key_column(ref, parsed.values, parsed.cells, plain) for ref in plan.refs}
+        except ValueError:  # a deleted_fk annotation that is not JSON: parse() names it
+            raise _Unusual()
+        keyrows = zip(*keycols.values()) if keycols else [()] * len(raw)
+        return [Incoming(line, uuid, list(values), dict(zip(keycols, keyrow)), mci, mod, cells)
+                for (line, cells), values, keyrow, uuid, mci, mod
+                in zip(raw, zip(*parsed.values), keyrows, parsed.uuids, parsed.mcis, parsed.mods)]
 
     def parse_cols(self, plan, raw):
-        """The batch parsed column by column: (columns of values in plan.fields order, the file's
-        columns of cells, uuids, modified_on, mci); raises _Unusual for anything out of the ordinary."""
+        """The batch parsed column by column (Columns: values, cells, uuids, modified_on, mci); raises
+        _Unusual for anything out of the ordinary."""
         columns = list(zip(*[cells for _, cells in raw]))
         cols = []
         for pos, i in enumerate(plan.cell_index):
@@ -211,43 +230,21 @@ class Parser:
             except (ValueError, TypeError):
                 raise _Unusual()
             cols.append(col)
-        for pos in plan.required:
-            if None in cols[pos]:
+        for check in plan.checks:
+            if not check.batch(cols[check.at]):
                 raise _Unusual()
-        for pos, length in plan.lengths:
-            col = cols[pos]
-            if max(map(len, columns[plan.cell_index[pos]])) > length and any(
-                    v is not None and len(v) > length for v in col):
-                raise _Unusual()
+        for check in plan.cell_checks:
+            if not check.batch(columns[check.at]):
+                raise _Unusual()  # parse() names the cell
         uuids = cols[plan.uuid_pos]
-        if None in uuids or "" in uuids:
-            raise _Unusual()
         mods = cols[plan.mod_pos] if plan.mod_pos is not None else [None] * len(raw)
-        if plan.mod_pos is not None and None not in mods:
-            if max(mods) > self.future_limit:
-                raise _Unusual()
-        else:
-            known = [m for m in mods if m is not None]
-            if known and max(known) > self.future_limit:
-                raise _Unusual()
-        if plan.mci_index is not None:
-            try:
-                mcis = list(map(int, columns[plan.mci_index]))
-            except ValueError:
-                raise _Unusual()
-        else:
-            mcis = [0] * len(raw)
-        if plan.seq_index is not None and not all(map(is_seq, columns[plan.seq_index])):
-            raise _Unusual()  # parse() names the cell
-        return cols, columns, uuids, mods, mcis
-
-    def key_column(self, plan, pos, kind, values, columns, note_index, raw, field):
-        """reference_keys() for a whole column (the annotated reference inline)."""
-        if kind == "ref" and note_index is not None:
-            notes = columns[note_index]
-            return [None if v is None else ("dangling", v) if n == NULL else ("u", n) for v, n in zip(values, notes)]
-        return [self.reference_keys(plan, kind, v, cells, note_index, line, field)
-                for v, (line, cells) in zip(values, raw)]
+        if max(filter(None, mods), default=self.future_limit) > self.future_limit:
+            raise _Unusual()  # parse() dates it here and warns
+        try:  # (<NULL> or a blank too: parse() reads it as 0)
+            mcis = list(map(int, columns[plan.mci_index])) if plan.mci_index is not None else [0] * len(raw)
+        except ValueError:
+            raise _Unusual()
+        return Columns(cols, columns, uuids, mods, mcis)
 
     def parse(self, plan, line, cells):
         values = [cells[i] for i in plan.cell_index]
@@ -261,18 +258,8 @@ class Parser:
             for pos in plan.texts:
                 if values[pos] == NULL:
                     values[pos] = None
-        for i in plan.required:
-            if values[i] is None:
-                raise BadValue("a value is required", table=plan.tablename, line=line, column=plan.fields[i])
-        for i, length in plan.lengths:
-            if values[i] is not None and len(values[i]) > length:
-                raise BadValue("text longer than %d characters" % length, table=plan.tablename, line=line,
-                               column=plan.fields[i])
-        for i in plan.upload_fields:
-            self.check_upload(plan, line, i, values[i])
+        self.check(plan, line, plan.checks, values)
         uuid = values[plan.uuid_pos]
-        if not uuid:
-            raise BadValue("empty uuid", table=plan.tablename, line=line, column="uuid")
         modified_on = values[plan.mod_pos] if plan.mod_pos is not None else None
         future = None
         if modified_on is not None and modified_on > self.future_limit:
@@ -284,9 +271,7 @@ class Parser:
             )
             future, modified_on = modified_on, self.now
             values[plan.mod_pos] = modified_on
-        if plan.seq_index is not None and not is_seq(cells[plan.seq_index]):
-            raise BadValue("%r is not a change sequence (a whole number)" % cells[plan.seq_index][:60],
-                           table=plan.tablename, line=line, column=ROW_SEQ)
+        self.check(plan, line, plan.cell_checks, cells)
         mci = 0
         if plan.mci_index is not None:
             try:
@@ -300,27 +285,17 @@ class Parser:
             except ValueError:
                 raise BadValue("%r is not a valid id" % cells[plan.file_id], table=plan.tablename, line=line,
                                column="id")
-        refs = {}
-        for pos, f, target, kind, note_index, notnull, synced in plan.refs:
-            value = values[pos]
-            if kind == "ref" and note_index is not None and value is not None:  # the common case, inline
-                note = cells[note_index]
-                refs[pos] = ("dangling", value) if note == NULL else ("u", note)
-            else:
-                refs[pos] = self.reference_keys(plan, kind, value, cells, note_index, line, f)
+        refs = {ref.pos: self.reference_keys(plan, ref, values[ref.pos], cells, line) for ref in plan.refs}
         row = Incoming(line, uuid, values, refs, mci, modified_on, cells)
         row.future = future
         return row
 
-    def check_upload(self, plan, line, pos, value):
-        """Refuse an upload value that is not a plain file name inside the field's upload folder."""
-        if not value:
-            return
-        field = plan.table[plan.fields[pos]]
-        why = unsafe(value) or (None if path_of(self.db, field, value) else "resolves outside the folder")
-        if why:
-            raise BadValue("upload value %r %s: only a plain file name inside %s's upload folder is accepted"
-                           % (value[:80], why, field), table=plan.tablename, line=line, column=plan.fields[pos])
+    def check(self, plan, line, checks, values):
+        """The row form of the checks: BadValue naming table, line and column of the first value that fails."""
+        for check in checks:
+            why = check.row(values[check.at])
+            if why:
+                raise BadValue(why, table=plan.tablename, line=line, column=check.column)
 
     def bad_cell(self, plan, line, cells):
         """Raise BadValue for the first cell of the row that does not parse (the slow path of parse)."""
@@ -333,45 +308,85 @@ class Parser:
                     table=plan.tablename, line=line, column=plan.fields[pos],
                 )
 
-    def reference_keys(self, plan, kind, value, cells, note_index, line, field):
-        """What a reference names: ('u', uuid) or ('f', file id), a list of them, or None."""
-        note = cells[note_index] if note_index is not None else None
-        if kind == "fk":
-            if note is None and not plan.annotated and value:  # a plain pydal file: the sender's ids
-                return {k: ("f", v) for k, v in _json_object(value, plan, line, field).items() if v}
-            if note in (None, NULL, ""):
-                return None
-            return {k: ("u", v) for k, v in _json_object(note, plan, line, field + UUID).items() if v}
-        if kind == "list":
-            if note is not None:
-                if note == NULL or not note.strip("|"):
-                    return []
-                return [("u", u) for u in note.strip("|").split("|") if u]
-            return [("f", i) for i in (value or [])]
+    def reference_keys(self, plan, ref, value, cells, line):
+        """ref_key() of one row's reference; BadValue naming the cell of a deleted_fk that is no JSON object."""
+        plain = not plan.annotated
+        try:
+            return ref_key(ref.kind, value, cells[ref.note] if ref.note is not None else None, plain)
+        except ValueError:
+            column = ref.field if plain else ref.field + UUID
+            raise BadValue("%s is not a JSON object of {field: key}" % column, table=plan.tablename, line=line,
+                           column=column)
+
+
+def ref_key(kind, value, note, plain=False):
+    """What a reference names, the one rule (Ref.kind, its value, its annotation cell or None: no annotation;
+    `plain`: a plain pydal file, whose references are the sender's ids, deleted_fk's too).
+
+    ('u', uuid) from its `@uuid` annotation; ('f', file id) in a plain pydal
+    file; ('dangling', id) when the sender's own reference pointed nowhere
+    (its annotation is <NULL>); a list of these for a list:reference;
+    {field: ('u', uuid)} for deleted_fk ({field: ('f', id)} in a plain file); None when it names nothing.
+    ValueError for a deleted_fk that is not a JSON object.
+    """
+    if kind == "ref":
         if value is None:
             return None
-        if note is not None:
-            if note == NULL:  # the sender's reference was already dangling
-                return ("dangling", value)
-            return ("u", note)
-        return ("f", value)
+        if note is None:
+            return ("f", value)
+        return ("dangling", value) if note == NULL else ("u", note)
+    if kind == "list":
+        if note is None:
+            return [("f", i) for i in (value or [])]
+        if note == NULL or not note.strip("|"):
+            return []
+        return [("u", u) for u in note.strip("|").split("|") if u]
+    if note is None and plain and value:  # deleted_fk of a plain pydal file: the sender's ids
+        return {k: ("f", v) for k, v in _json_object(value).items() if v}
+    if note in (None, NULL, ""):  # deleted_fk
+        return None
+    return {k: ("u", v) for k, v in _json_object(note).items() if v}
 
 
-def _json_object(text, plan, line, column):
-    """deleted_fk's {field: key}, or BadValue naming the cell."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
+def key_column(ref, values, cells, plain=False):
+    """ref_key() of a reference in each row of a batch parsed column by column (`values`: its columns of
+    values, `cells`: the file's columns of cells); ValueError as ref_key."""
+    notes = cells[ref.note] if ref.note is not None else repeat(None)
+    return list(map(ref_key, repeat(ref.kind), values[ref.pos], notes, repeat(plain)))
+
+
+def _json_object(text):
+    """deleted_fk's {field: key}; ValueError for anything but a JSON object."""
+    data = json.loads(text)
     if not isinstance(data, dict):
-        raise BadValue("%s is not a JSON object of {field: key}" % column, table=plan.tablename, line=line,
-                       column=column)
+        raise ValueError("not a JSON object")
     return data
 
 
 def is_seq(cell):
     """An `id@seq` cell the sender can have written: its change seq (a whole number), or none."""
     return cell.isdigit() and cell.isascii() or cell == NULL or cell == ""
+
+
+# checks (Check.row: a value -> what is wrong with it, Check.batch: a column -> whether all surely pass)
+REQUIRED = (lambda value: "a value is required" if value is None else None, lambda col: None not in col)
+UUID_GIVEN = (lambda value: None if value else "empty uuid", lambda col: None not in col and "" not in col)
+SEQ = (lambda cell: None if is_seq(cell) else "%r is not a change sequence (a whole number)" % cell[:60],
+       lambda col: all(map(is_seq, col)))
+
+
+def _length_check(length):
+    return (lambda value: "text longer than %d characters" % length if value and len(value) > length else None,
+            lambda col: max(map(len, filter(None, col)), default=0) <= length)
+
+
+def _upload_check(db, field):
+    """Check.row of an upload: a plain file name inside the field's upload folder, or nothing."""
+    def problem(value):
+        why = value and (unsafe(value) or (None if path_of(db, field, value) else "resolves outside the folder"))
+        return why and ("upload value %r %s: only a plain file name inside %s's upload folder is accepted"
+                        % (value[:80], why, field))
+    return problem
 
 
 def new_record_defaults(ctx, table, fields):
@@ -385,6 +400,10 @@ def new_record_defaults(ctx, table, fields):
     if "owned_by_user" in table.fields and "owned_by_user" not in fields and ctx.account is not None:
         out.append(("owned_by_user", ctx.account))
     return out + creation_values(ctx.db, table, ctx.account)  # approved_by as the host's import sets it
+
+
+def _never(col):
+    return False
 
 
 class _Unusual(Exception):

@@ -13,11 +13,15 @@ resolved by the batch's end is carried over to the next batch
 (plugin_sync_deferred), and nulled only after the range's last batch.
 """
 import json
+from collections import namedtuple
+from itertools import repeat
+from operator import itemgetter
 from typing import NamedTuple
 
 from .entities import is_super_table, key_of
 from .errors import UnresolvedReference
 from .fileformat import NULL
+from .parse import key_column, ref_key
 from .tables import references
 from .values import bar_encode
 
@@ -32,8 +36,16 @@ class Deferred(NamedTuple):
     field: str
     kind: str  # 'ref', 'list' or 'fk' (deleted_fk)
     target: str  # None for 'fk' (each field names its own)
-    keys: object  # what it names: a key, a list of keys for 'list', {field: key} for 'fk' (see reference_keys)
+    keys: object  # what it names: a key, a list of keys for 'list', {field: key} for 'fk' (parse.ref_key)
     line: int
+
+
+# a reference set to NULL (or dropped from a list), said once its row is written: `pos` its position if it
+# points into an unsynced table (a record here keeps its own), else None; `required`: NOT NULL, the row is refused
+Nulled = namedtuple("Nulled", "field why pos required")
+# a row's NOT NULL reference whose target is not in yet (the row waits: Pending); `key`: what it names (ref_key)
+Missing = namedtuple("Missing", "field target key")
+WAIT = object()  # Resolver.reference: the row waits for its NOT NULL reference's target
 
 
 class Pending(NamedTuple):
@@ -41,7 +53,7 @@ class Pending(NamedTuple):
 
     plan: object  # its SectionPlan
     row: object  # the Incoming row
-    local: object  # (local id, local values) of the record here when it first waited, or None
+    local: object  # the record here when it first waited (local.Local), or None
 
 
 class IdCache:
@@ -120,64 +132,56 @@ class Resolver:
         self.merged_tables = set()  # tables whose section is merged: a uuid of theirs not here now never will be
         self.more = False  # a batch with more of its range to come: a target may still arrive
 
-    def resolve_columns(self, plan, cols, columns):
-        """(cols with references as local ids, [(row index, field, kind, target, keys)] deferred,
-        [(row index, position, field, why)] nulled), or None when a reference waits for a NOT NULL
-        target or dangled at the sender (the row-wise merge does these)."""
-        cols, defers, nulls, n = list(cols), [], [], len(cols[0]) if cols else 0
-        for pos, f, target, kind, note_index, notnull, synced in plan.refs:
-            if kind == "fk":  # deleted_fk: {field: uuid}; mostly empty
-                notes = columns[note_index] if note_index is not None else ()
-                if any(nt != NULL and nt for nt in notes):
-                    return None
-                cols[pos] = [None] * n
-                continue
-            notes = columns[note_index]
-            if kind == "list":
-                keylists = [[u for u in nt.strip("|").split("|") if u] if nt != NULL else [] for nt in notes]
-                found = self.ids.uuid_to_id(target, {u for keys in keylists for u in keys})
-                out = []
-                cells = cols[pos]
-                for i, keys in enumerate(keylists):
-                    if not keys:
-                        out.append(None if cells[i] is None else "||")  # an empty list stays one
-                        continue
-                    ids = [found.get(u) for u in keys]
-                    out.append(bar_encode([x for x in ids if x is not None]))
-                    if None in ids:
-                        defers.append((i, f, "list", target, [("u", u) for u in keys]))
-                cols[pos] = out
-                continue
-            values = cols[pos]
-            if None in values:
-                wanted = {nt for v, nt in zip(values, notes) if v is not None}
+    def resolve_columns(self, plan, parsed):
+        """The column form of `reference`: (columns of values with references as local ids, [(row index,
+        Nulled or Deferred)] in row order), or None when a row waits for a NOT NULL target or would be
+        refused (the row-wise merge does these).  `parsed`: parse.Columns.  At once only the common case,
+        a reference whose @uuid cell names a record here; every other one by ref_key and `reference`."""
+        cols, cells, said, wanted, keycols, n = list(parsed.values), parsed.cells, [], {}, {}, len(parsed.uuids)
+        for ref in plan.refs:
+            values, notes = cols[ref.pos], cells[ref.note] if ref.note is not None else None
+            if ref.kind == "ref":  # its @uuid cells (fast_ok): for the uuids found here, these are its keys
+                keycols[ref.pos] = notes
+                wanted.setdefault(ref.target, set()).update(notes)
+            elif values.count(None) == n and (notes is None or notes.count(NULL) + notes.count("") == n):
+                cols[ref.pos] = [None] * n  # no value and no annotation in any row: NULL, whatever the kind
             else:
-                wanted = set(notes)
-            if NULL in wanted or "" in wanted:  # the sender's own reference dangled
-                return None
-            found = self.ids.uuid_to_id(target, wanted) if wanted else {}
-            get = found.get
-            if None in values:
-                out = [None if v is None else get(nt) for v, nt in zip(values, notes)]
-            else:
-                out = [get(nt) for nt in notes]
-            if len(found) < len(wanted):  # not here (yet)
-                if notnull:
+                try:
+                    keycols[ref.pos] = key_column(ref, cols, cells)
+                except ValueError:  # a deleted_fk annotation that is not JSON: the row-wise parse names it
                     return None
-                missing = [(i, nt) for i, (v, nt) in enumerate(zip(values, notes)) if v is not None and nt not in found]
-                if synced:
-                    defers.extend((i, f, "ref", target, ("u", nt)) for i, nt in missing)
-                else:  # not in this file by policy: nulled (a record here keeps its own value)
-                    nulls.extend((i, pos, f, "%s %s is not here" % (target, nt)) for i, nt in missing)
-            cols[pos] = out
-        return cols, defers, nulls
+                self.want(plan, ref, keycols[ref.pos], wanted)
+        found = self.lookup(wanted)
+        for ref in plan.refs:
+            if ref.pos not in keycols:
+                continue
+            keys, values = keycols[ref.pos], cols[ref.pos]
+            if ref.kind == "ref":  # rows with a value but no record found here go by the rule
+                get = found.get(ref.target, {}).get
+                out = [None if v is None else get(k) for v, k in zip(values, keys)] if None in values \
+                    else list(map(get, keys))
+                rest = [i for i, v in enumerate(out) if v is None and values[i] is not None] \
+                    if out.count(None) > values.count(None) else ()
+            else:
+                out, rest = [None] * n, [i for i, k in enumerate(keys) if k or values[i] is not None]
+            for i in rest:
+                notes = []
+                key = ref_key(ref.kind, values[i], keys[i]) if ref.kind == "ref" else keys[i]
+                out[i] = self.reference(plan, ref, key, values[i], found, notes)
+                if out[i] is WAIT or any(type(n) is Nulled and n.required for n in notes):
+                    return None
+                said.extend((i, n) for n in notes)
+            cols[ref.pos] = out
+        said.sort(key=_first)  # stable: in each row, in the order of its references
+        return cols, said
 
-    def keep_references(self, plan, row):
-        """For a row that is written: count its nulled references, queue its deferred ones."""
-        for field, why, _ in row.nulls:
-            self.nulled(plan, field, why, row.line, row.uuid)
-        for field, kind, target, keys in row.defers:
-            self.deferred.append(Deferred(plan.tablename, row.uuid, field, kind, target, keys, row.line))
+    def keep(self, plan, line, uuid, notes):
+        """For a row that is written (its line, uuid): count its Nulled references and say so, queue its Deferred."""
+        for n in notes:
+            if type(n) is Deferred:
+                self.deferred.append(n._replace(uuid=uuid, line=line))
+            else:
+                self.nulled(plan, n.field, n.why, line, uuid)
 
     def nulled(self, plan, field, why, line, uuid):
         """Count a reference set to NULL and say so; user accounts missing here are said once per table and
@@ -187,35 +191,33 @@ class Resolver:
             self.report.warn("reference set to NULL: %s" % why, table=plan.tablename, line=line, column=field,
                              uuid=uuid)
 
-    def resolve_batch(self, plan, batch):
-        """{target table: {uuid: local id}} for every reference in the batch that resolves now."""
-        wanted = {}
-        for pos, f, target, kind, _, _, _ in plan.refs:
-            if kind == "ref":  # the common case: one key per row, mostly ('u', uuid)
-                uuids = wanted.setdefault(target, set())
-                for row in batch:
-                    key = row.refs.get(pos)
-                    if key:
-                        u = key[1] if key[0] == "u" else self.key_uuid(target, key)
-                        if u:
-                            uuids.add(u)
-                continue
-            for row in batch:
-                keys = row.refs.get(pos)
-                if not keys:
-                    continue
-                if kind == "fk":
-                    for fk_field, key in keys.items():
-                        t = _fk_target(plan.table, fk_field)
-                        u = self.key_uuid(t, key) if t else None
-                        if u:
-                            wanted.setdefault(t, set()).add(u)
-                    continue
-                for key in keys:
-                    u = self.key_uuid(target, key)
-                    if u:
-                        wanted.setdefault(target, set()).add(u)
+    def lookup(self, wanted):
+        """{target table: {uuid: local id}} of the records here of `wanted` ({table: uuids}), one query per table."""
+        for uuids in wanted.values():
+            uuids -= {None, "", NULL}
         return {t: self.ids.uuid_to_id(t, uuids) for t, uuids in wanted.items() if uuids}
+
+    def want(self, plan, ref, keys, wanted):
+        """Add to `wanted` ({table: uuids}) what a reference names in a batch (`keys`: ref_key per row)."""
+        keys = [k for k in keys if k]
+        if ref.kind == "fk":
+            for fks in keys:
+                for fk_field, key in fks.items():
+                    t = _fk_target(plan.table, fk_field)
+                    u = self.key_uuid(t, key) if t else None
+                    if u:
+                        wanted.setdefault(t, set()).add(u)
+            return
+        if ref.kind == "list":
+            keys = [k for ks in keys for k in ks]
+        wanted.setdefault(ref.target, set()).update(map(self.key_uuid, repeat(ref.target), keys))
+
+    def lookup_rows(self, plan, batch):
+        """lookup() of what the references of a batch of Incoming rows name."""
+        wanted = {}
+        for ref in plan.refs:
+            self.want(plan, ref, [row.refs.get(ref.pos) for row in batch], wanted)
+        return self.lookup(wanted)
 
     def learn_file_ids(self, section):
         """Read a skipped table's rows, learning {file id: uuid} of them; the number of rows.
@@ -253,65 +255,78 @@ class Resolver:
             return self.file_ids.get(target, {}).get(key[1])
         return None
 
-    def resolved_values(self, plan, row, resolved):
-        """The row's values with references turned into local ids; None if it must wait.
-
-        References nulled or deferred are noted on the row; they count only if it is written.
-        """
+    def resolved_values(self, plan, row, found):
+        """The row form of `reference`: the row's values with references turned into local ids; None if it
+        must wait.  References nulled or deferred are noted on the row; they count only if it is written."""
         values = list(row.values)
         row.nulls, row.defers, row.missing = [], [], None
-        for pos, f, target, kind, _, notnull, synced in plan.refs:
-            keys = row.refs.get(pos)
-            if kind == "fk":
-                values[pos], later = self.resolve_fk(plan.table, keys, resolved)
-                if later:  # an id whose record may come later in the file: fixed then (fix_deferred)
-                    row.defers.append((f, "fk", None, keys))
-                continue
-            if kind == "list":
-                if not keys:
-                    values[pos] = None if row.values[pos] is None else "||"  # an empty list stays one
-                    continue
-                ids = [resolved.get(target, {}).get(self.key_uuid(target, key)) for key in keys]
-                values[pos] = bar_encode([i for i in ids if i is not None])
-                if None in ids:
-                    if not self.final_now(plan, target):
-                        row.defers.append((f, "list", target, keys))
-                        continue
-                    for key, i in zip(keys, ids):
-                        if i is None:
-                            self.null_ref(plan, row, f, "%s %s is neither in the file nor here (dropped from the list)"
-                                          % (target, self.key_uuid(target, key) or key[1]))
-                continue
-            if keys is None:
-                continue
-            if keys[0] == "dangling":
-                values[pos] = None
-                self.null_ref(plan, row, f, "the sender's own reference (id %s) pointed nowhere" % keys[1], notnull)
-                continue
-            local = resolved.get(target, {}).get(self.key_uuid(target, keys))
-            if local is not None:
-                values[pos] = local
-                continue
-            values[pos] = None
-            if not synced:  # not in this file by policy: resolve by uuid here or null it
-                self.null_ref(plan, row, f, "%s %s is not here" % (target, keys[1]), notnull, pos)
-                continue
-            if notnull:
-                row.missing = (f, target, keys)
+        for ref in plan.refs:
+            notes, key = [], row.refs.get(ref.pos)
+            value = self.reference(plan, ref, key, values[ref.pos], found, notes)
+            if value is WAIT:
+                row.missing = Missing(ref.field, ref.target, key)
                 return None
-            if self.final_now(plan, target):
-                self.null_ref(plan, row, f, "%s %s is neither in the file nor here" % (target, self.key_uuid(target, keys)
-                                                                                     or "id %s" % keys[1]))
-                continue
-            row.defers.append((f, "ref", target, keys))
+            values[ref.pos] = value
+            for n in notes:
+                if type(n) is Deferred:
+                    row.defers.append(n)
+                elif n.required:
+                    raise UnresolvedReference("required reference cannot be resolved: %s" % n.why,
+                                              table=plan.tablename, line=row.line, column=n.field)
+                else:
+                    row.nulls.append(n)
         return values
+
+    def reference(self, plan, ref, key, value, found, notes):
+        """One reference of one row, the rule of both paths: what it is written as (a local id; for a list
+        the ids found), or WAIT (a NOT NULL reference whose target is not in yet).  What there is to say is
+        appended to `notes`: Nulled (set to NULL, dropped from a list) or Deferred (NULL until its target
+        is in; its row's uuid and line are filled in by the caller).  `value`: the parsed value, `key`:
+        ref_key of it, `found`: lookup()."""
+        target, field = ref.target, ref.field
+        if ref.kind == "fk":
+            value, later = self.resolve_fk(plan.table, key, found)
+            if later:  # an id whose record may come later in the file: fixed then (fix_deferred)
+                notes.append(Deferred(plan.tablename, None, field, "fk", None, key, None))
+            return value
+        if ref.kind == "list":
+            if not key:
+                return None if value is None else "||"  # an empty list stays one
+            ids = [found.get(target, {}).get(self.key_uuid(target, k)) for k in key]
+            if None in ids:
+                if not self.final_now(plan, target):
+                    notes.append(Deferred(plan.tablename, None, field, "list", target, key, None))
+                else:
+                    notes.extend(Nulled(field, "%s %s is neither in the file nor here (dropped from the list)"
+                                        % (target, self.key_uuid(target, k) or k[1]), None, False)
+                                 for k, i in zip(key, ids) if i is None)
+            return bar_encode([i for i in ids if i is not None])
+        if key is None:
+            return value
+        if key[0] == "dangling":
+            notes.append(Nulled(field, "the sender's own reference (id %s) pointed nowhere" % key[1], None,
+                                ref.notnull))
+            return None
+        local = found.get(target, {}).get(self.key_uuid(target, key))
+        if local is not None:
+            return local
+        if not ref.synced:  # not in this file by policy: resolve by uuid here or null it
+            notes.append(Nulled(field, "%s %s is not here" % (target, key[1]), ref.pos, ref.notnull))
+        elif ref.notnull:
+            return WAIT
+        elif self.final_now(plan, target):
+            notes.append(Nulled(field, "%s %s is neither in the file nor here"
+                                % (target, self.key_uuid(target, key) or "id %s" % key[1]), None, False))
+        else:
+            notes.append(Deferred(plan.tablename, None, field, "ref", target, key, None))
+        return None
 
     def refuse_missing(self, plan, row):
         """A row's NOT NULL reference still names nothing after the last row: UnresolvedReference."""
-        f, target, key = row.missing
+        field, target, key = row.missing
         raise UnresolvedReference("required reference to %s %s is neither in the file nor here"
                                   % (target, self.key_uuid(target, key) or "id %s" % key[1]),
-                                  table=plan.tablename, line=row.line, column=f)
+                                  table=plan.tablename, line=row.line, column=field)
 
     def final_now(self, plan, target):
         """An unresolved reference into a table whose section is merged (none of its rows still
@@ -349,14 +364,6 @@ class Resolver:
                 return False
         return target not in self.merged_tables and (target == tablename or target in self.ctx.synced)
 
-    def null_ref(self, plan, row, field, why, notnull=False, pos=None):
-        """`pos` marks a reference into an unsynced table: an existing record keeps its own value."""
-        if notnull:
-            raise UnresolvedReference(
-                "required reference cannot be resolved: %s" % why, table=plan.tablename, line=row.line, column=field
-            )
-        row.nulls.append((field, why, pos))
-
     def keep_local_unsynced(self, plan, row, values, local_values):
         """A reference into an unsynced table (a lookup list, auth_user) that is empty or does not
         resolve here says nothing about the record (the sender may just lack that lookup row):
@@ -364,7 +371,7 @@ class Resolver:
         for pos, f, target, kind, _, _, synced in plan.refs:
             if not synced and kind == "ref" and values[pos] is None:
                 values[pos] = local_values[pos]
-        row.nulls = [n for n in row.nulls if n[2] is None]
+        row.nulls = [n for n in row.nulls if n.pos is None]
 
     def carry_over(self, peer):
         """End of a batch with more to come: the references still unresolved wait for the next batches
@@ -380,7 +387,9 @@ class Resolver:
         query = table.peer == peer
         for row in self.db(query).select(table.deferred, orderby=table.id):
             d = json.loads(row.deferred)
-            d[5] = [tuple(k) for k in d[5]] if d[3] == "list" else tuple(d[5])
+            kind, keys = d[3], d[5]
+            d[5] = ([tuple(k) for k in keys] if kind == "list" else {f: tuple(k) for f, k in keys.items()}
+                    if kind == "fk" else tuple(keys))
             self.deferred.append(Deferred(*d))
         self.db(query).delete()
 
@@ -441,6 +450,9 @@ class Resolver:
             table = self.db[d.table]
             return [(_fk_target(table, f), key) for f, key in d.keys.items() if _fk_target(table, f)]
         return [(d.target, key) for key in (d.keys if d.kind == "list" else [d.keys])]
+
+
+_first = itemgetter(0)
 
 
 def _fk_target(table, fname):

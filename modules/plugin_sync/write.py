@@ -10,11 +10,16 @@ here too, and removed again by `remove_files` when the import is undone.
 """
 import io
 import os
+from collections import namedtuple
 
 from . import changes
 from .dialect import copy_escape
 from .errors import BadValue, SyncError
 from .uploads import path_of
+
+
+Insert = namedtuple("Insert", "row values")  # a row the merge creates: the Incoming row, its values as written
+Update = namedtuple("Update", "row values id")  # a record it updates: the same, and the record's local id
 
 
 class Written:
@@ -42,22 +47,21 @@ class Writer:
         self.written_files = []
 
     def write(self, plan, inserts, updates):
-        """Write one batch of a table: inserts [(row, values)], updates [(row, values, local id)].
+        """Write one batch of a table: inserts [Insert], updates [Update].
 
         Returns what it wrote (Written), for what the merge does after each batch.
         """
         written = Written(plan.tablename)
         if inserts:
-            written = self.write_inserts(plan, list(zip(*[values + [row.mci + 1] for row, values in inserts])),
-                                         [r.line for r, _ in inserts], [row.uuid for row, _ in inserts])
+            written = self.write_inserts(plan, list(zip(*[i.values + [i.row.mci + 1] for i in inserts])),
+                                         [i.row.line for i in inserts], [i.row.uuid for i in inserts])
         if updates:
-            self.write_updates(plan, [values + [row.mci + 1, lid] for row, values, lid in updates],
-                               [r.line for r, _, _ in updates])
+            self.write_updates(plan, [u.values + [u.row.mci + 1, u.id] for u in updates], [u.row.line for u in updates])
         if plan.upload_fields:
-            for row, values in [(r, v) for r, v in inserts] + [(r, v) for r, v, _ in updates]:
+            for w in inserts + updates:
                 for pos in plan.upload_fields:
-                    self.store_upload(plan, plan.fields[pos], values[pos], row)
-        written.updated = [lid for _, _, lid in updates]
+                    self.store_upload(plan, plan.fields[pos], w.values[pos], w.row)
+        written.updated = [u.id for u in updates]
         return written
 
     def write_inserts(self, plan, columns, lines, uuids, optimistic=False):
