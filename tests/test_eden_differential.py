@@ -54,8 +54,13 @@ ALLOWED = (
     ("org_organisation_user", "stays home", "links of organisations to local accounts (never synced)"),
     ("plugin_sync_*", "stays home", "the plugin's own bookkeeping"),
 )
-# the created_on and modified_on of what Eden's import writes are its own (import time) in C: compared with A, not C
-C_OWN = ("created_on", "modified_on")
+# what Eden makes on arrival, compared with C (Eden's own import): B must hold what C holds.  Every other column is
+# content, compared with A.
+MADE_ON_ARRIVAL = ("realm_entity", "approved_by")
+# columns Eden computes (onaccept, or later: gis.update_location_tree fills a location's hierarchy and path when it
+# is next read or edited): B holds either A's value or what Eden's own import holds (C)
+COMPUTED = {"org_site": ("code",), "project_location": ("name",), "sit_trackable": ("track_timestmp",),
+            "gis_location": ("L0", "L1", "L2", "L3", "L4", "L5", "path")}
 
 
 def allowed(tablename, column):
@@ -187,7 +192,7 @@ class Snapshot:
 
     def read(self, tablename):
         table = self.db[tablename]
-        fields = [f for f in table if f.name not in ("id",)]
+        fields = [f for f in table if f.type != "id"]  # the local id (a super table's own key: pe_id, site_id...)
         out = {}
         for r in self.db(alive(table)).select(*fields):
             out[r.uuid] = {f.name: self.value(f, r[f.name]) for f in fields if f.name != "uuid"}
@@ -235,9 +240,14 @@ def differences(a, b, c):
                 if allowed(t, col):
                     continue
                 va, vb, vc = ra[col], rb.get(col), rc.get(col)
-                reference = vc if col in C_OWN or u not in rows_c else vc
-                if vb != va or (u in rows_c and col not in C_OWN and vb != vc):
-                    out.append((t, u, col, va, vb, reference if u in rows_c else "(not in C)"))
+                if col in MADE_ON_ARRIVAL:
+                    if u in rows_c and vb != vc:
+                        out.append((t, u, col, va, vb, vc))
+                elif col in COMPUTED.get(t, ()):
+                    if vb != va and (u not in rows_c or vb != vc):
+                        out.append((t, u, col, va, vb, vc if u in rows_c else "(not in C)"))
+                elif vb != va:
+                    out.append((t, u, col, va, vb, vc if u in rows_c else "(not in C)"))
     return out
 
 
@@ -278,17 +288,25 @@ def s3xml(env, names):
 
 
 def eden_import(env, documents):
-    """Eden's own import of the documents, parents first (as Eden's sync does): Eden's errors."""
+    """Eden's own import of the documents as one S3XML tree (a reference finds its record in the tree, as in
+    one sync of Eden's), table by table, parents first: Eden's errors."""
     from gluon import current
     from lxml import etree
 
     current.request.env.request_method = "GET"
     current.auth.override = True
     errors = []
+    tree = None
+    for _, xml in documents:
+        doc = etree.parse(io.BytesIO(xml))
+        if tree is None:
+            tree = doc
+        else:
+            tree.getroot().extend(doc.getroot().findall("resource"))
     try:
-        for t, xml in documents:
+        for t, _ in documents:
             resource = env["s3db"].resource(t)
-            resource.import_xml(etree.parse(io.BytesIO(xml)))
+            resource.import_xml(tree)
             if resource.error:
                 errors.append("%s: %s" % (t, resource.error))
     finally:
