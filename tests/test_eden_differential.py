@@ -171,6 +171,10 @@ class Snapshot:
         self.uuid_of = {}  # table -> {id: uuid}
         for t in tables_with_uuid(db):
             self.uuid_of[t] = {r.id: r.uuid for r in db(db[t]).select(db[t].id, db[t].uuid)}
+        if "pr_role" in db.tables:  # a derived row's uuid is each instance's own: a role is named by its content
+            pe = self.uuid_of["pr_pentity"]
+            self.uuid_of["pr_role"] = {r.id: "role %r of %s" % (r.role, pe.get(r.pe_id)) for r in
+                                       db(db.pr_role).select(db.pr_role.id, db.pr_role.role, db.pr_role.pe_id)}
         self.uuid_of["auth_user"] = {r.id: r.email for r in db(db.auth_user).select(db.auth_user.id,
                                                                                     db.auth_user.email)}
         self.rows = {t: self.read(t) for t in tables_with_uuid(db)}
