@@ -16,7 +16,6 @@ differences that may exist; anything else fails the test with a report, one line
 difference (table, uuid, column, A / B / C values).
 """
 import collections
-import csv
 import io
 import os
 import shutil
@@ -24,15 +23,12 @@ import tempfile
 
 import pytest
 
-from conftest import REPO
-
+from edenseed import load_templates
 from applications.eden.modules.plugin_sync import fileio
 from applications.eden.modules.plugin_sync import tables as policy
 
 FULL = os.environ.get("PLUGIN_SYNC_DIFF") == "full"
 ROWS = 2  # rows of each template CSV in make test (the full set: PLUGIN_SYNC_DIFF=full)
-# Eden's descriptors, in make run's order (edenhost.DEMO_PREPOP after default/base and default/users)
-DESCRIPTORS = ("default", "default/Demo", os.path.join(REPO, "scripts", "demo"))
 
 ANY = "*"
 # THE allowed differences: (table, column or row kind, reason).  Row kind "stays home": the table does not travel
@@ -78,78 +74,6 @@ def allowed(tablename, column):
 
 
 # ----------------------------------------------------------------------------- A: Eden's own importer
-
-
-def descriptor_lines(templates):
-    """(folder of the CSV, row of tasks.cfg) of every task of DESCRIPTORS, paths made absolute."""
-    for name in DESCRIPTORS:
-        folder = name if os.path.isabs(name) else os.path.join(templates, name)
-        with open(os.path.join(folder, "tasks.cfg")) as f:
-            for row in csv.reader(f):
-                if not row or row[0].strip('" ').startswith("#"):
-                    continue
-                yield folder, [c.strip() for c in row]
-
-
-def cut(source, target, rows):
-    """The first `rows` records of a CSV file (its header kept), in the file's own encoding."""
-    raw = open(source, "rb").read()
-    encoding = "utf-8-sig"
-    try:
-        raw.decode(encoding)
-    except UnicodeDecodeError:  # a few of Eden's template files are Latin-1
-        encoding = "latin-1"
-    lines = list(csv.reader(io.StringIO(raw.decode(encoding), newline="")))
-    with open(target, "w", newline="", encoding=encoding) as f:
-        csv.writer(f).writerows(lines[:1 + rows])
-
-
-def tasks_folder(templates, work):
-    """A tasks.cfg of Eden's template tasks over the template CSVs (cut to ROWS rows unless FULL)."""
-    out = []
-    for n, (folder, row) in enumerate(descriptor_lines(templates)):
-        if row[0] == "*":
-            if not FULL:  # roles (auth_, never synced) and make run's Timor-Leste script: the full run only
-                continue
-            if len(row) > 2 and row[2] and not os.path.dirname(row[2]):
-                row[2] = os.path.join(folder, row[2])
-            out.append(row)
-            continue
-        where, name = os.path.split(row[2])
-        source = os.path.join(templates, where, name) if where else os.path.join(folder, name)
-        here = os.path.join(work, "%03d" % n)
-        os.makedirs(here)
-        xsl = os.path.join(os.path.dirname(source), row[3])
-        if os.path.exists(xsl):  # a stylesheet next to the CSV (Eden looks there last)
-            shutil.copy(xsl, here)
-        if FULL:
-            shutil.copy(source, here)
-        else:
-            cut(source, os.path.join(here, name), ROWS)
-        out.append(row[:2] + [os.path.join(here, name)] + row[3:])
-    with open(os.path.join(work, "tasks.cfg"), "w", newline="") as f:
-        csv.writer(f).writerows(out)
-    return work
-
-
-def load_templates(env, work):
-    """Eden's bulk importer over tasks_folder's tasks, into the instance loaded last: Eden's errors."""
-    from gluon import current
-    from applications.eden.modules.s3.s3import import S3BulkImporter
-
-    assert current.db is env["db"]
-    templates = os.path.join(env["folder"], "applications", "eden", "modules", "templates")
-    current.request.env.request_method = "GET"  # as Eden's first run does
-    current.auth.override = True
-    os.environ.setdefault("EDEN_DEMO_PEOPLE", "25")
-    importer = S3BulkImporter()
-    try:
-        importer.perform_tasks(tasks_folder(templates, work))
-    finally:
-        current.auth.override = False
-    env["db"].commit()
-    # a task of a module this deployment does not enable (event): Eden skips it, as make run's first start does
-    return [e for e in importer.errorList if not e.startswith("WARNING: Unable to find table")]
 
 
 # ----------------------------------------------------------------------------- reading an instance
@@ -342,7 +266,7 @@ def work():
 
 def test_receiver_holds_what_eden_and_the_sender_hold(eden_instance, work):
     a = eden_instance("a")
-    errors = load_templates(a, work)
+    errors = load_templates(a, work, rows=None if FULL else ROWS, scripts=FULL)
     assert not errors, "Eden's importer refused the template CSVs: %s" % errors[:20]
     # Eden's S3XML export first: it writes to A (gis.update_location_tree fills the hierarchy it exports)
     documents = s3xml(a, records_to_send(a["db"]))
