@@ -2,7 +2,8 @@
 """Benchmark (issue 12): the plugin's merge into real Sahana Eden against Eden's own S3XML import.
 
     .venv/bin/python tests/bench/bench_eden.py [--rows 10000,100000] [--eden-rows N] [--runs 3]
-                                               [--backend sqlite|postgres] [--json out.json]
+                                               [--backend sqlite|postgres] [--dataset synthetic|mixed]
+                                               [--json out.json]
     make bench-eden ARGS="--rows 2000 --runs 1"      # a smoke run
 
 Not a timed test: a script that prints a markdown table.  Real Eden instances are
@@ -18,6 +19,11 @@ each in a process of its own (its peak RSS is its own):
 
 1. the plugin's merge of the file          vs `S3Resource.import_xml` of the S3XML, per table
 2. a re-sync of the same, unchanged file   vs Eden's re-import of the same S3XML
+
+--dataset mixed (issue 22): A is loaded instead by Eden's own bulk importer from the CSVs Eden
+ships in its templates, whole (tests/edenseed.load_templates: make run's descriptors, every
+module the demo enables); the records of the tables the plugin syncs are measured, both ways, at
+that size (--rows is ignored), Eden's import given them as one S3XML tree.
 
 Medians of --runs runs.  Eden's import is slow (tens of records/s here): for
 sizes above --eden-rows its figure is that of the --eden-rows dataset (the same
