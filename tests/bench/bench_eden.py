@@ -32,6 +32,7 @@ shape, measured once in the run), compared as records/s; the table says so.
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -135,9 +136,10 @@ FIRST = ("Maria", "Joao", "Ana", "Jose", "Rosa", "Antonio", "Fatima", "Manuel", 
 LAST = ("da Silva", "Soares", "Pereira", "Guterres", "Ximenes", "Alves", "Yilmaz", "Kaya", "Ramos", "Belo")
 
 
-def generate_mixed(env, folder):
+def generate_mixed(env, folder, n=0):
     """The mixed dataset of all modules: the CSVs Eden ships in its templates (make run's descriptors), whole,
-    through Eden's own bulk importer (tests/edenseed.load_templates); the records of the synced tables."""
+    through Eden's own bulk importer (tests/edenseed.load_templates); the records of the synced tables.
+    `n` above their number: replicated with fresh uuids up to at least n (replicate)."""
     import edenseed
     from applications.eden.modules.plugin_sync import tables as policy
 
@@ -150,10 +152,44 @@ def generate_mixed(env, folder):
     if errors:
         raise RuntimeError("Eden's importer refused the template CSVs: %s" % errors[:10])
     db = env["db"]
-    alive = {t: db(db[t].deleted != True).count() if "deleted" in db[t].fields else db(db[t]).count()  # noqa: E712
-             for t in policy.synced_tables(db, env["plugin_sync_settings"])}
-    db.commit()
-    return {t: n for t, n in alive.items() if n}
+
+    def made():
+        alive = {t: db(db[t].deleted != True).count() if "deleted" in db[t].fields else db(db[t]).count()  # noqa
+                 for t in policy.synced_tables(db, env["plugin_sync_settings"])}
+        db.commit()
+        return {t: k for t, k in alive.items() if k}
+
+    natural = sum(made().values())
+    if n > natural:
+        replicate(env, n - natural)
+    return made()
+
+
+HEX_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def replicate(env, more):
+    """At least `more` records more: copies of A's synced records, each under fresh uuids (every uuid of the plugin's file, the
+    sender's identity included, mapped by uuid5 per copy: references within a copy stay consistent; records
+    every instance shares, like the countries' urn:iso uuids, and lookups with a unique name stay shared),
+    merged into A by the plugin."""
+    import uuid
+    from applications.eden.modules.plugin_sync import fileio
+
+    from applications.eden.modules.plugin_sync import tables as policy
+
+    db, settings = env["db"], env["plugin_sync_settings"]
+    shared = set()  # lookups with a unique name (org_organisation_type...): one record, that every copy refers to
+    for t in policy.synced_tables(db, settings):
+        if any(f.unique for f in db[t] if f.name not in ("id", "uuid")):
+            shared.update(HEX_UUID.findall(" ".join(r.uuid for r in db(db[t]).select(db[t].uuid))))
+    text = fileio.export_bytes(db, settings, log=False).decode("utf-8")
+    per_copy = sum(db(db[t]).count() for t in policy.synced_tables(db, settings)) - len(shared)
+    for k in range(-(-more // per_copy)):
+        space = uuid.uuid5(uuid.NAMESPACE_URL, "bench-copy-%d" % k)
+        copy = HEX_UUID.sub(lambda m: m.group(0) if m.group(0) in shared else str(uuid.uuid5(space, m.group(0))),
+                            text)
+        fileio.import_from(db, settings, copy.encode("utf-8"), name="copy-%d.csv" % k)
 
 
 def sent_tables(folder):
@@ -215,7 +251,7 @@ def worker_main(args):
     out = {}
     t0 = time.perf_counter()
     if args.worker == "generate" and args.dataset == "mixed":
-        out["made"] = generate_mixed(env, args.folder)
+        out["made"] = generate_mixed(env, args.folder, args.n)
         with open(os.path.join(args.files, "tables.json"), "w") as f:
             json.dump(list(out["made"]), f)
     elif args.worker == "generate":
@@ -308,8 +344,10 @@ def measure(run, n, eden_n, runs, eden_done, profile=None, both=False):
     `both`: Eden imports the same dataset (its size is the one made: the mixed dataset).
     """
     files = run.dataset(n)
+    if run.kind == "mixed":  # its size is the one made (the templates' records, or whole copies of them)
+        n = run.made
     if both:
-        n = eden_n = run.made
+        eden_n = n
     eden_files = None
     if both:
         eden_files = files
@@ -401,12 +439,15 @@ def main(argv=None):
     started, results, eden_done = time.time(), [], {}
     run = Run(base, args.backend, args.dataset)
     try:
-        if args.dataset == "mixed":
+        natural = None
+        if args.dataset == "mixed":  # the templates' own records, both ways; then copies of them (--rows), the
+            # plugin only, compared with Eden's rate on the templates' own records (the same shape, this run)
             print("[%s] the mixed dataset of all modules (Eden's template CSVs)" % args.backend, flush=True)
             results.append(measure(run, 0, 0, args.runs, eden_done, args.profile, both=True))
+            natural = results[-1]["rows"]
             print(table(args.backend, results[-1:]), flush=True)
-        for n in [] if args.dataset == "mixed" else [int(x) for x in args.rows.split(",")]:
-            eden_n = min(n, args.eden_rows)
+        for n in [int(x) for x in args.rows.split(",") if int(x)]:
+            eden_n = natural or min(n, args.eden_rows)
             print("[%s] %s records (Eden's import: %s)" % (args.backend, "{:,}".format(n), "{:,}".format(eden_n)),
                   flush=True)
             results.append(measure(run, n, eden_n, args.runs, eden_done, args.profile))
