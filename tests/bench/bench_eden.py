@@ -23,7 +23,8 @@ each in a process of its own (its peak RSS is its own):
 --dataset mixed (issue 22): A is loaded instead by Eden's own bulk importer from the CSVs Eden
 ships in its templates, whole (tests/edenseed.load_templates: make run's descriptors, every
 module the demo enables); the records of the tables the plugin syncs are measured, both ways, at
-that size (--rows is ignored), Eden's import given them as one S3XML tree.
+that size, Eden's import given them as one S3XML tree; then, for each of --rows, the same records
+replicated with fresh uuids up to that size (replicate), the plugin against Eden's rate above.
 
 Medians of --runs runs.  Eden's import is slow (tens of records/s here): for
 sizes above --eden-rows its figure is that of the --eden-rows dataset (the same
@@ -159,37 +160,37 @@ def generate_mixed(env, folder, n=0):
         db.commit()
         return {t: k for t, k in alive.items() if k}
 
-    natural = sum(made().values())
-    if n > natural:
-        replicate(env, n - natural)
+    replicate(env, n, lambda: sum(made().values()))
     return made()
 
 
 HEX_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def replicate(env, more):
-    """At least `more` records more: copies of A's synced records, each under fresh uuids (every uuid of the plugin's file, the
-    sender's identity included, mapped by uuid5 per copy: references within a copy stay consistent; records
+def replicate(env, n, total):
+    """Up to at least n records (`total()`: how many A holds): copies of A's synced records, each under fresh
+    uuids (every uuid of the plugin's file, the sender's identity included, mapped by uuid5 per copy: references within a copy stay consistent; records
     every instance shares, like the countries' urn:iso uuids, and lookups with a unique name stay shared),
     merged into A by the plugin."""
     import uuid
     from applications.eden.modules.plugin_sync import fileio
-
     from applications.eden.modules.plugin_sync import tables as policy
 
+    if total() >= n:
+        return
     db, settings = env["db"], env["plugin_sync_settings"]
     shared = set()  # lookups with a unique name (org_organisation_type...): one record, that every copy refers to
     for t in policy.synced_tables(db, settings):
         if any(f.unique for f in db[t] if f.name not in ("id", "uuid")):
             shared.update(HEX_UUID.findall(" ".join(r.uuid for r in db(db[t]).select(db[t].uuid))))
     text = fileio.export_bytes(db, settings, log=False).decode("utf-8")
-    per_copy = sum(db(db[t]).count() for t in policy.synced_tables(db, settings)) - len(shared)
-    for k in range(-(-more // per_copy)):
+    k = 0
+    while total() < n:
         space = uuid.uuid5(uuid.NAMESPACE_URL, "bench-copy-%d" % k)
         copy = HEX_UUID.sub(lambda m: m.group(0) if m.group(0) in shared else str(uuid.uuid5(space, m.group(0))),
                             text)
         fileio.import_from(db, settings, copy.encode("utf-8"), name="copy-%d.csv" % k)
+        k += 1
 
 
 def sent_tables(folder):
@@ -417,8 +418,8 @@ def parse(argv):
     p.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     p.add_argument("--dataset", choices=("synthetic", "mixed"), default="synthetic",
                    help="synthetic: --rows records of 7 tables made through Eden's API; mixed: every module's "
-                        "records, the CSVs Eden ships in its templates through Eden's importer (its own size, --rows "
-                        "ignored)")
+                        "records, the CSVs Eden ships in its templates through Eden's importer (their own size, "
+                        "then replicated up to each of --rows)")
     p.add_argument("--json")
     p.add_argument("--keep", action="store_true", help="keep the temp folder")
     p.add_argument("--profile", help="cProfile one extra plugin merge per size into this file (printed, not timed)")
