@@ -5,12 +5,14 @@ instance's: Eden's update_super links each record to its super-entities, pe_id,
 site_id...), later edits are plain updates of the instance's own `db`.
 """
 import base64
+import csv
 import datetime
 import gzip
 import io
 import json
 import os
 import re
+import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -66,6 +68,84 @@ def prepopulate(env, people=25):
         else:
             os.environ["EDEN_DEMO_PEOPLE"] = before
     env["db"].commit()
+
+
+# Eden's template descriptors of make run, in its order (edenhost.DEMO_PREPOP after default/base and default/users)
+DESCRIPTORS = ("default", "default/Demo", os.path.dirname(DEMO_SCRIPT))
+
+
+def descriptor_lines(templates):
+    """(folder of the CSV, row of tasks.cfg) of every task of DESCRIPTORS, paths made absolute."""
+    for name in DESCRIPTORS:
+        folder = name if os.path.isabs(name) else os.path.join(templates, name)
+        with open(os.path.join(folder, "tasks.cfg")) as f:
+            for row in csv.reader(f):
+                if not row or row[0].strip('" ').startswith("#"):
+                    continue
+                yield folder, [c.strip() for c in row]
+
+
+def cut(source, target, rows):
+    """The first `rows` records of a CSV file (its header kept), in the file's own encoding."""
+    raw = open(source, "rb").read()
+    encoding = "utf-8-sig"
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError:  # a few of Eden's template files are Latin-1
+        encoding = "latin-1"
+    lines = list(csv.reader(io.StringIO(raw.decode(encoding), newline="")))
+    with open(target, "w", newline="", encoding=encoding) as f:
+        csv.writer(f).writerows(lines[:1 + rows])
+
+
+def tasks_folder(templates, work, rows=None, scripts=True):
+    """A tasks.cfg of Eden's template tasks over the template CSVs, each cut to `rows` rows (None: whole);
+    `scripts`: with the special tasks (roles, make run's Timor-Leste script)."""
+    out = []
+    for n, (folder, row) in enumerate(descriptor_lines(templates)):
+        if row[0] == "*":
+            if not scripts:
+                continue
+            if len(row) > 2 and row[2] and not os.path.dirname(row[2]):
+                row[2] = os.path.join(folder, row[2])
+            out.append(row)
+            continue
+        where, name = os.path.split(row[2])
+        source = os.path.join(templates, where, name) if where else os.path.join(folder, name)
+        here = os.path.join(work, "%03d" % n)
+        os.makedirs(here)
+        xsl = os.path.join(os.path.dirname(source), row[3])
+        if os.path.exists(xsl):  # a stylesheet next to the CSV (Eden looks there last)
+            shutil.copy(xsl, here)
+        if rows is None:
+            shutil.copy(source, here)
+        else:
+            cut(source, os.path.join(here, name), rows)
+        out.append(row[:2] + [os.path.join(here, name)] + row[3:])
+    with open(os.path.join(work, "tasks.cfg"), "w", newline="") as f:
+        csv.writer(f).writerows(out)
+    return work
+
+
+def load_templates(env, work, rows=None, scripts=True):
+    """Eden's bulk importer over the CSVs Eden ships in its templates (make run's descriptors, DESCRIPTORS; see
+    tasks_folder), into the instance loaded last, in the folder `work`: Eden's errors."""
+    from gluon import current
+    from applications.eden.modules.s3.s3import import S3BulkImporter
+
+    assert current.db is env["db"]
+    templates = os.path.join(env["folder"], "applications", "eden", "modules", "templates")
+    current.request.env.request_method = "GET"  # as Eden's first run does
+    current.auth.override = True
+    os.environ.setdefault("EDEN_DEMO_PEOPLE", "25")
+    importer = S3BulkImporter()
+    try:
+        importer.perform_tasks(tasks_folder(templates, work, rows, scripts))
+    finally:
+        current.auth.override = False
+    env["db"].commit()
+    # a task of a module this deployment does not enable (event): Eden skips it, as make run's first start does
+    return [e for e in importer.errorList if not e.startswith("WARNING: Unable to find table")]
 
 
 def seed_org(env, prefix, country=None):

@@ -2,7 +2,8 @@
 """Benchmark (issue 12): the plugin's merge into real Sahana Eden against Eden's own S3XML import.
 
     .venv/bin/python tests/bench/bench_eden.py [--rows 10000,100000] [--eden-rows N] [--runs 3]
-                                               [--backend sqlite|postgres] [--json out.json]
+                                               [--backend sqlite|postgres] [--dataset synthetic|mixed]
+                                               [--json out.json]
     make bench-eden ARGS="--rows 2000 --runs 1"      # a smoke run
 
 Not a timed test: a script that prints a markdown table.  Real Eden instances are
@@ -19,6 +20,12 @@ each in a process of its own (its peak RSS is its own):
 1. the plugin's merge of the file          vs `S3Resource.import_xml` of the S3XML, per table
 2. a re-sync of the same, unchanged file   vs Eden's re-import of the same S3XML
 
+--dataset mixed (issue 22): A is loaded instead by Eden's own bulk importer from the CSVs Eden
+ships in its templates, whole (tests/edenseed.load_templates: make run's descriptors, every
+module the demo enables); the records of the tables the plugin syncs are measured, both ways, at
+that size, Eden's import given them as one S3XML tree; then, for each of --rows, the same records
+replicated with fresh uuids up to that size (replicate), the plugin against Eden's rate above.
+
 Medians of --runs runs.  Eden's import is slow (tens of records/s here): for
 sizes above --eden-rows its figure is that of the --eden-rows dataset (the same
 shape, measured once in the run), compared as records/s; the table says so.
@@ -26,6 +33,7 @@ shape, measured once in the run), compared as records/s; the table says so.
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -129,13 +137,75 @@ FIRST = ("Maria", "Joao", "Ana", "Jose", "Rosa", "Antonio", "Fatima", "Manuel", 
 LAST = ("da Silva", "Soares", "Pereira", "Guterres", "Ximenes", "Alves", "Yilmaz", "Kaya", "Ramos", "Belo")
 
 
+def generate_mixed(env, folder, n=0):
+    """The mixed dataset of all modules: the CSVs Eden ships in its templates (make run's descriptors), whole,
+    through Eden's own bulk importer (tests/edenseed.load_templates); the records of the synced tables.
+    `n` above their number: replicated with fresh uuids up to at least n (replicate)."""
+    import edenseed
+    from applications.eden.modules.plugin_sync import tables as policy
+
+    env["folder"] = folder
+    work = tempfile.mkdtemp(prefix="eden-csv-")
+    try:
+        errors = edenseed.load_templates(env, work, rows=None, scripts=False)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if errors:
+        raise RuntimeError("Eden's importer refused the template CSVs: %s" % errors[:10])
+    db = env["db"]
+
+    def made():
+        alive = {t: db(db[t].deleted != True).count() if "deleted" in db[t].fields else db(db[t]).count()  # noqa
+                 for t in policy.synced_tables(db, env["plugin_sync_settings"])}
+        db.commit()
+        return {t: k for t, k in alive.items() if k}
+
+    replicate(env, n, lambda: sum(made().values()))
+    return made()
+
+
+HEX_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def replicate(env, n, total):
+    """Up to at least n records (`total()`: how many A holds): copies of A's synced records, each under fresh
+    uuids (every uuid of the plugin's file, the sender's identity included, mapped by uuid5 per copy: references within a copy stay consistent; records
+    every instance shares, like the countries' urn:iso uuids, and lookups with a unique name stay shared),
+    merged into A by the plugin."""
+    import uuid
+    from applications.eden.modules.plugin_sync import fileio
+    from applications.eden.modules.plugin_sync import tables as policy
+
+    if total() >= n:
+        return
+    db, settings = env["db"], env["plugin_sync_settings"]
+    shared = set()  # lookups with a unique name (org_organisation_type...): one record, that every copy refers to
+    for t in policy.synced_tables(db, settings):
+        if any(f.unique for f in db[t] if f.name not in ("id", "uuid")):
+            shared.update(HEX_UUID.findall(" ".join(r.uuid for r in db(db[t]).select(db[t].uuid))))
+    text = fileio.export_bytes(db, settings, log=False).decode("utf-8")
+    k = 0
+    while total() < n:
+        space = uuid.uuid5(uuid.NAMESPACE_URL, "bench-copy-%d" % k)
+        copy = HEX_UUID.sub(lambda m: m.group(0) if m.group(0) in shared else str(uuid.uuid5(space, m.group(0))),
+                            text)
+        fileio.import_from(db, settings, copy.encode("utf-8"), name="copy-%d.csv" % k)
+        k += 1
+
+
+def sent_tables(folder):
+    """The tables of a dataset folder, parents first (mixed: those generate_mixed found; else TABLES)."""
+    path = os.path.join(folder, "tables.json")
+    return json.load(open(path)) if os.path.exists(path) else TABLES
+
+
 def export(env, folder):
     """The plugin's file and Eden's S3XML of the same records (one document per table)."""
     from applications.eden.modules.plugin_sync import fileio
 
     with open(os.path.join(folder, "plugin.csv"), "wb") as f:
         fileio.export_to(env["db"], env["plugin_sync_settings"], f, fmt="csv", log=False)
-    for tablename in TABLES:
+    for tablename in sent_tables(folder):
         xml = env["s3db"].resource(tablename).export_xml(dereference=False, mcomponents=None)
         with open(os.path.join(folder, "%s.xml" % tablename), "wb") as f:
             f.write(xml if isinstance(xml, bytes) else xml.encode("utf-8"))
@@ -154,10 +224,18 @@ def eden_import(env, folder):
     from lxml import etree
 
     done = {}
-    for tablename in TABLES:
-        resource = env["s3db"].resource(tablename)
+    names = sent_tables(folder)
+    tree = None  # one S3XML tree, as one sync of Eden's: a reference finds its record in it
+    for tablename in names:
         with open(os.path.join(folder, "%s.xml" % tablename), "rb") as f:
-            resource.import_xml(etree.parse(f))
+            doc = etree.parse(f)
+        if tree is None:
+            tree = doc
+        else:
+            tree.getroot().extend(doc.getroot().findall("resource"))
+    for tablename in names:
+        resource = env["s3db"].resource(tablename)
+        resource.import_xml(tree)
         if resource.error:
             raise RuntimeError("Eden's import of %s: %s" % (tablename, resource.error))
         done[tablename] = resource.import_count
@@ -173,7 +251,11 @@ def worker_main(args):
     base = vm_hwm_kb()
     out = {}
     t0 = time.perf_counter()
-    if args.worker == "generate":
+    if args.worker == "generate" and args.dataset == "mixed":
+        out["made"] = generate_mixed(env, args.folder, args.n)
+        with open(os.path.join(args.files, "tables.json"), "w") as f:
+            json.dump(list(out["made"]), f)
+    elif args.worker == "generate":
         out["made"] = generate(env, args.n)
     elif args.worker == "export":
         export(env, args.files)
@@ -203,8 +285,8 @@ def worker_main(args):
 class Run:
     """Prepared Eden (once), instances cloned from it, workers started on them."""
 
-    def __init__(self, base, backend):
-        self.base, self.backend, self.n = base, backend, 0
+    def __init__(self, base, backend, dataset="synthetic"):
+        self.base, self.backend, self.n, self.kind = base, backend, 0, dataset
         self.server = PostgresServer().start() if backend == "postgres" else None
         self.template_uri = self.server.new_database("eden_template") if self.server else None
         self.template = os.path.join(base, "template")
@@ -224,7 +306,8 @@ class Run:
     def worker(self, op, instance, files, n=0, profile=None):
         folder, uri = instance
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", op, "--folder", folder, "--files", files,
-               "--n", str(n)] + (["--uri", uri] if uri else []) + (["--profile", profile] if profile else [])
+               "--n", str(n), "--dataset", self.kind] + (["--uri", uri] if uri else []) + (
+                   ["--profile", profile] if profile else [])
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, EDEN_DB_POOL_SIZE="0"))
         if proc.returncode != 0:
             raise RuntimeError("worker %s failed:\n%s" % (op, proc.stderr[-4000:]))
@@ -239,8 +322,10 @@ class Run:
         source = self.clone("source")
         t0 = time.time()
         made = self.worker("generate", source, files, n)["made"]
-        print("  %s records made in A through Eden's API in %.0fs: %s" % ("{:,}".format(n), time.time() - t0, made),
-              flush=True)
+        how = "by Eden's importer from its template CSVs" if self.kind == "mixed" else "through Eden's API"
+        print("  %s records made in A %s in %.0fs: %s" % ("{:,}".format(sum(made.values())), how, time.time() - t0,
+                                                          made), flush=True)
+        self.made = sum(made.values())
         self.worker("export", source, files)
         self.drop(source)
         return files
@@ -253,14 +338,21 @@ class Run:
             self.server.stop()
 
 
-def measure(run, n, eden_n, runs, eden_done, profile=None):
+def measure(run, n, eden_n, runs, eden_done, profile=None, both=False):
     """Rounds in turns (plugin, Eden, plugin, Eden...), each into a fresh B; medians and peaks.
 
     `eden_done`: {size: Eden's runs} measured already; a subset size measured before is not measured again.
+    `both`: Eden imports the same dataset (its size is the one made: the mixed dataset).
     """
     files = run.dataset(n)
+    if run.kind == "mixed":  # its size is the one made (the templates' records, or whole copies of them)
+        n = run.made
+    if both:
+        eden_n = n
     eden_files = None
-    if eden_n and eden_n not in eden_done:
+    if both:
+        eden_files = files
+    elif eden_n and eden_n not in eden_done:
         eden_files = files if eden_n == n else run.dataset(eden_n)
     got = {"plugin": [], "eden": eden_done.setdefault(eden_n, []) if eden_n else []}
     if profile:  # one merge more, profiled: slower, so not among the figures
@@ -324,6 +416,10 @@ def parse(argv):
                    help="largest dataset Eden's import runs in full; above it, a subset of this many (0: none)")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    p.add_argument("--dataset", choices=("synthetic", "mixed"), default="synthetic",
+                   help="synthetic: --rows records of 7 tables made through Eden's API; mixed: every module's "
+                        "records, the CSVs Eden ships in its templates through Eden's importer (their own size, "
+                        "then replicated up to each of --rows)")
     p.add_argument("--json")
     p.add_argument("--keep", action="store_true", help="keep the temp folder")
     p.add_argument("--profile", help="cProfile one extra plugin merge per size into this file (printed, not timed)")
@@ -342,10 +438,17 @@ def main(argv=None):
     base = tempfile.mkdtemp(prefix="eden-bench-")
     os.chmod(base, 0o755)
     started, results, eden_done = time.time(), [], {}
-    run = Run(base, args.backend)
+    run = Run(base, args.backend, args.dataset)
     try:
-        for n in [int(x) for x in args.rows.split(",")]:
-            eden_n = min(n, args.eden_rows)
+        natural = None
+        if args.dataset == "mixed":  # the templates' own records, both ways; then copies of them (--rows), the
+            # plugin only, compared with Eden's rate on the templates' own records (the same shape, this run)
+            print("[%s] the mixed dataset of all modules (Eden's template CSVs)" % args.backend, flush=True)
+            results.append(measure(run, 0, 0, args.runs, eden_done, args.profile, both=True))
+            natural = results[-1]["rows"]
+            print(table(args.backend, results[-1:]), flush=True)
+        for n in [int(x) for x in args.rows.split(",") if int(x)]:
+            eden_n = natural or min(n, args.eden_rows)
             print("[%s] %s records (Eden's import: %s)" % (args.backend, "{:,}".format(n), "{:,}".format(eden_n)),
                   flush=True)
             results.append(measure(run, n, eden_n, args.runs, eden_done, args.profile))
