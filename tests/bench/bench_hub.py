@@ -86,6 +86,8 @@ def worker_main(args):
     elif args.worker == "accounts":  # one account per simulated peer, bound to its base_uuid
         for email, base in spec["peers"]:
             accounts.peer_account(db, settings, email, PASSWORD, peer=base)
+    elif args.worker == "profile":  # a peer's sync served in this process (web2py's WSGI entry), profiled
+        out["profile"] = profile_sync(spec)
     elif args.worker == "check":  # what the hub holds of the pushed uuids; its changes in each pulled range
         found = {}
         for tablename, uuids in spec["pushed"].items():
@@ -114,6 +116,48 @@ def worker_main(args):
         db.rollback()
     db.close()
     print(json.dumps(out, default=str))
+
+
+def profile_sync(spec):
+    """Where a hub's worker spends a sync's time: identity, changes, receive through gluon.main.wsgibase
+    (the request's whole path: Eden's models, the plugin's model, the controller), under cProfile."""
+    import base64
+    import cProfile
+    import io
+    import pstats
+
+    import gluon.main
+
+    auth = "Basic " + base64.b64encode(("%s:%s" % (spec["email"], PASSWORD)).encode()).decode()
+    body = base64.b64decode(spec["body"])
+
+    def request(path, query="", data=None):
+        environ = {"REQUEST_METHOD": "POST" if data else "GET", "PATH_INFO": "/eden/plugin_sync/" + path,
+                   "QUERY_STRING": query, "HTTP_AUTHORIZATION": auth, "HTTP_HOST": "127.0.0.1",
+                   "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1",
+                   "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(data or b""), "wsgi.errors": sys.stderr,
+                   "CONTENT_LENGTH": str(len(data or b"")), "SERVER_PROTOCOL": "HTTP/1.1"}
+        if data:
+            environ.update(CONTENT_TYPE="application/gzip",
+                           HTTP_CONTENT_DISPOSITION='attachment; filename="changes.csv.gz"')
+        status = []
+        b"".join(gluon.main.wsgibase(environ, lambda s, h, *a: status.append(s)))
+        return status[0]
+
+    peer, since = spec["peer"], spec["since"]
+    request("identity.json", "peer=%s&since=%d" % (peer, since))  # the first: compiles, caches
+    prof = cProfile.Profile()
+    times, statuses = {}, []
+    for name, args in (("identity", ("identity.json", "peer=%s&since=%d" % (peer, since))),
+                       ("changes", ("changes", "since=%d&peer=%s" % (since, peer))),
+                       ("receive", ("receive.json", "peer=%s" % peer, body))):
+        t0 = time.process_time()
+        statuses.append(prof.runcall(request, *args))
+        times[name] = time.process_time() - t0
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(45)
+    sys.stderr.write(text.getvalue())
+    return dict(cpu=times, statuses=statuses)
 
 
 # ----------------------------------------------------------------- the hub and the field data
@@ -172,7 +216,7 @@ class Hub:
                                 template_uri=self.template_uri)
         return folder, uri
 
-    def worker(self, op, instance, spec):
+    def worker(self, op, instance, spec, show=False):
         folder, uri = instance
         path = os.path.join(self.base, "spec-%s.json" % op)
         with open(path, "w") as f:
@@ -182,6 +226,8 @@ class Hub:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, EDEN_DB_POOL_SIZE="0"))
         if proc.returncode != 0:
             raise RuntimeError("worker %s failed:\n%s" % (op, proc.stderr[-4000:]))
+        if show:
+            print(proc.stderr[proc.stderr.find("Ordered by"):], flush=True)
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     def serve(self, instance):
@@ -536,6 +582,8 @@ def parse(argv):
     p.add_argument("--processes", type=int, default=4, help="uWSGI worker processes of the hub")
     p.add_argument("--base", help="a folder to keep Eden's prepared template and PostgreSQL in (reused)")
     p.add_argument("--json")
+    p.add_argument("--profile", action="store_true",
+                   help="after the rounds, one sync served in a process of its own under cProfile (printed)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
     p.add_argument("--uri", help=argparse.SUPPRESS)
@@ -563,9 +611,10 @@ def main(argv=None):
         sizes = [(int(x.split("@")[0]), float(x.split("@")[1]) if "@" in x else 0) for x in args.peers.split(",")]
         rounds = [make_peers(n, template, made["base_uuid"], "%d%s" % (run, i)) + (spread,)
                   for run in range(args.runs) for i, (n, spread) in enumerate(sizes)]
+        profiled = Peer("profiled", template, made["base_uuid"])
         # the peers' accounts (and the plugin's tables: the models' first run) before the hub serves
-        hub.worker("accounts", hub.instance, dict(peers=[(p.email, p.base)
-                                                         for peers, feeder, _ in rounds for p in peers + [feeder]]))
+        hub.worker("accounts", hub.instance, dict(peers=[(profiled.email, profiled.base)] + [
+            (p.email, p.base) for peers, feeder, _ in rounds for p in peers + [feeder]]))
         hub.serve(hub.instance)
         hub.warm()
         results = []
@@ -574,6 +623,15 @@ def main(argv=None):
             results.append(r)
             base_cpu = next((x["cpu_per_1000"] for x in results if x["peers"] == 1 and not x.get("failed")), None)
             print(table([r], base_cpu), flush=True)
+        if args.profile:
+            import base64
+
+            since = transport.connect(dict(url=hub.url, username=profiled.email, password=PASSWORD)).identity()
+            out = hub.worker("profile", hub.instance, dict(email=profiled.email, peer=profiled.base,
+                                                           since=since["checkpoint"] - 1,
+                                                           body=base64.b64encode(profiled.body).decode()), show=True)
+            print("a sync served in one process, CPU seconds: %s; answers %s" % (
+                {k: round(v, 3) for k, v in out["profile"]["cpu"].items()}, out["profile"]["statuses"]), flush=True)
         final = median_of(results)
         baseline = next((x["cpu_per_1000"] for x in final if x["peers"] == 1 and not x.get("failed")), None)
         print("\n" + table(final, baseline))
