@@ -255,7 +255,8 @@ class Hub:
         raise RuntimeError("the hub did not start")
 
     def warm(self):
-        """Every uWSGI worker past its first request (web2py compiles and caches on it)."""
+        """Every uWSGI worker past its first request (web2py compiles and caches on it); run_round
+        with a few peers then takes them past their first sync."""
         for _ in range(self.processes * 3):
             urllib.request.urlopen(self.url + "/default/index", timeout=60).read()
 
@@ -612,11 +613,13 @@ def main(argv=None):
         rounds = [make_peers(n, template, made["base_uuid"], "%d%s" % (run, i)) + (spread,)
                   for run in range(args.runs) for i, (n, spread) in enumerate(sizes)]
         profiled = Peer("profiled", template, made["base_uuid"])
+        warming = make_peers(2 * args.processes, template, made["base_uuid"], "warm") + (0,)
         # the peers' accounts (and the plugin's tables: the models' first run) before the hub serves
         hub.worker("accounts", hub.instance, dict(peers=[(profiled.email, profiled.base)] + [
-            (p.email, p.base) for peers, feeder, _ in rounds for p in peers + [feeder]]))
+            (p.email, p.base) for peers, feeder, _ in [warming] + rounds for p in peers + [feeder]]))
         hub.serve(hub.instance)
         hub.warm()
+        run_round(hub, *warming[:2], template)  # every worker past its first sync (imports, compiled code)
         results = []
         for peers, feeder, spread in rounds:
             r = run_round(hub, peers, feeder, template, spread)
