@@ -36,7 +36,6 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,10 +48,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, REPO)
 import edenhost  # noqa: E402  real Eden's runtime folders
 from bench_eden import generate, open_eden  # noqa: E402
-from pgserver import PostgresServer, free_port  # noqa: E402
+from conftest import EdenServer  # noqa: E402  the tests' real-Eden server (the production stack on PostgreSQL)
+from pgserver import PostgresServer  # noqa: E402
 
 from modules.plugin_sync import transport  # noqa: E402  the engine's client (plain Python)
 from modules.plugin_sync.csvstream import Reader  # noqa: E402
@@ -231,28 +232,12 @@ class Hub:
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     def serve(self, instance):
+        """The hub on the production stack, as the tests' real-Eden servers on PostgreSQL run."""
         folder, uri = instance
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d/eden" % self.port
-        self.log = os.path.join(folder, "server.log")
-        cmd = [sys.executable, os.path.join(REPO, "scripts", "eden.py"), "serve", "--instance",
-               os.path.basename(folder), "--runtime", os.path.dirname(folder), "--port", str(self.port),
-               "--plugin", "keep", "--db", uri, "--production", "--processes", str(self.processes),
-               "--workers", "1", "--scheduler"]
-        with open(self.log, "w") as log:
-            self.server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(self.url + "/default/index", timeout=60)
-                return
-            except urllib.error.HTTPError:
-                return
-            except Exception:
-                if self.server.poll() is not None:
-                    raise RuntimeError("the hub exited: %s" % open(self.log).read()[-3000:])
-                time.sleep(0.5)
-        raise RuntimeError("the hub did not start")
+        server = EdenServer(folder, uri, "hub", scheduler=True)
+        server.PROCESSES = self.processes
+        self.server = server.start(timeout=300)
+        self.url, self.log = server.url, server.log
 
     def warm(self):
         """Every uWSGI worker past its first request (web2py compiles and caches on it); run_round
@@ -263,13 +248,13 @@ class Hub:
     def pids(self):
         """{role: [pid]} of the hub's processes: uWSGI master and workers, the scheduler worker, PostgreSQL."""
         out = {"uwsgi": [], "uwsgi_workers": [], "scheduler": [], "postgres": []}
-        for pid in tree(self.server.pid):
+        for pid in tree(self.server.proc.pid):
             cmd = cmdline(pid)
             if "uwsgi" in cmd:
                 out["uwsgi"].append(pid)
                 if parent(pid) in out["uwsgi"]:
                     out["uwsgi_workers"].append(pid)
-            elif pid != self.server.pid:
+            elif pid != self.server.proc.pid:
                 out["scheduler"].append(pid)
         with open(os.path.join(self.pg.data, "postmaster.pid")) as f:
             out["postgres"] = tree(int(f.readline()))
@@ -277,7 +262,7 @@ class Hub:
 
     def cpu(self):
         """CPU seconds of the hub's process trees so far (the live processes' own, their reaped children's)."""
-        roots = [self.server.pid, self.pids()["postgres"][0]]
+        roots = [self.server.proc.pid, self.pids()["postgres"][0]]
         return sum(cpu_seconds(pid) for root in roots for pid in tree(root))
 
     def rss_mb(self):
@@ -293,13 +278,8 @@ class Hub:
         return dict(deadlocks=text.count("deadlock detected"), lock_waits=text.count("still waiting for"))
 
     def stop(self):
-        if self.server and self.server.poll() is None:
-            self.server.terminate()
-            try:
-                self.server.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.server.pid, 9)
-                self.server.wait()
+        if self.server:
+            self.server.stop()
         self.pg.stop()
 
 
@@ -462,7 +442,8 @@ def make_peers(n, template, source_base, tag):
 
 
 def run_round(hub, peers, feeder, template, spread=0):
-    """N peers at once (or starting evenly over `spread` seconds); the checks and the figures of the round."""
+    """N peers at once (or starting evenly over `spread` seconds; -1: one after another, the baseline);
+    the checks and the figures of the round."""
     n = len(peers)
     ask = transport.connect(dict(url=hub.url, username=feeder.email, password=PASSWORD, base_uuid=feeder.base))
     since = ask.identity()["checkpoint"]
@@ -471,10 +452,13 @@ def run_round(hub, peers, feeder, template, spread=0):
     errors_before, trouble_before = hub.server_errors(), hub.pg_trouble()
     load = os.getloadavg()
     cpu0, me0 = hub.cpu(), self_cpu()
-    threads = [threading.Thread(target=p.sync, args=(hub.url, since, spread * i / n)) for i, p in enumerate(peers)]
+    threads = [threading.Thread(target=p.sync, args=(hub.url, since, max(0, spread) * i / n))
+               for i, p in enumerate(peers)]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
+        if spread < 0:
+            t.join()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
@@ -552,7 +536,8 @@ def table(results, baseline):
         ok = "ok" if not (r["problems"] or r["http_5xx"] or r["deadlocks"] or r["retried"]) else (
             "%s; 5xx %d, retried %d, deadlocks %d" % ("; ".join(r["problems"][:3]), r["http_5xx"], r["retried"],
                                                       r["deadlocks"]))
-        lines.append("| %s | %s | %.0f | %.1f s | %.0f | %.2f / %.2f / %.2f s | %.2f (%.1fx) | %.0f-%.0f MB | %.1f | %s |" % (
+        lines.append(("| %s | %s | %.0f | %.1f s | %.0f | %.2f / %.2f / %.2f s | %.2f (%.1fx) | %.0f-%.0f MB | %.1f "
+                      "| %s |") % (
             peers_label(r), "{:,}".format(r["records"]), r["pulled_per_sync"], r["wall"], r["rate"], r["p50"], r["p95"],
             r["p99"], r["cpu_per_1000"], r["cpu_per_1000"] / baseline if baseline else 0, min(r["rss_mb"]),
             max(r["rss_mb"]), r["load"][0], ok))
@@ -560,7 +545,13 @@ def table(results, baseline):
 
 
 def peers_label(r):
+    if r["spread"] < 0:
+        return "1 at a time (%d syncs)" % r["peers"]
     return "%d at once" % r["peers"] if not r["spread"] else "%d over %.0f s" % (r["peers"], r["spread"])
+
+
+def is_baseline(r):
+    return (r["peers"] == 1 or r["spread"] < 0) and not r.get("failed")
 
 
 def median_of(runs):
@@ -573,11 +564,19 @@ def median_of(runs):
     return out
 
 
+def round_size(text):
+    """(peers, spread) of a round: N (at once), N@S (evenly over S seconds), 1xN (N syncs one after another)."""
+    if text.startswith("1x"):
+        return int(text[2:]), -1
+    n, _, spread = text.partition("@")
+    return int(n), float(spread or 0)
+
+
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--peers", default="1,10,100,100@120",
-                   help="rounds, comma-separated: N peers all at once, or N@S: N peers starting evenly over S "
-                        "seconds (1 first: the baseline)")
+    p.add_argument("--peers", default="1x5,10,100,100@120",
+                   help="rounds, comma-separated: N peers all at once, N@S: N peers starting evenly over S seconds, "
+                        "1xN: N peers one after another (first: the single-peer baseline)")
     p.add_argument("--runs", type=int, default=1, help="rounds of each size, in turns (figures: the median p95's)")
     p.add_argument("--records", type=int, default=100, help="records each peer changes (Eden's API)")
     p.add_argument("--processes", type=int, default=4, help="uWSGI worker processes of the hub")
@@ -609,7 +608,7 @@ def main(argv=None):
               flush=True)
         template = open(path, encoding="utf-8").read()
         hub.instance = hub.clone("hub")
-        sizes = [(int(x.split("@")[0]), float(x.split("@")[1]) if "@" in x else 0) for x in args.peers.split(",")]
+        sizes = [round_size(x) for x in args.peers.split(",")]
         rounds = [make_peers(n, template, made["base_uuid"], "%d%s" % (run, i)) + (spread,)
                   for run in range(args.runs) for i, (n, spread) in enumerate(sizes)]
         profiled = Peer("profiled", template, made["base_uuid"])
@@ -624,7 +623,7 @@ def main(argv=None):
         for peers, feeder, spread in rounds:
             r = run_round(hub, peers, feeder, template, spread)
             results.append(r)
-            base_cpu = next((x["cpu_per_1000"] for x in results if x["peers"] == 1 and not x.get("failed")), None)
+            base_cpu = next((x["cpu_per_1000"] for x in results if is_baseline(x)), None)
             print(table([r], base_cpu), flush=True)
         if args.profile:
             import base64
@@ -636,7 +635,7 @@ def main(argv=None):
             print("a sync served in one process, CPU seconds: %s; answers %s" % (
                 {k: round(v, 3) for k, v in out["profile"]["cpu"].items()}, out["profile"]["statuses"]), flush=True)
         final = median_of(results)
-        baseline = next((x["cpu_per_1000"] for x in final if x["peers"] == 1 and not x.get("failed")), None)
+        baseline = next((x["cpu_per_1000"] for x in final if is_baseline(x)), None)
         print("\n" + table(final, baseline))
         print("\nhub: uWSGI %d processes + 1 scheduler worker + PostgreSQL 15, %d cores; %d run%s per size; %.0fs "
               "in all" % (args.processes, os.cpu_count(), args.runs, "s" if args.runs > 1 else "",
