@@ -455,11 +455,13 @@ def run_round(hub, peers, feeder, template, spread=0):
     threads = [threading.Thread(target=p.sync, args=(hub.url, since, max(0, spread) * i / n))
                for i, p in enumerate(peers)]
     t0 = time.perf_counter()
-    for t in threads:
+    if spread < 0:  # one after another: each pulls the hub's changes since the one before it pulled (its push)
+        for p in peers:
+            p.sync(hub.url, since)
+            since = p.result.get("until", since)
+    for t in threads if spread >= 0 else ():
         t.start()
-        if spread < 0:
-            t.join()
-    for t in threads:
+    for t in threads if spread >= 0 else ():
         t.join()
     wall = time.perf_counter() - t0
     cpu = hub.cpu() - cpu0
