@@ -475,7 +475,8 @@ def run_round(hub, peers, feeder, template, spread=0):
     me = self_cpu() - me0
     rss = hub.rss_mb()
     failed = [p.result["error"] for p in peers if "error" in p.result]
-    out = dict(peers=n, spread=spread, wall=wall, load=load, hub_cpu=cpu, scheduler_cpu=scheduler, client_cpu=me, rss_mb=rss, failed=failed)
+    out = dict(peers=n, spread=spread, wall=wall, load=load, hub_cpu=cpu, scheduler_cpu=scheduler, client_cpu=me,
+               rss_mb=rss, failed=failed)
     if failed:
         return out
     pulled = {p.name: file_uuids(p.result["pulled"]) for p in peers}
