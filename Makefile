@@ -7,7 +7,7 @@ PORT     ?= 8000
 INSTANCE ?= a
 WORKERS  ?= 2
 
-.PHONY: run run-production test test-fast setup chromium install uninstall sync bench bench-eden clean
+.PHONY: run run-production test test-fast setup chromium install uninstall sync bench bench-eden bench-hub clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,10 @@ bench: setup
 ## the plugin's merge into real Eden against Eden's own S3XML import (tests/bench/bench_eden.py)
 bench-eden: setup
 	$(PY) tests/bench/bench_eden.py $(ARGS)
+
+## a hub on Sahana's production stack (PostgreSQL) and 1, 10, 100 simulated peers syncing at once (tests/bench/bench_hub.py)
+bench-hub: setup
+	$(PY) tests/bench/bench_hub.py $(ARGS)
 
 clean:
 	rm -rf .runtime

@@ -15,7 +15,7 @@ from synchelpers import export, instances, seed_small, settings
 
 from applications.eden.modules.plugin_sync import export as export_module
 from applications.eden.modules.plugin_sync.errors import Busy
-from applications.eden.modules.plugin_sync.fileio import import_from
+from applications.eden.modules.plugin_sync.fileio import export_to, import_from
 from applications.eden.modules.plugin_sync.merge import import_and_sync
 
 
@@ -124,6 +124,42 @@ def test_an_export_reads_one_snapshot_and_its_checkpoint_matches(new_instance):
     later = _sections(export(a, since=counts["until"]).decode("utf-8"))
     assert added[0] in {r["uuid"] for r in later["hrm_human_resource"]}
     assert "Added" in {r["first_name"] for r in later["pr_person"]}
+
+
+class _Meanwhile(io.BytesIO):
+    """An export's file: at its first write (the export has read its snapshot) `meanwhile()` runs (once)."""
+
+    def __init__(self, meanwhile):
+        super().__init__()
+        self.meanwhile = meanwhile
+
+    def write(self, data):
+        if self.meanwhile:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile()
+        return super().write(data)
+
+
+def test_two_peers_pull_at_once(pg_instance):
+    """PostgreSQL: another peer's pull starts and ends while ours is writing its file (a hub's peers pull at
+    the same moment): both get their file; ours is not failed by the other's record of what it handed out,
+    and the highest checkpoint handed out is the one kept."""
+    a = pg_instance
+    seed_small(a)
+    a["db"].commit()
+
+    def pull(other):
+        odb = other["db"]
+        odb.org_organisation.insert(name="Written meanwhile")
+        odb.commit()
+        return export_to(odb, settings(other), io.BytesIO(), fmt="csv", log=False)["until"]
+
+    theirs = []
+    ours = export_to(a["db"], settings(a), _Meanwhile(lambda: theirs.append(elsewhere(a, pull))), fmt="csv",
+                     log=False)  # failed: "could not serialize access due to concurrent update"
+    assert theirs and theirs[0] > ours["until"]
+    db = a["db"]
+    assert db(db.plugin_sync_identity).select().first().exported_until == theirs[0]
 
 
 @pytest.fixture

@@ -49,6 +49,9 @@ def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None,
             text.detach()
             if raw is not out:
                 raw.close()
+        db.commit()  # ends the export's read transaction (server-side cursor) before the mark:
+        # PostgreSQL: a write in the REPEATABLE READ snapshot fails ("could not serialize access")
+        # when another export marked the row since the snapshot began (a hub's peers pulling at once)
         # at the end: SQLite's write lock is held only for this; while an import holds it, the mark
         # is left out: a peer's later claim to have merged up to this `until` is then capped lower,
         # so our edits since the last mark count as concurrent (conflicts kept), never overwritten
@@ -58,7 +61,7 @@ def export_to(db, settings, out, fmt="csv", tables=None, since=None, until=None,
                 "(a peer's claim beyond the last recorded one is treated as concurrent)" % counts["until"])
         run.counts = dict(docs_read=sum(v for k, v in counts["tables"].items() if k != "tombstones"),
                           warnings=counts.get("warnings") or [])
-        db.commit()  # ends the export's read transaction (server-side cursor)
+        db.commit()
     return counts
 
 
