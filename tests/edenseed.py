@@ -24,6 +24,17 @@ from applications.eden.modules.plugin_sync.peers import this_instance
 COUNTRY_UUID = "urn:iso:std:iso:3166:-1:code:AT"  # Eden's countries carry shared uuids like these
 
 
+# the people, organisations and places of a small deployment: the tables a test names when it is about these,
+# not about the whole deployment's synced set (eden.model.deployment_tables)
+PEOPLE_AND_PLACES = (
+    "gis_location",
+    "org_organisation_type", "org_organisation", "org_organisation_organisation_type",
+    "org_office_type", "org_office", "org_facility_type", "org_facility",
+    "pr_person", "pr_contact", "pr_address",
+    "hrm_department", "hrm_job_title", "hrm_human_resource", "hrm_job_title_human_resource",
+    "med_hospital",
+)
+
 def make(env, tablename, **values):
     """Insert a record as Eden does (then update_super); its id.
 

@@ -24,19 +24,18 @@ import uuid
 
 import pytest
 
-from edenseed import later, make, prepopulate_template, row
+from edenseed import PEOPLE_AND_PLACES, later, make, prepopulate_template, row
 
 from applications.eden.modules.plugin_sync import fileio
 from applications.eden.modules.plugin_sync.changes import install_triggers
 from applications.eden.modules.plugin_sync.eden import model as plugin_eden
 from applications.eden.modules.plugin_sync.schema import ensure_uuid_indexes
-from applications.eden.modules.plugin_sync.tables import DEFAULT_EDEN_TABLES
 
 LOOKUPS = ("gis_marker", "supply_catalog", "supply_item_category", "supply_item", "supply_item_pack",
            "supply_catalog_item", "org_sector", "project_status", "project_theme", "project_hazard",
            "project_activity_type", "project_beneficiary_type", "hrm_skill_type", "hrm_skill",
            "hrm_competency_rating", "hrm_certificate", "supply_person_item_status")
-TABLES = list(DEFAULT_EDEN_TABLES) + list(LOOKUPS)
+TABLES = list(PEOPLE_AND_PLACES) + list(LOOKUPS)
 FULL = bool(os.environ.get("EDEN_LOOKUPS_FULL"))
 
 

@@ -11,12 +11,11 @@ never copied from A.
 import io
 
 import pytest
-from edenseed import count, eden_import, make, row, s3xml
+from edenseed import PEOPLE_AND_PLACES, count, eden_import, make, row, s3xml
 
 from applications.eden.modules.plugin_sync import fileio
 from applications.eden.modules.plugin_sync.eden import model as plugin_eden
 from applications.eden.modules.plugin_sync.errors import BadValue
-from applications.eden.modules.plugin_sync.tables import DEFAULT_EDEN_TABLES
 
 
 def settings(env):
@@ -26,7 +25,7 @@ def settings(env):
 def syncing(env, *extra):
     """The instance's settings with these tables synced too (defined through s3db, the model attached):
     only for the instance loaded last."""
-    s = plugin_eden.configure(dict(settings(env), tables=list(DEFAULT_EDEN_TABLES) + list(extra)), env["db"])
+    s = plugin_eden.configure(dict(settings(env), tables=list(PEOPLE_AND_PLACES) + list(extra)), env["db"])
     assert not plugin_eden.load_tables(env["db"], s)
     return s
 
