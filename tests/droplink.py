@@ -80,9 +80,4 @@ class DroppingLink(Proxy):
         except OSError:
             pass
         finally:
-            done.set()
-            for s in (src, dst):  # a cut (or the end): both sides see the connection drop
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            self.hang_up(src, dst, done)

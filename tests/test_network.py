@@ -265,8 +265,13 @@ class Proxy:
                     break
         except OSError:
             pass
+        Proxy.hang_up(src, dst, done)
+
+    @staticmethod
+    def hang_up(src, dst, done):
+        """A cut (or the end): both sides see the connection drop."""
         done.set()
-        for s in (src, dst):  # a cut (or the end): both sides see the connection drop
+        for s in (src, dst):
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
