@@ -177,3 +177,36 @@ def test_a_reference_to_a_record_of_a_later_batch_is_resolved_and_batches_out_of
     assert nulled == 0 and child.parent == parent.id
     assert dba(dba.plugin_sync_deferred).isempty()
     dba.commit()
+
+
+def test_a_pull_in_batches_ends_while_the_peer_keeps_writing(nodes, monkeypatch):
+    """The peer's log grows during our pull (its users work on; on Eden its own requests write): each batch
+    answers with the log as it is now, beyond what its identity said at the start.  The pull walks the range
+    it began and ends, the checkpoint at that range's end; what was written meanwhile comes with the next."""
+    from applications.eden.modules.plugin_sync import transport
+
+    a, b = nodes("a"), nodes("b")
+    a.register(b)
+    b.register(a)
+    a.settings.sync_batch = 10
+    people(b, 35, "B")
+    asked = []
+    fetch = transport.HTTPTransport.changes
+
+    def busy_peer(self, since, **kw):
+        asked.append((since, kw.get("after")))
+        assert len(asked) <= 8, "the pull asks for the same batches again and again: %s" % asked
+        b.db.pr_person.insert(first_name="written during batch %d" % len(asked), last_name="Busy")
+        b.db.commit()
+        return fetch(self, since, **kw)
+
+    monkeypatch.setattr(transport.HTTPTransport, "changes", busy_peer)
+    replicate.sync(a.db, a.settings, a.peer(b).id, mode="pull", **FAST)
+    assert len(asked) == 4 and [after for _, after in asked].count(None) == 1, asked  # 35 records, 10 a batch
+    row = a.peer(b)
+    assert not row.checkpoint_resume and 0 < row.checkpoint_received < changes.checkpoint(b.db)
+    b.db.commit()
+    assert len(uuids(a)) == 35 + 1  # b's records and the one written before the range was fixed
+    monkeypatch.setattr(transport.HTTPTransport, "changes", fetch)
+    replicate.sync(a.db, a.settings, a.peer(b).id, mode="pull", **FAST)
+    assert sorted(uuids(a)) == sorted(uuids(b))

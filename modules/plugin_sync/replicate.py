@@ -285,15 +285,20 @@ class Session:
     def pull(self, run):
         """Merge the peer's changes, batch after batch, each committed with our resume point."""
         limit = batch_size(self.settings, self.options.get("batch"))
-        report = None
+        report, asked = None, set()
+        peer_now = int((self.ident or {}).get("checkpoint") or 0) or None
         while True:
             peer = self.reload()
-            since, until, after = _range_to_resume(peer.checkpoint_received, peer.checkpoint_resume,
-                                                   (self.ident or {}).get("checkpoint"))
+            since, until, after = _range_to_resume(peer.checkpoint_received, peer.checkpoint_resume, peer_now)
+            if (since, until, after, limit) in asked:  # never ask twice for one batch: that would never end
+                raise PeerError("changes: peer %s sent batch %d..%s after %s again; stopped"
+                                % (self.transport.name, since, until or "now", after or "the start"))
+            asked.add((since, until, after, limit))
             got = self.transport.changes(since, me=self.me, until=until, after=after, limit=limit if limit > 0 else None)
             if got.since != since or (until is not None and got.until != until):
                 raise PeerError("changes: asked peer %s for changes %d..%s, got %d..%d"
                                 % (self.transport.name, since, until or "now", got.since, got.until))
+            peer_now = max(peer_now or 0, got.until)  # its log now: it grows while we pull (its own writes)
             try:
                 part = import_from(self.db, self.settings, got.stream(), sender=self.peer.base_uuid,
                                    account=self.peer.account,  # what is new is owned by the peer's account here
