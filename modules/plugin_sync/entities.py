@@ -181,6 +181,14 @@ class Hooks:
             link_supers(self.db, tablename, m.supers[tablename], self.uuids_of(tablename, ids), self.tag_origin(),
                         refresh=bool(written.updated))
 
+    def references_set(self, tablename, field, uuids):
+        """Deferred references of these rows were just pointed at their targets: the super records, made when
+        the rows were written (with the field NULL), take the field where update_super copies it."""
+        for s in self.model.supers.get(tablename, ()):
+            only = [sf for sf, inf in s.shared.items() if inf == field]
+            if only:
+                copy_shared(self.db, tablename, [s], list(uuids), only=only)
+
     def unmapped(self, table, field, why):
         """A reference to a user account that is not here was set to NULL: counted, and said once per table and
         field (at finish) rather than per row; False for any other reference (the merge says it itself)."""

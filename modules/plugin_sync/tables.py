@@ -39,9 +39,7 @@ DERIVED = (
                        "(affiliations.py)"),
     ("pr_role", "the affiliations' roles, made with them by Eden: remade on arrival (affiliations.py)"),
     ("pr_person_slot", "made by Eden's onaccept of a person's availability (its schedule)"),
-    ("hrm_human_resource_site", "made by Eden's onaccept of a staff record (its site)"),
     ("hrm_trainings", "made by Eden's onaccept of trainings (a person's courses as one list)"),
-    ("org_site_event", "made by Eden's code when a site's status changes or a person checks in"),
     ("inv_stock_card", "made by Eden's code from stock movements"),
     ("inv_stock_log", "made by Eden's code from stock movements"),
     ("cr_shelter_registration_history", "made by Eden's onaccept of shelter registrations"),
@@ -49,7 +47,6 @@ DERIVED = (
     ("disease_stats_aggregate", "computed by Eden's aggregation task"),
     ("vulnerability_aggregate", "computed by Eden's aggregation task"),
     ("vulnerability_aggregated_indicator", "computed by Eden's aggregation task"),
-    ("sit_presence", "a trackable's location history, made by Eden's tracker (its interlock holds local ids)"),
     ("gis_cache", "Eden's map cache"), ("gis_cache2", "Eden's map cache"),
     ("gis_feature_query", "Eden's map cache of feature queries"),
 )

@@ -135,6 +135,7 @@ class Writer:
                              "WHERE %s.%s = v.uuid" % (table._rname, table[field]._rname, kind, table._rname,
                                                        table.uuid._rname), (list(last.values()), list(last)))
         changes.bulk_end(self.db, tablename, uuids=[p[1] for p in params], origin=self.ctx.tag_origin)
+        self.ctx.entities.references_set(tablename, field, {p[1] for p in params})
 
     def store_upload(self, plan, fieldname, filename, row):
         """Write an uploaded file that travelled in the bundle, unless it is here already."""
