@@ -31,11 +31,11 @@ chromium:
 	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
 
 ## the whole suite: engine tier (minihost) and Eden tier (real Eden), on SQLite and a private PostgreSQL 15;
-## in WORKERS processes (pytest-xdist: most tests wait on servers; an idle worker steals the other's queued tests), the longest first (tests/conftest.py LONGEST), the 15
+## in WORKERS processes (pytest-xdist: most tests wait on servers; an idle worker steals the other's queued tests), the longest first (tests/conftest.py LONGEST), the 30
 ## slowest listed at the end; the path is absolute because the
 ## harness changes directory into a web2py runtime folder before the workers collect
 test: setup chromium
-	$(PY) -m pytest -n $(WORKERS) --dist worksteal --durations=15 $(CURDIR)/tests
+	$(PY) -m pytest -n $(WORKERS) --dist worksteal --durations=30 $(CURDIR)/tests
 
 ## the engine tier only (minihost, no real Eden): a few minutes
 test-fast: setup
