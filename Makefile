@@ -5,7 +5,7 @@ PY       := $(VENV)/bin/python
 STAMP    := $(VENV)/.installed
 PORT     ?= 8000
 INSTANCE ?= a
-WORKERS  ?= 2
+WORKERS  ?= 3
 
 .PHONY: run run-production test test-fast setup chromium install uninstall sync bench bench-eden bench-hub clean
 

@@ -40,12 +40,15 @@ from plugin_sync import verify as _ps_verify
 from plugin_sync.tables import synced_tables
 
 # The host's tables for this request: in Sahana Eden the synced tables are defined on
-# demand (current.s3db), but for the actions that read no synced table's rows (the dashboard
-# counts them by name; a peer's identity call counts changes by table name; a job's progress,
-# polled twice a second; the log; a finished export's download); the peer role and the
-# scheduled task are checked once per process.
+# demand (current.s3db); all of them, but none for the actions that read no synced table's
+# rows (the dashboard counts them by name; a peer's identity call counts changes by table
+# name; a job's progress, polled twice a second; the log; a finished export's download),
+# and for a peer's `changes` only those with changes in its range (a few of Eden's
+# hundreds); the peer role and the scheduled task are checked once per process.
 _PS_NO_TABLES = ("index", "identity", "job", "log", "export_file")
-_ps_eden_model.prepare(db, plugin_sync_settings, tables=request.function not in _PS_NO_TABLES)
+_ps_tables = (False if request.function in _PS_NO_TABLES else
+              _ps_eden_model.ON_DEMAND if request.function == "changes" and not request.vars.tables else True)
+_ps_eden_model.prepare(db, plugin_sync_settings, tables=_ps_tables)
 _ps_eden_tasks.once_per_process(db, plugin_sync_settings)
 
 # ---------------------------------------------------------------- pages (admin UI)

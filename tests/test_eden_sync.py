@@ -14,6 +14,7 @@ and its own links stay as they are.
 """
 import io
 
+import eden  # the launcher (scripts/): a request's environment of an Eden folder
 from edenseed import as_json, country, http, later, make, peer_login, row, seed_org, uuids
 
 from applications.eden.modules.plugin_sync import fileio, replicate
@@ -204,3 +205,44 @@ def test_eden_host_settings_from_000_config(eden_folder):
         assert replicate.identity(env["db"], s)["owner"] == "Dili HQ"
     finally:
         env["db"].close()
+
+
+def data_sections(answer):
+    """The sections of a `changes` answer but its header (which names the time it was made), by table."""
+    import gzip
+
+    text = gzip.decompress(answer[0]).decode("utf-8") if answer[1] == "gz" else answer[0].decode("utf-8")
+    sections = {}
+    for part in text.replace("\r\n", "\n").split("\nTABLE ")[1:]:
+        name, _, body = part.partition("\n")
+        sections[name.strip()] = body.strip()
+    return sections
+
+
+def test_a_peers_poll_defines_only_the_tables_with_changes_and_answers_as_a_full_request(eden_instance):
+    """A peer's `changes` runs with none of Eden's hundreds of synced tables defined (prepare ON_DEMAND, as the
+    controller does for it): the engine defines those with changes in the range (and what they reference),
+    and the answer is the one a request with every table defined gives."""
+    from applications.eden.modules.plugin_sync import changes as changelog
+    from applications.eden.modules.plugin_sync.eden import model
+
+    a = eden_instance("a")
+    db = a["db"]
+    since = changelog.checkpoint(db)
+    db.commit()
+    org = make(a, "org_organisation", name="Polled Org")
+    make(a, "org_office", name="Polled Office", organisation_id=org)
+    full = replicate.changes(db, settings(a), since, fmt="gz")
+    db.commit()
+    assert "org_office" in data_sections(full) and "Polled Office" in data_sections(full)["org_office"]
+
+    poll = eden.app_env(a["folder"])  # a new request: Eden's models ran, no synced table defined yet
+    pdb, psettings = poll["db"], poll["plugin_sync_settings"]
+    assert "org_office" not in pdb.tables and "project_project" not in pdb.tables
+    assert model.prepare(pdb, psettings, tables=model.ON_DEMAND) == []
+    answer = replicate.changes(pdb, psettings, since, fmt="gz")
+    pdb.commit()
+    assert {"org_organisation", "org_office", "org_site"} <= set(pdb.tables)  # what changed, and what it names
+    assert "project_project" not in pdb.tables and "supply_item" not in pdb.tables  # what did not change
+    assert answer[2] == full[2] and answer.next is None
+    assert data_sections(answer) == data_sections(full)

@@ -16,7 +16,7 @@ import zlib
 from . import changes
 from .errors import FormatError, TooLarge
 from .limits import Counted, limits_of, read_bounded
-from .tables import synced_tables
+from .tables import define_tables, synced_tables
 from .uploads import path_of
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -35,9 +35,12 @@ def upload_files(db, settings, tables=None, since=None, until=None, warnings=Non
     `parts`: one batch's tables and id bounds ([(table, (lo, hi))], batches.plan): its files only.
     """
     bounds = dict(parts) if parts is not None else None
-    for name in synced_tables(db, settings, only=tables):
-        if bounds is not None and name not in bounds:
-            continue
+    names = synced_tables(db, settings, only=tables)
+    if bounds is not None:
+        names = [name for name in names if name in bounds]
+    else:  # incremental: the tables with changes in the range (the host defines just those)
+        names = define_tables(settings, names if since is None else changes.tables_in_range(db, names, since, until))
+    for name in names:
         table = db[name]
         lo, hi = (bounds or {}).get(name) or (None, None)
         for field in table:

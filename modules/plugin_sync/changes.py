@@ -478,6 +478,25 @@ def changed_page(db, tablename, since, until, after_id=None, room=None, echo_of=
     return int(n), (None if last is None else int(last))
 
 
+def tables_in_range(db, names, since, until, keep=None):
+    """The tables of `names` (in their order) with a change in [since, until), and `keep` (a batch's position
+    table) however it stands: what an incremental export reads.  One statement, an index probe per table
+    ((tablename, seq)), whatever the size of the range: a host that defines its tables on demand then defines
+    only these (a peer's poll touches a few of Eden's hundreds)."""
+    names = list(names)
+    if not names:
+        return []
+    _range(db, db[CHANGE], since, until)  # same check of the checkpoint
+    ph = dialect.placeholder(db)
+    found = set()
+    for chunk in dialect.chunks(names):
+        found.update(r[0] for r in db.executesql(
+            "WITH n(name) AS (VALUES %s) SELECT name FROM n WHERE EXISTS (SELECT 1 FROM %s c WHERE c.tablename = "
+            "n.name AND c.seq >= %s AND c.seq < %s)" % (",".join(["(%s)" % ph] * len(chunk)), CHANGE, ph, ph),
+            placeholders=list(chunk) + [int(since or 0), int(until)]))
+    return [n for n in names if n in found or n == keep]
+
+
 def _changed_ids_sql(db, tablename, since, until, echo_of=None):
     """The change log's SELECT of record_id for `tablename` in [since, until) (and its parameters)."""
     _range(db, db[CHANGE], since, until)  # same check of the checkpoint

@@ -19,7 +19,7 @@ from .fileformat import (AFTER, IDENTITY_COLUMNS, IDENTITY_TABLE, MERGED, NEXT, 
                          TOMBSTONE_COLUMNS, TOMBSTONE_TABLE, UNTIL)
 from .gcpause import paused
 from .peers import identity_record, utcnow
-from .tables import annotations, synced_tables, travelling_fields
+from .tables import annotations, define_tables, synced_tables, travelling_fields
 from .values import bar_decode, bar_encode, column_values, formatter, quoted_cells, stored_text_formatter
 
 BATCH = 5000
@@ -216,8 +216,11 @@ def export(db, out, settings, tables=None, since=None, until=None, batch=BATCH, 
         until = changes.checkpoint(db)  # written into the file: the receiver's next `since`
     if since is None or (after is not None and after.table not in names):
         after = None  # a whole export; a position in a table that no longer syncs: from the range's start
-    parts, next_ = plan(db, names, since, until, after, limit, echo_of) if since is not None else (
-        [(name, None) for name in names], None)
+    # an incremental export reads the tables with changes in the range only (the host defines just those)
+    walk = define_tables(settings, names if since is None else changes.tables_in_range(
+        db, names, since, until, keep=after and after.table))
+    parts, next_ = plan(db, walk, since, until, after, limit, echo_of) if since is not None else (
+        [(name, None) for name in walk], None)
     writer = Writer(out)
     me = identity_record(db)
     me.update(url=getattr(settings, "url", None) or None, last_update=utcnow())

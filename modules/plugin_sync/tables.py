@@ -134,6 +134,15 @@ def excluded_tables(settings):
     return set(lookup_tables(settings)) | set(site_tables(settings)) | set(settings.get("exclude") or ())
 
 
+def define_tables(settings, names):
+    """Have the host define these synced tables, where it defines them on demand (settings.define_tables, set by
+    the Eden adapter for a request that starts with none defined); `names` back."""
+    define = settings.get("define_tables") if settings is not None else None
+    if define is not None and names:
+        define(list(names))
+    return names
+
+
 def synced_tables(db, settings, only=None):
     """The tables that sync, parents before children (references first).
 

@@ -126,16 +126,18 @@ def module_names(db):
     return [(m, str(info.get("name_nice") or m)) for m, info in current.deployment_settings.modules.items()]
 
 
-def load_tables(db, settings):
-    """Define the synced tables (and what Eden's models define along) in this request; the names missing.
+def load_tables(db, settings, only=None):
+    """Define the synced tables (or those of them in `only`), and what Eden's models define along, in this
+    request; the names missing.
 
     A table Eden does not have (a module switched off in the template) is
     reported, not silently dropped: pages and status list it as not here.
     """
     if not is_eden(db):
         return []
-    missing = define(db, settings.get("tables") or ())
-    names = [name for name in settings.get("tables") or () if name in db.tables]
+    wanted = [name for name in settings.get("tables") or () if only is None or name in only]
+    missing = define(db, wanted)
+    names = [name for name in wanted if name in db.tables]
     entities.attach(db, entity_model(db, names))
     # what they reference (org_region, auth_user, pr_pentity...): so that references travel with their uuid
     define(db, {target for name in names for _, target, _ in references(db[name])})
@@ -318,18 +320,26 @@ def install_schema(db, settings):
     db.commit()
 
 
+ON_DEMAND = "on demand"
+
+
 def prepare(db, settings, tables=True):
     """Before the engine runs in a request (pages, endpoints, task, CLI), after Eden's models: Eden's default set
     in the settings (read once per process), the synced tables defined here, once per process the schema; the
     synced tables Eden does not have.  tables=False: for a request that reads no synced table's rows (the
     dashboard counts them in SQL, a job's progress, the log): the synced set by name only (`synced_order`, as
     this process found it with the tables defined), none defined: defining Eden's tables costs what Eden's own
-    pages pay for their module's, for every enabled module at once (seconds)."""
+    pages pay for their module's, for every enabled module at once (seconds).  tables=ON_DEMAND: as False, and
+    the engine defines the tables it reads (tables.define_tables: a peer's `changes` reads those with changes in
+    its range, a few of hundreds)."""
     _default_set(db, settings)
     key = database_key(db)
-    if not tables and key in _ready and key in _order and is_eden(db):
-        settings.synced_order = list(_order[key])  # the synced set by name (tables.synced_tables), none defined
-        return []
+    if not tables or tables == ON_DEMAND:
+        if key in _ready and key in _order and is_eden(db):
+            settings.synced_order = list(_order[key])  # the synced set by name (tables.synced_tables), none defined
+            if tables == ON_DEMAND:
+                settings.define_tables = lambda names: load_tables(db, settings, only=set(names))
+            return []
     missing = load_tables(db, settings)
     if key not in _ready:
         setup(db, settings)
