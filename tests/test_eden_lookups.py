@@ -12,7 +12,8 @@ A then edits some of the prepopulated records and adds records that refer to the
 B's file into A first: no conflict, A's edits stay.  A's first sync into B: no UNIQUE error (the names are unique: Eden's model and
 database say so), no conflict (B never touched its copies: nothing of B's to lose),
 one record per name with A's edits, A's uuids kept as aliases, and A's records
-referring to the lookups refer to B's (catalogue items keep their catalogue).
+referring to the lookups refer to B's (catalogue items keep their catalogue); the
+catalogue's items, which have no unique key, meet by Eden's own rules (one each).
 
 Cheap by default (SQLite; the template without StandardItems.csv, whose 278 items take 7 s per
 instance); EDEN_LOOKUPS_FULL=1 runs the whole template on SQLite and PostgreSQL.
@@ -66,8 +67,12 @@ def own_first_run(env, other, tables):
 
 
 def sync_file(source, target):
+    from gluon import current
+
     data = io.BytesIO()
     fileio.export_to(source["db"], source["plugin_sync_settings"], data, fmt="gz")
+    # Eden's deduplicate rules read current.db: the receiver's, as in its own request
+    current.db, current.s3db = target["db"], target["s3db"]
     return fileio.import_from(target["db"], target["plugin_sync_settings"], data.getvalue(),
                               name="%s.csv.gz" % source["name"])
 
@@ -135,7 +140,17 @@ def test_first_sync_of_two_prepopulated_instances_matches_lookups_without_confli
     # references to the lookups kept: A's catalogue items (the template's and the new one) are in B's catalogue
     new_item = row(b, "supply_catalog_item", comments="A's new item")
     assert new_item.catalog_id == b_catalog.id
-    assert b["db"](b["db"].supply_catalog_item.catalog_id == b_catalog.id).count() == items + 10 + 1
+    # the template's items, B's under uuids of its own, matched by Eden's rules (the item's function, the catalogue
+    # item's S3Duplicate): one record each, not two; A's new item is new
+    assert b["db"](b["db"].supply_catalog_item.catalog_id == b_catalog.id).count() == items + 1
+    for name in ("supply_item", "supply_catalog_item"):
+        assert report.tables[name]["created"] == 1, report.tables[name]
+    a_items = {(r.name, r.code): r.uuid for r in a["db"](a["db"].supply_item).select()}
+    b_items = {(r.name, r.code): r.uuid for r in b["db"](b["db"].supply_item).select()}
+    a["db"].commit()
+    shared = sorted(set(a_items) & set(b_items) - {("Water filter", None)})
+    assert len(shared) >= 10 and all(a_items[n] != b_items[n] for n in shared)
+    assert all(row(b, "plugin_sync_alias", alias_uuid=a_items[n]).local_uuid == b_items[n] for n in shared)
     assert b["db"](b["db"].supply_catalog_item.catalog_id == None).count() == 0  # noqa: E711
     link = row(b, "org_organisation_organisation_type", organisation_id=row(b, "org_organisation",
                                                                              name="Lookup Relief").id)

@@ -108,3 +108,41 @@ def test_the_never_edited_copy_arriving_first_is_no_conflict_either(two, paths):
     merge_into(b, export(a), paths)
     assert [(t.uuid, t.comments) for t in types(b)] == [(b_type.uuid, "Ministries")]
     assert b["db"](b["db"].plugin_sync_conflict).isempty()
+
+
+def test_a_table_without_a_unique_key_matches_by_the_hosts_field_rule(new_instance):
+    """A host's field rule (Eden's S3Duplicate: settings.key_rules -> aliases.FieldRule) matches what no unique
+    key can: the primary fields equal (case aside), the secondary ones where the incoming record has a value
+    (a reference compared as the record it names here)."""
+    from applications.eden.modules.plugin_sync.aliases import FieldRule
+
+    a, b = instances(new_instance)
+    rule = FieldRule(("name",), ("level", "parent"))
+    for env in (a, b):
+        settings(env).key_rules = lambda t: rule if t == "gis_location" else None
+    da, dbb = a["db"], b["db"]
+    timor = da.gis_location.insert(name="Timor", level="L0", created_on=T0, modified_on=T0)
+    da.gis_location.insert(name="Dili", level="L1", parent=timor, created_on=T0, modified_on=T0)
+    da.gis_location.insert(name="Baucau", level="L1", parent=timor, created_on=T0, modified_on=T0)
+    da.gis_location.insert(name="Aileu", created_on=T0, modified_on=T0)  # no level, no parent: only the name counts
+    da.commit()
+    later = T0 + datetime.timedelta(minutes=5)
+    b_timor = dbb.gis_location.insert(name="TIMOR", level="L0", created_on=later, modified_on=later)
+    b_dili = dbb.gis_location.insert(name="Dili", level="L1", parent=b_timor, created_on=later, modified_on=later)
+    dbb.gis_location.insert(name="Dili", level="L2", created_on=later, modified_on=later)  # another level: another place
+    b_aileu = dbb.gis_location.insert(name="Aileu", level="L2", created_on=later, modified_on=later)
+    dbb.commit()
+    before = dbb(dbb.gis_location).count()
+
+    report = merge_into(b, export(a), "auto")
+
+    assert report.totals()["conflicts"] == 0
+    assert report.tables["gis_location"]["created"] == 1  # Baucau
+    assert dbb(dbb.gis_location).count() == before + 1
+    aliases = {r.alias_uuid: r.local_uuid for r in dbb(dbb.plugin_sync_alias).select()}
+    a_uuid = {r.name: r.uuid for r in da(da.gis_location.name != None).select()}  # noqa: E711
+    assert aliases[a_uuid["Timor"]] == dbb.gis_location(b_timor).uuid
+    assert aliases[a_uuid["Dili"]] == dbb.gis_location(b_dili).uuid  # not the other level's Dili
+    assert aliases[a_uuid["Aileu"]] == dbb.gis_location(b_aileu).uuid
+    baucau = dbb(dbb.gis_location.name == "Baucau").select().first()
+    assert baucau.parent == b_timor  # A's Timor is B's TIMOR: what refers to it, refers to B's

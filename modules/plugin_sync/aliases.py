@@ -16,6 +16,16 @@ here) the setting `match` says how to find it here under another uuid:
   lookups, whose names are unique (`gis_marker.name`, `supply_catalog.name`,
   `org_organisation_type.name`, `project_status.name`...).  Empty keys match
   nothing; a reference field is no key (its value is a local id).
+  Then, for what the unique keys leave, by the table's **field rule** where the
+  host has one (`settings.key_rules(tablename)`): a FieldRule, the fields that
+  must be equal (case aside for text) and those that must be where the incoming
+  record has a value, set-based (one query per chunk) -- in Eden every table
+  whose `deduplicate` is an S3Duplicate (the rule Eden's own import applies:
+  catalogue items by catalogue and item, sectors, skills...); or a rule of the
+  matcher's signature, row by row -- in Eden the supply catalogue's items,
+  categories and packs, which every Eden's templates load under uuids of its
+  own and whose rules are functions.  So the lookups every Eden prepopulates
+  without a unique key meet as one record, as after Eden's own import.
 - "eden": first the table's own `deduplicate` rule (eden/match.py,
   `matcher`), then the key for what the rule leaves.  A rule matches records
   that differ in their unique fields too (persons by name...): a judgement
@@ -34,9 +44,13 @@ Only unknown uuids of a table that can match pay: one lookup per batch, then
 one query per key (and the rule per row); without keys, rule or aliases the
 merge does none of this.
 """
-from .dialect import chunks
+from typing import NamedTuple
+
+from .dialect import char_bool, chunks
 from .errors import MatchRuleError
-from .fileformat import NULL
+from .fileformat import NULL, UUID
+from .tables import references
+from .values import is_text, parser
 
 MATCHES = ("uuid", "keys", "eden")
 DEFAULT_MATCH = "keys"
@@ -95,12 +109,78 @@ def key_matches(db, tablename, rows, keys):
     return found
 
 
+class FieldRule(NamedTuple):
+    """A field-equality rule (Eden's S3Duplicate): a record here is the incoming one when every `primary` field
+    is equal (text case aside with `ignore_case`) and every `secondary` one where the incoming record has a
+    value; with `ignore_deleted`, no deleted record matches."""
+
+    primary: tuple
+    secondary: tuple = ()
+    ignore_case: bool = True
+    ignore_deleted: bool = False
+
+
+def rule_matches(db, tablename, rows, rule, resolve):
+    """{incoming uuid: local uuid} of the rows ({column: cell}) a local record matches by `rule` (the one with
+    the lowest id where several do).  One query per chunk of the first primary field's values; a row with an
+    empty primary field matches nothing (Eden's rule would take it for "field is NULL")."""
+    table = db[tablename]
+    targets = {f: t for f, t, is_list in references(table) if not is_list}
+    wanted = [f for f in rule.primary + rule.secondary if f in targets]
+    ids = {f: resolve(targets[f], {r.get(f + UUID) for r in rows} - {None, NULL, ""}) for f in wanted}
+    char = char_bool(db)
+
+    def key(field, value):
+        if value is None or value == "":
+            return None
+        if rule.ignore_case and field.type in ("string", "text") and isinstance(value, str):
+            return value.lower()
+        return value
+
+    def incoming(row, f):
+        if f in targets:
+            return ids[f].get(row.get(f + UUID))
+        cell = row.get(f)
+        if cell is None or cell == NULL:
+            return None
+        read = parser(table[f].type, char)
+        try:
+            return key(table[f], cell if is_text(read) else read(cell))
+        except ValueError:
+            return None
+
+    first, offered = rule.primary[0], {}
+    for r in rows:
+        primary = tuple(incoming(r, f) for f in rule.primary)
+        if None not in primary:
+            offered[r["uuid"]] = (primary, {f: incoming(r, f) for f in rule.secondary})
+    if not offered:
+        return {}
+    column = table[first].lower() if rule.ignore_case and table[first].type in ("string", "text") else table[first]
+    fields = [table._id, table.uuid] + [table[f] for f in rule.primary + rule.secondary]
+    query_extra = (table.deleted != True) if rule.ignore_deleted and "deleted" in table.fields else None  # noqa: E712
+    here = {}
+    for chunk in chunks(sorted({p[0] for p, _ in offered.values()}, key=str)):
+        query = column.belongs(chunk) if query_extra is None else (column.belongs(chunk) & query_extra)
+        for r in db(query).select(*fields, orderby=table._id):
+            primary = tuple(key(table[f], r[f]) for f in rule.primary)
+            here.setdefault(primary, []).append((r.uuid, {f: key(table[f], r[f]) for f in rule.secondary}))
+    found = {}
+    for u, (primary, secondary) in offered.items():
+        for local, theirs in here.get(primary, ()):
+            if all(v is None or theirs.get(f) == v for f, v in secondary.items()):
+                found[u] = local
+                break
+    return found
+
+
 class Aliases:
     """The aliases of one import: {table: {incoming uuid: local uuid}}, and how unknown uuids are matched."""
 
-    def __init__(self, db, matcher=None, keys=True):
+    def __init__(self, db, matcher=None, keys=True, rules=None):
         self.db, self.matcher, self.keys = db, matcher, keys
-        self.known, self.key_fields = {}, {}
+        self.rules = rules if keys else None  # tablename -> FieldRule or None (the host's field rules)
+        self.known, self.key_fields, self.field_rules = {}, {}, {}
 
     @classmethod
     def for_import(cls, db, settings, tables=()):
@@ -110,7 +190,7 @@ class Aliases:
         if match not in MATCHES:
             raise ValueError("plugins.sync.match must be one of %s, not %r" % (", ".join(MATCHES), match))
         matcher = settings.get("matcher") if match == "eden" else None
-        aliases = cls(db, matcher, keys=match != "uuid")
+        aliases = cls(db, matcher, keys=match != "uuid", rules=settings.get("key_rules"))
         if matcher is None and not any(aliases.matches(t) for t in tables) and db(db.plugin_sync_alias).isempty():
             return None
         return aliases
@@ -121,16 +201,29 @@ class Aliases:
             self.key_fields[tablename] = unique_keys(self.db[tablename]) if self.keys else []
         return self.key_fields[tablename]
 
+    def rule_of(self, tablename):
+        """The host's field rule of this table (None: none, or match = "uuid")."""
+        if tablename not in self.field_rules:
+            self.field_rules[tablename] = self.rules(tablename) if self.rules is not None else None
+        return self.field_rules[tablename]
+
     def matches(self, tablename):
-        """Whether unknown uuids of this table are matched at all: by the host's rule, or by a unique key."""
-        return self.matcher is not None or bool(self.keys_of(tablename))
+        """Whether unknown uuids of this table are matched at all: by the host's rule, a unique key, a field rule."""
+        return self.matcher is not None or bool(self.keys_of(tablename)) or self.rule_of(tablename) is not None
 
     def match(self, tablename, rows, resolve):
-        """{incoming uuid: local uuid}: the host's rule first (match = "eden"), then the unique key."""
+        """{incoming uuid: local uuid}: the host's rule first (match = "eden"), then the unique key, then the
+        field rule."""
         found = dict(self.matcher(tablename, rows, resolve)) if self.matcher is not None else {}
         rest = [r for r in rows if r.get("uuid") not in found]
         if rest and self.keys_of(tablename):
             found.update(key_matches(self.db, tablename, rest, self.keys_of(tablename)))
+            rest = [r for r in rest if r.get("uuid") not in found]
+        rule = self.rule_of(tablename) if rest else None
+        if isinstance(rule, FieldRule):
+            found.update(rule_matches(self.db, tablename, rest, rule, resolve))
+        elif rule is not None:  # the host's own rule for this table, row by row (matcher's signature)
+            found.update(rule(tablename, rest, resolve))
         return found
 
     def of_table(self, tablename):

@@ -5,6 +5,7 @@ import uuid
 from gluon import current
 from gluon.storage import Storage
 
+from ..aliases import FieldRule
 from ..dialect import char_bool
 from ..errors import MatchRuleError
 from ..fileformat import NULL, UUID
@@ -94,6 +95,31 @@ def matcher(tablename, rows, resolve):
     here = current.db(table._id.belongs(set(found.values()))).select(table._id, table.uuid)
     uuids = {r[table._id.name]: r.uuid for r in here}
     return {u: uuids[i] for u, i in found.items() if i in uuids}
+
+
+# The supply catalogue's tables: every Eden's templates load the same items into its catalogues (DefaultItems,
+# StandardItems: hundreds of rows), each under uuids of its own, and their deduplicate rules are functions (an
+# item by its code, else by name, unit and catalogue): applied by default, row by row, as Eden's import applies
+# them.  Any other rule that is a function (persons', organisations') is a judgement: match = "eden".
+CATALOGUE = ("supply_item_category", "supply_item", "supply_item_pack")
+
+
+def field_rule(tablename):
+    """The rule the default match = "keys" applies after the unique keys (aliases.py): the table's `deduplicate`
+    as an aliases.FieldRule where it is Eden's S3Duplicate (field equality, set-based), the rule itself (through
+    `matcher`, row by row) for the CATALOGUE; None for any other."""
+    s3db = current.s3db
+    rule = s3db.get_config(tablename, "deduplicate")
+    if rule is not None and tablename in CATALOGUE:
+        return matcher
+    if rule is None or not any(c.__name__ == "S3Duplicate" for c in type(rule).__mro__):
+        return None
+    table = s3db.table(tablename)
+    primary, secondary = sorted(getattr(rule, "primary", ()) or ()), sorted(getattr(rule, "secondary", ()) or ())
+    if table is None or not primary or any(f not in table.fields for f in primary + secondary):
+        return None  # (Eden's own import would raise SyntaxError on it)
+    return FieldRule(tuple(primary), tuple(secondary), bool(getattr(rule, "ignore_case", True)),
+                     bool(getattr(rule, "ignore_deleted", False)))
 
 
 def _rule_name(rule):

@@ -10,7 +10,7 @@ from .. import affiliations, database_key, entities
 from .. import install_schema as engine_install_schema, setup as engine_setup
 from ..tables import DERIVED, EDEN_SITE_TABLES, NEVER_PREFIXES, never_reason, is_syncable, references, synced_tables
 from . import derived
-from .match import matcher
+from .match import field_rule, matcher
 
 _lock = threading.Lock()
 _ready = set()  # (database, folder) whose schema this process has checked
@@ -48,6 +48,8 @@ def configure(settings, db=None):
             settings.lookup_tables = []  # Eden's type lists (org_organisation_type...) sync with the rest
         if settings.get("match") == "eden" and settings.get("matcher") is None:
             settings.matcher = matcher
+        if settings.get("key_rules") is None:
+            settings.key_rules = field_rule  # Eden's S3Duplicate rules, after the unique keys (aliases.py)
     return settings
 
 
