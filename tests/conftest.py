@@ -369,7 +369,7 @@ class EdenServer:
     server (Rocket, as `make run`); on PostgreSQL Sahana's production stack (`make run-production`):
     uWSGI with PROCESSES worker processes, the scheduler worker a process of its own."""
 
-    PROCESSES = 3
+    PROCESSES = 2
 
     def __init__(self, folder, uri, name, scheduler=False):
         self.folder, self.uri, self.name, self.scheduler = folder, uri, name, scheduler

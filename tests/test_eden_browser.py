@@ -369,7 +369,7 @@ def watch_job(page, server, number, auth, buttons, on_midway=None):
             if on_midway:
                 on_midway()
                 on_midway = None
-        time.sleep(0.2)
+        time.sleep(0.5)  # (the page polls too: each poll runs Eden's models, CPU the job itself needs)
     raise AssertionError("job %d did not finish: %s\n%s" % (number, seen[-5:], server.stacks()))
 
 
