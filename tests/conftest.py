@@ -53,7 +53,7 @@ import edenhost  # noqa: E402  real Eden's runtime folders
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from minihost import host as minihost  # noqa: E402  the engine tier's host
-from pgserver import PG_BIN, PostgresServer, free_port  # noqa: E402,F401  shared with tests/bench
+from pgserver import PG_BIN, PostgresServer, free_port, remove_later  # noqa: E402,F401  shared with tests/bench
 
 BASE = tempfile.mkdtemp(prefix="eden-tests-")
 os.chmod(BASE, 0o755)
@@ -229,7 +229,7 @@ def start_module_server():
 
 def pytest_sessionfinish(session, exitstatus):
     if not os.environ.get("EDEN_TESTS_KEEP"):
-        shutil.rmtree(BASE, ignore_errors=True)
+        remove_later(BASE)
 
 
 # ------------------------------------------------------------------------------------ real Eden
