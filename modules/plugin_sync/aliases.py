@@ -120,6 +120,21 @@ class FieldRule(NamedTuple):
     ignore_deleted: bool = False
 
 
+def typed(table, row, fields=None):
+    """The cells of a file's row ({column: cell}; those of `fields` only) as the values a rule compares (dates as
+    dates...); a cell that does not read is left out (the merge itself reports it)."""
+    char, data = char_bool(table._db), {}
+    for f in row if fields is None else fields:
+        if f not in table.fields or f not in row:
+            continue
+        cell, read = row[f], parser(table[f].type, char)
+        try:
+            data[f] = None if cell == NULL else cell if is_text(read) else read(cell)
+        except ValueError:
+            pass
+    return data
+
+
 def rule_matches(db, tablename, rows, rule, resolve):
     """{incoming uuid: local uuid} of the rows ({column: cell}) a local record matches by `rule` (the one with
     the lowest id where several do).  One query per chunk of the first primary field's values; a row with an
@@ -128,7 +143,7 @@ def rule_matches(db, tablename, rows, rule, resolve):
     targets = {f: t for f, t, is_list in references(table) if not is_list}
     wanted = [f for f in rule.primary + rule.secondary if f in targets]
     ids = {f: resolve(targets[f], {r.get(f + UUID) for r in rows} - {None, NULL, ""}) for f in wanted}
-    char = char_bool(db)
+    plain = [f for f in rule.primary + rule.secondary if f not in targets]
 
     def key(field, value):
         if value is None or value == "":
@@ -137,23 +152,15 @@ def rule_matches(db, tablename, rows, rule, resolve):
             return value.lower()
         return value
 
-    def incoming(row, f):
-        if f in targets:
-            return ids[f].get(row.get(f + UUID))
-        cell = row.get(f)
-        if cell is None or cell == NULL:
-            return None
-        read = parser(table[f].type, char)
-        try:
-            return key(table[f], cell if is_text(read) else read(cell))
-        except ValueError:
-            return None
+    def incoming(row, values, f):
+        return ids[f].get(row.get(f + UUID)) if f in targets else key(table[f], values.get(f))
 
     first, offered = rule.primary[0], {}
     for r in rows:
-        primary = tuple(incoming(r, f) for f in rule.primary)
+        values = typed(table, r, plain)
+        primary = tuple(incoming(r, values, f) for f in rule.primary)
         if None not in primary:
-            offered[r["uuid"]] = (primary, {f: incoming(r, f) for f in rule.secondary})
+            offered[r["uuid"]] = (primary, {f: incoming(r, values, f) for f in rule.secondary})
     if not offered:
         return {}
     column = table[first].lower() if rule.ignore_case and table[first].type in ("string", "text") else table[first]

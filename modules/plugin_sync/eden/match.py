@@ -5,12 +5,10 @@ import uuid
 from gluon import current
 from gluon.storage import Storage
 
-from ..aliases import FieldRule
-from ..dialect import char_bool
+from ..aliases import FieldRule, typed
 from ..errors import MatchRuleError
 from ..fileformat import NULL, UUID
 from ..tables import references
-from ..values import is_text, parser
 
 METHOD = Storage(CREATE="create", UPDATE="update", DELETE="delete", MERGE="merge")  # S3ImportItem.METHOD
 POLICY = Storage(THIS="THIS", OTHER="OTHER", NEWER="NEWER", MASTER="MASTER")  # S3ImportItem.POLICY
@@ -73,7 +71,7 @@ def matcher(tablename, rows, resolve):
     ids = {f: resolve(target, {r.get(f + UUID) for r in rows} - {None, NULL, ""}) for f, target in refs}
     found = {}
     for row in rows:
-        data, links = _typed(table, row), []
+        data, links = typed(table, row), []
         for f, target in refs:
             data[f] = ids[f].get(row.get(f + UUID))
             if data[f] is not None:
@@ -127,18 +125,3 @@ def _rule_name(rule):
     owner = getattr(rule, "__self__", None)
     name = getattr(rule, "__qualname__", None) or type(rule).__name__
     return "%s.%s" % (owner.__name__, rule.__name__) if isinstance(owner, type) else name
-
-
-def _typed(table, row):
-    """The cells of a file's row as the values a deduplicate rule compares (dates as dates...); a cell
-    that does not read is left out (the merge itself reports it)."""
-    data = {}
-    for f, cell in row.items():
-        if f not in table.fields:
-            continue
-        read = parser(table[f].type, char_bool(table._db))
-        try:
-            data[f] = None if cell == NULL else cell if is_text(read) else read(cell)
-        except ValueError:
-            pass
-    return data

@@ -290,6 +290,19 @@ def _stamps_kept(table):
             table[name].update = value
 
 
+def _on_demand(db, settings):
+    """settings.define_tables for a request that defines its tables as the engine reads them: each call
+    defines what no earlier call of the request did, and describes every table defined so far in the data
+    model (a call with the same names, as a `changes` answer's upload check and its export make, costs nothing)."""
+    defined = set()
+
+    def define_tables(names):
+        if not set(names) <= defined:
+            defined.update(names)
+            load_tables(db, settings, only=set(defined))
+    return define_tables
+
+
 def setup(db, settings):
     """The model's call, every request: once per process the schema (uuid indexes, change triggers, identity) of
     the synced tables.  Eden's default set waits for prepare(): its tables can be defined only after Eden's own
@@ -340,7 +353,7 @@ def prepare(db, settings, tables=True):
         if key in _ready and key in _order and is_eden(db):
             settings.synced_order = list(_order[key])  # the synced set by name (tables.synced_tables), none defined
             if tables == ON_DEMAND:
-                settings.define_tables = lambda names: load_tables(db, settings, only=set(names))
+                settings.define_tables = _on_demand(db, settings)
             return []
     missing = load_tables(db, settings)
     if key not in _ready:
