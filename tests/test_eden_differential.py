@@ -33,7 +33,7 @@ ROWS = 2  # rows of each template CSV in make test (the full set: PLUGIN_SYNC_DI
 
 ANY = "*"
 # THE allowed differences: (table, column or row kind, reason).  Row kind "stays home": the table does not travel
-# (A's rows are not in B, by design); "path (A: NULL)", "modified_on (B = C)": the column differs only under that
+# (its rows and their content are each instance's own, by design); "path (A: NULL)", "modified_on (B = C)": the column differs only under that
 # condition (excused()).  Table ANY or "prefix_*": every such table.  Nothing else may differ.  (The derived tables,
 # derived_tables(), are no allowance: their rows are compared by content with what Eden's own import made in C.)
 ALLOWED = (
@@ -151,8 +151,9 @@ class Snapshot:
 
 
 def derived_tables(db):
-    """Tables whose rows Eden's onaccept makes (their uuids are each instance's own): compared by content."""
-    return [t for t in ("pr_affiliation", "pr_role") if t in db.tables]
+    """Tables whose rows Eden's onaccept makes, which the plugin says it remakes on arrival (tables.DERIVED): their
+    uuids are each instance's own, so their rows are compared by content."""
+    return [t for t, why in policy.DERIVED if "remade on arrival" in why and t in db.tables]
 
 
 # a derived row's bookkeeping, which Eden itself sets by the path that made the row, not by its content: a role's
@@ -161,14 +162,14 @@ def derived_tables(db):
 DERIVED_BOOKKEEPING = ("path", "approved_by", "realm_entity")
 
 
-def content(rows, entities):
-    """A derived table's rows as a multiset of their content (no uuid, no timestamps, no bookkeeping), those about
-    `entities` (uuids) only."""
+def content(rows, records):
+    """A derived table's rows as a multiset of their content (no uuid, no timestamps, no bookkeeping), those that
+    name `records` (uuids) only."""
     skip = {"created_on", "modified_on"} | set(policy.LOCAL_META) | set(DERIVED_BOOKKEEPING)
     out = collections.Counter()
     for r in rows.values():
         row = tuple(sorted((k, repr(v)) for k, v in r.items() if k not in skip))
-        if set(re.findall(r"urn:uuid:[0-9a-f-]+", repr(row))) <= entities:
+        if set(re.findall(r"urn:uuid:[0-9a-f-]+", repr(row))) <= records:
             out[row] += 1
     return out
 
@@ -190,6 +191,7 @@ def differences(a, b, c):
     """Every difference not in ALLOWED: [(table, uuid, column, A, B, C)]."""
     out = []
     derived = set(derived_tables(a.db))
+    held_b, held_c = (set().union(*(map(str, ids.values()) for ids in x.uuid_of.values())) for x in (b, c))
     supers = {t for t in a.db.tables if "instance_type" in a.db[t].fields}  # made on arrival from the instance rows
     for t in sorted(a.rows):
         rows_a = a.rows[t]
@@ -197,15 +199,17 @@ def differences(a, b, c):
             continue
         rows_b, rows_c = b.rows.get(t, {}), c.rows.get(t, {})
         if t in derived:  # (about the entities both hold: Eden's import may refuse records, printed with the report)
-            both = set(b.uuid_of.get("pr_pentity", {}).values()) & set(c.uuid_of.get("pr_pentity", {}).values())
+            both = held_b & held_c  # (the records its rows name, held by both)
             want, got = content(rows_c, both), content(rows_b, both)
             for row in sorted(want - got):
                 out.append((t, "(derived)", "row", "", "missing", dict(row)))
             for row in sorted(got - want - content(rows_a, both)):  # (a row Eden made at the sender too is Eden's)
                 out.append((t, "(derived)", "row", "", dict(row), "missing"))
             continue
+        if allowed(t, "stays home"):  # its rows and their content are each instance's own (roles, permissions)
+            continue
         missing = [u for u in rows_a if u not in rows_b]
-        if missing and not allowed(t, "stays home"):
+        if missing:
             out.append((t, "%d of %d rows, e.g. %s" % (len(missing), len(rows_a), missing[0]), "row",
                         "present", "missing", "present" if missing[0] in rows_c else "missing"))
         for u in sorted(set(rows_a) & set(rows_b)):
@@ -240,7 +244,7 @@ def report(found, limit=400):
 
 def records_to_send(db):
     """A's tables that hold records and are not derived, never-synced or super tables: what C gets (as S3XML)."""
-    never = set(derived_tables(db))
+    never = set(policy.DERIVED_TABLES)  # (Eden makes them on arrival, as the plugin does)
     names = [t for t in tables_with_uuid(db) if t not in never and not policy.is_never_synced(db, t)
              and not db(alive(db[t])).isempty()]
     return policy.dependency_order(db, names)

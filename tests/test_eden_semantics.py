@@ -155,3 +155,46 @@ def test_a_role_s_path_of_local_ids_is_never_copied(eden_instance, backend):
     for r in roles:
         here = row(b, "pr_role", uuid=r.uuid)
         assert here is not None and here.path is None  # never A's path: Eden rebuilds it from B's affiliations
+
+
+def courses_of(env, person_uuid):
+    """The courses (uuids) in the person's hrm_trainings rows, as one sorted list per row."""
+    db = env["db"]
+    person = row(env, "pr_person", uuid=person_uuid)
+    out = []
+    for r in db(db.hrm_trainings.person_id == person.id).select(db.hrm_trainings.course_id):
+        out.append(sorted(db.hrm_course[c].uuid for c in r.course_id or ()))
+    db.commit()
+    return out
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_person_s_courses_are_remade_on_arrival_as_eden_makes_them(eden_instance, backend):
+    import datetime
+
+    tables = ["pr_person", "hrm_course", "hrm_training"]
+    a = eden_instance("a")
+    s = syncing(a, "hrm_course", "hrm_training")
+    person = make(a, "pr_person", first_name="Ana", last_name="Alpha")
+    first, second = (make(a, "hrm_course", name=name) for name in ("First Aid", "Logistics"))
+    trainings = [make(a, "hrm_training", person_id=person, course_id=c) for c in (first, second, first)]
+    db = a["db"]
+    who = db.pr_person[person].uuid
+    courses = sorted(db.hrm_course[c].uuid for c in (first, second))
+    data, xml = a_file(a, s), s3xml(a, tables)  # (A ran no onaccept: its hrm_trainings is empty, and never sent)
+    # then the Logistics training is deleted at A
+    db(db.hrm_training.id == trainings[1]).update(deleted=True, modified_on=datetime.datetime.utcnow()
+                                                  + datetime.timedelta(seconds=5))
+    db.commit()
+    later = a_file(a, s)
+
+    c = eden_instance("c")
+    imported, errors = eden_import(c, xml)
+    assert not errors, errors
+    assert courses_of(c, who) == [courses]  # what Eden's own import makes: one row, each course once
+    b = eden_instance("b")
+    sb = syncing(b, "hrm_course", "hrm_training")
+    fileio.import_from(b["db"], sb, data, name="a.csv")
+    assert courses_of(b, who) == [courses]
+    fileio.import_from(b["db"], sb, later, name="a-later.csv")
+    assert courses_of(b, who) == [[db.hrm_course[first].uuid]]  # the list follows the deletion

@@ -33,17 +33,23 @@ EDEN_SITE_TABLES = (  # this site's map set-up, beside gis_config and the layers
 # in Eden's code: a table whose only writers are Eden's functions (an `insert` in an onaccept or a task), with no
 # form of its own.  A table that Eden's code fills AND people enter (hrm_job_title_human_resource, asset_log,
 # supply_item_pack, supply_catalog_item: Eden's onaccept adds a default row, a person adds more) holds entered
-# data: it syncs.  (table, reason); "remade" tells what the sync makes on arrival.
+# data: it syncs.  So does a log of events that Eden's onaccept writes where the event happens (org_site_event,
+# cr_shelter_registration_history: a shelter registration's changes of status): made once, at the instance where
+# the event happened, it travels; the receiver would make one row for the last state only.  (table, reason);
+# "remade" tells what the sync makes on arrival.
 DERIVED = (
     ("pr_affiliation", "made by Eden's onaccept of sites, staff, branches, teams and groups: remade on arrival "
                        "(affiliations.py)"),
     ("pr_role", "the affiliations' roles, made with them by Eden: remade on arrival (affiliations.py)"),
-    ("pr_person_slot", "made by Eden's onaccept of a person's availability (its schedule)"),
-    ("hrm_trainings", "made by Eden's onaccept of trainings (a person's courses as one list)"),
-    ("inv_stock_card", "made by Eden's code from stock movements"),
-    ("inv_stock_log", "made by Eden's code from stock movements"),
-    ("cr_shelter_registration_history", "made by Eden's onaccept of shelter registrations"),
-    ("stats_demographic_aggregate", "computed by Eden's aggregation task from demographic data"),
+    ("pr_person_availability_rule", "made by Eden's onaccept of a person's availability from its schedule "
+                                    "(where pr.availability_json_rules is on): remade on arrival (eden/derived.py)"),
+    ("hrm_trainings", "made by Eden's onaccept of trainings (a person's courses as one list): remade on arrival "
+                      "(eden/derived.py)"),
+    ("inv_stock_card", "made by Eden's stock functions (where inv.stock_cards is on): remade on arrival as Eden's "
+                       "import makes it (the stock's onimport, eden/derived.py)"),
+    ("inv_stock_log", "as inv_stock_card, a card's movements"),
+    ("stats_demographic_aggregate", "computed by Eden's aggregation task from demographic data, which an "
+                                    "administrator runs (Eden's import does not either): each instance its own"),
     ("disease_stats_aggregate", "computed by Eden's aggregation task"),
     ("vulnerability_aggregate", "computed by Eden's aggregation task"),
     ("vulnerability_aggregated_indicator", "computed by Eden's aggregation task"),

@@ -8,7 +8,20 @@ the column) or that never travels (a super record's field):
 - a site's code (`org_site.code`, unique per instance, not a shared field):
   made by org_site_onaccept, which update_super calls for a new site;
 - a project location's name (`project_location.name`, what Eden's map popups
-  show): made by the table's onaccept from the project and the location.
+  show): made by the table's onaccept from the project and the location;
+
+and some keep a derived table (tables.DERIVED) that never travels, remade here
+for the records that arrive (REMADE):
+
+- a person's courses as one list (`hrm_trainings`, what the person's training
+  tab and the staff list show): hrm_training_onaccept, set-based (a training
+  record is one in five of a staff import);
+- a person's availability rules (`pr_person_availability_rule`, from the
+  availability's schedule, where pr.availability_json_rules is on): the
+  table's own onaccept, once per availability written (rare);
+- stock cards and their log (`inv_stock_card`, `inv_stock_log`, where
+  inv.stock_cards is on): the table's `onimport`, as Eden's import calls it
+  (on_import).
 
 Site codes set-based, by Eden's rule (site_code: a site is one record in 30
 of an import, and Eden's function asks the database once per try); names by
@@ -28,10 +41,12 @@ COMPUTED = {"project_location": "name"}  # {table: the field its onaccept comput
 
 def upkeep(db, names, is_eden):
     """The merge's per-table hook (part of entities.Model.after) for these synced tables: site codes of the
-    sites, the computed fields of COMPUTED, for the rows the import wrote."""
+    sites, the computed fields of COMPUTED, the derived tables of REMADE, for the rows the import wrote."""
     auth = current.auth
     sites = {name for name in names if name in (getattr(auth, "org_site_types", None) or ())}
     computed = set(COMPUTED) & set(names)
+    remade = {name for name in set(REMADE) & set(names) if REMADE[name][0] in db.tables}
+    onimport = {name for name in names if current.s3db.get_config(name, "onimport")}
 
     def run(tablename, uuids):
         if not is_eden(db):
@@ -40,8 +55,63 @@ def upkeep(db, names, is_eden):
             site_codes(db, tablename, uuids)
         if tablename in computed:
             computed_fields(db, tablename, uuids)
-    run.tables = sites | computed
+        if tablename in remade:
+            REMADE[tablename][1](db, tablename, uuids)
+        if tablename in onimport:
+            on_import(db, tablename, uuids)
+    run.tables = sites | computed | remade | onimport
     return run
+
+
+def person_courses(db, tablename, uuids):
+    """hrm_trainings as hrm_training_onaccept keeps it, for the persons of these trainings (created, changed or
+    deleted): one row per person, its courses the distinct courses of the person's trainings not deleted
+    (made if the person has none yet, updated where the list differs), set-based per chunk of persons."""
+    table, ltable = db.hrm_training, db.hrm_trainings
+    persons = set()
+    for chunk in dialect.chunks(list(uuids)):
+        persons.update(r.person_id for r in db(table.uuid.belongs(chunk)).select(table.person_id, distinct=True))
+    persons.discard(None)
+    for chunk in dialect.chunks(sorted(persons)):
+        courses = {}
+        query = table.person_id.belongs(chunk) & (table.deleted == False) & (table.course_id != None)  # noqa: E711,E712
+        for r in db(query).select(table.person_id, table.course_id, distinct=True):
+            courses.setdefault(r.person_id, []).append(r.course_id)
+        have = {}
+        for r in db(ltable.person_id.belongs(chunk)).select(ltable.id, ltable.person_id, ltable.course_id,
+                                                             orderby=ltable.id):
+            have.setdefault(r.person_id, r)  # (Eden updates the first it finds)
+        for person_id in chunk:
+            want, row = sorted(courses.get(person_id, ())), have.get(person_id)
+            if row is None:
+                ltable.insert(person_id=person_id, course_id=want)
+            elif sorted(row.course_id or ()) != want:
+                row.update_record(course_id=want)
+
+
+def availability_rules(db, tablename, uuids):
+    """pr_person_availability_rule, where Eden makes it (pr.availability_json_rules): the availability's own
+    onaccept for each availability written, which rewrites its rules from its schedule."""
+    if current.deployment_settings.get_pr_availability_json_rules():
+        table = db[tablename]
+        onaccept_each(db, tablename, lambda chunk: table.uuid.belongs(chunk) & (table.deleted != True), uuids)
+
+
+def on_import(db, tablename, uuids):
+    """The table's `onimport`, which Eden's import calls after it wrote a table's records (S3Resource.import_xml),
+    with the ids written: in Eden's models only stock's (inv_item_onimport: the stock cards, where inv.stock_cards
+    is on, and the warehouses' free capacity, where it is calculated), which reads created and updated as one."""
+    table = db[tablename]
+    ids = []
+    for chunk in dialect.chunks(list(uuids)):
+        ids += [r.id for r in db(table.uuid.belongs(chunk) & (table.deleted != True)).select(table.id)]
+    if ids:
+        _call(current.s3db.get_config(tablename, "onimport"), {"records": len(ids), "updated": ids})
+
+
+# {synced table: (the derived table its onaccept keeps, what remakes it here)}
+REMADE = {"hrm_training": ("hrm_trainings", person_courses),
+          "pr_person_availability": ("pr_person_availability_rule", availability_rules)}
 
 
 def site_codes(db, tablename, uuids):
@@ -95,20 +165,27 @@ def site_code(name, length, used, rnd=random):
 
 def computed_fields(db, tablename, uuids):
     """The table's own onaccept, per record written whose computed field (COMPUTED) is empty."""
-    s3db = current.s3db
-    onaccept = s3db.get_config(tablename, "create_onaccept") or s3db.get_config(tablename, "onaccept")
     table, field = db[tablename], COMPUTED[tablename]
-    if not onaccept or field not in table.fields:
+    if field not in table.fields:
         return
     ph = dialect.placeholder(db)
     for chunk in dialect.chunks(list(uuids)):
         ids = [r[0] for r in db.executesql("SELECT t.id FROM %s t WHERE t.uuid IN (%s) AND t.%s IS NULL AND %s" % (
             table._rname, ",".join([ph] * len(chunk)), table[field]._rname, dialect.not_deleted(db, "t")),
             placeholders=list(chunk))]
-        if not ids:
-            continue
-        with _stamps_kept(table):
-            for row in db(table.id.belongs(ids)).select():
+        if ids:
+            onaccept_each(db, tablename, table.id.belongs, ids)
+
+
+def onaccept_each(db, tablename, where, keys):
+    """The table's own onaccept for each record `where(keys)` selects, its version stamps kept (_stamps_kept)."""
+    s3db, table = current.s3db, db[tablename]
+    onaccept = s3db.get_config(tablename, "create_onaccept") or s3db.get_config(tablename, "onaccept")
+    if not onaccept:
+        return
+    with _stamps_kept(table):
+        for chunk in dialect.chunks(list(keys)):
+            for row in db(where(chunk)).select():
                 _call(onaccept, Storage(vars=Storage(row.as_dict()), record_id=row.id))
 
 
