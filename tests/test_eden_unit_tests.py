@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 from conftest import REPO, _eden_env
 

@@ -10,7 +10,7 @@ import io
 import pytest
 import typetable
 from hypothesis import given, settings as hsettings, strategies as st
-from synchelpers import export, instances, seed_small, settings
+from synchelpers import export, seed_small, settings
 from test_types import STRATEGIES
 
 from applications.eden.modules.plugin_sync.export import wire_rows

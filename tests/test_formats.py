@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from synchelpers import assert_converged, export, instances, seed_small, settings, snapshot, sync
+from synchelpers import assert_converged, export, instances, seed_small, settings, sync
 
 from applications.eden.modules.plugin_sync.errors import TableNotSynced
 from applications.eden.modules.plugin_sync.fileio import import_from

@@ -5,7 +5,6 @@ import re
 from synchelpers import hub_peers, instances, seed_small, settings
 
 from applications.eden.modules.plugin_sync import graph, health
-from applications.eden.modules.plugin_sync.peers import utcnow
 
 NOW = datetime.datetime(2030, 1, 1, 12, 0, 0)
 

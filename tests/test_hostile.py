@@ -221,7 +221,6 @@ def test_the_corpus_adds_up():
 
 def _base(a):
     """The export, with the first person and the hospital made deterministic for the checks."""
-    db = a["db"]
     return export(a)
 
 

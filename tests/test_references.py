@@ -1,6 +1,5 @@
 """References in any order: forward, self, cyclic, list:reference, already here, unsynced tables."""
 import datetime
-import io
 
 import pytest
 

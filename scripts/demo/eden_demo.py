@@ -62,7 +62,7 @@ def import_tree(tablename, elements):
     root = etree.Element("s3xml")
     root.extend(elements)
     resource = s3db.resource(tablename)  # noqa: F821
-    result = resource.import_xml(etree.ElementTree(root), ignore_errors=True)
+    resource.import_xml(etree.ElementTree(root), ignore_errors=True)
     db.commit()  # noqa: F821
     if resource.error:
         sys.stderr.write("demo data: %s: %s\n" % (tablename, resource.error))
