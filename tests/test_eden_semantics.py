@@ -198,3 +198,49 @@ def test_a_person_s_courses_are_remade_on_arrival_as_eden_makes_them(eden_instan
     assert courses_of(b, who) == [courses]
     fileio.import_from(b["db"], sb, later, name="a-later.csv")
     assert courses_of(b, who) == [[db.hrm_course[first].uuid]]  # the list follows the deletion
+
+
+def realm_of(env, tablename, uuid):
+    """The name of the organisation whose entity is the record's realm (None: no realm)."""
+    db = env["db"]
+    record = row(env, tablename, uuid=uuid)
+    org = db(db.org_organisation.pe_id == record.realm_entity).select(db.org_organisation.name).first()
+    db.commit()
+    return org and org.name
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_realm_after_an_update_is_what_eden_s_import_keeps(eden_instance, backend):
+    import datetime
+
+    tables = ["org_organisation", "pr_person", "hrm_human_resource", "supply_catalog"]
+    a = eden_instance("a")
+    s = syncing(a, "supply_catalog")
+    alpha, beta = (make(a, "org_organisation", name=name) for name in ("Alpha Relief", "Beta Aid"))
+    person = make(a, "pr_person", first_name="Ana", last_name="Alpha")
+    staff = make(a, "hrm_human_resource", person_id=person, organisation_id=alpha, type=1)
+    catalogue = make(a, "supply_catalog", name="Alpha Catalogue", organisation_id=alpha)
+    db = a["db"]
+    uuids = {"hrm_human_resource": db.hrm_human_resource[staff].uuid, "supply_catalog": db.supply_catalog[catalogue].uuid}
+    before = a_file(a, s), s3xml(a, tables)
+    # both move to Beta: Eden sets a staff record's realm again on update (update_realm), a catalogue's it keeps
+    later = datetime.datetime.utcnow() + datetime.timedelta(seconds=5)
+    for name in uuids:
+        db(db[name].uuid == uuids[name]).update(organisation_id=beta, modified_on=later)
+    db.commit()
+    after = a_file(a, s), s3xml(a, tables)
+
+    c = eden_instance("c")
+    for _, xml in (before, after):
+        imported, errors = eden_import(c, xml)
+        assert not errors, errors
+    b = eden_instance("b")
+    sb = syncing(b, "supply_catalog")
+    for data, _ in (before, after):
+        fileio.import_from(b["db"], sb, data, name="a.csv")
+
+    assert row(c, "supply_catalog", uuid=uuids["supply_catalog"]).organisation_id == row(c, "org_organisation", name="Beta Aid").id
+    assert {name: realm_of(c, name, u) for name, u in uuids.items()} == {"hrm_human_resource": "Beta Aid",
+                                                                       "supply_catalog": "Alpha Relief"}
+    assert {name: realm_of(b, name, u) for name, u in uuids.items()} == {"hrm_human_resource": "Beta Aid",
+                                                                       "supply_catalog": "Alpha Relief"}

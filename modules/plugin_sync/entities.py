@@ -54,7 +54,7 @@ class Model:
 
     def __init__(self, supers=None, super_tables=(), keys=None, local=(), realms=(), realm_rule=None,
                  realm_sql=None, paths=None, ownership=None, after=None, described=True, validates=False,
-                 approver=None, local_text=None):
+                 approver=None, local_text=None, realms_on_update=None):
         self.supers = supers or {}  # {instance table: [Super]}
         # every super table (those of `supers` and any other the host has): never synced as a table
         self.super_tables = set(super_tables) | {s.table for ss in self.supers.values() for s in ss}
@@ -63,6 +63,10 @@ class Model:
         self.realms = set(realms)  # tables with a realm_entity the receiver computes
         self.realm_rule = realm_rule  # callable(tablename, uuids) -> True if it set them: the host's own rule
         self.realm_sql = realm_sql  # callable(db, table) -> SQL of a row `t`'s realm, or None (no realm)
+        # the tables of `realms` whose realm is computed again when a record already here is updated (Eden: those
+        # configured update_realm, as its import and forms do; the others keep the realm their record got when made
+        # here); None: all of them
+        self.realms_on_update = self.realms if realms_on_update is None else set(realms_on_update)
         self.paths = paths or {}  # {table: (parent field, path field)}: paths of local ids, rebuilt
         # {table: (field, ...)}: text holding local ids (a path, "table,id"): never sent; a path of `paths` is
         # rebuilt on arrival, any other left to the host (Eden rebuilds pr_role.path where it is NULL)
@@ -166,6 +170,7 @@ class Hooks:
         self.mark = mark  # the merge's write mark (changes.write_mark), set by the merge once it holds the lock
         self.tables = {}  # {table: None}: the tables written to, in the order of their first batch (parents first)
         self.kept = {}  # {table: array of ids}: what was written, only where there is no mark
+        self.first_new = {}  # {table: the lowest id this import created}: the ids from it on are new records
         self.missing_users = {}  # {(table, field): [count, an example]}: accounts not here (see unmapped)
 
     def written(self, tablename, written):
@@ -175,6 +180,9 @@ class Hooks:
             return
         ids = list(written.created_ids) + list(written.updated)
         self.tables.setdefault(tablename)
+        if written.created_ids:  # (ids only grow: every record here before the import has a lower one)
+            low = min(written.created_ids)
+            self.first_new[tablename] = min(low, self.first_new.get(tablename, low))
         if self.mark is None:
             self.kept.setdefault(tablename, array.array("q")).extend(int(i) for i in ids)
         if tablename in m.supers:  # updated rows refresh the super records they had
@@ -214,7 +222,7 @@ class Hooks:
                     self.kept[tablename].extend(self.ids_of(tablename, heal))
         for tablename in self.tables:
             if tablename in m.realms:
-                for uuids in self.chunks(tablename):
+                for uuids in self.chunks(tablename, new_only=tablename not in m.realms_on_update):
                     set_realms(self.db, tablename, uuids, m, self.tag_origin())
                     if tablename in m.supers:  # the super records' copy of it (org_site.realm_entity)
                         copy_shared(self.db, tablename, m.supers[tablename], uuids, only=("realm_entity",))
@@ -227,17 +235,20 @@ class Hooks:
                     for uuids in self.chunks(tablename):
                         m.after(tablename, uuids)
 
-    def chunks(self, tablename):
-        """The uuids of the rows of `tablename` this import wrote, CHUNK at a time, in the order of their ids: read
-        back from the change log (changed since the mark), or from the ids kept.  (Rows that the
+    def chunks(self, tablename, new_only=False):
+        """The uuids of the rows of `tablename` this import wrote (new_only: created), CHUNK at a time, in the order
+        of their ids: read back from the change log (changed since the mark), or from the ids kept.  (Rows that the
         path rebuild of an earlier chunk reached are among them, changed since the mark too: done again, which
         changes nothing.)"""
+        low = self.first_new.get(tablename) if new_only else 0
+        if low is None:
+            return
         if self.mark is None:
-            ids = sorted(set(self.kept.get(tablename, ())))
+            ids = sorted(i for i in set(self.kept.get(tablename, ())) if i >= low)
             for chunk in dialect.chunks(ids, CHUNK):
                 yield self.uuids_of(tablename, chunk)
             return
-        last = 0
+        last = low - 1
         while True:
             chunk = changes_since(self.db, tablename, self.mark, last, CHUNK)
             if not chunk:

@@ -164,7 +164,9 @@ def entity_model(db, names):
     as tables; Eden's local ids (realm_entity, approved_by: left out of Eden's
     S3XML too); users named by email and roles by uuid (Eden's S3XML maps them
     so); realms of the tables with a realm_entity, by Eden's rule (realm_sql,
-    or the template's own: _realm_rule); gis_location's path and Eden's other
+    or the template's own: _realm_rule), for the records made here and, where
+    the table is configured `update_realm`, the records updated (as Eden's import
+    and its forms set them); gis_location's path and Eden's other
     text columns of local ids (LOCAL_TEXT); the approver of new records
     (approver); the fields' validators decide what is refused (validators.py);
     after the import, the affiliations and the fields onaccept computes
@@ -200,6 +202,7 @@ def entity_model(db, names):
     after = _after(affiliations.upkeep(db, names, is_eden), derived.upkeep(db, names, is_eden))
     return entities.Model(supers=supers, super_tables=super_tables, keys=keys, local=("realm_entity", "approved_by"),
                           realms=realms, realm_rule=_realm_rule(db, realms), realm_sql=realm_sql, paths=paths,
+                          realms_on_update=[name for name in realms if get_config(name, "update_realm")],
                           ownership=ownership, after=after, validates=True,
                           approver=approver, local_text=LOCAL_TEXT)
 
