@@ -6,7 +6,9 @@ a value Eden's field validators refuse is refused with table, line and column an
 nothing written (Eden's import refuses the record too); a record created gets the
 approved_by Eden's import gives it; a new site gets its site code, a project location
 its name (Eden's onaccept); a text column holding A's local ids (a role's path) is
-never copied from A.
+never copied from A; a person's courses (hrm_trainings) are remade as Eden's onaccept
+keeps them; a realm after an update is what Eden's import keeps; a staff record given
+a site on both sides keeps one site link (Eden's rule for the link table).
 """
 import io
 
@@ -244,3 +246,50 @@ def test_a_realm_after_an_update_is_what_eden_s_import_keeps(eden_instance, back
                                                                        "supply_catalog": "Alpha Relief"}
     assert {name: realm_of(b, name, u) for name, u in uuids.items()} == {"hrm_human_resource": "Beta Aid",
                                                                        "supply_catalog": "Alpha Relief"}
+
+
+def site_links(env, hr_uuid):
+    """The sites (names) of the staff record's site links not deleted."""
+    db = env["db"]
+    hr = row(env, "hrm_human_resource", uuid=hr_uuid)
+    link, office = db.hrm_human_resource_site, db.org_office
+    found = db((link.human_resource_id == hr.id) & (link.deleted != True) & (office.site_id == link.site_id)).select(
+        office.name)
+    db.commit()
+    return [r.name for r in found]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_staff_record_given_a_site_on_both_sides_keeps_one_site_link(eden_instance, backend):
+    import datetime
+
+    extra = ("hrm_human_resource", "hrm_human_resource_site")
+    a = eden_instance("a")
+    s = syncing(a, *extra)
+    org = make(a, "org_organisation", name="Alpha Relief")
+    offices = [make(a, "org_office", name=name, organisation_id=org) for name in ("North Office", "South Office")]
+    person = make(a, "pr_person", first_name="Ana", last_name="Alpha")
+    hr = make(a, "hrm_human_resource", person_id=person, organisation_id=org, type=1)
+    db = a["db"]
+    hr_uuid = db.hrm_human_resource[hr].uuid
+    first = a_file(a, s)
+    site = {r.id: r.site_id for r in db(db.org_office).select(db.org_office.id, db.org_office.site_id)}
+    make(a, "hrm_human_resource_site", human_resource_id=hr, site_id=site[offices[0]])  # A: North, first
+    from_a = a_file(a, s)
+
+    b = eden_instance("b")
+    sb = syncing(b, *extra)
+    fileio.import_from(b["db"], sb, first, name="a.csv")
+    bdb = b["db"]
+    south = row(b, "org_office", name="South Office")
+    link = make(b, "hrm_human_resource_site", human_resource_id=row(b, "hrm_human_resource", uuid=hr_uuid).id,
+                site_id=south.site_id)  # B: South, later
+    bdb(bdb.hrm_human_resource_site.id == link).update(
+        modified_on=datetime.datetime.utcnow() + datetime.timedelta(seconds=5))
+    bdb.commit()
+    fileio.import_from(bdb, sb, from_a, name="a.csv")  # A's link is the same link (Eden's rule: one per record)
+    assert site_links(b, hr_uuid) == ["South Office"]  # one link, the newest
+    from_b = a_file(b, sb)
+
+    fileio.import_from(db, s, from_b, name="b.csv")
+    assert site_links(a, hr_uuid) == ["South Office"]
