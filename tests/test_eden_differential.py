@@ -59,10 +59,9 @@ ALLOWED = (
     (ANY, "realm (A or C)", "Eden's realm of a record depends on the order its importer meets records (a staff "
      "record's site link or a project's lead organisation arriving after it re-sets it: C); B holds Eden's realm "
      "of the record at the sender (A) or after Eden's own import (C)"),
-    ("sit_presence", "stays home", "Eden's sit models (trackables and their presence log) belong to no module of "
-     "the deployment's modules, so the deployment-wide synced set does not list them (plugins.sync.tables can)"),
-    ("sit_trackable", "track_timestmp", "the time of a trackable's last presence, set by Eden's tracker when a "
-     "presence is recorded (sit_presence, which stays home)"),
+    ("sit_presence", "interlock", "a presence's check-in link holds A's local id ('table,id': eden/model.py, "
+     "LOCAL_TEXT): never copied, B holds none and the presence keeps its own location; Eden's own import (C) copies "
+     "A's id, which names another record there"),
     ("gis_location", "path (A: NULL)", "Eden fills a location's path lazily (gis.update_location_tree, when it is "
      "read or edited): A and Eden's own import hold NULL, the plugin rebuilds it on arrival from the parents"),
     (ANY, "modified_on (B = C)", "a record the receiver already held with the same content (prepopulated by both): "
@@ -218,10 +217,10 @@ def differences(a, b, c):
                 if allowed(t, col):
                     continue
                 va, vb, vc = ra[col], rb.get(col), rc.get(col)
-                if col in MADE_ON_ARRIVAL or t in supers:  # Eden's import is the reference
+                if col in COMPUTED.get(t, ()):  # A's value, or what Eden's import holds (where it holds the record)
+                    differs = vb != va and (vb != vc if u in rows_c else t not in supers)
+                elif col in MADE_ON_ARRIVAL or t in supers:  # Eden's import is the reference
                     differs = u in rows_c and vb != vc
-                elif col in COMPUTED.get(t, ()):  # A's value, or what Eden's import holds
-                    differs = vb != va and (u not in rows_c or vb != vc)
                 else:
                     differs = vb != va
                 if differs and not excused(t, col, va, vb, vc, u in rows_c):

@@ -78,6 +78,12 @@ def by_module(db, settings, modules, counts=None):
                              kind, why))
         if rows:
             out.append((prefix, nice, rows))
+    if modules:  # a synced table of none of them (a setting's): under "Other", not missing
+        prefixes = {prefix for prefix, _ in modules}
+        rest = [(t, synced[t][0], synced[t][1], True, None, None) for t in sorted(synced)
+                if t.split("_", 1)[0] not in prefixes]
+        if rest:
+            out.append(("", "Other", rest))
     return out
 
 

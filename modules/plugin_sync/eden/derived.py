@@ -19,6 +19,8 @@ for the records that arrive (REMADE):
 - a person's availability rules (`pr_person_availability_rule`, from the
   availability's schedule, where pr.availability_json_rules is on): the
   table's own onaccept, once per availability written (rare);
+- a trackable's last presence (`sit_trackable.track_timestmp`): what Eden's
+  tracker sets with a presence, set-based (last_presence);
 - stock cards and their log (`inv_stock_card`, `inv_stock_log`, where
   inv.stock_cards is on): the table's `onimport`, as Eden's import calls it
   (on_import).
@@ -109,9 +111,25 @@ def on_import(db, tablename, uuids):
         _call(current.s3db.get_config(tablename, "onimport"), {"records": len(ids), "updated": ids})
 
 
+def last_presence(db, tablename, uuids):
+    """sit_trackable.track_timestmp, the time of a trackable's last presence, which Eden's tracker sets when it
+    records one (S3Trackable's __update_timestamp): for the trackables of these presences, the latest time of
+    their presences, where it is later than the one here; one statement per chunk."""
+    ptable, ttable, ph = db.sit_presence, db.sit_trackable, dialect.placeholder(db)
+    latest = "(SELECT MAX(p.%s) FROM %s p WHERE p.%s = %s.%s AND %s)" % (
+        ptable.timestmp._rname, ptable._rname, ptable.track_id._rname, ttable._rname, ttable.track_id._rname,
+        dialect.not_deleted(db, "p"))
+    for chunk in dialect.chunks(list(uuids)):
+        db.executesql("UPDATE %s SET %s = %s WHERE %s IN (SELECT %s FROM %s WHERE %s IN (%s)) AND (%s IS NULL OR %s < %s)"
+                      % (ttable._rname, ttable.track_timestmp._rname, latest, ttable.track_id._rname,
+                         ptable.track_id._rname, ptable._rname, ptable.uuid._rname, ",".join([ph] * len(chunk)),
+                         ttable.track_timestmp._rname, ttable.track_timestmp._rname, latest), placeholders=list(chunk))
+
+
 # {synced table: (the derived table its onaccept keeps, what remakes it here)}
 REMADE = {"hrm_training": ("hrm_trainings", person_courses),
-          "pr_person_availability": ("pr_person_availability_rule", availability_rules)}
+          "pr_person_availability": ("pr_person_availability_rule", availability_rules),
+          "sit_presence": ("sit_trackable", last_presence)}  # (a super table's field, not a table)
 
 
 def site_codes(db, tablename, uuids):

@@ -62,7 +62,8 @@ def deployment_tables(db):
     defines a model's tables only where its module is enabled (`S3Model.__init__`: `has_module`): so the tables
     of the enabled modules are those of `s3db.load(module)` for each module of `deployment_settings.modules`
     with a model, named `<module>_...`.  Of those, every table with a uuid and a modified_on syncs but the
-    never-list (and the super-entities), the derived ones (tables.DERIVED) and the map set-up (EDEN_SITE_TABLES).
+    never-list (and the super-entities), the derived ones (tables.DERIVED) and the map set-up (EDEN_SITE_TABLES);
+    and the tables of Eden's core models about their records (ALONGSIDE: the trackables' presence log).
     Loading every enabled module costs seconds: once, here; a request defines only the synced tables (prepare).
     """
     deployment = current.deployment_settings
@@ -97,7 +98,28 @@ def _read_deployment(db):
             left_out[name] = ("site-specific", MAP_SETUP)
         else:
             tables.append(name)
+    tables += alongside(db, tables)
     return Storage(tables=sorted(tables), left_out=left_out, modules=modules)  # (one order in every process)
+
+
+# Eden's tables of no module that hold data about the enabled modules' records: {table: the super-entity whose
+# records it is about}.  A trackable's presence log (s3track: where a person, a staff member, an asset, a vehicle
+# was reported, and when), kept by Eden's core `sit` models for every trackable table.
+ALONGSIDE = {"sit_presence": "sit_trackable"}
+
+
+def alongside(db, tables):
+    """The tables of ALONGSIDE whose super-entity a table of `tables` is an instance of, defined through s3db."""
+    get_config, out = current.s3db.get_config, []
+    supers = set()
+    for name in tables:
+        found = get_config(name, "super_entity") or ()
+        supers.update(found if isinstance(found, (list, tuple)) else [found])
+    for name, super_entity in ALONGSIDE.items():
+        if super_entity in supers and name not in tables and current.s3db.table(name) is not None \
+                and is_syncable(db[name]):
+            out.append(name)
+    return out
 
 
 def define(db, names):
@@ -121,11 +143,15 @@ def define(db, names):
 
 
 def module_names(db):
-    """[(module, Eden's name of it)] of the enabled modules, in the deployment's order (the dashboard's groups);
-    [] outside Eden."""
+    """[(module, Eden's name of it)] of the enabled modules, in the deployment's order, then Eden's core models
+    whose tables sync alongside (ALONGSIDE): the dashboard's groups; [] outside Eden."""
     if not is_eden(db):
         return []
-    return [(m, str(info.get("name_nice") or m)) for m, info in current.deployment_settings.modules.items()]
+    return [(m, str(info.get("name_nice") or m)) for m, info in current.deployment_settings.modules.items()] + [
+        (prefix, name) for prefix, name in CORE_MODELS]
+
+
+CORE_MODELS = (("sit", "Tracking"),)  # Eden's core models of ALONGSIDE's tables, as the dashboard names them
 
 
 def load_tables(db, settings, only=None):
