@@ -163,13 +163,19 @@ def rule_matches(db, tablename, rows, rule, resolve):
             offered[r["uuid"]] = (primary, {f: incoming(r, values, f) for f in rule.secondary})
     if not offered:
         return {}
-    column = table[first].lower() if rule.ignore_case and table[first].type in ("string", "text") else table[first]
+    def column(f):
+        return table[f].lower() if rule.ignore_case and table[f].type in ("string", "text") else table[f]
+
     fields = [table._id, table.uuid] + [table[f] for f in rule.primary + rule.secondary]
     query_extra = (table.deleted != True) if rule.ignore_deleted and "deleted" in table.fields else None  # noqa: E712
+    for i, f in enumerate(rule.primary[1:], 1):  # the other primary fields narrow it too (a first one such as an
+        values = sorted({p[i] for p, _ in offered.values()}, key=str)  # organisation is shared by thousands)
+        if len(values) <= 900:
+            query_extra = column(f).belongs(values) if query_extra is None else (query_extra & column(f).belongs(values))
     here = {}
     for chunk in chunks(sorted({p[0] for p, _ in offered.values()}, key=str)):
-        query = column.belongs(chunk) if query_extra is None else (column.belongs(chunk) & query_extra)
-        for r in db(query).select(*fields, orderby=table._id):
+        query = column(first).belongs(chunk) if query_extra is None else (column(first).belongs(chunk) & query_extra)
+        for r in db(query).select(*fields, orderby=table._id, cacheable=True):  # (plain rows: no lazy sets)
             primary = tuple(key(table[f], r[f]) for f in rule.primary)
             here.setdefault(primary, []).append((r.uuid, {f: key(table[f], r[f]) for f in rule.secondary}))
     found = {}
