@@ -293,3 +293,43 @@ def test_a_staff_record_given_a_site_on_both_sides_keeps_one_site_link(eden_inst
 
     fileio.import_from(db, s, from_b, name="b.csv")
     assert site_links(a, hr_uuid) == ["South Office"]
+
+
+def stock_cards(env, warehouse_uuid):
+    """[(item name, [(quantity in, balance, comments) of its log])] of the warehouse's stock cards."""
+    db, s3db = env["db"], env["s3db"]
+    site_id = row(env, "inv_warehouse", uuid=warehouse_uuid).site_id
+    cards, log = s3db.inv_stock_card, s3db.inv_stock_log
+    out = []
+    for card in db(cards.site_id == site_id).select(cards.id, cards.item_id):
+        entries = db(log.card_id == card.id).select(log.quantity_in, log.balance, log.comments, orderby=log.id)
+        out.append((db.supply_item[card.item_id].name, [(e.quantity_in, e.balance, e.comments) for e in entries]))
+    db.commit()
+    return out
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_stock_cards_are_made_on_arrival_where_the_deployment_keeps_them(eden_instance, backend):
+    extra = ("inv_warehouse", "supply_item", "supply_item_pack", "inv_inv_item")
+    a = eden_instance("a")
+    s = syncing(a, *extra)
+    org = make(a, "org_organisation", name="Alpha Relief")
+    store = make(a, "inv_warehouse", name="Alpha Store", organisation_id=org)
+    item = make(a, "supply_item", name="Tarpaulin", um="pc")
+    make(a, "supply_item_pack", item_id=item, name="pc", quantity=1)
+    bale = make(a, "supply_item_pack", item_id=item, name="bale", quantity=10)
+    db = a["db"]
+    make(a, "inv_inv_item", site_id=db.inv_warehouse[store].site_id, item_id=item, item_pack_id=bale, quantity=7)
+    warehouse = db.inv_warehouse[store].uuid
+    data = a_file(a, s)
+
+    b = eden_instance("b")  # Eden's default: no stock cards
+    fileio.import_from(b["db"], syncing(b, *extra), data, name="a.csv")
+    assert stock_cards(b, warehouse) == []
+    c = eden_instance("c")  # a deployment with stock cards (inv.stock_cards): made as Eden's import makes them
+    c["settings"].inv.stock_cards = True
+    try:
+        fileio.import_from(c["db"], syncing(c, *extra), data, name="a.csv")
+    finally:
+        c["settings"].inv.stock_cards = False
+    assert stock_cards(c, warehouse) == [("Tarpaulin", [(70, 70, "Import")])]  # 7 bales of 10, Eden's "Import"
