@@ -47,7 +47,7 @@ DERIVED = (
                       "(eden/derived.py)"),
     ("inv_stock_card", "made by Eden's stock functions (where inv.stock_cards is on): remade on arrival as Eden's "
                        "import makes it (the stock's onimport, eden/derived.py)"),
-    ("inv_stock_log", "as inv_stock_card, a card's movements"),
+    ("inv_stock_log", "a stock card's movements, made with it: remade on arrival with the card (eden/derived.py)"),
     ("stats_demographic_aggregate", "computed by Eden's aggregation task from demographic data, which an "
                                     "administrator runs (Eden's import does not either): each instance its own"),
     ("disease_stats_aggregate", "computed by Eden's aggregation task"),

@@ -31,6 +31,7 @@ the table's own onaccept, once per location that lacks one (rare), with
 `modified_on` left as it is (as Eden's import does around onaccept), so that
 the record's version stays the sender's.
 """
+import contextlib
 import random
 
 from gluon import current
@@ -196,31 +197,30 @@ def computed_fields(db, tablename, uuids):
 
 
 def onaccept_each(db, tablename, where, keys):
-    """The table's own onaccept for each record `where(keys)` selects, its version stamps kept (_stamps_kept)."""
+    """The table's own onaccept for each record `where(keys)` selects, its version stamps kept (stamps_kept)."""
     s3db, table = current.s3db, db[tablename]
     onaccept = s3db.get_config(tablename, "create_onaccept") or s3db.get_config(tablename, "onaccept")
     if not onaccept:
         return
-    with _stamps_kept(table):
+    with stamps_kept(table):
         for chunk in dialect.chunks(list(keys)):
             for row in db(where(chunk)).select():
                 _call(onaccept, Storage(vars=Storage(row.as_dict()), record_id=row.id))
 
 
-class _stamps_kept:
-    """While Eden's onaccept writes: the record's modified_on (and modified_by) stay (S3ImportItem.commit)."""
-
-    def __init__(self, table):
-        self.fields = [table[f] for f in ("modified_on", "modified_by") if f in table.fields]
-
-    def __enter__(self):
-        self.saved = [f.update for f in self.fields]
-        for f in self.fields:
-            f.update = None
-
-    def __exit__(self, *exc):
-        for f, update in zip(self.fields, self.saved):
-            f.update = update
+@contextlib.contextmanager
+def stamps_kept(table):
+    """pydal's update writes each field's `update` default (modified_on, modified_by): while Eden's own functions
+    write the receiver's bookkeeping (an onaccept's fields, a realm), the record's version stays the sender's (as
+    Eden's import keeps it around onaccept, S3ImportItem.commit)."""
+    saved = {f.name: f.update for f in table if f.update is not None}
+    for name in saved:
+        table[name].update = None
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            table[name].update = value
 
 
 def _call(onaccept, form):

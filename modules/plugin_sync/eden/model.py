@@ -1,6 +1,5 @@
 """Eden's data model for the engine: the synced tables defined through s3db, the settings' Eden defaults,
 and Eden's super-entities, realms, paths, approver and validators described as one entities.Model."""
-import contextlib
 import threading
 
 from gluon import current
@@ -297,26 +296,11 @@ def _realm_rule(db, realms):
         if tablename not in custom or not is_eden(db):
             return False
         table = db[tablename]
-        with _stamps_kept(table):
+        with derived.stamps_kept(table):
             for k in range(0, len(uuids), 900):
                 current.auth.set_realm_entity(table, table.uuid.belongs(uuids[k:k + 900]), force_update=True)
         return True
     return rule
-
-
-@contextlib.contextmanager
-def _stamps_kept(table):
-    """pydal's update writes each field's `update` default (modified_on, modified_by): the realm is the
-    receiver's bookkeeping, not an edit, so the record's version stays the sender's (as Eden's import keeps it
-    around onaccept)."""
-    saved = {f.name: f.update for f in table if f.update is not None}
-    for name in saved:
-        table[name].update = None
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            table[name].update = value
 
 
 def _on_demand(db, settings):
